@@ -1,0 +1,99 @@
+/*
+ * store: the durable event store of touchpointd, over LMDB. It owns the environment, the
+ * name dictionary and background compaction; callers see batches in and journeys out.
+ *
+ * Threads: store_write() from one thread at a time (the daemon's writer thread); every
+ * other function from any thread, concurrently. Every function returns a tp_status code
+ * (TP_OK, TP_INVALID_ARGUMENT, TP_NOT_FOUND, TP_RESOURCE_EXHAUSTED for a full disk,
+ * TP_INTERNAL) and, where it takes errbuf, a message in it.
+ */
+#ifndef TP_STORE_H
+#define TP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attribution/event.h"
+#include "touchpoint/v1/event.pb-c.h"
+
+struct store;
+
+struct store_options {
+	const char *path;  /* directory of the LMDB environment; created if missing */
+	size_t map_size;   /* initial map size in bytes (0: 1 GiB); grows by itself */
+	int nosync;        /* 1: no fdatasync (benchmarks of the CPU path only) */
+	size_t run_events; /* events per sorted run (0: the default, 65536) */
+};
+
+int store_open(struct store **sp, const struct store_options *o, char *errbuf, size_t errlen);
+void store_close(struct store *s);
+
+/*
+ * One client's batch, already validated. A group of batches is committed in one durable
+ * transaction: on TP_OK every event of every batch is on disk (or was already: dup[i] = 1).
+ * An event_id seen before (in the store, earlier in the group or earlier in the batch)
+ * is a duplicate and is not stored again.
+ */
+struct store_batch {
+	Touchpoint__V1__Event **events;
+	size_t n;
+	uint8_t *dup;        /* n flags, filled in */
+	uint32_t accepted;   /* filled in */
+	uint32_t duplicates; /* filled in */
+};
+
+int store_write(struct store *s, struct store_batch *const *batches, size_t nbatches);
+
+struct store_stats {
+	uint64_t events[6]; /* by enum attr_kind; [0] = total */
+	uint64_t duplicates;
+	uint64_t customers;   /* estimated (HyperLogLog), exact for small counts */
+	uint64_t store_bytes; /* bytes of the data file in use */
+	uint64_t map_size;
+	uint64_t runs;
+	uint64_t readers;
+};
+
+int store_stats(struct store *s, struct store_stats *st);
+
+/*
+ * One customer's journey after alias resolution: every event of the customer and of the
+ * ids aliased to it, in SPEC §3 order (time, touches before conversions, arrival).
+ * events[i] and view[i] describe the same event. TP_NOT_FOUND when there is none.
+ */
+struct store_journey {
+	char *customer_id;
+	char **aliases;
+	size_t naliases;
+	Touchpoint__V1__Event **events;
+	struct attr_event *view;
+	size_t n;
+};
+
+int store_journey(struct store *s, const char *customer_id, struct store_journey **jp);
+void store_journey_free(struct store_journey *j);
+
+/*
+ * Streams every customer's journey (after alias resolution, SPEC §3 order) to fn, one
+ * call per customer, in one consistent snapshot. Identify events are included (with
+ * traits), alias and spend events are not. fn returns non-zero to stop the scan; that
+ * value is returned. Memory is bounded by one journey plus the aliased customers.
+ */
+typedef int (*store_customer_fn)(void *arg, const char *customer_id, const struct attr_event *evs,
+                                 size_t n);
+
+int store_scan(struct store *s, store_customer_fn fn, void *arg);
+
+/* Spend events whose day lies in [from_day, to_day) (days since the epoch, UTC). */
+typedef int (*store_spend_fn)(void *arg, uint32_t channel, uint32_t campaign, int32_t day,
+                              double amount, const char *currency);
+
+int store_spend(struct store *s, int32_t from_day, int32_t to_day, store_spend_fn fn, void *arg);
+
+/* Interned names: thread-safe, stable for the life of the store. NULL if unknown. */
+const char *store_name(void *s, uint32_t id);
+
+/* A consistent compacted copy of the store into dir (created; must not exist). */
+int store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, size_t errlen);
+
+#endif /* TP_STORE_H */
