@@ -1,0 +1,59 @@
+/*
+ * validate: the event rules of SPEC §2, shared by touchpointd (which rejects a batch with
+ * any violation) and the client library (which may check before sending).
+ * Pure functions, thread-safe, no allocation: violations go into a caller-owned array.
+ */
+#ifndef TP_VALIDATE_H
+#define TP_VALIDATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "touchpoint/v1/event.pb-c.h"
+#include "touchpoint/v1/ingest.pb-c.h"
+
+/* Timestamps lie in [0, VALIDATE_TS_END_US): 1970-01-01 to 2200-01-01 exclusive, UTC. */
+#define VALIDATE_TS_END_US INT64_C(7258118400000000)
+
+struct validate_violation {
+	int32_t index;   /* event position in the batch; -1: the request itself */
+	char field[96];  /* "events[3].touch.channel" */
+	char reason[96]; /* "is 70 bytes, the limit is 64" */
+};
+
+struct validate_report {
+	struct validate_violation *v; /* caller's array of cap entries */
+	size_t cap;
+	size_t n;          /* violations stored in v (<= cap) */
+	size_t total;      /* violations found, including those beyond cap */
+	size_t bad_events; /* events with at least one violation */
+};
+
+void validate_report_init(struct validate_report *r, struct validate_violation *v, size_t cap);
+
+/* 1 if s[0..len) is valid UTF-8 (no overlongs, surrogates or code points > U+10FFFF). */
+int validate_utf8(const char *s, size_t len);
+
+/*
+ * Every rule on one decoded event; violations are named "events[index]....". Returns how
+ * many were found. A decoded string cannot show an embedded NUL (protobuf-c truncates at
+ * it): use validate_wire_strings() on the event's encoding for that.
+ */
+size_t validate_event(const Touchpoint__V1__Event *e, int32_t index, struct validate_report *r);
+
+/*
+ * Walks the wire encoding of a message of type d and reports every string field that
+ * contains a NUL byte, named prefix.field[k].sub... Returns how many were found;
+ * malformed input is reported once as a violation of prefix.
+ */
+size_t validate_wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+                             int32_t index, const char *prefix, struct validate_report *r);
+
+/*
+ * A whole batch: every event of req, and, when wire is not NULL, the NUL check on req's
+ * encoding (wire, len). Returns the number of invalid events (0: the batch is valid).
+ */
+size_t validate_send_request(const Touchpoint__V1__SendRequest *req, const uint8_t *wire,
+                             size_t len, struct validate_report *r);
+
+#endif /* TP_VALIDATE_H */
