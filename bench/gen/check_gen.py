@@ -113,6 +113,9 @@ def main():
           "NDJSON and CSV carry the same stream")
     check(all(isinstance(o["timestamp_us"], int) for o in objs), "integer timestamp_us")
     check(all("traits" in o for o in objs if o["type"] == "identify"), "NDJSON traits object")
+    us = gen("--events", "50", "--timestamp-us").splitlines()
+    check(us[0] == HEADER.replace(",timestamp,", ",timestamp_us,"), "timestamp_us column")
+    check(all(line.split(",")[3].isdigit() for line in us[1:]), "integer timestamp_us values")
 
     bad = subprocess.run([sys.executable, GEN, "--channels", "7"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)

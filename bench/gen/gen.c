@@ -325,8 +325,8 @@ struct gen_event {
 };
 
 static const char gen_header[] =
-    "event_id,customer_id,type,timestamp,channel,campaign,source,medium,interaction,cost,"
-    "value,currency,name,previous_id,day,amount,trait.plan,trait.country\n";
+    "channel,campaign,source,medium,interaction,cost,value,currency,name,previous_id,day,"
+    "amount,trait.plan,trait.country\n";
 
 static void
 gen_json_str(struct gen *g, const char *key, const char *v, int *first)
@@ -767,7 +767,8 @@ gen_run(struct gen *g)
 
 	for (i = 0; i < g->days; i++)
 		wtot += gen_weekday_w[(g->start_us / GEN_US_PER_DAY + i + 3) % 7];
-	if (!g->ndjson && fputs(gen_header, g->out) == EOF)
+	if (!g->ndjson && fprintf(g->out, "event_id,customer_id,type,%s,%s",
+	                          g->ts_us ? "timestamp_us" : "timestamp", gen_header) < 0)
 		return -1;
 	nday = 0;
 	for (;;) {
