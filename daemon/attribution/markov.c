@@ -1,0 +1,1075 @@
+/*
+ * markov: the Markov-chain removal-effect model of SPEC §4, solved exactly (no simulation)
+ * over a sparse state graph: hash-consed order-k states, CSR transitions, SCC-wise solves.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "touchpoint/touchpoint.h"
+
+#define MK_MAXK 4
+#ifndef MK_DENSE_MAX
+#define MK_DENSE_MAX 48 /* SCCs up to this size are solved by Gaussian elimination */
+#endif
+#define MK_TOL        1e-15 /* Gauss–Seidel stops when the largest update is below this, relative */
+#define MK_MAX_SWEEPS 1000000 /* a safety net; only chains that almost never end get near it */
+#define MK_MAX_STATES (UINT32_MAX / 2)
+#define MK_NONE       UINT32_MAX
+#define MK_EMPTY      UINT64_MAX
+
+/* The chain while it is being counted: states and aggregated transition weights. */
+struct mk_build {
+	uint32_t *keys; /* MK_MAXK units per state */
+	uint8_t *klen;  /* 0 for (start) */
+	double *wconv, *wnull, *vsum;
+	size_t n, cap;
+	uint32_t *stab; /* open addressing: state id, MK_NONE empty */
+	size_t scap;
+	uint64_t *ekey; /* from << 32 | to, MK_EMPTY empty */
+	double *ew;
+	size_t ne, ecap;
+};
+
+/* The chain ready to solve, renumbered so that SCCs are contiguous, sinks first. */
+struct mk_chain {
+	size_t n, ne;
+	size_t *rp;    /* forward CSR */
+	uint32_t *col; /* successor */
+	double *p;     /* its probability */
+	size_t *qp;    /* reverse CSR (structure only) */
+	uint32_t *qcol;
+	double *r, *g; /* P(s -> conversion), value rate vsum/wout */
+	uint32_t *scc;
+	uint32_t start;
+	size_t *up; /* per unit, the states containing it */
+	uint32_t *ust;
+};
+
+/* Work space of the solver. */
+struct mk_solver {
+	const struct mk_chain *c;
+	double *x, *z;   /* absorption into conversion, expected value */
+	uint64_t *bits;  /* states to solve */
+	uint32_t *grp;   /* one SCC's members */
+	int32_t *loc;    /* dense index in the current SCC, -1 elsewhere */
+	double *a, *b;   /* dense system */
+	uint32_t *mark;  /* per removal: epoch * 2 = ancestor, epoch * 2 + 1 = removed */
+	uint32_t *queue; /* ancestors found, for restoring afterwards */
+};
+
+static void
+mk_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errbuf == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t
+mk_mix(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint64_t
+mk_hash_key(const uint32_t *u, uint32_t len)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL + len;
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		h = mk_mix(h ^ ((uint64_t)u[i] + 0x632be59bd9b4e019ULL * (i + 1)));
+	return h;
+}
+
+static int
+mk_grow_states(struct mk_build *b)
+{
+	size_t ncap = b->cap ? b->cap * 2 : 1024, i;
+	uint32_t *keys;
+	uint8_t *klen;
+	double *a, *c, *v;
+
+	if (ncap > MK_MAX_STATES)
+		return TP_RESOURCE_EXHAUSTED;
+	keys = realloc(b->keys, ncap * MK_MAXK * sizeof(*keys));
+	if (keys == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	b->keys = keys;
+	klen = realloc(b->klen, ncap);
+	if (klen == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	b->klen = klen;
+	a = realloc(b->wconv, ncap * sizeof(double));
+	if (a == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	b->wconv = a;
+	c = realloc(b->wnull, ncap * sizeof(double));
+	if (c == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	b->wnull = c;
+	v = realloc(b->vsum, ncap * sizeof(double));
+	if (v == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	b->vsum = v;
+	for (i = b->cap; i < ncap; i++)
+		b->wconv[i] = b->wnull[i] = b->vsum[i] = 0;
+	b->cap = ncap;
+	return TP_OK;
+}
+
+static int
+mk_rehash_states(struct mk_build *b, size_t ncap)
+{
+	uint32_t *t;
+	size_t i, j, mask = ncap - 1;
+
+	t = malloc(ncap * sizeof(*t));
+	if (t == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	memset(t, 0xff, ncap * sizeof(*t));
+	for (i = 0; i < b->n; i++) {
+		j = mk_hash_key(b->keys + i * MK_MAXK, b->klen[i]) & mask;
+		while (t[j] != MK_NONE)
+			j = (j + 1) & mask;
+		t[j] = (uint32_t)i;
+	}
+	free(b->stab);
+	b->stab = t;
+	b->scap = ncap;
+	return TP_OK;
+}
+
+/* The id of state u[0..len-1], created on first sight. */
+static int
+mk_intern(struct mk_build *b, const uint32_t *u, uint32_t len, uint32_t *id)
+{
+	size_t j, mask;
+	uint32_t s;
+	int rv;
+
+	if ((b->n + 1) * 2 > b->scap && (rv = mk_rehash_states(b, b->scap * 2)) != TP_OK)
+		return rv;
+	mask = b->scap - 1;
+	j = mk_hash_key(u, len) & mask;
+	while ((s = b->stab[j]) != MK_NONE) {
+		if (b->klen[s] == len && memcmp(b->keys + (size_t)s * MK_MAXK, u, len * 4) == 0) {
+			*id = s;
+			return TP_OK;
+		}
+		j = (j + 1) & mask;
+	}
+	if (b->n == b->cap && (rv = mk_grow_states(b)) != TP_OK)
+		return rv;
+	s = (uint32_t)b->n++;
+	memset(b->keys + (size_t)s * MK_MAXK, 0, MK_MAXK * 4);
+	memcpy(b->keys + (size_t)s * MK_MAXK, u, len * 4);
+	b->klen[s] = (uint8_t)len;
+	b->stab[j] = s;
+	*id = s;
+	return TP_OK;
+}
+
+static int
+mk_rehash_edges(struct mk_build *b, size_t ncap)
+{
+	uint64_t *k;
+	double *w;
+	size_t i, j, mask = ncap - 1;
+
+	k = malloc(ncap * sizeof(*k));
+	w = malloc(ncap * sizeof(*w));
+	if (k == NULL || w == NULL) {
+		free(k);
+		free(w);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	memset(k, 0xff, ncap * sizeof(*k));
+	for (i = 0; i < b->ecap; i++) {
+		if (b->ekey[i] == MK_EMPTY)
+			continue;
+		j = mk_mix(b->ekey[i]) & mask;
+		while (k[j] != MK_EMPTY)
+			j = (j + 1) & mask;
+		k[j] = b->ekey[i];
+		w[j] = b->ew[i];
+	}
+	free(b->ekey);
+	free(b->ew);
+	b->ekey = k;
+	b->ew = w;
+	b->ecap = ncap;
+	return TP_OK;
+}
+
+static int
+mk_add_edge(struct mk_build *b, uint32_t from, uint32_t to, double w)
+{
+	uint64_t key = (uint64_t)from << 32 | to;
+	size_t j, mask;
+	int rv;
+
+	if ((b->ne + 1) * 2 > b->ecap && (rv = mk_rehash_edges(b, b->ecap * 2)) != TP_OK)
+		return rv;
+	mask = b->ecap - 1;
+	j = mk_mix(key) & mask;
+	while (b->ekey[j] != MK_EMPTY) {
+		if (b->ekey[j] == key) {
+			b->ew[j] += w;
+			return TP_OK;
+		}
+		j = (j + 1) & mask;
+	}
+	b->ekey[j] = key;
+	b->ew[j] = w;
+	b->ne++;
+	return TP_OK;
+}
+
+static void
+mk_build_free(struct mk_build *b)
+{
+	free(b->keys);
+	free(b->klen);
+	free(b->wconv);
+	free(b->wnull);
+	free(b->vsum);
+	free(b->stab);
+	free(b->ekey);
+	free(b->ew);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Count every path's transitions; consecutive identical states are merged. */
+static int
+mk_count(struct mk_build *b, const struct attr_table *t, int k)
+{
+	uint32_t win[MK_MAXK] = { 0 }, start, prev, id;
+	size_t i, j, nwin;
+	double w;
+	int rv;
+
+	if ((rv = mk_rehash_states(b, 1024)) != TP_OK || (rv = mk_rehash_edges(b, 1024)) != TP_OK)
+		return rv;
+	if ((rv = mk_intern(b, win, 0, &start)) != TP_OK)
+		return rv;
+	for (i = 0; i < t->npaths; i++) {
+		const struct attr_path *p = &t->paths[i];
+
+		w = p->conversions + p->nulls;
+		if (w <= 0)
+			continue;
+		prev = start;
+		nwin = p->len < (uint32_t)k ? 1 : p->len - (uint32_t)k + 1;
+		for (j = 0; j < nwin; j++) {
+			uint32_t len = p->len < (uint32_t)k ? p->len : (uint32_t)k;
+
+			memcpy(win, p->units + j, len * sizeof(*win));
+			if ((rv = mk_intern(b, win, len, &id)) != TP_OK)
+				return rv;
+			if (id == prev)
+				continue;
+			if ((rv = mk_add_edge(b, prev, id, w)) != TP_OK)
+				return rv;
+			prev = id;
+		}
+		b->wconv[prev] += p->conversions;
+		b->wnull[prev] += p->nulls;
+		if (p->conversions > 0)
+			b->vsum[prev] += p->value;
+	}
+	return TP_OK;
+}
+
+/*
+ * Tarjan's SCC algorithm without recursion (chains have millions of states). Returns
+ * in order[] the states grouped by SCC, sink SCCs first, each SCC in DFS postorder, so
+ * that a Gauss–Seidel sweep in this order meets most successors before their
+ * predecessors; scc[] gets the SCC number of each state.
+ */
+static int
+mk_tarjan(size_t n, const size_t *rp, const uint32_t *col, uint32_t *order, uint32_t *scc)
+{
+	uint32_t *idx = NULL, *low = NULL, *stk = NULL, *cs = NULL, *post = NULL, *cnt = NULL;
+	size_t *cpos = NULL, sp = 0, csp = 0, next = 0, npost = 0, nscc = 0, i;
+	uint8_t *on = NULL;
+	int rv = TP_RESOURCE_EXHAUSTED;
+
+	idx = malloc(n * sizeof(*idx));
+	low = malloc(n * sizeof(*low));
+	stk = malloc(n * sizeof(*stk));
+	cs = malloc(n * sizeof(*cs));
+	cpos = malloc(n * sizeof(*cpos));
+	post = malloc(n * sizeof(*post));
+	on = calloc(n, 1);
+	if (idx == NULL || low == NULL || stk == NULL || cs == NULL || cpos == NULL ||
+	    post == NULL || on == NULL)
+		goto fail;
+	memset(idx, 0xff, n * sizeof(*idx));
+	for (i = 0; i < n; i++) {
+		if (idx[i] != MK_NONE)
+			continue;
+		idx[i] = low[i] = (uint32_t)next++;
+		stk[sp++] = (uint32_t)i;
+		on[i] = 1;
+		cs[csp] = (uint32_t)i;
+		cpos[csp++] = rp[i];
+		while (csp > 0) {
+			uint32_t v = cs[csp - 1];
+
+			if (cpos[csp - 1] < rp[v + 1]) {
+				uint32_t w = col[cpos[csp - 1]++];
+
+				if (idx[w] == MK_NONE) {
+					idx[w] = low[w] = (uint32_t)next++;
+					stk[sp++] = w;
+					on[w] = 1;
+					cs[csp] = w;
+					cpos[csp++] = rp[w];
+				} else if (on[w] && idx[w] < low[v]) {
+					low[v] = idx[w];
+				}
+				continue;
+			}
+			post[npost++] = v;
+			csp--;
+			if (csp > 0 && low[v] < low[cs[csp - 1]])
+				low[cs[csp - 1]] = low[v];
+			if (low[v] == idx[v]) {
+				uint32_t w;
+
+				do {
+					w = stk[--sp];
+					on[w] = 0;
+					scc[w] = (uint32_t)nscc;
+				} while (w != v);
+				nscc++;
+			}
+		}
+	}
+	/* Stable counting sort of the postorder by SCC number. */
+	cnt = calloc(nscc + 1, sizeof(*cnt));
+	if (cnt == NULL)
+		goto fail;
+	for (i = 0; i < n; i++)
+		cnt[scc[i] + 1]++;
+	for (i = 0; i < nscc; i++)
+		cnt[i + 1] += cnt[i];
+	for (i = 0; i < n; i++)
+		order[cnt[scc[post[i]]]++] = post[i];
+	rv = TP_OK;
+fail:
+	free(idx);
+	free(low);
+	free(stk);
+	free(cs);
+	free(cpos);
+	free(post);
+	free(on);
+	free(cnt);
+	return rv;
+}
+
+static void
+mk_chain_free(struct mk_chain *c)
+{
+	free(c->rp);
+	free(c->col);
+	free(c->p);
+	free(c->qp);
+	free(c->qcol);
+	free(c->r);
+	free(c->g);
+	free(c->scc);
+	free(c->up);
+	free(c->ust);
+	memset(c, 0, sizeof(*c));
+}
+
+/*
+ * From the counts to the solvable chain. orp/ocol/ow receive the forward CSR in the
+ * original numbering (the transition matrix output uses it).
+ */
+static int
+mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, size_t **orpp,
+              uint32_t **ocolp, double **owp)
+{
+	size_t n = b->n, ne = b->ne, i, e, *orp = NULL;
+	uint32_t *ocol = NULL, *order = NULL, *newid = NULL, *oscc = NULL;
+	double *ow = NULL, *wout = NULL;
+	int rv = TP_RESOURCE_EXHAUSTED;
+
+	c->n = n;
+	c->ne = ne;
+	orp = calloc(n + 1, sizeof(*orp));
+	ocol = malloc((ne ? ne : 1) * sizeof(*ocol));
+	ow = malloc((ne ? ne : 1) * sizeof(*ow));
+	wout = calloc(n, sizeof(*wout));
+	order = malloc(n * sizeof(*order));
+	newid = malloc(n * sizeof(*newid));
+	oscc = malloc(n * sizeof(*oscc));
+	c->rp = calloc(n + 1, sizeof(*c->rp));
+	c->col = malloc((ne ? ne : 1) * sizeof(*c->col));
+	c->p = malloc((ne ? ne : 1) * sizeof(*c->p));
+	c->qp = calloc(n + 1, sizeof(*c->qp));
+	c->qcol = malloc((ne ? ne : 1) * sizeof(*c->qcol));
+	c->r = malloc(n * sizeof(*c->r));
+	c->g = malloc(n * sizeof(*c->g));
+	c->scc = malloc(n * sizeof(*c->scc));
+	c->up = calloc((size_t)nunits + 1, sizeof(*c->up));
+	if (orp == NULL || ocol == NULL || ow == NULL || wout == NULL || order == NULL ||
+	    newid == NULL || oscc == NULL || c->rp == NULL || c->col == NULL || c->p == NULL ||
+	    c->qp == NULL || c->qcol == NULL || c->r == NULL || c->g == NULL || c->scc == NULL ||
+	    c->up == NULL)
+		goto fail;
+
+	/* Original-numbering CSR by counting sort on the source state. */
+	for (e = 0; e < b->ecap; e++) {
+		if (b->ekey[e] != MK_EMPTY)
+			orp[(b->ekey[e] >> 32) + 1]++;
+	}
+	for (i = 0; i < n; i++)
+		orp[i + 1] += orp[i];
+	for (e = 0; e < b->ecap; e++) {
+		uint32_t from;
+		size_t at;
+
+		if (b->ekey[e] == MK_EMPTY)
+			continue;
+		from = (uint32_t)(b->ekey[e] >> 32);
+		at = orp[from]++;
+		ocol[at] = (uint32_t)b->ekey[e];
+		ow[at] = b->ew[e];
+		wout[from] += b->ew[e];
+	}
+	for (i = n; i > 0; i--)
+		orp[i] = orp[i - 1];
+	orp[0] = 0;
+	for (i = 0; i < n; i++)
+		wout[i] += b->wconv[i] + b->wnull[i];
+
+	if ((rv = mk_tarjan(n, orp, ocol, order, oscc)) != TP_OK)
+		goto fail;
+	rv = TP_RESOURCE_EXHAUSTED;
+	for (i = 0; i < n; i++)
+		newid[order[i]] = (uint32_t)i;
+	c->start = newid[0];
+
+	/* Renumbered forward CSR with probabilities, and the reverse structure. */
+	for (i = 0; i < n; i++) {
+		uint32_t o = order[i];
+		double wo = wout[o];
+
+		c->rp[i + 1] = c->rp[i] + (orp[o + 1] - orp[o]);
+		for (e = orp[o]; e < orp[o + 1]; e++) {
+			size_t at = c->rp[i] + (e - orp[o]);
+
+			c->col[at] = newid[ocol[e]];
+			c->p[at] = wo > 0 ? ow[e] / wo : 0;
+			c->qp[c->col[at] + 1]++;
+		}
+		c->r[i] = wo > 0 ? b->wconv[o] / wo : 0;
+		c->g[i] = wo > 0 ? b->vsum[o] / wo : 0;
+		c->scc[i] = oscc[o];
+	}
+	for (i = 0; i < n; i++)
+		c->qp[i + 1] += c->qp[i];
+	for (i = 0; i < n; i++) {
+		for (e = c->rp[i]; e < c->rp[i + 1]; e++)
+			c->qcol[c->qp[c->col[e]]++] = (uint32_t)i;
+	}
+	for (i = n; i > 0; i--)
+		c->qp[i] = c->qp[i - 1];
+	c->qp[0] = 0;
+
+	/* Per unit, the states holding it (each state once per distinct unit). */
+	for (i = 0; i < n; i++) {
+		const uint32_t *u = b->keys + (size_t)order[i] * MK_MAXK;
+		uint32_t len = b->klen[order[i]], j, l;
+
+		for (j = 0; j < len; j++) {
+			for (l = 0; l < j && u[l] != u[j]; l++)
+				;
+			if (l == j)
+				c->up[u[j] + 1]++;
+		}
+	}
+	for (i = 0; i < nunits; i++)
+		c->up[i + 1] += c->up[i];
+	c->ust = malloc((c->up[nunits] ? c->up[nunits] : 1) * sizeof(*c->ust));
+	if (c->ust == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		const uint32_t *u = b->keys + (size_t)order[i] * MK_MAXK;
+		uint32_t len = b->klen[order[i]], j, l;
+
+		for (j = 0; j < len; j++) {
+			for (l = 0; l < j && u[l] != u[j]; l++)
+				;
+			if (l == j)
+				c->ust[c->up[u[j]]++] = (uint32_t)i;
+		}
+	}
+	for (i = nunits; i > 0; i--)
+		c->up[i] = c->up[i - 1];
+	c->up[0] = 0;
+
+	*orpp = orp;
+	*ocolp = ocol;
+	*owp = ow;
+	orp = NULL;
+	ocol = NULL;
+	ow = NULL;
+	rv = TP_OK;
+fail:
+	free(orp);
+	free(ocol);
+	free(ow);
+	free(wout);
+	free(order);
+	free(newid);
+	free(oscc);
+	return rv;
+}
+
+/* Gaussian elimination with partial pivoting on the m x m system a with 2 right sides. */
+static void
+mk_dense(double *a, double *b, size_t m)
+{
+	size_t i, j, k, piv;
+
+	for (k = 0; k < m; k++) {
+		piv = k;
+		for (i = k + 1; i < m; i++) {
+			if (fabs(a[i * m + k]) > fabs(a[piv * m + k]))
+				piv = i;
+		}
+		if (piv != k) {
+			for (j = 0; j < m; j++) {
+				double t = a[k * m + j];
+
+				a[k * m + j] = a[piv * m + j];
+				a[piv * m + j] = t;
+			}
+			for (j = 0; j < 2; j++) {
+				double t = b[k * 2 + j];
+
+				b[k * 2 + j] = b[piv * 2 + j];
+				b[piv * 2 + j] = t;
+			}
+		}
+		for (i = k + 1; i < m; i++) {
+			double f = a[i * m + k] / a[k * m + k];
+
+			if (f == 0)
+				continue;
+			for (j = k; j < m; j++)
+				a[i * m + j] -= f * a[k * m + j];
+			b[i * 2] -= f * b[k * 2];
+			b[i * 2 + 1] -= f * b[k * 2 + 1];
+		}
+	}
+	for (k = m; k-- > 0;) {
+		for (j = k + 1; j < m; j++) {
+			b[k * 2] -= a[k * m + j] * b[j * 2];
+			b[k * 2 + 1] -= a[k * m + j] * b[j * 2 + 1];
+		}
+		b[k * 2] /= a[k * m + k];
+		b[k * 2 + 1] /= a[k * m + k];
+	}
+}
+
+/* One Gauss–Seidel update of state v; the changes of x and z go to d[0], d[1]. */
+static void
+mk_update(struct mk_solver *s, uint32_t v, double *d)
+{
+	const struct mk_chain *c = s->c;
+	double sx = c->r[v], sz = c->g[v], diag = 0;
+	size_t e;
+
+	for (e = c->rp[v]; e < c->rp[v + 1]; e++) {
+		uint32_t t = c->col[e];
+
+		if (t == v) {
+			diag += c->p[e];
+			continue;
+		}
+		sx += c->p[e] * s->x[t];
+		sz += c->p[e] * s->z[t];
+	}
+	if (diag > 0) {
+		sx /= 1 - diag;
+		sz /= 1 - diag;
+	}
+	d[0] = fabs(sx - s->x[v]);
+	d[1] = fabs(sz - s->z[v]);
+	s->x[v] = sx;
+	s->z[v] = sz;
+}
+
+/* Solve x = Qx + r and z = Qz + g on the states of one SCC (grp[0..m-1]). */
+static int
+mk_solve_group(struct mk_solver *s, size_t m)
+{
+	const struct mk_chain *c = s->c;
+	size_t i, j, e, sweep;
+	double d[2];
+
+	if (m == 1) {
+		mk_update(s, s->grp[0], d);
+		return TP_OK;
+	}
+	if (m <= MK_DENSE_MAX) {
+		for (i = 0; i < m; i++)
+			s->loc[s->grp[i]] = (int32_t)i;
+		for (i = 0; i < m; i++) {
+			uint32_t v = s->grp[i];
+
+			for (j = 0; j < m; j++)
+				s->a[i * m + j] = i == j;
+			s->b[i * 2] = c->r[v];
+			s->b[i * 2 + 1] = c->g[v];
+			for (e = c->rp[v]; e < c->rp[v + 1]; e++) {
+				uint32_t t = c->col[e];
+
+				if (s->loc[t] >= 0) {
+					s->a[i * m + (size_t)s->loc[t]] -= c->p[e];
+				} else {
+					s->b[i * 2] += c->p[e] * s->x[t];
+					s->b[i * 2 + 1] += c->p[e] * s->z[t];
+				}
+			}
+		}
+		mk_dense(s->a, s->b, m);
+		for (i = 0; i < m; i++) {
+			s->x[s->grp[i]] = s->b[i * 2];
+			s->z[s->grp[i]] = s->b[i * 2 + 1];
+			s->loc[s->grp[i]] = -1;
+		}
+		return TP_OK;
+	}
+	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
+		double dx = 0, dz = 0, mx = 0, mz = 0;
+
+		for (i = 0; i < m; i++) {
+			uint32_t v = s->grp[i];
+
+			mk_update(s, v, d);
+			dx = d[0] > dx ? d[0] : dx;
+			dz = d[1] > dz ? d[1] : dz;
+			mx = s->x[v] > mx ? s->x[v] : mx;
+			mz = s->z[v] > mz ? s->z[v] : mz;
+		}
+		if (dx <= MK_TOL * mx && dz <= MK_TOL * mz)
+			return TP_OK;
+	}
+	return TP_INTERNAL;
+}
+
+/* Solve every state flagged in bits, SCC by SCC, sinks first; clears the flags. */
+static int
+mk_solve(struct mk_solver *s)
+{
+	const struct mk_chain *c = s->c;
+	size_t w, nw = (c->n + 63) / 64, m = 0;
+	int rv;
+
+	for (w = 0; w < nw; w++) {
+		uint64_t bits = s->bits[w];
+
+		s->bits[w] = 0;
+		while (bits != 0) {
+			uint32_t v = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+
+			bits &= bits - 1;
+			if (m > 0 && c->scc[v] != c->scc[s->grp[0]]) {
+				if ((rv = mk_solve_group(s, m)) != TP_OK)
+					return rv;
+				m = 0;
+			}
+			s->grp[m++] = v;
+		}
+	}
+	if (m > 0 && (rv = mk_solve_group(s, m)) != TP_OK)
+		return rv;
+	return TP_OK;
+}
+
+/*
+ * Removing unit u: its states go to (null), so they read 0, and only their ancestors
+ * change. Leaves P₋u(conv) in *pconv and the expected value Σ q₋u,s·m_s in *pval, then
+ * restores x and z from the full solution.
+ */
+static int
+mk_remove(struct mk_solver *s, uint32_t u, uint32_t epoch, const double *xf, const double *zf,
+          double *pconv, double *pval)
+{
+	const struct mk_chain *c = s->c;
+	uint32_t anc = epoch * 2, rem = epoch * 2 + 1;
+	size_t i, e, head = 0, tail = 0;
+	int rv;
+
+	for (i = c->up[u]; i < c->up[u + 1]; i++) {
+		uint32_t v = c->ust[i];
+
+		s->mark[v] = rem;
+		s->x[v] = s->z[v] = 0;
+	}
+	for (i = c->up[u]; i < c->up[u + 1]; i++) {
+		uint32_t v = c->ust[i];
+
+		for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+			uint32_t a = c->qcol[e];
+
+			if (s->mark[a] == anc || s->mark[a] == rem)
+				continue;
+			s->mark[a] = anc;
+			s->queue[tail++] = a;
+		}
+	}
+	while (head < tail) {
+		uint32_t v = s->queue[head++];
+
+		s->bits[v / 64] |= (uint64_t)1 << (v % 64);
+		for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+			uint32_t a = c->qcol[e];
+
+			if (s->mark[a] == anc || s->mark[a] == rem)
+				continue;
+			s->mark[a] = anc;
+			s->queue[tail++] = a;
+		}
+	}
+	rv = mk_solve(s);
+	*pconv = s->x[c->start];
+	*pval = s->z[c->start];
+	for (i = 0; i < tail; i++) {
+		s->x[s->queue[i]] = xf[s->queue[i]];
+		s->z[s->queue[i]] = zf[s->queue[i]];
+	}
+	for (i = c->up[u]; i < c->up[u + 1]; i++) {
+		s->x[c->ust[i]] = xf[c->ust[i]];
+		s->z[c->ust[i]] = zf[c->ust[i]];
+	}
+	return rv;
+}
+
+/* "a > b > c", or "(start)" for the empty state. */
+static char *
+mk_state_name(const struct attr_table *t, const uint32_t *u, uint32_t len)
+{
+	char num[16], *out;
+	const char *nm[MK_MAXK];
+	size_t total = 0, at = 0, l;
+	uint32_t i;
+
+	if (len == 0)
+		return strdup("(start)");
+	for (i = 0; i < len; i++) {
+		if (t->unit_names != NULL && t->unit_names[u[i]] != NULL) {
+			nm[i] = t->unit_names[u[i]];
+		} else {
+			nm[i] = NULL;
+		}
+		if (nm[i] != NULL) {
+			total += strlen(nm[i]);
+		} else {
+			total += (size_t)snprintf(num, sizeof(num), "%u", u[i]);
+		}
+		total += i > 0 ? 3 : 0;
+	}
+	out = malloc(total + 1);
+	if (out == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		if (i > 0) {
+			memcpy(out + at, " > ", 3);
+			at += 3;
+		}
+		if (nm[i] != NULL) {
+			l = strlen(nm[i]);
+			memcpy(out + at, nm[i], l);
+		} else {
+			l = (size_t)snprintf(out + at, total + 1 - at, "%u", u[i]);
+		}
+		at += l;
+	}
+	out[at] = '\0';
+	return out;
+}
+
+static int
+mk_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+mk_add_tr(struct attr_markov_matrix *mat, const char *from, const char *to, double p)
+{
+	struct attr_transition *tr = &mat->t[mat->n];
+
+	tr->from = strdup(from);
+	tr->to = strdup(to);
+	tr->probability = p;
+	mat->n++;
+	if (tr->from == NULL || tr->to == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	return TP_OK;
+}
+
+/*
+ * The transition matrix: rows in order of first appearance, (start) first; in a row the
+ * states by first appearance, then (conversion) and (null). Zero entries are left out.
+ */
+static int
+mk_matrix(const struct attr_table *t, const struct mk_build *b, const size_t *orp,
+          const uint32_t *ocol, const double *ow, struct attr_markov_matrix *mat)
+{
+	char **names = NULL;
+	uint64_t *row = NULL;
+	size_t n = b->n, i, e, cap, maxrow = 0;
+	int rv = TP_RESOURCE_EXHAUSTED;
+
+	cap = b->ne + 2 * n;
+	mat->t = calloc(cap ? cap : 1, sizeof(*mat->t));
+	names = calloc(n, sizeof(*names));
+	if (mat->t == NULL || names == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		names[i] = mk_state_name(t, b->keys + i * MK_MAXK, b->klen[i]);
+		if (names[i] == NULL)
+			goto fail;
+		if (orp[i + 1] - orp[i] > maxrow)
+			maxrow = orp[i + 1] - orp[i];
+	}
+	row = malloc((maxrow ? maxrow : 1) * sizeof(*row));
+	if (row == NULL)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		double wo = b->wconv[i] + b->wnull[i];
+		size_t m = orp[i + 1] - orp[i];
+
+		for (e = orp[i]; e < orp[i + 1]; e++)
+			wo += ow[e];
+		if (wo <= 0)
+			continue;
+		/* Sort the row by target, carrying the edge index along in the low bits. */
+		for (e = 0; e < m; e++)
+			row[e] = (uint64_t)ocol[orp[i] + e] << 32 | (uint32_t)e;
+		qsort(row, m, sizeof(*row), mk_cmp_u64);
+		for (e = 0; e < m; e++) {
+			size_t at = orp[i] + (uint32_t)row[e];
+
+			if ((rv = mk_add_tr(mat, names[i], names[ocol[at]], ow[at] / wo)) != TP_OK)
+				goto fail;
+		}
+		if (b->wconv[i] > 0 &&
+		    (rv = mk_add_tr(mat, names[i], "(conversion)", b->wconv[i] / wo)) != TP_OK)
+			goto fail;
+		if (b->wnull[i] > 0 &&
+		    (rv = mk_add_tr(mat, names[i], "(null)", b->wnull[i] / wo)) != TP_OK)
+			goto fail;
+		rv = TP_RESOURCE_EXHAUSTED;
+	}
+	rv = TP_OK;
+fail:
+	if (names != NULL) {
+		for (i = 0; i < n; i++)
+			free(names[i]);
+	}
+	free(names);
+	free(row);
+	if (rv != TP_OK)
+		attr_markov_matrix_free(mat);
+	return rv;
+}
+
+static int
+mk_check(const struct attr_table *t, int order, const struct attr_credit *out, char *errbuf,
+         size_t errlen)
+{
+	size_t i;
+	uint32_t j;
+
+	if (order < 1 || order > MK_MAXK) {
+		mk_err(errbuf, errlen, "order: must be 1..%d, not %d", MK_MAXK, order);
+		return TP_INVALID_ARGUMENT;
+	}
+	if (t == NULL || out == NULL || out->conversions == NULL || out->value == NULL ||
+	    (t->npaths > 0 && t->paths == NULL)) {
+		mk_err(errbuf, errlen, "markov: missing table or output");
+		return TP_INVALID_ARGUMENT;
+	}
+	for (i = 0; i < t->npaths; i++) {
+		const struct attr_path *p = &t->paths[i];
+
+		if (p->len == 0 || p->units == NULL) {
+			mk_err(errbuf, errlen, "paths[%zu]: empty path", i);
+			return TP_INVALID_ARGUMENT;
+		}
+		if (!(p->conversions >= 0) || !(p->nulls >= 0) || !(p->value >= 0) ||
+		    !isfinite(p->conversions) || !isfinite(p->nulls) || !isfinite(p->value)) {
+			mk_err(errbuf, errlen,
+			       "paths[%zu]: counts and value must be finite and >= 0", i);
+			return TP_INVALID_ARGUMENT;
+		}
+		for (j = 0; j < p->len; j++) {
+			if (p->units[j] >= t->nunits) {
+				mk_err(errbuf, errlen,
+				       "paths[%zu].units[%u]: %u is not below nunits %u", i, j,
+				       p->units[j], t->nunits);
+				return TP_INVALID_ARGUMENT;
+			}
+		}
+	}
+	return TP_OK;
+}
+
+int
+attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
+            struct attr_markov_matrix *mat, char *errbuf, size_t errlen)
+{
+	struct mk_build b;
+	struct mk_chain c;
+	struct mk_solver s;
+	size_t *orp = NULL, i;
+	uint32_t *ocol = NULL, u;
+	double *ow = NULL, *xf = NULL, *zf = NULL, *re = NULL, *vc = NULL;
+	double totconv = 0, totval = 0, pconv, pval, sre = 0, sv = 0;
+	uint32_t epoch = 0;
+	int rv;
+
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	memset(&s, 0, sizeof(s));
+	if (mat != NULL) {
+		mat->t = NULL;
+		mat->n = 0;
+	}
+	if ((rv = mk_check(t, order, out, errbuf, errlen)) != TP_OK)
+		return rv;
+	for (i = 0; i < t->npaths; i++) {
+		totconv += t->paths[i].conversions;
+		totval += t->paths[i].value;
+	}
+	if ((rv = mk_count(&b, t, order)) != TP_OK)
+		goto fail;
+	if ((rv = mk_chain_make(&c, &b, t->nunits, &orp, &ocol, &ow)) != TP_OK)
+		goto fail;
+	if (mat != NULL && (rv = mk_matrix(t, &b, orp, ocol, ow, mat)) != TP_OK)
+		goto fail;
+
+	rv = TP_RESOURCE_EXHAUSTED;
+	s.c = &c;
+	s.x = calloc(c.n, sizeof(double));
+	s.z = calloc(c.n, sizeof(double));
+	s.bits = calloc((c.n + 63) / 64, sizeof(uint64_t));
+	s.grp = malloc(c.n * sizeof(uint32_t));
+	s.loc = malloc(c.n * sizeof(int32_t));
+	s.a = malloc(MK_DENSE_MAX * MK_DENSE_MAX * sizeof(double));
+	s.b = malloc(MK_DENSE_MAX * 2 * sizeof(double));
+	s.mark = calloc(c.n, sizeof(uint32_t));
+	s.queue = malloc(c.n * sizeof(uint32_t));
+	xf = malloc(c.n * sizeof(double));
+	zf = malloc(c.n * sizeof(double));
+	re = calloc((size_t)t->nunits + 1, sizeof(double));
+	vc = calloc((size_t)t->nunits + 1, sizeof(double));
+	if (s.x == NULL || s.z == NULL || s.bits == NULL || s.grp == NULL || s.loc == NULL ||
+	    s.a == NULL || s.b == NULL || s.mark == NULL || s.queue == NULL || xf == NULL ||
+	    zf == NULL || re == NULL || vc == NULL)
+		goto fail;
+	memset(s.loc, 0xff, c.n * sizeof(int32_t));
+
+	/* The full chain: every state. */
+	for (i = 0; i < c.n; i++)
+		s.bits[i / 64] |= (uint64_t)1 << (i % 64);
+	if ((rv = mk_solve(&s)) != TP_OK)
+		goto fail_conv;
+	memcpy(xf, s.x, c.n * sizeof(double));
+	memcpy(zf, s.z, c.n * sizeof(double));
+
+	if (xf[c.start] > 0) {
+		for (u = 0; u < t->nunits; u++) {
+			if (c.up[u] == c.up[u + 1])
+				continue;
+			/* Epochs start at 1 so that the zeroed marks mean "untouched". */
+			rv = mk_remove(&s, u, ++epoch, xf, zf, &pconv, &pval);
+			if (rv != TP_OK)
+				goto fail_conv;
+			re[u] = 1 - pconv / xf[c.start];
+			re[u] = re[u] < 0 ? 0 : re[u] > 1 ? 1 : re[u];
+			vc[u] = zf[c.start] - pval;
+			vc[u] = vc[u] < 0 ? 0 : vc[u];
+			sre += re[u];
+			sv += vc[u];
+		}
+	}
+	for (u = 0; u < t->nunits; u++) {
+		out->conversions[u] = sre > 0 ? re[u] / sre * totconv : 0;
+		out->value[u] = sv > 0 ? vc[u] / sv * totval : 0;
+		if (out->removal_effect != NULL)
+			out->removal_effect[u] = re[u];
+	}
+	rv = TP_OK;
+	goto fail;
+fail_conv:
+	if (rv == TP_INTERNAL)
+		mk_err(errbuf, errlen, "markov: the solver did not converge");
+fail:
+	if (rv == TP_RESOURCE_EXHAUSTED)
+		mk_err(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)", b.n,
+		       b.ne);
+	if (rv != TP_OK && mat != NULL)
+		attr_markov_matrix_free(mat);
+	mk_build_free(&b);
+	mk_chain_free(&c);
+	free(orp);
+	free(ocol);
+	free(ow);
+	free(s.x);
+	free(s.z);
+	free(s.bits);
+	free(s.grp);
+	free(s.loc);
+	free(s.a);
+	free(s.b);
+	free(s.mark);
+	free(s.queue);
+	free(xf);
+	free(zf);
+	free(re);
+	free(vc);
+	return rv;
+}
+
+void
+attr_markov_matrix_free(struct attr_markov_matrix *mat)
+{
+	size_t i;
+
+	if (mat == NULL)
+		return;
+	for (i = 0; i < mat->n; i++) {
+		free(mat->t[i].from);
+		free(mat->t[i].to);
+	}
+	free(mat->t);
+	mat->t = NULL;
+	mat->n = 0;
+}
