@@ -1,0 +1,79 @@
+/*
+ * engine: the attribution engine (tpattr). Journeys stream in one customer at a time, are cut
+ * into paths (SPEC §3), aggregated into a path table and credited by the models (SPEC §4).
+ */
+#ifndef TP_ATTR_ENGINE_H
+#define TP_ATTR_ENGINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "attribution/event.h"
+#include "touchpoint/v1/attribution.pb-c.h"
+
+enum attr_format { ATTR_FORMAT_TABLE, ATTR_FORMAT_CSV, ATTR_FORMAT_JSON };
+
+struct attr_engine; /* opaque */
+
+/*
+ * Validates req: an unknown model or parameter, or a bad value -> TP_INVALID_ARGUMENT with a
+ * message naming it (e.g. "models[1].params.order: must be 1..4"). default_lookback_s applies
+ * when window.lookback is absent. names resolves interned ids (may be NULL: ids print as "#N").
+ * An empty models list means every model with its defaults.
+ */
+int attr_engine_new(struct attr_engine **ep, const Touchpoint__V1__AttributeRequest *req,
+                    int64_t default_lookback_s, attr_names_fn names, void *names_arg, char *errbuf,
+                    size_t errlen);
+
+/* For the Paths RPC: journeys -> path table only, no models. */
+int attr_engine_new_paths(struct attr_engine **ep, const Touchpoint__V1__Window *w,
+                          int64_t default_lookback_s, attr_names_fn names, void *names_arg,
+                          char *errbuf, size_t errlen);
+
+/*
+ * One customer's events (after alias resolution), in SPEC §3 order, identify events included.
+ * Events out of order -> TP_INVALID_ARGUMENT. No allocation once the buffers have grown to
+ * the longest journey seen.
+ */
+int attr_engine_customer(struct attr_engine *e, const struct attr_event *evs, size_t n);
+
+/* One spend event (the caller only passes those inside the window). */
+int attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign, int32_t day,
+                      double amount, const char *currency);
+
+/*
+ * Run the models and build the response. Responses and path tables are plain malloc'd
+ * protobuf-c messages: free them with protobuf_c_message_free_unpacked(&r->base, NULL).
+ * attr_engine_result on an engine made by attr_engine_new_paths -> TP_FAILED_PRECONDITION.
+ */
+int attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out);
+/* Paths sorted by conversions, then nulls, descending (then by path); top 0 = every path. */
+int attr_engine_paths(struct attr_engine *e, uint32_t top, Touchpoint__V1__PathsResponse **out);
+void attr_engine_free(struct attr_engine *e);
+
+/*
+ * `touchpoint attribute --paths FILE`: a ChannelAttribution path table
+ * (path,total_conversions,total_conversion_value,total_null) -> every requested model that
+ * needs no timestamps (time_decay is skipped and not listed). A bad line ->
+ * TP_INVALID_ARGUMENT naming the line.
+ */
+int attr_pathfile_attribute(FILE *in, const Touchpoint__V1__AttributeRequest *req,
+                            Touchpoint__V1__AttributeResponse **out, char *errbuf, size_t errlen);
+
+/*
+ * One customer's paths per SPEC §3 (for the journey RPC): fn is called once per path, in
+ * order (converting paths, then the null path); indexes point into evs. A conversion with no
+ * touch in its window is reported with ntouches = 0 (unattributed). lookback_s 0 = unlimited.
+ * fn returning non-zero stops the walk and that value is returned.
+ */
+typedef int (*attr_journey_fn)(void *arg, int converting, size_t conversion_index,
+                               const size_t *touch_index, size_t ntouches);
+int attr_journey_paths(const struct attr_event *evs, size_t n, int64_t lookback_s,
+                       attr_journey_fn fn, void *arg);
+
+/* Output for people (table) and machines (csv, json — SPEC §6 shape). */
+int attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r,
+                          enum attr_format f);
+int attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_format f);
+
+#endif /* TP_ATTR_ENGINE_H */

@@ -1,0 +1,306 @@
+/*
+ * pathtable: hash containers of the engine. Identical paths aggregate here, so the models'
+ * cost grows with distinct paths, not with events; nothing allocates once grown.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "touchpoint/touchpoint.h"
+#include "attribution/pathtable.h"
+
+#define PT_MAX_ENTRIES (UINT32_MAX - 1)
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+	/* splitmix64's finaliser: cheap and good enough for dictionary ids */
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+uint64_t
+attr_hash_units(const uint32_t *u, uint32_t len)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		h = mix64(h ^ (u[i] + 0x632be59bd9b4e019ULL));
+	return h;
+}
+
+uint64_t
+attr_hash_str(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return mix64(h);
+}
+
+int
+attr_map_get(const struct attr_map *m, uint64_t k, uint32_t *v)
+{
+	size_t mask, i;
+
+	if (m->cap == 0)
+		return 0;
+	mask = m->cap - 1;
+	for (i = mix64(k) & mask;; i = (i + 1) & mask) {
+		if (m->vals[i] == UINT32_MAX)
+			return 0;
+		if (m->keys[i] == k) {
+			*v = m->vals[i];
+			return 1;
+		}
+	}
+}
+
+static void
+map_insert(uint64_t *keys, uint32_t *vals, size_t cap, uint64_t k, uint32_t v, size_t *n)
+{
+	size_t mask = cap - 1, i;
+
+	for (i = mix64(k) & mask;; i = (i + 1) & mask) {
+		if (vals[i] == UINT32_MAX) {
+			keys[i] = k;
+			vals[i] = v;
+			(*n)++;
+			return;
+		}
+		if (keys[i] == k) {
+			vals[i] = v;
+			return;
+		}
+	}
+}
+
+int
+attr_map_put(struct attr_map *m, uint64_t k, uint32_t v)
+{
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 64, i, n = 0;
+		uint64_t *keys = malloc(ncap * sizeof(*keys));
+		uint32_t *vals = malloc(ncap * sizeof(*vals));
+
+		if (keys == NULL || vals == NULL) {
+			free(keys);
+			free(vals);
+			return TP_RESOURCE_EXHAUSTED;
+		}
+		memset(vals, 0xff, ncap * sizeof(*vals));
+		for (i = 0; i < m->cap; i++)
+			if (m->vals[i] != UINT32_MAX)
+				map_insert(keys, vals, ncap, m->keys[i], m->vals[i], &n);
+		free(m->keys);
+		free(m->vals);
+		m->keys = keys;
+		m->vals = vals;
+		m->cap = ncap;
+		m->n = n;
+	}
+	map_insert(m->keys, m->vals, m->cap, k, v, &m->n);
+	return TP_OK;
+}
+
+void
+attr_map_free(struct attr_map *m)
+{
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+int
+attr_smap_get(const struct attr_smap *m, const char *k, uint32_t *v)
+{
+	size_t mask, i;
+
+	if (m->cap == 0)
+		return 0;
+	mask = m->cap - 1;
+	for (i = attr_hash_str(k) & mask;; i = (i + 1) & mask) {
+		if (m->keys[i] == NULL)
+			return 0;
+		if (strcmp(m->keys[i], k) == 0) {
+			*v = m->vals[i];
+			return 1;
+		}
+	}
+}
+
+static void
+smap_insert(char **keys, uint32_t *vals, size_t cap, char *k, uint32_t v)
+{
+	size_t mask = cap - 1, i;
+
+	for (i = attr_hash_str(k) & mask; keys[i] != NULL; i = (i + 1) & mask)
+		;
+	keys[i] = k;
+	vals[i] = v;
+}
+
+int
+attr_smap_put(struct attr_smap *m, const char *k, uint32_t v)
+{
+	uint32_t old;
+	char *copy;
+
+	if (attr_smap_get(m, k, &old))
+		return TP_INVALID_ARGUMENT; /* callers only add new keys */
+	if ((m->n + 1) * 2 > m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 64, i;
+		char **keys = calloc(ncap, sizeof(*keys));
+		uint32_t *vals = calloc(ncap, sizeof(*vals));
+
+		if (keys == NULL || vals == NULL) {
+			free(keys);
+			free(vals);
+			return TP_RESOURCE_EXHAUSTED;
+		}
+		for (i = 0; i < m->cap; i++)
+			if (m->keys[i] != NULL)
+				smap_insert(keys, vals, ncap, m->keys[i], m->vals[i]);
+		free(m->keys);
+		free(m->vals);
+		m->keys = keys;
+		m->vals = vals;
+		m->cap = ncap;
+	}
+	if ((copy = strdup(k)) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	smap_insert(m->keys, m->vals, m->cap, copy, v);
+	m->n++;
+	return TP_OK;
+}
+
+void
+attr_smap_free(struct attr_smap *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->cap; i++)
+		free(m->keys[i]);
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof(*m));
+}
+
+static int
+ptab_grow_slots(struct attr_ptab *t)
+{
+	size_t ncap = t->nslots ? t->nslots * 2 : 256, i, mask = ncap - 1;
+	uint32_t *slots = calloc(ncap, sizeof(*slots));
+
+	if (slots == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	for (i = 0; i < t->n; i++) {
+		size_t j = t->e[i].hash & mask;
+
+		while (slots[j] != 0)
+			j = (j + 1) & mask;
+		slots[j] = (uint32_t)(i + 1);
+	}
+	free(t->slots);
+	t->slots = slots;
+	t->nslots = ncap;
+	return TP_OK;
+}
+
+static long
+ptab_lookup(const struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t len, size_t *slot)
+{
+	size_t mask = t->nslots - 1, j;
+
+	for (j = h & mask; t->slots[j] != 0; j = (j + 1) & mask) {
+		const struct attr_pent *p = &t->e[t->slots[j] - 1];
+
+		if (p->hash == h && p->len == len &&
+		    memcmp(t->arena + p->off, u, len * sizeof(*u)) == 0) {
+			*slot = j;
+			return (long)(t->slots[j] - 1);
+		}
+	}
+	*slot = j;
+	return -1;
+}
+
+long
+attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len)
+{
+	size_t slot;
+
+	if (t->nslots == 0)
+		return -1;
+	return ptab_lookup(t, attr_hash_units(u, len), u, len, &slot);
+}
+
+int
+attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conversions,
+              double value, double nulls)
+{
+	uint64_t h = attr_hash_units(u, len);
+	struct attr_pent *p;
+	size_t slot;
+	long i;
+	int rv;
+
+	if (t->nslots == 0 && (rv = ptab_grow_slots(t)) != TP_OK)
+		return rv;
+	if ((i = ptab_lookup(t, h, u, len, &slot)) < 0) {
+		if (t->n >= PT_MAX_ENTRIES)
+			return TP_RESOURCE_EXHAUSTED;
+		if (t->n == t->cap) {
+			size_t ncap = t->cap ? t->cap * 2 : 256;
+			struct attr_pent *ne = realloc(t->e, ncap * sizeof(*ne));
+
+			if (ne == NULL)
+				return TP_RESOURCE_EXHAUSTED;
+			t->e = ne;
+			t->cap = ncap;
+		}
+		if (t->alen + len > t->acap) {
+			size_t ncap = t->acap ? t->acap * 2 : 4096;
+			uint32_t *na;
+
+			while (ncap < t->alen + len)
+				ncap *= 2;
+			if ((na = realloc(t->arena, ncap * sizeof(*na))) == NULL)
+				return TP_RESOURCE_EXHAUSTED;
+			t->arena = na;
+			t->acap = ncap;
+		}
+		memcpy(t->arena + t->alen, u, len * sizeof(*u));
+		p = &t->e[t->n];
+		p->hash = h;
+		p->off = t->alen;
+		p->len = len;
+		p->conversions = p->value = p->nulls = 0;
+		t->alen += len;
+		t->slots[slot] = (uint32_t)(t->n + 1);
+		i = (long)t->n++;
+		if (t->n * 2 > t->nslots && (rv = ptab_grow_slots(t)) != TP_OK)
+			return rv;
+	}
+	p = &t->e[i];
+	p->conversions += conversions;
+	p->value += value;
+	p->nulls += nulls;
+	return TP_OK;
+}
+
+void
+attr_ptab_free(struct attr_ptab *t)
+{
+	free(t->e);
+	free(t->slots);
+	free(t->arena);
+	memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,69 @@
+/*
+ * pathtable: the engine's containers — a u64 -> u32 hash map, a string -> u32 map, and the
+ * table of distinct paths (unit sequences) with their conversion, value and null counts.
+ */
+#ifndef TP_ATTR_PATHTABLE_H
+#define TP_ATTR_PATHTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open addressing, linear probing; grows at 1/2 load. */
+struct attr_map {
+	uint64_t *keys;
+	uint32_t *vals; /* UINT32_MAX marks an empty slot */
+	size_t cap;     /* power of two, 0 before the first put */
+	size_t n;
+};
+
+/* 1 and *v when k is present, 0 otherwise. */
+int attr_map_get(const struct attr_map *m, uint64_t k, uint32_t *v);
+/* Inserts or replaces; v must not be UINT32_MAX. TP_OK or TP_RESOURCE_EXHAUSTED. */
+int attr_map_put(struct attr_map *m, uint64_t k, uint32_t v);
+void attr_map_free(struct attr_map *m);
+
+struct attr_smap {
+	char **keys; /* owned copies */
+	uint32_t *vals;
+	size_t cap;
+	size_t n;
+};
+
+int attr_smap_get(const struct attr_smap *m, const char *k, uint32_t *v);
+int attr_smap_put(struct attr_smap *m, const char *k, uint32_t v);
+void attr_smap_free(struct attr_smap *m);
+
+struct attr_pent {
+	uint64_t hash;
+	size_t off; /* into the arena */
+	uint32_t len;
+	double conversions;
+	double value;
+	double nulls;
+};
+
+struct attr_ptab {
+	struct attr_pent *e; /* distinct paths, in first-seen order */
+	size_t n, cap;
+	uint32_t *slots; /* entry index + 1; 0 = empty */
+	size_t nslots;
+	uint32_t *arena; /* the unit sequences, back to back */
+	size_t alen, acap;
+};
+
+/* Adds counts to the path u[0..len) (len >= 1), creating it if new. */
+int attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conversions,
+                  double value, double nulls);
+/* Index of the path u[0..len), or -1. */
+long attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len);
+static inline const uint32_t *
+attr_ptab_units(const struct attr_ptab *t, size_t i)
+{
+	return t->arena + t->e[i].off;
+}
+void attr_ptab_free(struct attr_ptab *t);
+
+uint64_t attr_hash_units(const uint32_t *u, uint32_t len);
+uint64_t attr_hash_str(const char *s);
+
+#endif /* TP_ATTR_PATHTABLE_H */
