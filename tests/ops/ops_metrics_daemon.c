@@ -1,0 +1,128 @@
+/*
+ * ops_metrics_daemon: a real touchpointd with metrics on a loopback port; known traffic in,
+ * a scrape over HTTP, and the counters must equal that traffic exactly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "opsutil.h"
+
+#define N_EVENTS 40
+
+static char *
+scrape(int port)
+{
+	char *body;
+	int code = 0;
+
+	body = ops_http_get(port, "/metrics", &code);
+	OPS_CHECK(body != NULL && code == 200, "scrape of 127.0.0.1:%d failed (HTTP %d)", port,
+	          code);
+	return body;
+}
+
+/* Replies may be counted just after they are sent: retry a little before judging. */
+static char *
+scrape_until(int port, const char *series, double want)
+{
+	struct timespec ts = { 0, 100000000 };
+	char *body = NULL;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		free(body);
+		body = scrape(port);
+		if (ops_metric(body, series) == want)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	return body;
+}
+
+int
+main(void)
+{
+	const char *dir = ops_tmpdir();
+	char conf[300], state[300], text[256], *body;
+	struct ops_daemon d;
+	Touchpoint__V1__Event **evs, **bad;
+	uint32_t acc = 0, dup = 0;
+	int port = ops_free_port(), code;
+
+	snprintf(conf, sizeof(conf), "%s/touchpointd.conf", dir);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(text, sizeof(text), "metrics = http://127.0.0.1:%d/metrics\n", port);
+	ops_write_file(conf, text);
+	ops_daemon_spawn(&d, state, conf, NULL);
+	ops_daemon_wait_ready(&d);
+
+	body = scrape(port);
+	OPS_CHECK(ops_metric(body, "touchpointd_build_info{version=\"" TP_VERSION "\"}") == 1,
+	          "build_info");
+	OPS_CHECK(ops_metric(body, "touchpointd_events_ingested_total") == 0, "fresh counter");
+	free(body);
+
+	/* N_EVENTS new events, then the same batch again: all duplicates. */
+	evs = ops_touches("m", "cust-metrics", N_EVENTS, 1700000000000000LL);
+	code = ops_send(d.endpoint, evs, N_EVENTS, &acc, &dup);
+	OPS_CHECK(code == 0 && acc == N_EVENTS && dup == 0, "send: %d %u %u", code, acc, dup);
+	code = ops_send(d.endpoint, evs, N_EVENTS, &acc, &dup);
+	OPS_CHECK(code == 0 && acc == 0 && dup == N_EVENTS, "resend: %d %u %u", code, acc, dup);
+
+	/* An invalid batch: 2 good events and one with an empty channel. */
+	bad = ops_touches("bad", "cust-metrics", 3, 1700000000000000LL);
+	bad[1]->touch->channel[0] = '\0';
+	code = ops_send(d.endpoint, bad, 3, NULL, NULL);
+	OPS_CHECK(code == 3, "invalid batch answered %d, not INVALID_ARGUMENT", code);
+
+	body =
+	    scrape_until(port, "touchpointd_requests_total{method=\"Ingest/Send\",code=\"3\"}", 1);
+	OPS_CHECK(ops_metric(body, "touchpointd_events_ingested_total") == N_EVENTS,
+	          "events_ingested_total = %g",
+	          ops_metric(body, "touchpointd_events_ingested_total"));
+	OPS_CHECK(ops_metric(body, "touchpointd_duplicates_total") == N_EVENTS,
+	          "duplicates_total = %g", ops_metric(body, "touchpointd_duplicates_total"));
+	OPS_CHECK(
+	    ops_metric(body, "touchpointd_requests_total{method=\"Ingest/Send\",code=\"0\"}") == 2,
+	    "Send OK count");
+	OPS_CHECK(
+	    ops_metric(body, "touchpointd_requests_total{method=\"Ingest/Send\",code=\"3\"}") == 1,
+	    "Send INVALID_ARGUMENT count");
+	/* Whether a refused batch counts its one bad event or all three is the daemon's call. */
+	OPS_CHECK(ops_metric(body, "touchpointd_events_rejected_total") >= 1 &&
+	              ops_metric(body, "touchpointd_events_rejected_total") <= 3,
+	          "events_rejected_total = %g",
+	          ops_metric(body, "touchpointd_events_rejected_total"));
+	OPS_CHECK(ops_metric(body, "touchpointd_request_duration_seconds_count{method=\"Ingest/"
+	                           "Send\"}") == 3,
+	          "latency histogram count");
+	/* Two commits at most carried the 40 events (the duplicates may commit nothing). */
+	OPS_CHECK(ops_metric(body, "touchpointd_commit_events_sum") >= N_EVENTS,
+	          "commit_events_sum = %g", ops_metric(body, "touchpointd_commit_events_sum"));
+	OPS_CHECK(ops_metric(body, "touchpointd_commit_duration_seconds_count") >= 1,
+	          "commit count");
+	/* The store's own view. */
+	OPS_CHECK(ops_metric(body, "touchpointd_store_up") == 1, "store_up");
+	OPS_CHECK(ops_metric(body, "touchpointd_store_events{kind=\"touch\"}") == N_EVENTS,
+	          "store_events{touch} = %g",
+	          ops_metric(body, "touchpointd_store_events{kind=\"touch\"}"));
+	OPS_CHECK(ops_metric(body, "touchpointd_store_events{kind=\"conversion\"}") == 0,
+	          "store_events{conversion}");
+	OPS_CHECK(ops_metric(body, "touchpointd_store_map_bytes") > 0, "map bytes");
+	OPS_CHECK(ops_metric(body, "touchpointd_store_bytes") > 0, "store bytes");
+	/* No customer id anywhere in the exposition. */
+	OPS_CHECK(strstr(body, "cust-metrics") == NULL, "a customer id leaked into metrics");
+	free(body);
+
+	ops_events_free(evs, N_EVENTS);
+	ops_events_free(bad, 3);
+	code = ops_daemon_stop(&d);
+	OPS_CHECK(code == 0, "exit status %d after SIGTERM", code);
+	/* The metrics server is gone with the daemon. */
+	OPS_CHECK(ops_http_get(port, "/metrics", &code) == NULL, "metrics still served");
+	ops_cleanup();
+	printf("ops_metrics_daemon: ok\n");
+	return 0;
+}
