@@ -1,0 +1,117 @@
+/*
+ * tpbench-walk: the floor under `touchpoint attribute`: a bare cursor walk over a stopped
+ * daemon's store (store_walk) and the journey stream without models (store_scan).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "store.h"
+
+struct wk_count {
+	uint64_t customers, events;
+};
+
+static double
+wk_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+wk_customer(void *arg, const char *customer_id, const struct attr_event *evs, size_t n)
+{
+	struct wk_count *c = arg;
+
+	(void)customer_id;
+	(void)evs;
+	c->customers++;
+	c->events += n;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "label", required_argument, NULL, 'l' },
+		{ "header", no_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_options so = { 0 };
+	struct store *st = NULL;
+	struct store_stats stats;
+	struct stat sb;
+	struct wk_count cnt = { 0, 0 };
+	const char *label = "";
+	char err[256];
+	uint64_t records = 0;
+	double t0, walk_s, scan_s;
+	int opt, rc, rv = 1;
+
+	while ((opt = getopt_long(argc, argv, "s:l:H", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			so.path = optarg;
+			break;
+		case 'l':
+			label = optarg;
+			break;
+		case 'H':
+			printf("| store | stored events | walk records | walk s | walk records/s | "
+			       "scan customers | scan events | scan s |\n"
+			       "|---|---|---|---|---|---|---|---|\n");
+			return 0;
+		default:
+			goto usage;
+		}
+	}
+	if (so.path == NULL)
+		goto usage;
+	/* store_open creates a missing store: refuse a directory that holds none. */
+	snprintf(err, sizeof(err), "%s/data.mdb", so.path);
+	if (stat(err, &sb) != 0) {
+		fprintf(stderr, "tpbench-walk: no store in %s (the daemon's is STATE_DIR/store)\n",
+		        so.path);
+		return 66;
+	}
+	if ((rc = store_open(&st, &so, err, sizeof(err))) != 0) {
+		fprintf(stderr, "tpbench-walk: %s: %s\n", so.path, err);
+		return 1;
+	}
+	if ((rc = store_stats(st, &stats)) != 0)
+		goto fail;
+	/* Once to warm the page cache, as the attribute run it is compared with was. */
+	if ((rc = store_walk(st, &records)) != 0)
+		goto fail;
+	t0 = wk_now();
+	if ((rc = store_walk(st, &records)) != 0)
+		goto fail;
+	walk_s = wk_now() - t0;
+	t0 = wk_now();
+	if ((rc = store_scan(st, wk_customer, &cnt)) != 0)
+		goto fail;
+	scan_s = wk_now() - t0;
+	printf("| %s | %" PRIu64 " | %" PRIu64 " | %.2f | %.0f | %" PRIu64 " | %" PRIu64
+	       " | %.2f |\n",
+	       label, stats.events[0], records, walk_s, walk_s > 0 ? (double)records / walk_s : 0.0,
+	       cnt.customers, cnt.events, scan_s);
+	rv = 0;
+fail:
+	if (rv != 0)
+		fprintf(stderr, "tpbench-walk: store call failed with status %d\n", rc);
+	store_close(st);
+	return rv;
+usage:
+	fputs("usage: tpbench-walk --store STATE_DIR/store [--label TEXT]\n", stderr);
+	return 64;
+}
