@@ -32,7 +32,10 @@ void store_close(struct store *s);
  * One client's batch, already validated. A group of batches is committed in one durable
  * transaction: on TP_OK every event of every batch is on disk (or was already: dup[i] = 1).
  * An event_id seen before (in the store, earlier in the group or earlier in the batch)
- * is a duplicate and is not stored again.
+ * is a duplicate and is not stored again. Exactly: an event is a duplicate when an event
+ * with the same (event_id, timestamp_us) was stored before. A retry or a re-import repeats
+ * both; a client that reuses an event_id with a different timestamp gets a second event
+ * (not supported: the dedup index is keyed by time so that live ingest stays local).
  */
 struct store_batch {
 	Touchpoint__V1__Event **events;
@@ -92,6 +95,12 @@ int store_spend(struct store *s, int32_t from_day, int32_t to_day, store_spend_f
 
 /* Interned names: thread-safe, stable for the life of the store. NULL if unknown. */
 const char *store_name(void *s, uint32_t id);
+
+/*
+ * A bare cursor walk over every run and the log tail in one snapshot: *records is the
+ * number of records visited. For benchmarks (the floor store_scan is compared with).
+ */
+int store_walk(struct store *s, uint64_t *records);
 
 /* A consistent compacted copy of the store into dir (created; must not exist). */
 int store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, size_t errlen);

@@ -1,0 +1,2586 @@
+/*
+ * store: touchpointd's durable event store, a small log-structured merge tree of LMDB
+ * databases (docs/architecture.md, "The store"): an append-only log, sorted immutable runs
+ * merged by a compactor thread, a dedup index, the name dictionary, aliases and spend.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "record.h"
+#include "store.h"
+#include "touchpoint/touchpoint.h"
+
+#define STORE_SCHEMA      1
+#define STORE_MAXDBS      512
+#define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
+#define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
+#define STORE_MAX_GROUP   4000000 /* events in one store_write() */
+#define STORE_MAX_PROBE   64      /* ids: linear probes past a hash collision */
+#define STORE_MAX_HOPS    1024    /* alias chain length */
+#define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
+#define STORE_GROW_TRIES  40
+#define MERGE_FANIN       4
+#define MERGE_CHUNK       100000 /* records per compaction write transaction */
+#define KEY_LEN           24     /* run key: customer hash | biased ts | seq */
+#define DICT_CHUNK_BITS   12
+#define DICT_CHUNK        (1u << DICT_CHUNK_BITS)
+#define DICT_CHUNKS       16384
+#define HLL_P             14
+#define HLL_M             (1u << HLL_P)
+#define RUN_COMPLETE      0
+#define RUN_BUILDING      1
+
+struct run {
+	uint64_t id;
+	MDB_dbi dbi;
+	uint32_t tier;
+	uint64_t count;
+};
+
+struct counters {
+	uint64_t events[6];
+	uint64_t duplicates;
+};
+
+/* Directory entry as stored in meta under "r" + id (big-endian). */
+struct dirent_v {
+	uint32_t tier;
+	uint32_t state;
+	uint64_t count;
+};
+
+/* One event of the group being written. */
+struct went {
+	uint64_t tsb; /* biased timestamp */
+	uint64_t h;   /* hash of event_id */
+	uint32_t b, i, ord;
+};
+
+/* A record copied out of the log for a flush, or pointed to in a read snapshot. */
+struct kitem {
+	uint8_t key[KEY_LEN];
+	const uint8_t *val;
+	size_t len;
+};
+
+struct dslot {
+	uint64_t h;
+	uint32_t id;
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta;
+	uint8_t key[16];
+	size_t run_events;
+
+	/*
+	 * The gate: every transaction of this process holds it shared, because growing the
+	 * map (mdb_env_set_mapsize) needs none open; growth waits for it exclusively and
+	 * new entrants wait behind a pending growth. run_readers/dropping keep run handles
+	 * alive while a reader may use them (mdb_drop closes a handle for everybody).
+	 */
+	pthread_mutex_t gmu;
+	pthread_cond_t gcv;
+	unsigned gactive, ggrow, run_readers;
+	int gexcl, dropping;
+
+	/* Directory of complete runs; held across commits that change it (see read_begin). */
+	pthread_mutex_t dmu;
+	struct run runs[STORE_MAX_RUNS];
+	size_t nruns;
+	struct run retired[STORE_MAX_RUNS];
+	size_t nretired;
+	size_t nbuilding;
+
+	/* Writer state: only store_write() touches it. */
+	uint64_t next_seq, log_count;
+	struct counters cnt;
+	uint8_t hll[HLL_M];
+	int hll_dirty;
+	struct dslot *dtab;
+	size_t dcap; /* power of two */
+	uint32_t dict_n, dict_committed;
+	struct went *went;
+	size_t went_cap;
+	uint8_t enc[RECORD_MAX];
+	struct kitem *fl;
+	size_t fl_cap;
+	uint8_t *flbuf;
+	size_t flbuf_cap;
+
+	/* Names: an append-only table published with dict_pub (store_name() reads it). */
+	char **dchunk[DICT_CHUNKS];
+	_Atomic uint32_t dict_pub;
+
+	/* Published statistics. */
+	pthread_mutex_t smu;
+	struct counters cnt_pub;
+	uint64_t customers_pub;
+
+	/* Compactor. */
+	pthread_t cthr;
+	int cstarted, cstop, ckick;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccv;
+};
+
+/* ---- small helpers ---- */
+
+static void
+be64(uint8_t *p, uint64_t x)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)x;
+		x >>= 8;
+	}
+}
+
+static uint64_t
+rd_be64(const uint8_t *p)
+{
+	uint64_t x = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		x = (x << 8) | p[i];
+	return x;
+}
+
+static uint32_t
+rd_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+be32(uint8_t *p, uint32_t x)
+{
+	p[0] = (uint8_t)(x >> 24);
+	p[1] = (uint8_t)(x >> 16);
+	p[2] = (uint8_t)(x >> 8);
+	p[3] = (uint8_t)x;
+}
+
+static uint64_t
+bias(int64_t ts)
+{
+	return (uint64_t)ts ^ (UINT64_C(1) << 63);
+}
+
+static void
+run_key(uint8_t *k, uint64_t cust, int64_t ts, uint64_t seq)
+{
+	be64(k, cust);
+	be64(k + 8, bias(ts));
+	be64(k + 16, seq);
+}
+
+static int
+status_of(int rc)
+{
+	switch (rc) {
+	case 0:
+		return TP_OK;
+	case EINVAL:
+		return TP_INVALID_ARGUMENT;
+	case ENOSPC:
+	case ENOMEM:
+	case EDQUOT:
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+	case MDB_READERS_FULL:
+	case MDB_DBS_FULL:
+		return TP_RESOURCE_EXHAUSTED;
+	default:
+		return TP_INTERNAL;
+	}
+}
+
+static void
+set_err(char *errbuf, size_t errlen, const char *what, int rc)
+{
+	if (errbuf != NULL && errlen > 0)
+		snprintf(errbuf, errlen, "%s: %s", what, mdb_strerror(rc));
+}
+
+static int
+meta_get(MDB_txn *txn, struct store *s, const char *k, void *out, size_t len)
+{
+	MDB_val key = { strlen(k), (void *)k }, v;
+	int rc;
+
+	if ((rc = mdb_get(txn, s->meta, &key, &v)) != 0)
+		return rc;
+	if (v.mv_size != len)
+		return MDB_CORRUPTED;
+	memcpy(out, v.mv_data, len);
+	return 0;
+}
+
+static int
+meta_put(MDB_txn *txn, struct store *s, const char *k, const void *in, size_t len)
+{
+	MDB_val key = { strlen(k), (void *)k }, v = { len, (void *)in };
+
+	return mdb_put(txn, s->meta, &key, &v, 0);
+}
+
+static int
+dir_put(MDB_txn *txn, struct store *s, uint64_t id, uint32_t tier, uint32_t state, uint64_t count)
+{
+	uint8_t k[9];
+	struct dirent_v d = { tier, state, count };
+	MDB_val key = { sizeof(k), k }, v = { sizeof(d), &d };
+
+	k[0] = 'r';
+	be64(k + 1, id);
+	return mdb_put(txn, s->meta, &key, &v, 0);
+}
+
+static int
+dir_del(MDB_txn *txn, struct store *s, uint64_t id)
+{
+	uint8_t k[9];
+	MDB_val key = { sizeof(k), k };
+
+	k[0] = 'r';
+	be64(k + 1, id);
+	return mdb_del(txn, s->meta, &key, NULL);
+}
+
+/* ---- the gate ---- */
+
+static void
+gate_enter(struct store *s)
+{
+	pthread_mutex_lock(&s->gmu);
+	while (s->ggrow > 0 || s->gexcl)
+		pthread_cond_wait(&s->gcv, &s->gmu);
+	s->gactive++;
+	pthread_mutex_unlock(&s->gmu);
+}
+
+static void
+gate_leave(struct store *s)
+{
+	pthread_mutex_lock(&s->gmu);
+	if (--s->gactive == 0)
+		pthread_cond_broadcast(&s->gcv);
+	pthread_mutex_unlock(&s->gmu);
+}
+
+/*
+ * Grows the map (or adopts another process's size when seen == 0) with no transaction of
+ * this process open. seen is the map size the caller found full: if somebody grew it in
+ * the meantime, nothing more is done.
+ */
+static int
+grow_map(struct store *s, size_t seen)
+{
+	MDB_envinfo info;
+	int rc = 0;
+
+	pthread_mutex_lock(&s->gmu);
+	s->ggrow++;
+	while (s->gactive > 0 || s->gexcl)
+		pthread_cond_wait(&s->gcv, &s->gmu);
+	s->ggrow--;
+	s->gexcl = 1;
+	pthread_mutex_unlock(&s->gmu);
+
+	if (seen == 0) {
+		rc = mdb_env_set_mapsize(s->env, 0);
+	} else if ((rc = mdb_env_info(s->env, &info)) == 0 && info.me_mapsize <= seen) {
+		size_t next = seen < ((size_t)1 << 30) ? seen * 2 : seen + ((size_t)1 << 30);
+
+		rc = mdb_env_set_mapsize(s->env, next);
+	}
+
+	pthread_mutex_lock(&s->gmu);
+	s->gexcl = 0;
+	pthread_cond_broadcast(&s->gcv);
+	pthread_mutex_unlock(&s->gmu);
+	return rc;
+}
+
+static size_t
+map_size(struct store *s)
+{
+	MDB_envinfo info;
+
+	if (mdb_env_info(s->env, &info) != 0)
+		return 0;
+	return info.me_mapsize;
+}
+
+/*
+ * A read snapshot with the list of complete runs that belongs to it: the directory mutex
+ * is held while the transaction starts, and every commit that changes the directory holds
+ * it too, so the run handles copied here are exactly the runs of the snapshot.
+ */
+struct rsnap {
+	MDB_txn *txn;
+	MDB_dbi dbi[STORE_MAX_RUNS];
+	size_t n;
+};
+
+static int
+read_begin(struct store *s, struct rsnap *r)
+{
+	size_t i;
+	int rc;
+
+	for (;;) {
+		gate_enter(s);
+		pthread_mutex_lock(&s->gmu);
+		while (s->dropping)
+			pthread_cond_wait(&s->gcv, &s->gmu);
+		s->run_readers++;
+		pthread_mutex_unlock(&s->gmu);
+
+		pthread_mutex_lock(&s->dmu);
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
+		if (rc == 0) {
+			r->n = s->nruns;
+			for (i = 0; i < s->nruns; i++)
+				r->dbi[i] = s->runs[i].dbi;
+		}
+		pthread_mutex_unlock(&s->dmu);
+		if (rc != MDB_MAP_RESIZED)
+			break;
+		pthread_mutex_lock(&s->gmu);
+		if (--s->run_readers == 0)
+			pthread_cond_broadcast(&s->gcv);
+		pthread_mutex_unlock(&s->gmu);
+		gate_leave(s);
+		if ((rc = grow_map(s, 0)) != 0)
+			return rc;
+	}
+	if (rc != 0) {
+		pthread_mutex_lock(&s->gmu);
+		if (--s->run_readers == 0)
+			pthread_cond_broadcast(&s->gcv);
+		pthread_mutex_unlock(&s->gmu);
+		gate_leave(s);
+	}
+	return rc;
+}
+
+static void
+read_end(struct store *s, struct rsnap *r)
+{
+	mdb_txn_abort(r->txn);
+	pthread_mutex_lock(&s->gmu);
+	if (--s->run_readers == 0)
+		pthread_cond_broadcast(&s->gcv);
+	pthread_mutex_unlock(&s->gmu);
+	gate_leave(s);
+}
+
+/* A write transaction under the gate; MDB_MAP_RESIZED is handled here. */
+static int
+write_begin(struct store *s, MDB_txn **txn)
+{
+	int rc;
+
+	for (;;) {
+		gate_enter(s);
+		if ((rc = mdb_txn_begin(s->env, NULL, 0, txn)) == 0)
+			return 0;
+		gate_leave(s);
+		if (rc != MDB_MAP_RESIZED)
+			return rc;
+		if ((rc = grow_map(s, 0)) != 0)
+			return rc;
+	}
+}
+
+/* ---- dictionary ---- */
+
+const char *
+store_name(void *sp, uint32_t id)
+{
+	struct store *s = sp;
+	uint32_t n = atomic_load_explicit(&s->dict_pub, memory_order_acquire);
+
+	if (id == 0 || id >= n)
+		return NULL;
+	return s->dchunk[id >> DICT_CHUNK_BITS][id & (DICT_CHUNK - 1)];
+}
+
+/* The writer's own view, including names not yet committed. */
+static const char *
+dict_at(struct store *s, uint32_t id)
+{
+	return s->dchunk[id >> DICT_CHUNK_BITS][id & (DICT_CHUNK - 1)];
+}
+
+static int
+dtab_insert(struct store *s, uint64_t h, uint32_t id)
+{
+	size_t i;
+
+	if ((s->dict_n + 1) * 10 > s->dcap * 7) {
+		size_t ncap = s->dcap ? s->dcap * 2 : 1024, j;
+		struct dslot *nt = calloc(ncap, sizeof(*nt));
+
+		if (nt == NULL)
+			return ENOMEM;
+		for (j = 0; j < s->dcap; j++) {
+			if (s->dtab[j].id == 0)
+				continue;
+			for (i = s->dtab[j].h & (ncap - 1); nt[i].id != 0; i = (i + 1) & (ncap - 1))
+				;
+			nt[i] = s->dtab[j];
+		}
+		free(s->dtab);
+		s->dtab = nt;
+		s->dcap = ncap;
+	}
+	for (i = h & (s->dcap - 1); s->dtab[i].id != 0; i = (i + 1) & (s->dcap - 1))
+		;
+	s->dtab[i].h = h;
+	s->dtab[i].id = id;
+	return 0;
+}
+
+/* Adds a name at id s->dict_n to the in-memory table (not yet published). */
+static int
+dict_add_mem(struct store *s, const char *name, size_t len, uint64_t h)
+{
+	uint32_t id = s->dict_n, c = id >> DICT_CHUNK_BITS;
+	char *d;
+	int rc;
+
+	if (c >= DICT_CHUNKS)
+		return ENOSPC;
+	if (s->dchunk[c] == NULL && (s->dchunk[c] = calloc(DICT_CHUNK, sizeof(char *))) == NULL)
+		return ENOMEM;
+	if ((d = malloc(len + 1)) == NULL)
+		return ENOMEM;
+	memcpy(d, name, len);
+	d[len] = 0;
+	s->dchunk[c][id & (DICT_CHUNK - 1)] = d;
+	if ((rc = dtab_insert(s, h, id)) != 0) {
+		free(d);
+		s->dchunk[c][id & (DICT_CHUNK - 1)] = NULL;
+		return rc;
+	}
+	s->dict_n++;
+	return 0;
+}
+
+/* Interns name within txn; *id = 0 for the empty string. */
+static int
+intern(struct store *s, MDB_txn *txn, const char *name, uint32_t *id)
+{
+	size_t len = name != NULL ? strlen(name) : 0, i;
+	uint64_t h;
+	uint8_t kb[4];
+	MDB_val k, v;
+	int rc;
+
+	*id = 0;
+	if (len == 0)
+		return 0;
+	if (len > RECORD_MAX_STR)
+		return EINVAL;
+	h = record_hash(s->key, name, len);
+	for (i = h & (s->dcap - 1); s->dcap > 0 && s->dtab[i].id != 0;
+	     i = (i + 1) & (s->dcap - 1)) {
+		if (s->dtab[i].h == h && strcmp(dict_at(s, s->dtab[i].id), name) == 0) {
+			*id = s->dtab[i].id;
+			return 0;
+		}
+	}
+	be32(kb, s->dict_n);
+	k.mv_size = len;
+	k.mv_data = (void *)name;
+	v.mv_size = 4;
+	v.mv_data = kb;
+	if ((rc = mdb_put(txn, s->dict, &k, &v, MDB_NOOVERWRITE)) != 0)
+		return rc == MDB_KEYEXIST ? MDB_CORRUPTED : rc;
+	k.mv_size = 4;
+	k.mv_data = kb;
+	v.mv_size = len + 1;
+	v.mv_data = (void *)name;
+	if ((rc = mdb_put(txn, s->dict_rev, &k, &v, MDB_APPEND)) != 0)
+		return rc;
+	*id = s->dict_n;
+	return dict_add_mem(s, name, len, h);
+}
+
+/* After an aborted write: forget the names of that transaction. */
+static void
+dict_rollback(struct store *s)
+{
+	uint32_t id;
+	size_t j;
+
+	if (s->dict_n == s->dict_committed)
+		return;
+	for (id = s->dict_committed; id < s->dict_n; id++) {
+		free(s->dchunk[id >> DICT_CHUNK_BITS][id & (DICT_CHUNK - 1)]);
+		s->dchunk[id >> DICT_CHUNK_BITS][id & (DICT_CHUNK - 1)] = NULL;
+	}
+	s->dict_n = s->dict_committed;
+	memset(s->dtab, 0, s->dcap * sizeof(*s->dtab));
+	/* Reinsertion cannot need to grow: the table was large enough for more. */
+	for (id = 1; id < s->dict_n; id++) {
+		const char *n = dict_at(s, id);
+		uint64_t h = record_hash(s->key, n, strlen(n));
+
+		for (j = h & (s->dcap - 1); s->dtab[j].id != 0; j = (j + 1) & (s->dcap - 1))
+			;
+		s->dtab[j].h = h;
+		s->dtab[j].id = id;
+	}
+}
+
+/* ---- HyperLogLog of customer hashes ---- */
+
+static void
+hll_add(struct store *s, uint64_t h)
+{
+	uint32_t idx = (uint32_t)(h >> (64 - HLL_P));
+	uint64_t w = h << HLL_P;
+	uint8_t rho = w == 0 ? (uint8_t)(64 - HLL_P + 1) : (uint8_t)(__builtin_clzll(w) + 1);
+
+	if (rho > s->hll[idx]) {
+		s->hll[idx] = rho;
+		s->hll_dirty = 1;
+	}
+}
+
+static uint64_t
+hll_estimate(const uint8_t *reg)
+{
+	double m = HLL_M, sum = 0, e;
+	unsigned zeros = 0, i;
+
+	for (i = 0; i < HLL_M; i++) {
+		sum += ldexp(1.0, -(int)reg[i]);
+		zeros += reg[i] == 0;
+	}
+	e = (0.7213 / (1 + 1.079 / m)) * m * m / sum;
+	/* Linear counting while it is the better estimate: exact in practice for small n. */
+	if (e <= 2.5 * m && zeros > 0)
+		e = m * log(m / zeros);
+	return (uint64_t)llround(e);
+}
+
+/* ---- writing ---- */
+
+static int
+went_cmp(const void *a, const void *b)
+{
+	const struct went *x = a, *y = b;
+
+	if (x->tsb != y->tsb)
+		return x->tsb < y->tsb ? -1 : 1;
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return x->ord < y->ord ? -1 : x->ord > y->ord;
+}
+
+static int
+kitem_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct kitem *)a)->key, ((const struct kitem *)b)->key, KEY_LEN);
+}
+
+/*
+ * Dedup: key (biased ts, event_id hash + probe), value seq | event_id. A different
+ * event_id under the same key (a hash collision) moves to the next probe.
+ */
+static int
+dedup(struct store *s, MDB_txn *txn, const struct went *w, const char *eid, uint64_t seq, int *dup)
+{
+	uint8_t kb[16], vb[8 + RECORD_MAX_STR];
+	size_t elen = strlen(eid);
+	MDB_val k = { sizeof(kb), kb }, v;
+	unsigned p;
+	int rc;
+
+	if (elen == 0 || elen > RECORD_MAX_STR)
+		return EINVAL;
+	be64(kb, w->tsb);
+	be64(vb, seq);
+	memcpy(vb + 8, eid, elen);
+	for (p = 0; p < STORE_MAX_PROBE; p++) {
+		be64(kb + 8, w->h + p);
+		v.mv_size = 8 + elen;
+		v.mv_data = vb;
+		rc = mdb_put(txn, s->ids, &k, &v, MDB_NOOVERWRITE);
+		if (rc == 0) {
+			*dup = 0;
+			return 0;
+		}
+		if (rc != MDB_KEYEXIST)
+			return rc;
+		if (v.mv_size == 8 + elen && memcmp((uint8_t *)v.mv_data + 8, eid, elen) == 0) {
+			*dup = 1;
+			return 0;
+		}
+	}
+	return MDB_CORRUPTED;
+}
+
+/* Root of id's alias chain, within txn; *root points into the map or is id itself. */
+static int
+alias_root(struct store *s, MDB_txn *txn, const char *id, size_t len, MDB_val *root)
+{
+	MDB_val k = { len, (void *)id }, v;
+	int rc, hops;
+
+	*root = k;
+	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
+		if ((rc = mdb_get(txn, s->aliases, &k, &v)) == MDB_NOTFOUND)
+			return 0;
+		if (rc != 0)
+			return rc;
+		if (v.mv_size < 1)
+			return MDB_CORRUPTED;
+		k.mv_size = v.mv_size - 1; /* values keep their NUL */
+		k.mv_data = v.mv_data;
+		*root = k;
+	}
+	return MDB_CORRUPTED;
+}
+
+/*
+ * previous_id -> customer_id. The first alias of an id wins, and one that would close a
+ * cycle is ignored (the event itself is still stored), so the mapping stays a forest.
+ */
+static int
+put_alias(struct store *s, MDB_txn *txn, const char *prev, const char *cust)
+{
+	size_t pl = strlen(prev), cl = strlen(cust), hops;
+	MDB_val k = { pl, (void *)prev }, v, r;
+	int rc;
+
+	if (pl == 0 || cl == 0 || (pl == cl && memcmp(prev, cust, pl) == 0))
+		return 0;
+	if ((rc = mdb_get(txn, s->aliases, &k, &v)) == 0)
+		return 0;
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	/* Would cust's chain lead back to prev? */
+	k.mv_size = cl;
+	k.mv_data = (void *)cust;
+	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
+		if (k.mv_size == pl && memcmp(k.mv_data, prev, pl) == 0)
+			return 0;
+		if ((rc = mdb_get(txn, s->aliases, &k, &r)) == MDB_NOTFOUND)
+			break;
+		if (rc != 0)
+			return rc;
+		if (r.mv_size < 1)
+			return MDB_CORRUPTED;
+		k.mv_size = r.mv_size - 1;
+		k.mv_data = r.mv_data;
+	}
+	if (hops == STORE_MAX_HOPS)
+		return 0;
+	k.mv_size = pl;
+	k.mv_data = (void *)prev;
+	v.mv_size = cl + 1;
+	v.mv_data = (void *)cust;
+	if ((rc = mdb_put(txn, s->aliases, &k, &v, 0)) != 0)
+		return rc;
+	k.mv_size = cl;
+	k.mv_data = (void *)cust;
+	v.mv_size = pl;
+	v.mv_data = (void *)prev;
+	return mdb_put(txn, s->alias_rev, &k, &v, 0);
+}
+
+static int
+grow_buf(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t ncap;
+	void *np;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? *cap : 64;
+	while (ncap < need)
+		ncap *= 2;
+	if ((np = realloc(*p, ncap * elem)) == NULL)
+		return ENOMEM;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+/*
+ * Moves every log entry into a new sorted run, in txn. The records are copied out first:
+ * pointers into a write transaction's dirty pages may not survive further puts.
+ */
+static int
+flush_run(struct store *s, MDB_txn *txn, struct run *out)
+{
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	size_t n = 0, used = 0, i;
+	uint64_t id;
+	char name[32];
+	MDB_dbi dbi;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct record r;
+
+		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+			rc = MDB_CORRUPTED;
+			goto fail;
+		}
+		if ((rc = grow_buf((void **)&s->fl, &s->fl_cap, n + 1, sizeof(*s->fl))) != 0 ||
+		    (rc = grow_buf((void **)&s->flbuf, &s->flbuf_cap, used + v.mv_size, 1)) != 0)
+			goto fail;
+		memcpy(s->flbuf + used, v.mv_data, v.mv_size);
+		run_key(s->fl[n].key, r.cust, r.ts, r.seq);
+		s->fl[n].val = (const uint8_t *)(uintptr_t)used; /* rebased below */
+		s->fl[n].len = v.mv_size;
+		used += v.mv_size;
+		n++;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto fail;
+	mdb_cursor_close(c);
+	c = NULL;
+	for (i = 0; i < n; i++)
+		s->fl[i].val = s->flbuf + (uintptr_t)s->fl[i].val;
+	qsort(s->fl, n, sizeof(*s->fl), kitem_cmp);
+
+	if ((rc = meta_get(txn, s, "nextrun", &id, sizeof(id))) != 0)
+		return rc;
+	snprintf(name, sizeof(name), "run.%" PRIu64, id);
+	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi)) != 0)
+		return rc;
+	for (i = 0; i < n; i++) {
+		k.mv_size = KEY_LEN;
+		k.mv_data = s->fl[i].key;
+		v.mv_size = s->fl[i].len;
+		v.mv_data = (void *)s->fl[i].val;
+		if ((rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND)) != 0)
+			return rc;
+	}
+	if ((rc = mdb_drop(txn, s->log, 0)) != 0 ||
+	    (rc = dir_put(txn, s, id, 0, RUN_COMPLETE, n)) != 0)
+		return rc;
+	id++;
+	if ((rc = meta_put(txn, s, "nextrun", &id, sizeof(id))) != 0)
+		return rc;
+	out->id = id - 1;
+	out->dbi = dbi;
+	out->tier = 0;
+	out->count = n;
+	return 0;
+fail:
+	mdb_cursor_close(c);
+	return rc;
+}
+
+static int
+spend_day(const Touchpoint__V1__Event *ev, int32_t *day)
+{
+	if (ev->spend->day != NULL && ev->spend->day[0] != 0)
+		return record_parse_day(ev->spend->day, day) == 0 ? 0 : EINVAL;
+	*day = record_day_of(ev->timestamp_us);
+	return 0;
+}
+
+/* Stores one new event (not a duplicate) in txn. */
+static int
+put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64_t seq)
+{
+	struct record_ids ids = { 0 };
+	const char *cid = ev->customer_id != NULL ? ev->customer_id : "";
+	uint8_t kb[12];
+	MDB_val k, v;
+	size_t len;
+	int rc = 0, kind = 0;
+
+	ids.seq = seq;
+	ids.cust = record_hash(s->key, cid, strlen(cid));
+	switch (ev->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		kind = ATTR_TOUCH;
+		if ((rc = intern(s, txn, ev->touch->channel, &ids.channel)) != 0 ||
+		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0)
+			return rc;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		kind = ATTR_CONVERSION;
+		ids.name_default = ev->conversion->name == NULL || ev->conversion->name[0] == 0;
+		if ((rc = intern(s, txn, ids.name_default ? "conversion" : ev->conversion->name,
+		                 &ids.name)) != 0 ||
+		    (rc = intern(s, txn, ev->conversion->currency, &ids.currency)) != 0)
+			return rc;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
+		kind = ATTR_IDENTIFY;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
+		kind = ATTR_ALIAS;
+		if (ev->alias->previous_id == NULL)
+			return EINVAL;
+		if ((rc = put_alias(s, txn, ev->alias->previous_id, cid)) != 0)
+			return rc;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		kind = ATTR_SPEND;
+		if ((rc = spend_day(ev, &ids.day)) != 0 ||
+		    (rc = intern(s, txn, ev->spend->channel, &ids.channel)) != 0 ||
+		    (rc = intern(s, txn, ev->spend->campaign, &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, ev->spend->currency, &ids.currency)) != 0)
+			return rc;
+		break;
+	default:
+		return EINVAL;
+	}
+	if (kind != ATTR_SPEND && cid[0] == 0)
+		return EINVAL;
+	if (record_encode(ev, &ids, s->enc, sizeof(s->enc), &len) != 0)
+		return EINVAL;
+	v.mv_size = len;
+	v.mv_data = s->enc;
+	if (kind == ATTR_SPEND) {
+		be32(kb, (uint32_t)ids.day ^ UINT32_C(0x80000000));
+		be64(kb + 4, seq);
+		k.mv_size = 12;
+		k.mv_data = kb;
+		rc = mdb_put(txn, s->spend, &k, &v, 0);
+	} else {
+		be64(kb, seq);
+		k.mv_size = 8;
+		k.mv_data = kb;
+		if ((rc = mdb_put(txn, s->log, &k, &v, MDB_APPEND)) == 0)
+			s->log_count++;
+		hll_add(s, ids.cust);
+	}
+	if (rc == 0) {
+		s->cnt.events[kind]++;
+		s->cnt.events[0]++;
+	}
+	return rc;
+}
+
+/* Snapshot of the writer's state, restored when a transaction is aborted. */
+struct wsnap {
+	uint64_t next_seq, log_count;
+	struct counters cnt;
+	int hll_dirty;
+	uint8_t hll[HLL_M];
+};
+
+/* One attempt at writing the group; returns an LMDB/errno code. */
+static int
+write_group(struct store *s, struct store_batch *const *batches, size_t nb, size_t total,
+            struct wsnap *ws, struct run *newrun, int *flushed)
+{
+	MDB_txn *txn = NULL;
+	size_t j, i;
+	uint32_t dups = 0;
+	int rc, dup, dirlock = 0;
+
+	*flushed = 0;
+	if ((rc = write_begin(s, &txn)) != 0)
+		return rc;
+	ws->next_seq = s->next_seq;
+	ws->log_count = s->log_count;
+	ws->cnt = s->cnt;
+	ws->hll_dirty = s->hll_dirty;
+	memcpy(ws->hll, s->hll, HLL_M);
+
+	/* In key order, so that the ids lookups touch neighbouring pages. */
+	for (j = 0; j < total; j++) {
+		const struct went *w = &s->went[j];
+		const Touchpoint__V1__Event *ev = batches[w->b]->events[w->i];
+
+		if ((rc = dedup(s, txn, w, ev->event_id, s->next_seq + w->ord, &dup)) != 0)
+			goto fail;
+		batches[w->b]->dup[w->i] = (uint8_t)dup;
+		dups += (uint32_t)dup;
+	}
+	/* In arrival order, so that the log is appended in sequence. */
+	for (j = 0, total = 0; j < nb; j++) {
+		for (i = 0; i < batches[j]->n; i++, total++) {
+			if (batches[j]->dup[i])
+				continue;
+			if ((rc = put_event(s, txn, batches[j]->events[i], s->next_seq + total)) !=
+			    0)
+				goto fail;
+		}
+	}
+	s->next_seq += total;
+	s->cnt.duplicates += dups;
+	if ((rc = meta_put(txn, s, "seq", &s->next_seq, 8)) != 0 ||
+	    (rc = meta_put(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0)
+		goto fail;
+	if (s->hll_dirty && (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
+		goto fail;
+	if (s->log_count >= s->run_events) {
+		pthread_mutex_lock(&s->dmu);
+		j = s->nruns + s->nretired + s->nbuilding;
+		pthread_mutex_unlock(&s->dmu);
+		if (j < STORE_FLUSH_LIMIT) {
+			if ((rc = flush_run(s, txn, newrun)) != 0)
+				goto fail;
+			*flushed = 1;
+		}
+	}
+	if (*flushed) {
+		pthread_mutex_lock(&s->dmu);
+		dirlock = 1;
+	}
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		goto fail;
+	if (*flushed) {
+		s->runs[s->nruns++] = *newrun;
+		s->log_count = 0;
+		pthread_mutex_unlock(&s->dmu);
+	}
+	s->hll_dirty = 0;
+	gate_leave(s);
+	return 0;
+fail:
+	if (dirlock)
+		pthread_mutex_unlock(&s->dmu);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	gate_leave(s);
+	s->next_seq = ws->next_seq;
+	s->log_count = ws->log_count;
+	s->cnt = ws->cnt;
+	s->hll_dirty = ws->hll_dirty;
+	memcpy(s->hll, ws->hll, HLL_M);
+	dict_rollback(s);
+	*flushed = 0;
+	return rc;
+}
+
+int
+store_write(struct store *s, struct store_batch *const *batches, size_t nb)
+{
+	struct wsnap *ws = NULL;
+	struct run newrun;
+	size_t total = 0, j, i, tries;
+	uint32_t ord = 0;
+	int rc, flushed;
+
+	for (j = 0; j < nb; j++) {
+		if (batches[j] == NULL ||
+		    (batches[j]->n > 0 && (batches[j]->events == NULL || batches[j]->dup == NULL)))
+			return TP_INVALID_ARGUMENT;
+		total += batches[j]->n;
+		if (total > STORE_MAX_GROUP)
+			return TP_INVALID_ARGUMENT;
+	}
+	if (grow_buf((void **)&s->went, &s->went_cap, total + 1, sizeof(*s->went)) != 0)
+		return TP_RESOURCE_EXHAUSTED;
+	for (j = 0; j < nb; j++) {
+		for (i = 0; i < batches[j]->n; i++) {
+			const Touchpoint__V1__Event *ev = batches[j]->events[i];
+			struct went *w = &s->went[ord];
+
+			if (ev == NULL || ev->event_id == NULL)
+				return TP_INVALID_ARGUMENT;
+			w->tsb = bias(ev->timestamp_us);
+			w->h = record_hash(s->key, ev->event_id, strlen(ev->event_id));
+			w->b = (uint32_t)j;
+			w->i = (uint32_t)i;
+			w->ord = ord++;
+		}
+	}
+	qsort(s->went, total, sizeof(*s->went), went_cmp);
+	if ((ws = malloc(sizeof(*ws))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	for (tries = 0;; tries++) {
+		size_t seen = map_size(s);
+
+		rc = write_group(s, batches, nb, total, ws, &newrun, &flushed);
+		if (rc != MDB_MAP_FULL || tries >= STORE_GROW_TRIES)
+			break;
+		if ((rc = grow_map(s, seen)) != 0)
+			break;
+	}
+	free(ws);
+	if (rc != 0)
+		return status_of(rc);
+
+	atomic_store_explicit(&s->dict_pub, s->dict_n, memory_order_release);
+	s->dict_committed = s->dict_n;
+	pthread_mutex_lock(&s->smu);
+	s->cnt_pub = s->cnt;
+	s->customers_pub = hll_estimate(s->hll);
+	pthread_mutex_unlock(&s->smu);
+	for (j = 0; j < nb; j++) {
+		batches[j]->duplicates = 0;
+		for (i = 0; i < batches[j]->n; i++)
+			batches[j]->duplicates += batches[j]->dup[i];
+		batches[j]->accepted = (uint32_t)batches[j]->n - batches[j]->duplicates;
+	}
+	if (flushed) {
+		pthread_mutex_lock(&s->cmu);
+		s->ckick = 1;
+		pthread_cond_signal(&s->ccv);
+		pthread_mutex_unlock(&s->cmu);
+	}
+	return TP_OK;
+}
+
+/* ---- compaction ---- */
+
+/* One input of a k-way merge: an LMDB cursor or a sorted array of records. */
+struct msrc {
+	MDB_cursor *cur;
+	const struct kitem *arr;
+	size_t pos, n;
+	MDB_val k, v;
+	int done;
+};
+
+static int
+msrc_load(struct msrc *m, MDB_cursor_op op)
+{
+	int rc;
+
+	if (m->cur == NULL) {
+		if (op == MDB_NEXT)
+			m->pos++;
+		if (m->pos >= m->n) {
+			m->done = 1;
+			return 0;
+		}
+		m->k.mv_size = KEY_LEN;
+		m->k.mv_data = (void *)m->arr[m->pos].key;
+		m->v.mv_size = m->arr[m->pos].len;
+		m->v.mv_data = (void *)m->arr[m->pos].val;
+		return 0;
+	}
+	rc = mdb_cursor_get(m->cur, &m->k, &m->v, op);
+	if (rc == MDB_NOTFOUND) {
+		m->done = 1;
+		return 0;
+	}
+	if (rc == 0 && m->k.mv_size != KEY_LEN)
+		rc = MDB_CORRUPTED;
+	return rc;
+}
+
+static int
+msrc_less(const struct msrc *a, const struct msrc *b)
+{
+	return memcmp(a->k.mv_data, b->k.mv_data, KEY_LEN) < 0;
+}
+
+/* A binary min-heap of merge sources. */
+struct mheap {
+	struct msrc **h;
+	size_t n;
+};
+
+static void
+heap_down(struct mheap *hp, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		struct msrc *t;
+
+		if (l < hp->n && msrc_less(hp->h[l], hp->h[m]))
+			m = l;
+		if (l + 1 < hp->n && msrc_less(hp->h[l + 1], hp->h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		t = hp->h[i];
+		hp->h[i] = hp->h[m];
+		hp->h[m] = t;
+		i = m;
+	}
+}
+
+static void
+heap_build(struct mheap *hp)
+{
+	size_t i, j = 0;
+
+	for (i = 0; i < hp->n; i++)
+		if (!hp->h[i]->done)
+			hp->h[j++] = hp->h[i];
+	hp->n = j;
+	for (i = hp->n / 2; i-- > 0;)
+		heap_down(hp, i);
+}
+
+/* Advances the top source and restores the heap. */
+static int
+heap_next(struct mheap *hp)
+{
+	int rc;
+
+	if ((rc = msrc_load(hp->h[0], MDB_NEXT)) != 0)
+		return rc;
+	if (hp->h[0]->done)
+		hp->h[0] = hp->h[--hp->n];
+	heap_down(hp, 0);
+	return 0;
+}
+
+static int
+stopping(struct store *s)
+{
+	int stop;
+
+	pthread_mutex_lock(&s->cmu);
+	stop = s->cstop;
+	pthread_mutex_unlock(&s->cmu);
+	return stop;
+}
+
+/* Drops retired runs once no reader can hold their handles. */
+static void
+drop_retired(struct store *s)
+{
+	MDB_txn *txn;
+	size_t i, n;
+	int rc;
+
+	pthread_mutex_lock(&s->dmu);
+	n = s->nretired;
+	pthread_mutex_unlock(&s->dmu);
+	if (n == 0)
+		return;
+	gate_enter(s);
+	pthread_mutex_lock(&s->gmu);
+	if (s->run_readers > 0) {
+		pthread_mutex_unlock(&s->gmu);
+		gate_leave(s);
+		return;
+	}
+	s->dropping = 1;
+	pthread_mutex_unlock(&s->gmu);
+
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc == 0) {
+		pthread_mutex_lock(&s->dmu);
+		/* mdb_drop() closes the handle even if the commit then fails: forget them all. */
+		for (i = 0; i < s->nretired && rc == 0; i++)
+			rc = mdb_drop(txn, s->retired[i].dbi, 1);
+		s->nretired = 0;
+		pthread_mutex_unlock(&s->dmu);
+		if (rc == 0)
+			rc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+		/* On failure the named databases stay as orphans, dropped at the next open. */
+	}
+	pthread_mutex_lock(&s->gmu);
+	s->dropping = 0;
+	pthread_cond_broadcast(&s->gcv);
+	pthread_mutex_unlock(&s->gmu);
+	gate_leave(s);
+	(void)rc;
+}
+
+/* Picks MERGE_FANIN complete runs of the lowest tier that has that many; 0 if none. */
+static int
+pick_merge(struct store *s, struct run *in)
+{
+	uint32_t tier, best = UINT32_MAX;
+	size_t i, k, cnt;
+
+	pthread_mutex_lock(&s->dmu);
+	for (i = 0; i < s->nruns; i++) {
+		tier = s->runs[i].tier;
+		for (k = 0, cnt = 0; k < s->nruns; k++)
+			cnt += s->runs[k].tier == tier;
+		if (cnt >= MERGE_FANIN && tier < best)
+			best = tier;
+	}
+	for (i = 0, k = 0; best != UINT32_MAX && i < s->nruns && k < MERGE_FANIN; i++)
+		if (s->runs[i].tier == best)
+			in[k++] = s->runs[i]; /* runs[] is in id order: the oldest first */
+	if (best != UINT32_MAX)
+		s->nbuilding++;
+	pthread_mutex_unlock(&s->dmu);
+	return best != UINT32_MAX;
+}
+
+/* Creates the output run, marked building. */
+static int
+merge_create(struct store *s, uint32_t tier, struct run *out)
+{
+	MDB_txn *txn;
+	char name[32];
+	uint64_t id;
+	int rc;
+
+	for (;;) {
+		size_t seen = map_size(s);
+
+		if ((rc = write_begin(s, &txn)) != 0)
+			return rc;
+		if ((rc = meta_get(txn, s, "nextrun", &id, sizeof(id))) == 0) {
+			snprintf(name, sizeof(name), "run.%" PRIu64, id);
+			out->id = id++;
+			out->tier = tier;
+			out->count = 0;
+			if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->dbi)) == 0 &&
+			    (rc = meta_put(txn, s, "nextrun", &id, sizeof(id))) == 0 &&
+			    (rc = dir_put(txn, s, out->id, tier, RUN_BUILDING, 0)) == 0) {
+				rc = mdb_txn_commit(txn);
+				txn = NULL;
+			}
+		}
+		if (txn != NULL)
+			mdb_txn_abort(txn);
+		gate_leave(s);
+		if (rc != MDB_MAP_FULL)
+			return rc;
+		if ((rc = grow_map(s, seen)) != 0)
+			return rc;
+	}
+}
+
+/*
+ * One chunk of the merge in its own write transaction: inputs are repositioned after the
+ * last key consumed (last[j], or from the start), up to MERGE_CHUNK records are appended.
+ */
+static int
+merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
+            uint8_t last[][KEY_LEN], int *started, int *finished)
+{
+	struct msrc src[MERGE_FANIN], *hv[MERGE_FANIN];
+	struct mheap hp = { hv, 0 };
+	uint8_t nlast[MERGE_FANIN][KEY_LEN];
+	int nstarted[MERGE_FANIN];
+	MDB_txn *txn;
+	size_t j, n = 0;
+	int rc;
+
+	if ((rc = write_begin(s, &txn)) != 0)
+		return rc;
+	memset(src, 0, sizeof(src));
+	for (j = 0; j < nin; j++) {
+		nstarted[j] = started[j];
+		memcpy(nlast[j], last[j], KEY_LEN);
+		if ((rc = mdb_cursor_open(txn, in[j].dbi, &src[j].cur)) != 0)
+			goto fail;
+		if (!started[j]) {
+			rc = msrc_load(&src[j], MDB_FIRST);
+		} else {
+			src[j].k.mv_size = KEY_LEN;
+			src[j].k.mv_data = last[j];
+			if ((rc = msrc_load(&src[j], MDB_SET_RANGE)) == 0 && !src[j].done &&
+			    memcmp(src[j].k.mv_data, last[j], KEY_LEN) == 0)
+				rc = msrc_load(&src[j], MDB_NEXT);
+		}
+		if (rc != 0)
+			goto fail;
+		hv[hp.n++] = &src[j];
+	}
+	heap_build(&hp);
+	while (hp.n > 0 && n < MERGE_CHUNK) {
+		struct msrc *m = hp.h[0];
+
+		if ((rc = mdb_put(txn, out->dbi, &m->k, &m->v, MDB_APPEND)) != 0)
+			goto fail;
+		j = (size_t)(m - src);
+		memcpy(nlast[j], m->k.mv_data, KEY_LEN);
+		nstarted[j] = 1;
+		n++;
+		if ((rc = heap_next(&hp)) != 0)
+			goto fail;
+	}
+	for (j = 0; j < nin; j++)
+		mdb_cursor_close(src[j].cur);
+	memset(src, 0, sizeof(src));
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		gate_leave(s);
+		return rc;
+	}
+	gate_leave(s);
+	for (j = 0; j < nin; j++) {
+		started[j] = nstarted[j];
+		memcpy(last[j], nlast[j], KEY_LEN);
+	}
+	out->count += n;
+	*finished = hp.n == 0;
+	return 0;
+fail:
+	for (j = 0; j < nin; j++)
+		if (src[j].cur != NULL)
+			mdb_cursor_close(src[j].cur);
+	mdb_txn_abort(txn);
+	gate_leave(s);
+	return rc;
+}
+
+/* Marks the output complete and retires the inputs, all in one commit. */
+static int
+merge_finish(struct store *s, const struct run *in, size_t nin, const struct run *out)
+{
+	MDB_txn *txn;
+	size_t j, i, k;
+	int rc;
+
+	if ((rc = write_begin(s, &txn)) != 0)
+		return rc;
+	rc = dir_put(txn, s, out->id, out->tier, RUN_COMPLETE, out->count);
+	for (j = 0; j < nin && rc == 0; j++)
+		rc = dir_del(txn, s, in[j].id);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		gate_leave(s);
+		return rc;
+	}
+	pthread_mutex_lock(&s->dmu);
+	if ((rc = mdb_txn_commit(txn)) == 0) {
+		for (j = 0; j < nin; j++) {
+			for (i = 0; i < s->nruns && s->runs[i].id != in[j].id; i++)
+				;
+			if (i == s->nruns)
+				continue;
+			s->retired[s->nretired++] = s->runs[i];
+			for (k = i + 1; k < s->nruns; k++)
+				s->runs[k - 1] = s->runs[k];
+			s->nruns--;
+		}
+		/* Keep runs[] in id order (= age) so the oldest of a tier merge first. */
+		for (i = s->nruns; i > 0 && s->runs[i - 1].id > out->id; i--)
+			s->runs[i] = s->runs[i - 1];
+		s->runs[i] = *out;
+		s->nruns++;
+		s->nbuilding--;
+	}
+	pthread_mutex_unlock(&s->dmu);
+	gate_leave(s);
+	return rc;
+}
+
+static int
+merge_once(struct store *s, const struct run *in)
+{
+	uint8_t last[MERGE_FANIN][KEY_LEN];
+	int started[MERGE_FANIN] = { 0 }, finished = 0, rc;
+	struct run out;
+
+	if ((rc = merge_create(s, in[0].tier + 1, &out)) != 0)
+		goto fail;
+	while (!finished) {
+		size_t seen = map_size(s);
+
+		if (stopping(s)) {
+			rc = ECANCELED; /* the building run is dropped at the next open */
+			goto fail;
+		}
+		rc = merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished);
+		if (rc == MDB_MAP_FULL)
+			rc = grow_map(s, seen);
+		if (rc != 0)
+			goto fail;
+	}
+	for (;;) {
+		size_t seen = map_size(s);
+
+		if ((rc = merge_finish(s, in, MERGE_FANIN, &out)) != MDB_MAP_FULL)
+			break;
+		if ((rc = grow_map(s, seen)) != 0)
+			break;
+	}
+	if (rc != 0)
+		goto fail;
+	return 0;
+fail:
+	pthread_mutex_lock(&s->dmu);
+	s->nbuilding--;
+	pthread_mutex_unlock(&s->dmu);
+	return rc;
+}
+
+static void *
+compactor(void *arg)
+{
+	struct store *s = arg;
+	struct run in[MERGE_FANIN];
+	struct timespec ts;
+	int dead;
+
+	pthread_mutex_lock(&s->cmu);
+	while (!s->cstop) {
+		if (!s->ckick) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&s->ccv, &s->cmu, &ts);
+		}
+		s->ckick = 0;
+		if (s->cstop)
+			break;
+		pthread_mutex_unlock(&s->cmu);
+
+		mdb_reader_check(s->env, &dead);
+		drop_retired(s);
+		while (!stopping(s) && pick_merge(s, in)) {
+			if (merge_once(s, in) != 0)
+				break; /* tried again on the next tick */
+			drop_retired(s);
+		}
+		pthread_mutex_lock(&s->cmu);
+	}
+	pthread_mutex_unlock(&s->cmu);
+	return NULL;
+}
+
+/* ---- open / close ---- */
+
+static int
+fill_random(uint8_t *p, size_t n)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	ssize_t r;
+	size_t got = 0;
+
+	if (fd < 0)
+		return -1;
+	while (got < n) {
+		r = read(fd, p + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			close(fd);
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Loads or creates the metadata; drops runs left building or orphaned by a crash. */
+static int
+open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
+{
+	uint32_t version;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	MDB_stat st;
+	MDB_dbi main_dbi;
+	uint8_t kb[9];
+	char(*orphans)[32] = NULL;
+	size_t norphans = 0, i;
+	int rc;
+
+	rc = meta_get(txn, s, "version", &version, sizeof(version));
+	if (rc == MDB_NOTFOUND) {
+		uint64_t one = 1;
+
+		version = STORE_SCHEMA;
+		if (fill_random(s->key, sizeof(s->key)) != 0) {
+			snprintf(errbuf, errlen, "no random key: %s", strerror(errno));
+			return EIO;
+		}
+		memset(&s->cnt, 0, sizeof(s->cnt));
+		if ((rc = meta_put(txn, s, "version", &version, sizeof(version))) != 0 ||
+		    (rc = meta_put(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
+		    (rc = meta_put(txn, s, "seq", &one, 8)) != 0 ||
+		    (rc = meta_put(txn, s, "nextrun", &one, 8)) != 0 ||
+		    (rc = meta_put(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
+		    (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
+			return rc;
+	} else if (rc != 0) {
+		return rc;
+	} else if (version != STORE_SCHEMA) {
+		snprintf(errbuf, errlen, "store schema %u, expected %u", version, STORE_SCHEMA);
+		return MDB_VERSION_MISMATCH;
+	}
+	if ((rc = meta_get(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
+	    (rc = meta_get(txn, s, "seq", &s->next_seq, 8)) != 0 ||
+	    (rc = meta_get(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
+	    (rc = meta_get(txn, s, "hll", s->hll, HLL_M)) != 0)
+		return rc;
+
+	/* The run directory: complete runs are opened, building ones dropped. */
+	if ((rc = mdb_cursor_open(txn, s->meta, &c)) != 0)
+		return rc;
+	kb[0] = 'r';
+	memset(kb + 1, 0, 8);
+	k.mv_size = 1;
+	k.mv_data = kb;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct dirent_v d;
+		char name[32];
+		uint64_t id;
+
+		if (k.mv_size != 9 || ((uint8_t *)k.mv_data)[0] != 'r')
+			break;
+		if (v.mv_size != sizeof(d)) {
+			rc = MDB_CORRUPTED;
+			goto fail;
+		}
+		memcpy(&d, v.mv_data, sizeof(d));
+		id = rd_be64((uint8_t *)k.mv_data + 1);
+		if (d.state != RUN_COMPLETE) {
+			if ((rc = mdb_cursor_del(c, 0)) != 0)
+				goto fail;
+			continue;
+		}
+		if (s->nruns >= STORE_MAX_RUNS) {
+			rc = MDB_DBS_FULL;
+			goto fail;
+		}
+		snprintf(name, sizeof(name), "run.%" PRIu64, id);
+		s->runs[s->nruns].id = id;
+		s->runs[s->nruns].tier = d.tier;
+		s->runs[s->nruns].count = d.count;
+		if ((rc = mdb_dbi_open(txn, name, 0, &s->runs[s->nruns].dbi)) != 0)
+			goto fail;
+		s->nruns++;
+	}
+	if (rc != MDB_NOTFOUND && rc != 0)
+		goto fail;
+	mdb_cursor_close(c);
+	c = NULL;
+
+	/* Named databases "run.N" not in the directory: a crash mid-merge or mid-drop. */
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, main_dbi, &c)) != 0)
+		goto fail;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char name[32];
+		uint64_t id;
+		char *end;
+		int known = 0;
+
+		if (k.mv_size < 5 || k.mv_size >= sizeof(name) || memcmp(k.mv_data, "run.", 4) != 0)
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = 0;
+		id = strtoull(name + 4, &end, 10);
+		for (i = 0; i < s->nruns; i++)
+			known |= s->runs[i].id == id;
+		if (known && *end == 0)
+			continue;
+		if (norphans >= STORE_MAXDBS) {
+			rc = MDB_DBS_FULL;
+			goto fail;
+		}
+		if (norphans % 16 == 0) {
+			void *np = realloc(orphans, (norphans + 16) * sizeof(*orphans));
+
+			if (np == NULL) {
+				rc = ENOMEM;
+				goto fail;
+			}
+			orphans = np;
+		}
+		memcpy(orphans[norphans++], name, sizeof(name));
+	}
+	if (rc != MDB_NOTFOUND && rc != 0)
+		goto fail;
+	mdb_cursor_close(c);
+	c = NULL;
+	for (i = 0; i < norphans; i++) {
+		MDB_dbi dbi;
+
+		if ((rc = mdb_dbi_open(txn, orphans[i], 0, &dbi)) != 0 ||
+		    (rc = mdb_drop(txn, dbi, 1)) != 0)
+			goto fail;
+	}
+	free(orphans);
+	orphans = NULL;
+
+	if ((rc = mdb_stat(txn, s->log, &st)) != 0)
+		return rc;
+	s->log_count = st.ms_entries;
+
+	/* The dictionary, in id order. */
+	s->dict_n = 1;
+	if ((rc = mdb_cursor_open(txn, s->dict_rev, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		const char *n = v.mv_data;
+
+		if (k.mv_size != 4 || rd_be32(k.mv_data) != s->dict_n || v.mv_size < 2 ||
+		    n[v.mv_size - 1] != 0) {
+			rc = MDB_CORRUPTED;
+			goto fail;
+		}
+		if ((rc = dict_add_mem(s, n, v.mv_size - 1,
+		                       record_hash(s->key, n, v.mv_size - 1))) != 0)
+			goto fail;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto fail;
+	mdb_cursor_close(c);
+	s->dict_committed = s->dict_n;
+	atomic_store_explicit(&s->dict_pub, s->dict_n, memory_order_release);
+	s->cnt_pub = s->cnt;
+	s->customers_pub = hll_estimate(s->hll);
+	return 0;
+fail:
+	free(orphans);
+	if (c != NULL)
+		mdb_cursor_close(c);
+	return rc;
+}
+
+static void
+store_free(struct store *s)
+{
+	size_t c, i;
+
+	if (s->env != NULL)
+		mdb_env_close(s->env);
+	for (c = 0; c < DICT_CHUNKS && s->dchunk[c] != NULL; c++) {
+		for (i = 0; i < DICT_CHUNK; i++)
+			free(s->dchunk[c][i]);
+		free(s->dchunk[c]);
+	}
+	free(s->dtab);
+	free(s->went);
+	free(s->fl);
+	free(s->flbuf);
+	pthread_mutex_destroy(&s->gmu);
+	pthread_cond_destroy(&s->gcv);
+	pthread_mutex_destroy(&s->dmu);
+	pthread_mutex_destroy(&s->smu);
+	pthread_mutex_destroy(&s->cmu);
+	pthread_cond_destroy(&s->ccv);
+	free(s);
+}
+
+int
+store_open(struct store **sp, const struct store_options *o, char *errbuf, size_t errlen)
+{
+	struct store *s;
+	MDB_txn *txn = NULL;
+	char dummy[1];
+	int rc, dead;
+
+	if (errbuf == NULL || errlen == 0) {
+		errbuf = dummy;
+		errlen = sizeof(dummy);
+	}
+	errbuf[0] = 0;
+	*sp = NULL;
+	if (o == NULL || o->path == NULL || o->path[0] == 0) {
+		snprintf(errbuf, errlen, "store: no path");
+		return TP_INVALID_ARGUMENT;
+	}
+	if (mkdir(o->path, 0750) != 0 && errno != EEXIST) {
+		snprintf(errbuf, errlen, "store: mkdir %s: %s", o->path, strerror(errno));
+		return errno == ENOSPC || errno == EDQUOT ? TP_RESOURCE_EXHAUSTED : TP_INTERNAL;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		snprintf(errbuf, errlen, "store: out of memory");
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	pthread_mutex_init(&s->gmu, NULL);
+	pthread_cond_init(&s->gcv, NULL);
+	pthread_mutex_init(&s->dmu, NULL);
+	pthread_mutex_init(&s->smu, NULL);
+	pthread_mutex_init(&s->cmu, NULL);
+	pthread_cond_init(&s->ccv, NULL);
+	s->run_events = o->run_events ? o->run_events : 65536;
+
+	if ((rc = mdb_env_create(&s->env)) != 0) {
+		set_err(errbuf, errlen, "store: mdb_env_create", rc);
+		goto fail;
+	}
+	if ((rc = mdb_env_set_maxdbs(s->env, STORE_MAXDBS)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(s->env, 254)) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->env, o->map_size ? o->map_size : (size_t)1 << 30)) != 0) {
+		set_err(errbuf, errlen, "store: environment", rc);
+		goto fail;
+	}
+	if ((rc = mdb_env_open(s->env, o->path, MDB_NOTLS | (o->nosync ? MDB_NOSYNC : 0), 0640)) !=
+	    0) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "store: open %.40s", o->path);
+		set_err(errbuf, errlen, what, rc);
+		goto fail;
+	}
+	mdb_reader_check(s->env, &dead);
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &s->log)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "ids", MDB_CREATE, &s->ids)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "dict", MDB_CREATE, &s->dict)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "dict_rev", MDB_CREATE, &s->dict_rev)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &s->aliases)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "alias_rev", MDB_CREATE | MDB_DUPSORT, &s->alias_rev)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "spend", MDB_CREATE, &s->spend)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0) {
+		set_err(errbuf, errlen, "store: databases", rc);
+		goto fail;
+	}
+	if ((rc = open_meta(s, txn, errbuf, errlen)) != 0) {
+		if (errbuf[0] == 0)
+			set_err(errbuf, errlen, "store: metadata", rc);
+		goto fail;
+	}
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0) {
+		set_err(errbuf, errlen, "store: commit", rc);
+		goto fail;
+	}
+	if ((rc = pthread_create(&s->cthr, NULL, compactor, s)) != 0) {
+		snprintf(errbuf, errlen, "store: compactor thread: %s", strerror(rc));
+		goto fail;
+	}
+	s->cstarted = 1;
+	*sp = s;
+	return TP_OK;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	store_free(s);
+	return rc == MDB_VERSION_MISMATCH || rc == MDB_INVALID ? TP_INTERNAL : status_of(rc);
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->cstarted) {
+		pthread_mutex_lock(&s->cmu);
+		s->cstop = 1;
+		pthread_cond_signal(&s->ccv);
+		pthread_mutex_unlock(&s->cmu);
+		pthread_join(s->cthr, NULL);
+	}
+	store_free(s);
+}
+
+/* ---- reading ---- */
+
+/* SPEC §3 order within a customer: time, touches (and all else) before conversions, seq. */
+static int
+rank_of(int kind)
+{
+	return kind == ATTR_CONVERSION;
+}
+
+static int
+ev_cmp(const struct record *a, const struct record *b)
+{
+	int ra = rank_of(a->kind), rb = rank_of(b->kind);
+
+	if (a->ts != b->ts)
+		return a->ts < b->ts ? -1 : 1;
+	if (ra != rb)
+		return ra < rb ? -1 : 1;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static int
+ev_qcmp(const void *a, const void *b)
+{
+	return ev_cmp(a, b);
+}
+
+static int
+cid_cmp(const struct record *a, const struct record *b)
+{
+	size_t n = a->len[REC_CUSTOMER_ID] < b->len[REC_CUSTOMER_ID] ? a->len[REC_CUSTOMER_ID]
+	                                                             : b->len[REC_CUSTOMER_ID];
+	int c = memcmp(a->str[REC_CUSTOMER_ID], b->str[REC_CUSTOMER_ID], n);
+
+	if (c != 0)
+		return c;
+	return (a->len[REC_CUSTOMER_ID] > b->len[REC_CUSTOMER_ID]) -
+	       (a->len[REC_CUSTOMER_ID] < b->len[REC_CUSTOMER_ID]);
+}
+
+static int
+cid_ev_qcmp(const void *a, const void *b)
+{
+	int c = cid_cmp(a, b);
+
+	return c != 0 ? c : ev_cmp(a, b);
+}
+
+static int
+same_cid(const struct record *a, const struct record *b)
+{
+	return a->len[REC_CUSTOMER_ID] == b->len[REC_CUSTOMER_ID] &&
+	       memcmp(a->str[REC_CUSTOMER_ID], b->str[REC_CUSTOMER_ID], a->len[REC_CUSTOMER_ID]) ==
+	           0;
+}
+
+/* Sorts records that arrive ordered by (ts, seq): only equal-time ranks move. */
+static void
+insertion_sort(struct record *r, size_t n)
+{
+	size_t i, j;
+
+	for (i = 1; i < n; i++) {
+		struct record t;
+
+		if (ev_cmp(&r[i - 1], &r[i]) <= 0)
+			continue;
+		t = r[i];
+		for (j = i; j > 0 && ev_cmp(&r[j - 1], &t) > 0; j--)
+			r[j] = r[j - 1];
+		r[j] = t;
+	}
+}
+
+/* The sorted, unflushed log of a snapshot; values point into the map. */
+static int
+read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_t *n)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct record r;
+
+		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if ((rc = grow_buf((void **)tail, cap, *n + 1, sizeof(**tail))) != 0)
+			break;
+		run_key((*tail)[*n].key, r.cust, r.ts, r.seq);
+		(*tail)[*n].val = v.mv_data;
+		(*tail)[*n].len = v.mv_size;
+		(*n)++;
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	qsort(*tail, *n, sizeof(**tail), kitem_cmp);
+	return 0;
+}
+
+/* An id of the alias forest, indexed by its customer hash. */
+struct anode {
+	char *name;
+	size_t len;
+	uint64_t h;
+	size_t parent, root;
+};
+
+struct stashed {
+	size_t root;
+	struct record r;
+};
+
+struct scan {
+	struct store *s;
+	store_customer_fn fn;
+	void *arg;
+	struct attr_event *views;
+	size_t vcap;
+	struct attr_trait *traits;
+	size_t tcap;
+	struct anode *nodes;
+	size_t nnodes, ncap;
+	size_t *aidx; /* open addressing over nodes, SIZE_MAX = empty */
+	size_t acap;
+	struct stashed *st;
+	size_t nst, stcap;
+};
+
+static size_t
+anode_find(const struct scan *sc, uint64_t h, const char *name, size_t len)
+{
+	size_t i;
+
+	if (sc->acap == 0)
+		return SIZE_MAX;
+	for (i = h & (sc->acap - 1); sc->aidx[i] != SIZE_MAX; i = (i + 1) & (sc->acap - 1)) {
+		const struct anode *a = &sc->nodes[sc->aidx[i]];
+
+		if (a->h == h && a->len == len && memcmp(a->name, name, len) == 0)
+			return sc->aidx[i];
+	}
+	return SIZE_MAX;
+}
+
+static int
+anode_get(struct scan *sc, const char *name, size_t len, size_t *out)
+{
+	uint64_t h = record_hash(sc->s->key, name, len);
+	size_t i, j;
+
+	if ((*out = anode_find(sc, h, name, len)) != SIZE_MAX)
+		return 0;
+	if ((sc->nnodes + 1) * 2 > sc->acap) {
+		size_t ncap = sc->acap ? sc->acap * 2 : 64;
+		size_t *na = malloc(ncap * sizeof(*na));
+
+		if (na == NULL)
+			return ENOMEM;
+		for (i = 0; i < ncap; i++)
+			na[i] = SIZE_MAX;
+		for (j = 0; j < sc->nnodes; j++) {
+			for (i = sc->nodes[j].h & (ncap - 1); na[i] != SIZE_MAX;
+			     i = (i + 1) & (ncap - 1))
+				;
+			na[i] = j;
+		}
+		free(sc->aidx);
+		sc->aidx = na;
+		sc->acap = ncap;
+	}
+	if (grow_buf((void **)&sc->nodes, &sc->ncap, sc->nnodes + 1, sizeof(*sc->nodes)) != 0)
+		return ENOMEM;
+	if ((sc->nodes[sc->nnodes].name = malloc(len + 1)) == NULL)
+		return ENOMEM;
+	memcpy(sc->nodes[sc->nnodes].name, name, len);
+	sc->nodes[sc->nnodes].name[len] = 0;
+	sc->nodes[sc->nnodes].len = len;
+	sc->nodes[sc->nnodes].h = h;
+	sc->nodes[sc->nnodes].parent = SIZE_MAX;
+	for (i = h & (sc->acap - 1); sc->aidx[i] != SIZE_MAX; i = (i + 1) & (sc->acap - 1))
+		;
+	sc->aidx[i] = sc->nnodes;
+	*out = sc->nnodes++;
+	return 0;
+}
+
+/* Loads the alias forest of the snapshot and finds every id's root. */
+static int
+load_aliases(struct scan *sc, MDB_txn *txn)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t a, b, i, hops;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, sc->s->aliases, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < 1 || k.mv_size > RECORD_MAX_STR || v.mv_size > RECORD_MAX_STR + 1) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if ((rc = anode_get(sc, k.mv_data, k.mv_size, &a)) != 0 ||
+		    (rc = anode_get(sc, v.mv_data, v.mv_size - 1, &b)) != 0)
+			break;
+		sc->nodes[a].parent = b;
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	for (i = 0; i < sc->nnodes; i++) {
+		for (a = i, hops = 0; sc->nodes[a].parent != SIZE_MAX && hops < STORE_MAX_HOPS;
+		     hops++)
+			a = sc->nodes[a].parent;
+		sc->nodes[i].root = a;
+	}
+	return 0;
+}
+
+/* Calls fn with one customer's events (sorted); alias and spend events are left out. */
+static int
+emit(struct scan *sc, const char *cid, const struct record *r, size_t n)
+{
+	size_t i, nv = 0, nt = 0;
+
+	for (i = 0; i < n; i++)
+		nt += r[i].kind == ATTR_IDENTIFY ? r[i].ntraits : 0;
+	if (grow_buf((void **)&sc->views, &sc->vcap, n, sizeof(*sc->views)) != 0 ||
+	    grow_buf((void **)&sc->traits, &sc->tcap, nt + 1, sizeof(*sc->traits)) != 0)
+		return TP_RESOURCE_EXHAUSTED;
+	for (i = 0, nt = 0; i < n; i++) {
+		if (r[i].kind == ATTR_ALIAS || r[i].kind == ATTR_SPEND)
+			continue;
+		if (r[i].kind == ATTR_IDENTIFY && r[i].ntraits > 0) {
+			record_traits(&r[i], sc->traits + nt);
+			record_view(&r[i], &sc->views[nv++], sc->traits + nt);
+			nt += r[i].ntraits;
+		} else {
+			record_view(&r[i], &sc->views[nv++], NULL);
+		}
+	}
+	if (nv == 0)
+		return 0;
+	return sc->fn(sc->arg, cid, sc->views, nv);
+}
+
+/* One customer's records, sorted: emitted now, or stashed when aliases are involved. */
+static int
+customer(struct scan *sc, struct record *r, size_t n)
+{
+	size_t a, i;
+
+	a = anode_find(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID], r[0].len[REC_CUSTOMER_ID]);
+	if (a == SIZE_MAX)
+		return emit(sc, r[0].str[REC_CUSTOMER_ID], r, n);
+	if (grow_buf((void **)&sc->st, &sc->stcap, sc->nst + n, sizeof(*sc->st)) != 0)
+		return TP_RESOURCE_EXHAUSTED;
+	for (i = 0; i < n; i++) {
+		sc->st[sc->nst].root = sc->nodes[a].root;
+		sc->st[sc->nst++].r = r[i];
+	}
+	return 0;
+}
+
+/* All records of one customer hash: usually one customer, split if hashes collide. */
+static int
+group(struct scan *sc, struct record *g, size_t n)
+{
+	size_t i, j;
+	int rv;
+
+	for (i = 1; i < n && same_cid(&g[0], &g[i]); i++)
+		;
+	if (i == n) {
+		insertion_sort(g, n);
+		return customer(sc, g, n);
+	}
+	qsort(g, n, sizeof(*g), cid_ev_qcmp);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && same_cid(&g[i], &g[j]); j++)
+			;
+		if ((rv = customer(sc, g + i, j - i)) != 0)
+			return rv;
+	}
+	return 0;
+}
+
+static int
+stash_cmp(const void *a, const void *b)
+{
+	const struct stashed *x = a, *y = b;
+
+	if (x->root != y->root)
+		return x->root < y->root ? -1 : 1;
+	return ev_cmp(&x->r, &y->r);
+}
+
+/* The aliased customers, each under its canonical id, after the merge. */
+static int
+emit_stash(struct scan *sc)
+{
+	struct record *buf = NULL;
+	size_t i, j, k, cap = 0;
+	int rv = 0;
+
+	qsort(sc->st, sc->nst, sizeof(*sc->st), stash_cmp);
+	for (i = 0; i < sc->nst && rv == 0; i = j) {
+		for (j = i + 1; j < sc->nst && sc->st[j].root == sc->st[i].root; j++)
+			;
+		if (grow_buf((void **)&buf, &cap, j - i, sizeof(*buf)) != 0) {
+			rv = TP_RESOURCE_EXHAUSTED;
+			break;
+		}
+		for (k = i; k < j; k++)
+			buf[k - i] = sc->st[k].r;
+		rv = emit(sc, sc->nodes[sc->st[i].root].name, buf, j - i);
+	}
+	free(buf);
+	return rv;
+}
+
+int
+store_scan(struct store *s, store_customer_fn fn, void *arg)
+{
+	struct scan sc = { .s = s, .fn = fn, .arg = arg };
+	struct rsnap snap;
+	struct kitem *tail = NULL;
+	struct msrc *src = NULL, **hv = NULL;
+	struct mheap hp;
+	struct record *g = NULL;
+	size_t tcap = 0, ntail = 0, ng = 0, gcap = 0, i, nsrc;
+	uint64_t cur = 0;
+	int rc, rv = 0;
+
+	if ((rc = read_begin(s, &snap)) != 0)
+		return status_of(rc);
+	nsrc = snap.n + 1;
+	if ((src = calloc(nsrc, sizeof(*src))) == NULL ||
+	    (hv = calloc(nsrc, sizeof(*hv))) == NULL) {
+		rc = ENOMEM;
+		goto out;
+	}
+	if ((rc = load_aliases(&sc, snap.txn)) != 0 ||
+	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
+		goto out;
+	hp.h = hv;
+	hp.n = 0;
+	for (i = 0; i < snap.n; i++) {
+		if ((rc = mdb_cursor_open(snap.txn, snap.dbi[i], &src[i].cur)) != 0 ||
+		    (rc = msrc_load(&src[i], MDB_FIRST)) != 0)
+			goto out;
+		hv[hp.n++] = &src[i];
+	}
+	src[snap.n].arr = tail;
+	src[snap.n].n = ntail;
+	if ((rc = msrc_load(&src[snap.n], MDB_FIRST)) != 0)
+		goto out;
+	hv[hp.n++] = &src[snap.n];
+	heap_build(&hp);
+
+	while (hp.n > 0) {
+		struct msrc *m = hp.h[0];
+		uint64_t h = rd_be64(m->k.mv_data);
+
+		if (ng > 0 && h != cur) {
+			if ((rv = group(&sc, g, ng)) != 0)
+				goto out;
+			ng = 0;
+		}
+		cur = h;
+		if ((rc = grow_buf((void **)&g, &gcap, ng + 1, sizeof(*g))) != 0)
+			goto out;
+		if (record_parse(m->v.mv_data, m->v.mv_size, &g[ng]) != 0) {
+			rc = MDB_CORRUPTED;
+			goto out;
+		}
+		ng++;
+		if ((rc = heap_next(&hp)) != 0)
+			goto out;
+	}
+	if (ng > 0 && (rv = group(&sc, g, ng)) != 0)
+		goto out;
+	rv = emit_stash(&sc);
+out:
+	if (src != NULL)
+		for (i = 0; i < snap.n; i++)
+			if (src[i].cur != NULL)
+				mdb_cursor_close(src[i].cur);
+	read_end(s, &snap);
+	for (i = 0; i < sc.nnodes; i++)
+		free(sc.nodes[i].name);
+	free(sc.nodes);
+	free(sc.aidx);
+	free(sc.st);
+	free(sc.views);
+	free(sc.traits);
+	free(g);
+	free(tail);
+	free(src);
+	free(hv);
+	if (rv != 0)
+		return rv;
+	return rc == MDB_CORRUPTED ? TP_INTERNAL : status_of(rc);
+}
+
+int
+store_walk(struct store *s, uint64_t *records)
+{
+	struct rsnap snap;
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint64_t n = 0, bytes = 0;
+	size_t i;
+	int rc;
+
+	*records = 0;
+	if ((rc = read_begin(s, &snap)) != 0)
+		return status_of(rc);
+	for (i = 0; i <= snap.n; i++) {
+		if ((rc = mdb_cursor_open(snap.txn, i < snap.n ? snap.dbi[i] : s->log, &c)) != 0)
+			break;
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			n++;
+			bytes += v.mv_size;
+		}
+		mdb_cursor_close(c);
+		if (rc != MDB_NOTFOUND)
+			break;
+		rc = 0;
+	}
+	read_end(s, &snap);
+	*records = n;
+	(void)bytes;
+	return status_of(rc);
+}
+
+/* Collects the records of one id from every run and the log tail of the snapshot. */
+static int
+collect(struct store *s, struct rsnap *snap, const char *id, struct record **out, size_t *n,
+        size_t *cap)
+{
+	size_t len = strlen(id), i;
+	uint64_t h = record_hash(s->key, id, len);
+	uint8_t kb[KEY_LEN];
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc = 0;
+
+	for (i = 0; i <= snap->n && rc == 0; i++) {
+		MDB_cursor_op op = MDB_SET_RANGE;
+
+		if ((rc = mdb_cursor_open(snap->txn, i < snap->n ? snap->dbi[i] : s->log, &c)) != 0)
+			return rc;
+		if (i == snap->n)
+			op = MDB_FIRST; /* the log is in arrival order: read it all */
+		memset(kb, 0, sizeof(kb));
+		be64(kb, h);
+		k.mv_size = KEY_LEN;
+		k.mv_data = kb;
+		for (rc = mdb_cursor_get(c, &k, &v, op); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			struct record r;
+
+			if (i < snap->n && (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h))
+				break;
+			if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+				rc = MDB_CORRUPTED;
+				break;
+			}
+			if (r.cust != h)
+				continue;
+			if (record_parse(v.mv_data, v.mv_size, &r) != 0) {
+				rc = MDB_CORRUPTED;
+				break;
+			}
+			if (r.len[REC_CUSTOMER_ID] != len ||
+			    memcmp(r.str[REC_CUSTOMER_ID], id, len) != 0 || r.kind == ATTR_SPEND)
+				continue;
+			if ((rc = grow_buf((void **)out, cap, *n + 1, sizeof(**out))) != 0)
+				break;
+			(*out)[(*n)++] = r;
+		}
+		mdb_cursor_close(c);
+		if (rc == MDB_NOTFOUND || rc == 0)
+			rc = 0;
+	}
+	return rc;
+}
+
+static char *
+dup_val(const MDB_val *v)
+{
+	char *d = malloc(v->mv_size + 1);
+
+	if (d != NULL) {
+		memcpy(d, v->mv_data, v->mv_size);
+		d[v->mv_size] = 0;
+	}
+	return d;
+}
+
+void
+store_journey_free(struct store_journey *j)
+{
+	size_t i;
+
+	if (j == NULL)
+		return;
+	free(j->customer_id);
+	for (i = 0; i < j->naliases; i++)
+		free(j->aliases[i]);
+	free(j->aliases);
+	for (i = 0; i < j->n; i++) {
+		if (j->events != NULL && j->events[i] != NULL)
+			touchpoint__v1__event__free_unpacked(j->events[i], NULL);
+		if (j->view != NULL)
+			free((void *)j->view[i].traits);
+	}
+	free(j->events);
+	free(j->view);
+	free(j);
+}
+
+int
+store_journey(struct store *s, const char *customer_id, struct store_journey **jp)
+{
+	struct store_journey *j = NULL;
+	struct rsnap snap;
+	struct record *r = NULL;
+	char **members = NULL;
+	size_t nm = 0, mcap = 0, n = 0, cap = 0, i, q;
+	MDB_cursor *c = NULL;
+	MDB_val root, k, v;
+	int rc, st = TP_OK;
+
+	*jp = NULL;
+	if (customer_id == NULL || customer_id[0] == 0 || strlen(customer_id) > RECORD_MAX_STR)
+		return TP_INVALID_ARGUMENT;
+	if ((rc = read_begin(s, &snap)) != 0)
+		return status_of(rc);
+	if ((rc = alias_root(s, snap.txn, customer_id, strlen(customer_id), &root)) != 0)
+		goto fail;
+	if ((rc = grow_buf((void **)&members, &mcap, 1, sizeof(*members))) != 0 ||
+	    (members[0] = dup_val(&root)) == NULL) {
+		rc = ENOMEM;
+		goto fail;
+	}
+	nm = 1;
+	/* Every id whose chain leads to the root, breadth first over the reverse edges. */
+	if ((rc = mdb_cursor_open(snap.txn, s->alias_rev, &c)) != 0)
+		goto fail;
+	for (q = 0; q < nm; q++) {
+		k.mv_size = strlen(members[q]);
+		k.mv_data = members[q];
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
+			if (nm >= STORE_MAX_MEMBERS) {
+				rc = ENOMEM;
+				goto fail;
+			}
+			if ((rc = grow_buf((void **)&members, &mcap, nm + 1, sizeof(*members))) !=
+			        0 ||
+			    (members[nm] = dup_val(&v)) == NULL) {
+				rc = ENOMEM;
+				goto fail;
+			}
+			nm++;
+		}
+		if (rc != MDB_NOTFOUND)
+			goto fail;
+	}
+	mdb_cursor_close(c);
+	c = NULL;
+	for (i = 0; i < nm; i++)
+		if ((rc = collect(s, &snap, members[i], &r, &n, &cap)) != 0)
+			goto fail;
+	if (n == 0) {
+		st = TP_NOT_FOUND;
+		goto done;
+	}
+	qsort(r, n, sizeof(*r), ev_qcmp);
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->events = calloc(n, sizeof(*j->events))) == NULL ||
+	    (j->view = calloc(n, sizeof(*j->view))) == NULL) {
+		rc = ENOMEM;
+		goto fail;
+	}
+	j->n = n;
+	j->customer_id = members[0];
+	members[0] = NULL;
+	for (i = 0; i < n; i++) {
+		struct attr_trait *t = NULL;
+
+		if ((j->events[i] = record_to_event(&r[i], store_name, s)) == NULL) {
+			rc = ENOMEM;
+			goto fail;
+		}
+		if (r[i].kind == ATTR_IDENTIFY && r[i].ntraits > 0) {
+			const Touchpoint__V1__Identify *id = j->events[i]->identify;
+			size_t x;
+
+			if ((t = calloc(id->n_traits, sizeof(*t))) == NULL) {
+				rc = ENOMEM;
+				goto fail;
+			}
+			for (x = 0; x < id->n_traits; x++) {
+				t[x].key = id->traits[x]->key;
+				t[x].value = id->traits[x]->value;
+			}
+		}
+		record_view(&r[i], &j->view[i], t);
+		if (t == NULL)
+			j->view[i].traits = NULL;
+	}
+	/* The other members become the journey's aliases. */
+	if (nm > 1) {
+		if ((j->aliases = calloc(nm - 1, sizeof(*j->aliases))) == NULL) {
+			rc = ENOMEM;
+			goto fail;
+		}
+		for (i = 1; i < nm; i++) {
+			j->aliases[i - 1] = members[i];
+			members[i] = NULL;
+		}
+		j->naliases = nm - 1;
+	}
+	*jp = j;
+	j = NULL;
+	goto done;
+fail:
+	st = rc == MDB_CORRUPTED ? TP_INTERNAL : status_of(rc);
+done:
+	if (c != NULL)
+		mdb_cursor_close(c);
+	read_end(s, &snap);
+	for (i = 0; i < nm; i++)
+		free(members[i]);
+	free(members);
+	free(r);
+	store_journey_free(j);
+	return st;
+}
+
+int
+store_spend(struct store *s, int32_t from_day, int32_t to_day, store_spend_fn fn, void *arg)
+{
+	struct rsnap snap;
+	MDB_cursor *c;
+	uint8_t kb[12];
+	MDB_val k = { sizeof(kb), kb }, v;
+	int rc, rv = 0;
+
+	if (from_day >= to_day)
+		return TP_OK;
+	if ((rc = read_begin(s, &snap)) != 0)
+		return status_of(rc);
+	memset(kb, 0, sizeof(kb));
+	be32(kb, (uint32_t)from_day ^ UINT32_C(0x80000000));
+	if ((rc = mdb_cursor_open(snap.txn, s->spend, &c)) == 0) {
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			struct record r;
+			const char *cur;
+
+			if (record_parse(v.mv_data, v.mv_size, &r) != 0 || r.kind != ATTR_SPEND) {
+				rc = MDB_CORRUPTED;
+				break;
+			}
+			if (r.day >= to_day)
+				break;
+			cur = r.currency != 0 ? store_name(s, r.currency) : "";
+			if ((rv = fn(arg, r.channel, r.campaign, r.day, r.num, cur ? cur : "")) !=
+			    0)
+				break;
+		}
+		mdb_cursor_close(c);
+	}
+	read_end(s, &snap);
+	if (rv != 0)
+		return rv;
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return rc == MDB_CORRUPTED ? TP_INTERNAL : status_of(rc);
+}
+
+static int
+count_reader(const char *msg, void *ctx)
+{
+	/* One line per reader after a header line; "(no active readers)" when none. */
+	if (strstr(msg, "pid") == NULL && strstr(msg, "no active") == NULL)
+		(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+int
+store_stats(struct store *s, struct store_stats *st)
+{
+	MDB_envinfo info;
+	MDB_stat est;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&s->smu);
+	memcpy(st->events, s->cnt_pub.events, sizeof(st->events));
+	st->duplicates = s->cnt_pub.duplicates;
+	st->customers = s->customers_pub;
+	pthread_mutex_unlock(&s->smu);
+	pthread_mutex_lock(&s->dmu);
+	st->runs = s->nruns;
+	pthread_mutex_unlock(&s->dmu);
+	if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_env_stat(s->env, &est)) != 0)
+		return status_of(rc);
+	st->store_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
+	st->map_size = info.me_mapsize;
+	mdb_reader_list(s->env, count_reader, &st->readers);
+	return TP_OK;
+}
+
+static int
+fsync_path(const char *path, int dir)
+{
+	int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+int
+store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, size_t errlen)
+{
+	char tmp[4096], file[4200], parent[4096], *slash;
+	struct stat sb;
+	char dummy[1];
+	int rc;
+
+	if (errbuf == NULL || errlen == 0) {
+		errbuf = dummy;
+		errlen = sizeof(dummy);
+	}
+	errbuf[0] = 0;
+	if (bytes != NULL)
+		*bytes = 0;
+	if (dir == NULL || dir[0] == 0 || strlen(dir) > sizeof(tmp) - 16) {
+		snprintf(errbuf, errlen, "backup: bad target directory");
+		return TP_INVALID_ARGUMENT;
+	}
+	if (lstat(dir, &sb) == 0 || errno != ENOENT) {
+		snprintf(errbuf, errlen, "backup: %s already exists", dir);
+		return TP_INVALID_ARGUMENT;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", dir);
+	if (mkdtemp(tmp) == NULL) {
+		snprintf(errbuf, errlen, "backup: mkdtemp %s: %s", tmp, strerror(errno));
+		return errno == ENOSPC ? TP_RESOURCE_EXHAUSTED : TP_INVALID_ARGUMENT;
+	}
+	snprintf(file, sizeof(file), "%s/data.mdb", tmp);
+	gate_enter(s); /* the copy's read transaction keeps the map from moving */
+	rc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
+	gate_leave(s);
+	if (rc != 0) {
+		set_err(errbuf, errlen, "backup: copy", rc);
+		goto fail;
+	}
+	if (fsync_path(file, 0) != 0 || stat(file, &sb) != 0) {
+		rc = errno;
+		snprintf(errbuf, errlen, "backup: sync: %s", strerror(rc));
+		goto fail;
+	}
+	if (rename(tmp, dir) != 0) {
+		rc = errno;
+		snprintf(errbuf, errlen, "backup: rename to %s: %s", dir, strerror(rc));
+		goto fail;
+	}
+	snprintf(parent, sizeof(parent), "%s", dir);
+	if ((slash = strrchr(parent, '/')) != NULL) {
+		if (slash == parent)
+			slash[1] = 0;
+		else
+			*slash = 0;
+	} else {
+		snprintf(parent, sizeof(parent), ".");
+	}
+	(void)fsync_path(parent, 1);
+	if (bytes != NULL)
+		*bytes = (uint64_t)sb.st_size;
+	return TP_OK;
+fail:
+	unlink(file);
+	rmdir(tmp);
+	return status_of(rc);
+}

@@ -1,0 +1,875 @@
+/*
+ * store tests against a real LMDB environment in a temporary directory: round trips,
+ * dedup, SPEC §3 order, runs and compaction against a brute-force model, aliases, map
+ * growth, crash recovery, leftovers of an interrupted merge, statistics and backup.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "store_util.h"
+#include "touchpoint/touchpoint.h"
+
+#define DAY_US (86400LL * 1000000LL)
+#define T0     (1700000000LL * 1000000LL)
+
+static char tmpl[] = "/tmp/tpstoreXXXXXX";
+
+struct fx {
+	char dir[64];
+	struct store *s;
+};
+
+static struct store *
+open_store(const char *dir, size_t map_size, size_t run_events)
+{
+	struct store_options o = { dir, map_size, 1, run_events };
+	struct store *s = NULL;
+	char err[256];
+	int rc = store_open(&s, &o, err, sizeof(err));
+
+	if (rc != TP_OK)
+		fail_msg("store_open: %d %s", rc, err);
+	return s;
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	memcpy(f->dir, tmpl, sizeof(tmpl));
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	store_close(f->s);
+	rm_store_dir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Packs both and compares the bytes: an exact round trip. */
+static void
+assert_same_event(const Touchpoint__V1__Event *a, const Touchpoint__V1__Event *b)
+{
+	size_t la = touchpoint__v1__event__get_packed_size(a);
+	size_t lb = touchpoint__v1__event__get_packed_size(b);
+	uint8_t *pa = xmalloc(la + 1), *pb = xmalloc(lb + 1);
+
+	assert_int_equal(la, lb);
+	touchpoint__v1__event__pack(a, pa);
+	touchpoint__v1__event__pack(b, pb);
+	assert_memory_equal(pa, pb, la);
+	free(pa);
+	free(pb);
+}
+
+struct spend_seen {
+	int n;
+	char channel[32], campaign[32], currency[8];
+	int32_t day;
+	double amount;
+	struct store *s;
+};
+
+static int
+spend_cb(void *arg, uint32_t channel, uint32_t campaign, int32_t day, double amount,
+         const char *currency)
+{
+	struct spend_seen *sp = arg;
+
+	sp->n++;
+	snprintf(sp->channel, sizeof(sp->channel), "%s", store_name(sp->s, channel));
+	snprintf(sp->campaign, sizeof(sp->campaign), "%s",
+	         campaign ? store_name(sp->s, campaign) : "");
+	snprintf(sp->currency, sizeof(sp->currency), "%s", currency);
+	sp->day = day;
+	sp->amount = amount;
+	return 0;
+}
+
+static void
+test_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(8);
+	Touchpoint__V1__Event *e;
+	struct store_journey *j;
+	struct spend_seen sp = { 0 };
+	size_t i;
+
+	f->s = open_store(f->dir, 0, 0);
+	sp.s = f->s;
+	/* touch with every field */
+	e = ev_touch("e1", "cust-1", T0 + 10, "email", "spring");
+	free(e->touch->source);
+	free(e->touch->medium);
+	e->touch->source = xstrdup("newsletter");
+	e->touch->medium = xstrdup("mail");
+	e->touch->interaction = TOUCHPOINT__V1__INTERACTION__INTERACTION_EMAIL_OPEN;
+	e->touch->cost_present_case = TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST;
+	e->touch->cost = 0.25;
+	tb_add(t, e);
+	/* touch with only the channel; cost absent */
+	tb_add(t, ev_touch("e2", "cust-1", T0 + 20, "direct", ""));
+	/* conversion with every field, then one with defaults */
+	e = ev_conv("e3", "cust-1", T0 + 30, 99.5, "purchase");
+	free(e->conversion->currency);
+	e->conversion->currency = xstrdup("EUR");
+	tb_add(t, e);
+	tb_add(t, ev_conv("e4", "cust-1", T0 + 40, 0, ""));
+	/* identify with traits */
+	e = ev_base("e5", "cust-1", T0 + 50);
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_IDENTIFY;
+	e->identify = xmalloc(sizeof(*e->identify));
+	touchpoint__v1__identify__init(e->identify);
+	e->identify->n_traits = 2;
+	e->identify->traits = xmalloc(2 * sizeof(*e->identify->traits));
+	for (i = 0; i < 2; i++) {
+		Touchpoint__V1__Trait *tr = xmalloc(sizeof(*tr));
+
+		touchpoint__v1__trait__init(tr);
+		tr->key = xstrdup(i ? "plan" : "country");
+		tr->value = xstrdup(i ? "" : "FR");
+		e->identify->traits[i] = tr;
+	}
+	tb_add(t, e);
+	/* alias */
+	tb_add(t, ev_alias("e6", "cust-1", T0 + 60, "anon-9"));
+	/* spend */
+	e = ev_base("e7", "", T0 + 70);
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_SPEND;
+	e->spend = xmalloc(sizeof(*e->spend));
+	touchpoint__v1__spend__init(e->spend);
+	e->spend->channel = xstrdup("search");
+	e->spend->campaign = xstrdup("brand");
+	e->spend->day = xstrdup("2024-02-29");
+	e->spend->amount = 120.75;
+	e->spend->currency = xstrdup("USD");
+	tb_add(t, e);
+
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(t->b.accepted, 7);
+	assert_int_equal(t->b.duplicates, 0);
+
+	assert_int_equal(store_journey(f->s, "cust-1", &j), TP_OK);
+	assert_string_equal(j->customer_id, "cust-1");
+	assert_int_equal(j->naliases, 1);
+	assert_string_equal(j->aliases[0], "anon-9");
+	assert_int_equal(j->n, 6);
+	for (i = 0; i < 6; i++)
+		assert_same_event(j->events[i], t->b.events[i]);
+	/* the engine's view */
+	assert_int_equal(j->view[0].kind, ATTR_TOUCH);
+	assert_string_equal(store_name(f->s, j->view[0].channel), "email");
+	assert_string_equal(store_name(f->s, j->view[0].campaign), "spring");
+	assert_int_equal(j->view[1].campaign, 0);
+	assert_int_equal(j->view[2].kind, ATTR_CONVERSION);
+	assert_string_equal(store_name(f->s, j->view[2].name), "purchase");
+	assert_true(j->view[2].value == 99.5);
+	assert_string_equal(store_name(f->s, j->view[3].name), "conversion");
+	assert_int_equal(j->view[4].kind, ATTR_IDENTIFY);
+	assert_int_equal(j->view[4].ntraits, 2);
+	assert_string_equal(j->view[4].traits[0].key, "country");
+	assert_string_equal(j->view[4].traits[0].value, "FR");
+	assert_string_equal(j->view[4].traits[1].key, "plan");
+	assert_int_equal(j->view[0].ts_us, T0 + 10);
+	assert_true(j->view[0].seq < j->view[1].seq);
+	store_journey_free(j);
+
+	assert_int_equal(store_journey(f->s, "nobody", &j), TP_NOT_FOUND);
+	assert_null(j);
+	assert_null(store_name(f->s, 0));
+	assert_null(store_name(f->s, 100000));
+
+	/* 2024-02-29 is day 19782 */
+	assert_int_equal(store_spend(f->s, 19782, 19783, spend_cb, &sp), TP_OK);
+	assert_int_equal(sp.n, 1);
+	assert_string_equal(sp.channel, "search");
+	assert_string_equal(sp.campaign, "brand");
+	assert_string_equal(sp.currency, "USD");
+	assert_int_equal(sp.day, 19782);
+	assert_true(sp.amount == 120.75);
+	sp.n = 0;
+	assert_int_equal(store_spend(f->s, 19783, 20000, spend_cb, &sp), TP_OK);
+	assert_int_equal(sp.n, 0);
+	tb_free(t);
+}
+
+static void
+test_duplicates(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *a = tb_new(4), *b = tb_new(4), *c = tb_new(4), *d = tb_new(4);
+	struct store_batch *grp[2];
+	struct store_stats st;
+	struct store_journey *j;
+
+	f->s = open_store(f->dir, 0, 0);
+	/* within one batch */
+	tb_add(a, ev_touch("x1", "c1", T0, "email", ""));
+	tb_add(a, ev_touch("x1", "c1", T0, "email", ""));
+	tb_add(a, ev_touch("x2", "c1", T0 + 1, "search", ""));
+	/* across batches of one group */
+	tb_add(b, ev_touch("x2", "c1", T0 + 1, "search", ""));
+	tb_add(b, ev_touch("x3", "c1", T0 + 2, "social", ""));
+	grp[0] = &a->b;
+	grp[1] = &b->b;
+	assert_int_equal(store_write(f->s, grp, 2), TP_OK);
+	assert_int_equal(a->b.accepted, 2);
+	assert_int_equal(a->b.duplicates, 1);
+	assert_int_equal(a->b.dup[0], 0);
+	assert_int_equal(a->b.dup[1], 1);
+	assert_int_equal(b->b.dup[0], 1);
+	assert_int_equal(b->b.dup[1], 0);
+	assert_int_equal(b->b.accepted, 1);
+	/* across commits */
+	tb_add(c, ev_touch("x3", "c1", T0 + 2, "social", ""));
+	tb_add(c, ev_touch("x4", "c1", T0 + 3, "email", ""));
+	assert_int_equal(tb_write(f->s, c), TP_OK);
+	assert_int_equal(c->b.dup[0], 1);
+	assert_int_equal(c->b.accepted, 1);
+	/* across close and reopen */
+	store_close(f->s);
+	f->s = open_store(f->dir, 0, 0);
+	tb_add(d, ev_touch("x1", "c1", T0, "email", ""));
+	tb_add(d, ev_touch("x4", "c1", T0 + 3, "email", ""));
+	tb_add(d, ev_touch("x5", "c1", T0 + 4, "email", ""));
+	assert_int_equal(tb_write(f->s, d), TP_OK);
+	assert_int_equal(d->b.dup[0], 1);
+	assert_int_equal(d->b.dup[1], 1);
+	assert_int_equal(d->b.dup[2], 0);
+
+	assert_int_equal(store_journey(f->s, "c1", &j), TP_OK);
+	assert_int_equal(j->n, 5);
+	store_journey_free(j);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.events[0], 5);
+	assert_int_equal(st.events[ATTR_TOUCH], 5);
+	assert_int_equal(st.duplicates, 5);
+	assert_int_equal(st.customers, 1);
+	tb_free(a);
+	tb_free(b);
+	tb_free(c);
+	tb_free(d);
+}
+
+static void
+test_order(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(8);
+	struct store_journey *j;
+	static const char *want[] = { "o3", "o5", "o1", "o4", "o2", "o6" };
+	size_t i;
+
+	f->s = open_store(f->dir, 0, 0);
+	tb_add(t, ev_conv("o1", "c", T0 + 100, 1, "")); /* equal time: after touches */
+	tb_add(t, ev_touch("o2", "c", T0 + 200, "a", ""));
+	tb_add(t, ev_touch("o3", "c", T0 + 50, "b", "")); /* out of order */
+	tb_add(t, ev_conv("o4", "c", T0 + 100, 2, ""));   /* conversion, later arrival */
+	tb_add(t, ev_touch("o5", "c", T0 + 100, "c", ""));
+	tb_add(t, ev_touch("o6", "c", T0 + 200, "d", "")); /* same time, later arrival */
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(store_journey(f->s, "c", &j), TP_OK);
+	assert_int_equal(j->n, 6);
+	for (i = 0; i < 6; i++)
+		assert_string_equal(j->events[i]->event_id, want[i]);
+	store_journey_free(j);
+	tb_free(t);
+}
+
+/* ---- a brute-force model of what store_scan must return ---- */
+
+#define NCUST 37
+#define NEV   6000
+
+struct mev {
+	int cust;
+	int64_t ts;
+	int kind;
+	int ord; /* arrival */
+	char channel[8];
+	double value;
+};
+
+static struct mev model[NEV];
+static int nmodel;
+
+static int
+mev_cmp(const void *a, const void *b)
+{
+	const struct mev *x = a, *y = b;
+
+	if (x->cust != y->cust)
+		return x->cust - y->cust;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	if ((x->kind == ATTR_CONVERSION) != (y->kind == ATTR_CONVERSION))
+		return x->kind == ATTR_CONVERSION ? 1 : -1;
+	return x->ord - y->ord;
+}
+
+struct scan_check {
+	struct store *s;
+	const struct mev *sorted;
+	int n;
+	int customers, events, bad;
+	int seen[NCUST];
+	int (*canon)(int);
+	char why[200];
+};
+
+static int
+ident(int c)
+{
+	return c;
+}
+
+static int
+model_start(const struct scan_check *sc, int cust)
+{
+	int i;
+
+	for (i = 0; i < sc->n && sc->canon(sc->sorted[i].cust) != cust; i++)
+		;
+	return i;
+}
+
+static int
+check_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	struct scan_check *sc = arg;
+	int cust, i, k;
+	size_t e;
+
+	sc->customers++;
+	if (sscanf(cid, "cust%d", &cust) != 1 || cust < 0 || cust >= NCUST || sc->seen[cust]++) {
+		snprintf(sc->why, sizeof(sc->why), "unexpected or repeated customer %s", cid);
+		sc->bad++;
+		return 0;
+	}
+	i = model_start(sc, cust);
+	for (k = i; k < sc->n && sc->canon(sc->sorted[k].cust) == cust; k++)
+		;
+	if ((size_t)(k - i) != n) {
+		snprintf(sc->why, sizeof(sc->why), "%s: %zu events, want %d", cid, n, k - i);
+		sc->bad++;
+		return 0;
+	}
+	for (e = 0; e < n; e++, i++) {
+		const struct mev *m = &sc->sorted[i];
+		const char *ch = evs[e].kind == ATTR_TOUCH ? store_name(sc->s, evs[e].channel) : "";
+
+		sc->events++;
+		if (evs[e].ts_us != m->ts || evs[e].kind != m->kind ||
+		    (m->kind == ATTR_TOUCH && strcmp(ch, m->channel) != 0) ||
+		    (m->kind == ATTR_CONVERSION && evs[e].value != m->value) ||
+		    (e > 0 && evs[e].ts_us == evs[e - 1].ts_us && evs[e].kind == evs[e - 1].kind &&
+		     evs[e].seq <= evs[e - 1].seq)) {
+			snprintf(sc->why, sizeof(sc->why), "%s: event %zu differs", cid, e);
+			sc->bad++;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* Sorts the model under canon and checks a full scan against it. */
+static void
+check_scan(struct store *s, int (*canon)(int))
+{
+	static struct mev sorted[NEV];
+	struct scan_check sc = { .s = s, .sorted = sorted, .n = nmodel, .canon = canon };
+	int i, ncust = 0, seen[NCUST] = { 0 };
+
+	for (i = 0; i < nmodel; i++) {
+		sorted[i] = model[i];
+		sorted[i].cust = canon(model[i].cust);
+		if (!seen[sorted[i].cust]++)
+			ncust++;
+	}
+	qsort(sorted, (size_t)nmodel, sizeof(*sorted), mev_cmp);
+	assert_int_equal(store_scan(s, check_cb, &sc), TP_OK);
+	if (sc.bad)
+		fail_msg("scan: %s", sc.why);
+	assert_int_equal(sc.customers, ncust);
+	assert_int_equal(sc.events, nmodel);
+}
+
+static uint64_t rng = 88172645463325252ULL;
+
+static uint64_t
+rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* Writes groups of random events (with some duplicates) and records the model. */
+static void
+write_random(struct store *s, int groups, int per)
+{
+	static const char *chans[] = { "email", "search", "social", "direct", "display" };
+	char eid[32], cid[32];
+	int g, i, k;
+
+	for (g = 0; g < groups; g++) {
+		struct tbatch *t[2] = { tb_new((size_t)per), tb_new((size_t)per) };
+		struct store_batch *grp[2] = { &t[0]->b, &t[1]->b };
+
+		for (k = 0; k < 2; k++) {
+			for (i = 0; i < per; i++) {
+				struct mev *m;
+				int dup = nmodel > 0 && rnd() % 10 == 0;
+
+				if (dup) {
+					/* repeat an earlier event exactly */
+					m = &model[rnd() % (uint64_t)nmodel];
+				} else {
+					if (nmodel >= NEV)
+						fail_msg("model full");
+					m = &model[nmodel];
+					m->cust = (int)(rnd() % NCUST);
+					m->ts = T0 + (int64_t)(rnd() % 50) * 1000000;
+					m->kind = rnd() % 4 == 0 ? ATTR_CONVERSION : ATTR_TOUCH;
+					m->ord = nmodel;
+					snprintf(m->channel, sizeof(m->channel), "%s",
+					         chans[rnd() % 5]);
+					m->value = (double)(rnd() % 1000);
+					nmodel++;
+				}
+				snprintf(eid, sizeof(eid), "ev-%d", m->ord);
+				snprintf(cid, sizeof(cid), "cust%d", m->cust);
+				tb_add(t[k], m->kind == ATTR_TOUCH
+				                 ? ev_touch(eid, cid, m->ts, m->channel, "")
+				                 : ev_conv(eid, cid, m->ts, m->value, ""));
+			}
+		}
+		assert_int_equal(store_write(s, grp, 2), TP_OK);
+		tb_free(t[0]);
+		tb_free(t[1]);
+	}
+}
+
+static void
+wait_runs(struct store *s, uint64_t max)
+{
+	struct store_stats st;
+	int i;
+
+	/* Compaction runs in the background: wait (generously) for it to settle. */
+	for (i = 0; i < 600; i++) {
+		assert_int_equal(store_stats(s, &st), TP_OK);
+		if (st.runs <= max)
+			return;
+		sleep_ms(50);
+	}
+	fail_msg("compaction did not settle: %llu runs", (unsigned long long)st.runs);
+}
+
+static void
+test_runs_compaction(void **state)
+{
+	struct fx *f = *state;
+	struct store_stats st;
+	uint64_t walked;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	write_random(f->s, 10, 5);
+	check_scan(f->s, ident);
+	write_random(f->s, 200, 9);
+	check_scan(f->s, ident); /* while the compactor may be merging */
+	wait_runs(f->s, 3 * 4);
+	check_scan(f->s, ident);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.events[0], (uint64_t)nmodel);
+	assert_int_equal(st.customers, NCUST);
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+	/* reopen: the runs, the log tail and the dictionary come back */
+	store_close(f->s);
+	f->s = open_store(f->dir, 0, 16);
+	check_scan(f->s, ident);
+	write_random(f->s, 50, 7);
+	wait_runs(f->s, 3 * 4);
+	check_scan(f->s, ident);
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+}
+
+/* cust1 -> cust2 -> cust3 and cust4 -> cust3; cust5 -> cust6, and a cycle 6 -> 5 ignored */
+static int
+canon_alias(int c)
+{
+	switch (c) {
+	case 1:
+	case 2:
+	case 4:
+		return 3;
+	case 5:
+		return 6;
+	default:
+		return c;
+	}
+}
+
+static void
+test_aliases(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(8);
+	struct store_journey *j;
+	size_t i;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	write_random(f->s, 20, 8);
+	tb_add(t, ev_alias("al1", "cust2", T0, "cust1"));
+	tb_add(t, ev_alias("al2", "cust3", T0, "cust2"));
+	tb_add(t, ev_alias("al3", "cust3", T0, "cust4"));
+	tb_add(t, ev_alias("al4", "cust6", T0, "cust5"));
+	tb_add(t, ev_alias("al5", "cust5", T0, "cust6")); /* would close a cycle */
+	tb_add(t, ev_alias("al6", "cust9", T0, "cust1")); /* cust1 is taken: first wins */
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(t->b.accepted, 6);
+	write_random(f->s, 20, 8);
+	wait_runs(f->s, 3 * 4);
+	check_scan(f->s, canon_alias);
+
+	assert_int_equal(store_journey(f->s, "cust1", &j), TP_OK);
+	assert_string_equal(j->customer_id, "cust3");
+	assert_int_equal(j->naliases, 3);
+	{
+		int want = 0;
+
+		for (i = 0; i < (size_t)nmodel; i++)
+			want += canon_alias(model[i].cust) == 3;
+		/* plus the alias events al1, al2, al3 themselves */
+		assert_int_equal(j->n, (size_t)want + 3);
+	}
+	for (i = 1; i < j->n; i++)
+		assert_true(j->view[i - 1].ts_us <= j->view[i].ts_us);
+	store_journey_free(j);
+	assert_int_equal(store_journey(f->s, "cust6", &j), TP_OK);
+	assert_string_equal(j->customer_id, "cust6");
+	assert_int_equal(j->naliases, 1);
+	assert_string_equal(j->aliases[0], "cust5");
+	store_journey_free(j);
+	tb_free(t);
+}
+
+static void
+test_map_growth(void **state)
+{
+	struct fx *f = *state;
+	struct store_stats st;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 64 * 1024, 64);
+	write_random(f->s, 150, 10);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_true(st.map_size > 64 * 1024);
+	assert_true(st.store_bytes <= st.map_size);
+	check_scan(f->s, ident);
+}
+
+static void
+child_writer(const char *dir, int fd)
+{
+	struct store_options o = { dir, 0, 0, 32 };
+	struct store *s;
+	char eid[32], cid[32];
+	int b, i;
+
+	if (store_open(&s, &o, NULL, 0) != TP_OK)
+		_exit(2);
+	for (b = 0;; b++) {
+		struct tbatch *t = tb_new(20);
+
+		for (i = 0; i < 20; i++) {
+			snprintf(eid, sizeof(eid), "b%d-%d", b, i);
+			snprintf(cid, sizeof(cid), "k%d", (b * 7 + i) % 11);
+			tb_add(t, ev_touch(eid, cid, T0 + b * 1000 + i, "email", ""));
+		}
+		if (tb_write(s, t) != TP_OK)
+			_exit(3);
+		if (write(fd, &b, sizeof(b)) != sizeof(b))
+			_exit(4);
+		tb_free(t);
+	}
+}
+
+struct count_arg {
+	uint64_t events;
+};
+
+static int
+count_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	(void)cid;
+	(void)evs;
+	((struct count_arg *)arg)->events += n;
+	return 0;
+}
+
+static void
+test_crash(void **state)
+{
+	struct fx *f = *state;
+	int p[2], b, last = -1, i, status;
+	pid_t pid;
+	struct store_journey *j;
+	struct count_arg ca = { 0 };
+	char cid[32], eid[32];
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		child_writer(f->dir, p[1]);
+	}
+	close(p[1]);
+	/* Let it acknowledge some batches (including flushes into runs), then kill it. */
+	while (last < 150 && read(p[0], &b, sizeof(b)) == sizeof(b))
+		last = b;
+	kill(pid, SIGKILL);
+	while (read(p[0], &b, sizeof(b)) == sizeof(b))
+		last = b;
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_true(last >= 150);
+
+	f->s = open_store(f->dir, 0, 32);
+	assert_int_equal(store_scan(f->s, count_cb, &ca), TP_OK);
+	assert_true(ca.events >= (uint64_t)(last + 1) * 20);
+	/* every acknowledged batch is there, event by event */
+	for (i = 0; i < 11; i++) {
+		size_t e, found = 0;
+		int bb, k;
+
+		snprintf(cid, sizeof(cid), "k%d", i);
+		assert_int_equal(store_journey(f->s, cid, &j), TP_OK);
+		for (bb = 0; bb <= last; bb++) {
+			for (k = 0; k < 20; k++) {
+				if ((bb * 7 + k) % 11 != i)
+					continue;
+				snprintf(eid, sizeof(eid), "b%d-%d", bb, k);
+				for (e = 0; e < j->n && strcmp(j->events[e]->event_id, eid) != 0;
+				     e++)
+					;
+				if (e == j->n)
+					fail_msg("acknowledged event %s lost", eid);
+				found++;
+			}
+		}
+		assert_true(found <= j->n);
+		store_journey_free(j);
+	}
+}
+
+/* Leaves a run marked building and an orphan run behind, as a crash mid-merge would. */
+static void
+test_building_dropped(void **state)
+{
+	struct fx *f = *state;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta, run, run2, main_dbi;
+	MDB_val k, v;
+	uint8_t key[9] = { 'r', 0, 0, 0, 0, 0, 0, 0x03, 0xe7 }; /* id 999 */
+	uint32_t dirent[4] = { 1, 1, 0, 0 };                    /* tier 1, building */
+	uint8_t junk[24] = { 1, 2, 3 };
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	write_random(f->s, 20, 6);
+	store_close(f->s);
+	f->s = NULL;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_dbi_open(txn, "run.999", MDB_CREATE, &run), 0);
+	assert_int_equal(mdb_dbi_open(txn, "run.998", MDB_CREATE, &run2), 0);
+	k.mv_size = 24;
+	k.mv_data = junk;
+	v.mv_size = 3;
+	v.mv_data = junk; /* not a valid record: scanning it would fail */
+	assert_int_equal(mdb_put(txn, run, &k, &v, 0), 0);
+	assert_int_equal(mdb_put(txn, run2, &k, &v, 0), 0);
+	k.mv_size = sizeof(key);
+	k.mv_data = key;
+	v.mv_size = 16;
+	v.mv_data = dirent;
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	f->s = open_store(f->dir, 0, 16);
+	check_scan(f->s, ident);
+	store_close(f->s);
+	f->s = NULL;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "run.999", 0, &run), MDB_NOTFOUND);
+	assert_int_equal(mdb_dbi_open(txn, "run.998", 0, &run), MDB_NOTFOUND);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	k.mv_size = sizeof(key);
+	k.mv_data = key;
+	assert_int_equal(mdb_get(txn, meta, &k, &v), MDB_NOTFOUND);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main_dbi), 0);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
+static void
+test_corrupt_record(void **state)
+{
+	struct fx *f = *state;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi log;
+	MDB_val k, v;
+	uint8_t key[8] = { 0xff, 0, 0, 0, 0, 0, 0, 0 }, junk[80];
+	struct count_arg ca = { 0 };
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 1000);
+	write_random(f->s, 2, 5);
+	store_close(f->s);
+	f->s = NULL;
+	memset(junk, 0, sizeof(junk));
+	junk[0] = 1;
+	junk[1] = ATTR_TOUCH;
+	junk[64] = 0xff; /* a string length past the end */
+	junk[65] = 0x7f;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "log", 0, &log), 0);
+	k.mv_size = 8;
+	k.mv_data = key;
+	v.mv_size = sizeof(junk);
+	v.mv_data = junk;
+	assert_int_equal(mdb_put(txn, log, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	f->s = open_store(f->dir, 0, 1000);
+	assert_int_equal(store_scan(f->s, count_cb, &ca), TP_INTERNAL);
+}
+
+static void
+test_stats_backup(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(8);
+	struct store_stats st;
+	struct store *b;
+	char bdir[128], err[256];
+	uint64_t bytes = 0;
+	int i;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.events[0], 0);
+	assert_int_equal(st.customers, 0);
+	for (i = 0; i < 5; i++) {
+		char eid[16], cid[16];
+
+		snprintf(eid, sizeof(eid), "s%d", i);
+		snprintf(cid, sizeof(cid), "u%d", i % 3);
+		tb_add(t, i % 2 ? ev_conv(eid, cid, T0 + i, 1, "")
+		                : ev_touch(eid, cid, T0 + i, "a", ""));
+	}
+	tb_add(t, ev_alias("s9", "u0", T0, "u7"));
+	tb_add(t, ev_touch("s0", "u0", T0, "a", "")); /* duplicate */
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	write_random(f->s, 40, 5);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.events[ATTR_TOUCH] + st.events[ATTR_CONVERSION], 5 + (uint64_t)nmodel);
+	assert_int_equal(st.events[ATTR_CONVERSION] >= 2, 1);
+	assert_int_equal(st.events[ATTR_ALIAS], 1);
+	assert_int_equal(st.events[0], 6 + (uint64_t)nmodel);
+	assert_true(st.duplicates >= 1);
+	assert_int_equal(st.customers, 3 + NCUST);
+	assert_true(st.store_bytes > 0);
+	assert_true(st.runs >= 1);
+
+	snprintf(bdir, sizeof(bdir), "%s/backup", f->dir);
+	assert_int_equal(store_backup(f->s, bdir, &bytes, err, sizeof(err)), TP_OK);
+	assert_true(bytes > 0);
+	assert_int_equal(store_backup(f->s, bdir, &bytes, err, sizeof(err)), TP_INVALID_ARGUMENT);
+	b = open_store(bdir, 0, 16);
+	assert_int_equal(store_stats(b, &st), TP_OK);
+	assert_int_equal(st.events[0], 6 + (uint64_t)nmodel);
+	/* the model's customers are all in the copy, in order */
+	store_close(f->s);
+	f->s = b;
+	{
+		struct count_arg ca = { 0 };
+
+		assert_int_equal(store_scan(b, count_cb, &ca), TP_OK);
+		assert_int_equal(ca.events, 5 + (uint64_t)nmodel);
+	}
+	store_close(b);
+	f->s = NULL;
+	rm_store_dir(bdir);
+	tb_free(t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runs_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_building_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stats_backup, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
