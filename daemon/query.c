@@ -1,0 +1,549 @@
+/*
+ * query: the pool that answers reads. Each method handler only queues the call; a pool
+ * thread runs it against the store (read transactions) and the attribution engine.
+ */
+#include "query.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "attribution/engine.h"
+#include "log.h"
+#include "touchpoint/touchpoint.h"
+#include "touchpoint/v1/attribution.pb-c.h"
+#include "touchpoint/v1/query.pb-c.h"
+#include "validate.h"
+
+/* Customers between two deadline checks during a scan. */
+#define QUERY_CHECK_EVERY 2048
+#define QUERY_DAY_US      INT64_C(86400000000)
+
+struct query;
+typedef void (*query_fn)(struct query *q, struct rpc_call *call);
+
+struct query_method {
+	struct query *q;
+	query_fn fn;
+	const ProtobufCServiceDescriptor *svc;
+	const char *name;
+};
+
+struct query_item {
+	struct rpc_call *call;
+	query_fn fn;
+};
+
+struct query {
+	struct store *store;
+	atomic_int_fast64_t default_lookback_s;
+	atomic_int abort;
+	int64_t start_us;
+	pthread_t *threads;
+	unsigned nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct query_item *q;
+	size_t cap, head, len;
+	int stop;
+	struct query_method methods[5];
+};
+
+static int64_t
+query_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- Journey/GetJourney */
+
+struct journey_paths {
+	const struct store_journey *j;
+	Touchpoint__V1__JourneyPath **paths;
+	size_t n, cap;
+};
+
+static void
+journey_paths_free(struct journey_paths *jp)
+{
+	for (size_t i = 0; i < jp->n; i++) {
+		free(jp->paths[i]->touch_event_ids);
+		free(jp->paths[i]->channels);
+		free(jp->paths[i]);
+	}
+	free(jp->paths);
+}
+
+static int
+journey_path_cb(void *arg, int converting, size_t conversion_index, const size_t *touch_index,
+                size_t ntouches)
+{
+	struct journey_paths *jp = arg;
+	Touchpoint__V1__JourneyPath *p;
+	Touchpoint__V1__Event *const *ev = jp->j->events;
+
+	if (jp->n == jp->cap) {
+		size_t cap = jp->cap == 0 ? 8 : jp->cap * 2;
+		void *np = realloc(jp->paths, cap * sizeof(*jp->paths));
+
+		if (np == NULL)
+			return TP_RESOURCE_EXHAUSTED;
+		jp->paths = np;
+		jp->cap = cap;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	touchpoint__v1__journey_path__init(p);
+	jp->paths[jp->n++] = p;
+	p->converting = converting != 0;
+	if (converting && conversion_index < jp->j->n) {
+		const Touchpoint__V1__Event *c = ev[conversion_index];
+
+		p->conversion_event_id = c->event_id;
+		p->conversion_timestamp_us = c->timestamp_us;
+		if (c->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION)
+			p->value = c->conversion->value;
+	}
+	if (ntouches == 0)
+		return TP_OK;
+	if ((p->touch_event_ids = calloc(ntouches, sizeof(char *))) == NULL ||
+	    (p->channels = calloc(ntouches, sizeof(char *))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	for (size_t i = 0; i < ntouches; i++) {
+		const Touchpoint__V1__Event *t;
+
+		if (touch_index[i] >= jp->j->n)
+			return TP_INTERNAL;
+		t = ev[touch_index[i]];
+		p->touch_event_ids[i] = t->event_id;
+		p->channels[i] = t->kind_case == TOUCHPOINT__V1__EVENT__KIND_TOUCH
+		                     ? t->touch->channel
+		                     : (char *)"";
+	}
+	p->n_touch_event_ids = ntouches;
+	p->n_channels = ntouches;
+	return TP_OK;
+}
+
+static void
+query_journey(struct query *q, struct rpc_call *call)
+{
+	const Touchpoint__V1__GetJourneyRequest *req =
+	    (const Touchpoint__V1__GetJourneyRequest *)rpc_call_request(call);
+	Touchpoint__V1__GetJourneyResponse resp = TOUCHPOINT__V1__GET_JOURNEY_RESPONSE__INIT;
+	struct journey_paths jp = { 0 };
+	struct store_journey *j = NULL;
+	size_t idlen = strlen(req->customer_id);
+	int64_t lookback = atomic_load(&q->default_lookback_s);
+	int rv;
+
+	if (idlen == 0 || idlen > 256 || !validate_utf8(req->customer_id, idlen)) {
+		rpc_finish(call, TP_INVALID_ARGUMENT, NULL,
+		           "customer_id: must be 1-256 bytes of UTF-8");
+		return;
+	}
+	if (req->lookback_case == TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S) {
+		if (req->lookback_s < 0) {
+			rpc_finish(call, TP_INVALID_ARGUMENT, NULL,
+			           "lookback_s: is %lld, must be >= 0 (0: unlimited)",
+			           (long long)req->lookback_s);
+			return;
+		}
+		lookback = req->lookback_s;
+	}
+	if ((rv = store_journey(q->store, req->customer_id, &j)) != TP_OK) {
+		/* The id goes back to the client that sent it, never into the log. */
+		if (rv == TP_NOT_FOUND)
+			rpc_finish(call, rv, NULL, "no events for customer_id \"%s\"",
+			           req->customer_id);
+		else
+			rpc_finish(call, rv, NULL, "cannot read the journey");
+		return;
+	}
+	jp.j = j;
+	if ((rv = attr_journey_paths(j->view, j->n, lookback, journey_path_cb, &jp)) != TP_OK) {
+		log_err("journey: path assembly failed: code=%d events=%zu", rv, j->n);
+		rpc_finish(call, rv, NULL, "cannot assemble the journey's paths");
+		goto done;
+	}
+	resp.customer_id = j->customer_id;
+	resp.aliases = j->aliases;
+	resp.n_aliases = j->naliases;
+	resp.events = j->events;
+	resp.n_events = j->n;
+	resp.paths = jp.paths;
+	resp.n_paths = jp.n;
+	rpc_finish(call, TP_OK, &resp.base, NULL);
+done:
+	journey_paths_free(&jp);
+	store_journey_free(j);
+}
+
+/* ---- Admin */
+
+static void
+query_status(struct query *q, struct rpc_call *call)
+{
+	Touchpoint__V1__GetStatusResponse resp = TOUCHPOINT__V1__GET_STATUS_RESPONSE__INIT;
+	Touchpoint__V1__EventCounts ec = TOUCHPOINT__V1__EVENT_COUNTS__INIT;
+	struct store_stats st;
+	int rv;
+
+	memset(&st, 0, sizeof(st));
+	if ((rv = store_stats(q->store, &st)) != TP_OK) {
+		rpc_finish(call, rv, NULL, "cannot read the store's statistics");
+		return;
+	}
+	ec.touch = st.events[ATTR_TOUCH];
+	ec.conversion = st.events[ATTR_CONVERSION];
+	ec.identify = st.events[ATTR_IDENTIFY];
+	ec.alias = st.events[ATTR_ALIAS];
+	ec.spend = st.events[ATTR_SPEND];
+	ec.total = st.events[0];
+	resp.version = (char *)TP_VERSION;
+	resp.uptime_s = (uint64_t)((query_mono_us() - q->start_us) / 1000000);
+	resp.events = &ec;
+	resp.duplicates = st.duplicates;
+	resp.customers = st.customers;
+	resp.store_bytes = st.store_bytes;
+	rpc_finish(call, TP_OK, &resp.base, NULL);
+}
+
+static void
+query_backup(struct query *q, struct rpc_call *call)
+{
+	const Touchpoint__V1__BackupRequest *req =
+	    (const Touchpoint__V1__BackupRequest *)rpc_call_request(call);
+	Touchpoint__V1__BackupResponse resp = TOUCHPOINT__V1__BACKUP_RESPONSE__INIT;
+	struct store_stats st;
+	char err[256] = "";
+	uint64_t bytes = 0;
+	size_t len = strlen(req->dir);
+	int rv;
+
+	if (req->dir[0] != '/' || len >= 4096 || !validate_utf8(req->dir, len)) {
+		rpc_finish(call, TP_INVALID_ARGUMENT, NULL, "dir: must be an absolute path");
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	if ((rv = store_stats(q->store, &st)) == TP_OK)
+		rv = store_backup(q->store, req->dir, &bytes, err, sizeof(err));
+	if (rv != TP_OK) {
+		log_warn("backup failed: code=%d error=\"%s\"", rv, err);
+		rpc_finish(call, rv, NULL, "backup: %s", err[0] != '\0' ? err : "failed");
+		return;
+	}
+	log_notice("backup done: bytes=%llu", (unsigned long long)bytes);
+	resp.dir = req->dir;
+	resp.bytes = bytes;
+	/* Counted before the copy began: the backup holds at least these. */
+	resp.events = st.events[0];
+	rpc_finish(call, TP_OK, &resp.base, NULL);
+}
+
+/* ---- Attribution */
+
+struct scan_ctx {
+	struct query *q;
+	struct rpc_call *call;
+	struct attr_engine *e;
+	uint64_t customers;
+	int rv;
+};
+
+static int
+scan_customer(void *arg, const char *customer_id, const struct attr_event *evs, size_t n)
+{
+	struct scan_ctx *sc = arg;
+	int rv;
+
+	(void)customer_id;
+	if ((rv = attr_engine_customer(sc->e, evs, n)) != TP_OK) {
+		sc->rv = rv;
+		return 1;
+	}
+	if (++sc->customers % QUERY_CHECK_EVERY == 0) {
+		if (rpc_call_expired(sc->call)) {
+			sc->rv = TP_DEADLINE_EXCEEDED;
+			return 1;
+		}
+		if (atomic_load(&sc->q->abort)) {
+			sc->rv = TP_UNAVAILABLE;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
+scan_spend(void *arg, uint32_t channel, uint32_t campaign, int32_t day, double amount,
+           const char *currency)
+{
+	struct scan_ctx *sc = arg;
+	int rv;
+
+	if ((rv = attr_engine_spend(sc->e, channel, campaign, day, amount, currency)) != TP_OK) {
+		sc->rv = rv;
+		return 1;
+	}
+	return 0;
+}
+
+/* Streams every journey into sc->e; TP_OK or the code to answer with (message in msg). */
+static int
+query_scan(struct query *q, struct scan_ctx *sc, char *msg, size_t msglen)
+{
+	int rv = store_scan(q->store, scan_customer, sc);
+
+	if (sc->rv != TP_OK)
+		rv = sc->rv;
+	switch (rv) {
+	case TP_OK:
+		break;
+	case TP_DEADLINE_EXCEEDED:
+		snprintf(msg, msglen, "deadline exceeded after %llu customers",
+		         (unsigned long long)sc->customers);
+		break;
+	case TP_UNAVAILABLE:
+		snprintf(msg, msglen, "touchpointd is shutting down, retry later");
+		break;
+	default:
+		snprintf(msg, msglen, "scan failed after %llu customers",
+		         (unsigned long long)sc->customers);
+		log_err("query: scan failed: code=%d customers=%llu", rv,
+		        (unsigned long long)sc->customers);
+		break;
+	}
+	return rv;
+}
+
+static int64_t
+floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+static void
+query_attribute(struct query *q, struct rpc_call *call)
+{
+	const Touchpoint__V1__AttributeRequest *req =
+	    (const Touchpoint__V1__AttributeRequest *)rpc_call_request(call);
+	Touchpoint__V1__AttributeResponse *resp = NULL;
+	struct scan_ctx sc = { .q = q, .call = call };
+	char msg[512] = "";
+	int32_t from_day = INT32_MIN, to_day = INT32_MAX;
+	int rv;
+
+	rv = attr_engine_new(&sc.e, req, atomic_load(&q->default_lookback_s), store_name, q->store,
+	                     msg, sizeof(msg));
+	if (rv != TP_OK) {
+		rpc_finish(call, rv, NULL, "%s", msg);
+		return;
+	}
+	if ((rv = query_scan(q, &sc, msg, sizeof(msg))) != TP_OK) {
+		rpc_finish(call, rv, NULL, "%s", msg);
+		goto done;
+	}
+	/* Spend on the UTC days the window touches: [from, to) in days, to rounded up. */
+	if (req->window != NULL && req->window->from_case == TOUCHPOINT__V1__WINDOW__FROM_FROM_US &&
+	    req->window->from_us >= 0 && req->window->from_us < VALIDATE_TS_END_US)
+		from_day = (int32_t)floor_div(req->window->from_us, QUERY_DAY_US);
+	if (req->window != NULL && req->window->to_case == TOUCHPOINT__V1__WINDOW__TO_TO_US &&
+	    req->window->to_us >= 0 && req->window->to_us < VALIDATE_TS_END_US)
+		to_day = (int32_t)-floor_div(-req->window->to_us, QUERY_DAY_US);
+	rv = store_spend(q->store, from_day, to_day, scan_spend, &sc);
+	if (sc.rv != TP_OK)
+		rv = sc.rv;
+	if (rv != TP_OK) {
+		log_err("attribute: spend scan failed: code=%d", rv);
+		rpc_finish(call, rv, NULL, "cannot read spend events");
+		goto done;
+	}
+	if ((rv = attr_engine_result(sc.e, &resp)) != TP_OK) {
+		log_err("attribute: models failed: code=%d customers=%llu", rv,
+		        (unsigned long long)sc.customers);
+		rpc_finish(call, rv, NULL, "attribution failed");
+		goto done;
+	}
+	log_info("attribute done: customers=%llu models=%zu", (unsigned long long)sc.customers,
+	         resp->n_models);
+	rpc_finish(call, TP_OK, &resp->base, NULL);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+done:
+	attr_engine_free(sc.e);
+}
+
+static void
+query_paths(struct query *q, struct rpc_call *call)
+{
+	const Touchpoint__V1__PathsRequest *req =
+	    (const Touchpoint__V1__PathsRequest *)rpc_call_request(call);
+	Touchpoint__V1__PathsResponse *resp = NULL;
+	struct scan_ctx sc = { .q = q, .call = call };
+	char msg[512] = "";
+	int rv;
+
+	rv = attr_engine_new_paths(&sc.e, req->window, atomic_load(&q->default_lookback_s),
+	                           store_name, q->store, msg, sizeof(msg));
+	if (rv != TP_OK) {
+		rpc_finish(call, rv, NULL, "%s", msg);
+		return;
+	}
+	if ((rv = query_scan(q, &sc, msg, sizeof(msg))) != TP_OK) {
+		rpc_finish(call, rv, NULL, "%s", msg);
+		goto done;
+	}
+	if ((rv = attr_engine_paths(sc.e, req->top, &resp)) != TP_OK) {
+		log_err("paths: failed: code=%d customers=%llu", rv,
+		        (unsigned long long)sc.customers);
+		rpc_finish(call, rv, NULL, "path table failed");
+		goto done;
+	}
+	rpc_finish(call, TP_OK, &resp->base, NULL);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+done:
+	attr_engine_free(sc.e);
+}
+
+/* ---- The pool */
+
+static void *
+query_main(void *arg)
+{
+	struct query *q = arg;
+
+	for (;;) {
+		struct query_item it;
+
+		pthread_mutex_lock(&q->mu);
+		while (q->len == 0 && !q->stop)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (q->len == 0) {
+			pthread_mutex_unlock(&q->mu);
+			break;
+		}
+		it = q->q[q->head];
+		q->head = (q->head + 1) % q->cap;
+		q->len--;
+		pthread_mutex_unlock(&q->mu);
+		if (atomic_load(&q->abort))
+			rpc_finish(it.call, TP_UNAVAILABLE, NULL,
+			           "touchpointd is shutting down, retry later");
+		else if (rpc_call_expired(it.call))
+			rpc_finish(it.call, TP_DEADLINE_EXCEEDED, NULL,
+			           "deadline passed while queued");
+		else
+			it.fn(q, it.call);
+	}
+	return NULL;
+}
+
+static void
+query_enqueue(void *arg, struct rpc_call *call)
+{
+	struct query_method *m = arg;
+	struct query *q = m->q;
+	int full;
+
+	pthread_mutex_lock(&q->mu);
+	full = q->len == q->cap || q->stop;
+	if (!full) {
+		q->q[(q->head + q->len) % q->cap] = (struct query_item){ call, m->fn };
+		q->len++;
+		pthread_cond_signal(&q->cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	if (full)
+		rpc_finish(call, TP_RESOURCE_EXHAUSTED, NULL, "query queue full, retry later");
+}
+
+int
+query_start(struct query **qp, const struct query_options *o, char *errbuf, size_t errlen)
+{
+	struct query *q;
+	int rv;
+
+	*qp = NULL;
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		goto nomem;
+	q->store = o->store;
+	atomic_init(&q->default_lookback_s, o->default_lookback_s);
+	atomic_init(&q->abort, 0);
+	q->start_us = query_mono_us();
+	q->cap = o->queue_depth > 0 ? o->queue_depth : 1;
+	if ((q->q = calloc(q->cap, sizeof(*q->q))) == NULL ||
+	    (q->threads = calloc(o->threads > 0 ? o->threads : 1, sizeof(pthread_t))) == NULL)
+		goto nomem;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->methods[0] = (struct query_method){ q, query_journey,
+		                               &touchpoint__v1__journey__descriptor, "GetJourney" };
+	q->methods[1] = (struct query_method){ q, query_status, &touchpoint__v1__admin__descriptor,
+		                               "GetStatus" };
+	q->methods[2] =
+	    (struct query_method){ q, query_backup, &touchpoint__v1__admin__descriptor, "Backup" };
+	q->methods[3] =
+	    (struct query_method){ q, query_attribute, &touchpoint__v1__attribution__descriptor,
+		                   "Attribute" };
+	q->methods[4] = (struct query_method){ q, query_paths,
+		                               &touchpoint__v1__attribution__descriptor, "Paths" };
+	for (unsigned n = o->threads > 0 ? o->threads : 1; q->nthreads < n; q->nthreads++)
+		if ((rv = pthread_create(&q->threads[q->nthreads], NULL, query_main, q)) != 0) {
+			snprintf(errbuf, errlen, "query: cannot start a thread: %s", strerror(rv));
+			query_stop(q);
+			return TP_RESOURCE_EXHAUSTED;
+		}
+	*qp = q;
+	return TP_OK;
+nomem:
+	snprintf(errbuf, errlen, "query: out of memory");
+	if (q != NULL) {
+		free(q->q);
+		free(q->threads);
+		free(q);
+	}
+	return TP_RESOURCE_EXHAUSTED;
+}
+
+int
+query_register(struct query *q, struct rpc_server *r)
+{
+	int rv;
+
+	for (size_t i = 0; i < sizeof(q->methods) / sizeof(q->methods[0]); i++)
+		if ((rv = rpc_register(r, q->methods[i].svc, q->methods[i].name, query_enqueue,
+		                       &q->methods[i])) != TP_OK)
+			return rv;
+	return TP_OK;
+}
+
+void
+query_set_default_lookback(struct query *q, int64_t seconds)
+{
+	atomic_store(&q->default_lookback_s, seconds);
+}
+
+void
+query_stop(struct query *q)
+{
+	if (q == NULL)
+		return;
+	atomic_store(&q->abort, 1);
+	pthread_mutex_lock(&q->mu);
+	q->stop = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	for (unsigned i = 0; i < q->nthreads; i++)
+		pthread_join(q->threads[i], NULL);
+	pthread_cond_destroy(&q->cv);
+	pthread_mutex_destroy(&q->mu);
+	free(q->threads);
+	free(q->q);
+	free(q);
+}

@@ -1,0 +1,35 @@
+/*
+ * query: the read side of touchpointd, on a small pool of threads with a bounded queue:
+ * Journey/GetJourney, Admin/GetStatus, Admin/Backup, Attribution/Attribute and
+ * Attribution/Paths. No LMDB work ever runs on NNG's callback threads.
+ */
+#ifndef TPD_QUERY_H
+#define TPD_QUERY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc.h"
+#include "store.h"
+
+struct query;
+
+struct query_options {
+	struct store *store;
+	unsigned threads;           /* query_threads */
+	size_t queue_depth;         /* queries waiting; full: RESOURCE_EXHAUSTED */
+	int64_t default_lookback_s; /* when a request gives none (SIGHUP may change it) */
+};
+
+int query_start(struct query **qp, const struct query_options *o, char *errbuf, size_t errlen);
+/* Registers the five methods with r (q must outlive r's serving). */
+int query_register(struct query *q, struct rpc_server *r);
+/* Thread-safe; applies to queries that start afterwards. */
+void query_set_default_lookback(struct query *q, int64_t seconds);
+/*
+ * Ends the pool: queued queries get UNAVAILABLE, running scans stop at their next check
+ * with UNAVAILABLE (queries are read-only: nothing is lost), threads are joined, q freed.
+ */
+void query_stop(struct query *q);
+
+#endif /* TPD_QUERY_H */

@@ -1,0 +1,556 @@
+/*
+ * rpc: the NNG server. Each context runs RECV -> dispatch -> (handler, maybe on another
+ * thread) -> SEND -> RECV, the pattern of nng's demo/async/server.c. Callbacks only decode
+ * and dispatch; a handler answers through rpc_finish*(), which packs the Reply and sends it.
+ */
+#include "rpc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "touchpoint/touchpoint.h"
+#include "touchpoint/v1/attribution.pb-c.h"
+#include "touchpoint/v1/ingest.pb-c.h"
+#include "touchpoint/v1/query.pb-c.h"
+
+#define RPC_MAX_HANDLERS  16
+#define RPC_MAX_LISTENERS 16
+#define RPC_NAME_MAX      96
+
+/* The services of proto/touchpoint/v1: the only ones a method may name. */
+static const ProtobufCServiceDescriptor *const rpc_services[] = {
+	&touchpoint__v1__ingest__descriptor,
+	&touchpoint__v1__journey__descriptor,
+	&touchpoint__v1__admin__descriptor,
+	&touchpoint__v1__attribution__descriptor,
+};
+
+struct rpc_handler {
+	const ProtobufCServiceDescriptor *svc;
+	unsigned method;
+	rpc_handler_fn fn;
+	void *arg;
+	char name[RPC_NAME_MAX]; /* "/touchpoint.v1.Ingest/Send", for metrics and logs */
+};
+
+enum rpc_state {
+	RPC_RECV,
+	RPC_SEND,
+};
+
+struct rpc_call {
+	struct rpc_server *srv;
+	nng_ctx ctx;
+	nng_aio *aio;
+	enum rpc_state state;
+	Touchpoint__V1__Envelope *env;
+	ProtobufCMessage *req;
+	const char *method; /* handler name or "unknown" */
+	uint64_t request_id;
+	int64_t start_us;
+	int64_t deadline_us;
+};
+
+struct rpc_server {
+	nng_socket sock;
+	int sock_open;
+	nng_listener listeners[RPC_MAX_LISTENERS];
+	size_t nlisteners;
+	char **urls;
+	size_t nurls;
+	size_t max_message_bytes;
+	unsigned ipc_permissions;
+	struct rpc_call *calls;
+	unsigned ncalls;
+	struct rpc_handler handlers[RPC_MAX_HANDLERS];
+	size_t nhandlers;
+	atomic_int stopping; /* listeners closed: answer UNAVAILABLE */
+	atomic_int closing;  /* socket closing: do not re-arm */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned inflight; /* calls between receive and the end of their reply's send */
+	uint64_t replies;
+	uint64_t replies_seen; /* by rpc_healthy() */
+};
+
+int64_t
+rpc_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+rpc_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errbuf == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* A reply's send has ended (or could not start): the context is free again. */
+static void
+rpc_release(struct rpc_call *c)
+{
+	struct rpc_server *r = c->srv;
+
+	pthread_mutex_lock(&r->mu);
+	r->inflight--;
+	r->replies++;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	c->state = RPC_RECV;
+	if (!atomic_load(&r->closing))
+		nng_ctx_recv(c->ctx, c->aio);
+}
+
+static void
+rpc_call_clear(struct rpc_call *c)
+{
+	if (c->req != NULL)
+		protobuf_c_message_free_unpacked(c->req, NULL);
+	if (c->env != NULL)
+		touchpoint__v1__envelope__free_unpacked(c->env, NULL);
+	c->req = NULL;
+	c->env = NULL;
+}
+
+static void
+rpc_reply(struct rpc_call *c, int code, const char *message,
+          Touchpoint__V1__FieldViolation *const *details, size_t ndetails,
+          const ProtobufCMessage *resp)
+{
+	Touchpoint__V1__Reply rep = TOUCHPOINT__V1__REPLY__INIT;
+	Touchpoint__V1__Status st = TOUCHPOINT__V1__STATUS__INIT;
+	nng_msg *m = NULL;
+	size_t len;
+	int rv;
+
+	st.code = code;
+	st.message = (char *)(message != NULL ? message : "");
+	st.details = (Touchpoint__V1__FieldViolation **)details;
+	st.n_details = ndetails;
+	rep.request_id = c->request_id;
+	rep.status = &st;
+	if (code == TP_OK && resp != NULL) {
+		/* Packed straight into the reply: no intermediate copy of a large payload. */
+		rep.payload.len = protobuf_c_message_get_packed_size(resp);
+		rep.payload.data = NULL;
+	}
+	/* Room for field 3's tag and length even when the payload is empty (not counted). */
+	len = touchpoint__v1__reply__get_packed_size(&rep) + 12;
+	if ((rv = nng_msg_alloc(&m, len)) != 0)
+		goto fail;
+	if (code == TP_OK && resp != NULL) {
+		uint8_t *body = nng_msg_body(m);
+		size_t head;
+
+		/* Reply fields 1-2 first, then field 3 (payload): tag, length, then the bytes. */
+		rep.payload.len = 0;
+		head = touchpoint__v1__reply__pack(&rep, body);
+		len = protobuf_c_message_get_packed_size(resp);
+		body[head++] = (3 << 3) | 2;
+		for (size_t v = len;; v >>= 7) {
+			body[head++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+			if (v < 0x80)
+				break;
+		}
+		head += protobuf_c_message_pack(resp, body + head);
+		if ((rv = nng_msg_realloc(m, head)) != 0)
+			goto fail;
+	} else {
+		len = touchpoint__v1__reply__pack(&rep, nng_msg_body(m));
+		if ((rv = nng_msg_realloc(m, len)) != 0)
+			goto fail;
+	}
+	metrics_request(c->method, code, (double)(rpc_now_us() - c->start_us) / 1e6);
+	log_debug("request method=%s code=%d us=%lld", c->method, code,
+	          (long long)(rpc_now_us() - c->start_us));
+	rpc_call_clear(c);
+	c->state = RPC_SEND;
+	nng_aio_set_msg(c->aio, m);
+	nng_ctx_send(c->ctx, c->aio);
+	return;
+fail:
+	log_err("rpc: cannot build a reply: method=%s error=\"%s\"", c->method, nng_strerror(rv));
+	if (m != NULL)
+		nng_msg_free(m);
+	rpc_call_clear(c);
+	rpc_release(c);
+}
+
+void
+rpc_finish_details(struct rpc_call *c, int code, const char *message,
+                   Touchpoint__V1__FieldViolation *const *details, size_t ndetails)
+{
+	rpc_reply(c, code, message, details, ndetails, NULL);
+}
+
+void
+rpc_finish(struct rpc_call *c, int code, const ProtobufCMessage *resp, const char *fmt, ...)
+{
+	char msg[512] = "";
+	va_list ap;
+
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	rpc_reply(c, code, msg, NULL, 0, resp);
+}
+
+const ProtobufCMessage *
+rpc_call_request(const struct rpc_call *c)
+{
+	return c->req;
+}
+
+void
+rpc_call_payload(const struct rpc_call *c, const uint8_t **buf, size_t *len)
+{
+	*buf = c->env->payload.data;
+	*len = c->env->payload.len;
+}
+
+int64_t
+rpc_call_deadline(const struct rpc_call *c)
+{
+	return c->deadline_us;
+}
+
+int
+rpc_call_expired(const struct rpc_call *c)
+{
+	return c->deadline_us != 0 && rpc_now_us() >= c->deadline_us;
+}
+
+/* Printable ASCII only, bounded: the method string is client input echoed in a message. */
+static void
+rpc_sanitize(char *out, size_t outlen, const char *in)
+{
+	size_t i;
+
+	for (i = 0; in[i] != '\0' && i + 4 < outlen; i++)
+		out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+	if (in[i] != '\0' && i + 3 < outlen) {
+		memcpy(out + i, "...", 3);
+		i += 3;
+	}
+	out[i] = '\0';
+}
+
+/* "/touchpoint.v1.Svc/Method" -> its handler, or NULL; *md gets the method if it exists. */
+static const struct rpc_handler *
+rpc_lookup(struct rpc_server *r, const char *method, const ProtobufCMethodDescriptor **md)
+{
+	const char *slash;
+	size_t svclen;
+
+	*md = NULL;
+	if (method[0] != '/' || (slash = strrchr(method, '/')) == method)
+		return NULL;
+	svclen = (size_t)(slash - method - 1);
+	for (size_t i = 0; i < sizeof(rpc_services) / sizeof(rpc_services[0]); i++) {
+		const ProtobufCServiceDescriptor *svc = rpc_services[i];
+		const ProtobufCMethodDescriptor *m;
+		size_t idx;
+
+		if (strlen(svc->name) != svclen || memcmp(svc->name, method + 1, svclen) != 0)
+			continue;
+		m = protobuf_c_service_descriptor_get_method_by_name(svc, slash + 1);
+		if (m == NULL)
+			return NULL;
+		/* protobuf-c only asserts the index: check it before trusting it. */
+		idx = (size_t)(m - svc->methods);
+		if (idx >= svc->n_methods)
+			return NULL;
+		*md = m;
+		for (size_t h = 0; h < r->nhandlers; h++)
+			if (r->handlers[h].svc == svc && r->handlers[h].method == idx &&
+			    r->handlers[h].fn != NULL)
+				return &r->handlers[h];
+		return NULL;
+	}
+	return NULL;
+}
+
+static void
+rpc_dispatch(struct rpc_call *c, nng_msg *msg)
+{
+	struct rpc_server *r = c->srv;
+	const struct rpc_handler *h;
+	const ProtobufCMethodDescriptor *md;
+	char name[RPC_NAME_MAX];
+
+	c->start_us = rpc_now_us();
+	c->deadline_us = 0;
+	c->request_id = 0;
+	c->method = "unknown";
+	c->env = touchpoint__v1__envelope__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	if (c->env == NULL) {
+		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "envelope: cannot parse");
+		return;
+	}
+	c->request_id = c->env->request_id;
+	if (c->env->timeout_ms > 0)
+		c->deadline_us = c->start_us + (int64_t)c->env->timeout_ms * 1000;
+	h = rpc_lookup(r, c->env->method, &md);
+	if (h != NULL)
+		c->method = h->name;
+	if (atomic_load(&r->stopping)) {
+		rpc_finish(c, TP_UNAVAILABLE, NULL, "touchpointd is shutting down, retry later");
+		return;
+	}
+	if (h == NULL) {
+		rpc_sanitize(name, sizeof(name), c->env->method);
+		rpc_finish(c, TP_UNIMPLEMENTED, NULL, "method %s is not implemented", name);
+		return;
+	}
+	c->req =
+	    protobuf_c_message_unpack(md->input, NULL, c->env->payload.len, c->env->payload.data);
+	if (c->req == NULL) {
+		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
+		           md->input->name);
+		return;
+	}
+	h->fn(h->arg, c);
+}
+
+static void
+rpc_cb(void *arg)
+{
+	struct rpc_call *c = arg;
+	struct rpc_server *r = c->srv;
+	int rv = nng_aio_result(c->aio);
+	nng_msg *msg;
+
+	if (c->state == RPC_SEND) {
+		/* A failed send (the client went away) leaves the message with us. */
+		if (rv != 0) {
+			nng_msg_free(nng_aio_get_msg(c->aio));
+			nng_aio_set_msg(c->aio, NULL);
+			log_debug("rpc: reply not sent: error=\"%s\"", nng_strerror(rv));
+		}
+		rpc_release(c);
+		return;
+	}
+	if (rv != 0) {
+		if (rv == NNG_ECLOSED || atomic_load(&r->closing))
+			return;
+		log_warn("rpc: receive failed: error=\"%s\"", nng_strerror(rv));
+		nng_ctx_recv(c->ctx, c->aio);
+		return;
+	}
+	msg = nng_aio_get_msg(c->aio);
+	nng_aio_set_msg(c->aio, NULL);
+	pthread_mutex_lock(&r->mu);
+	r->inflight++;
+	pthread_mutex_unlock(&r->mu);
+	rpc_dispatch(c, msg);
+}
+
+int
+rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_t errlen)
+{
+	struct rpc_server *r;
+	pthread_condattr_t ca;
+	int rv;
+
+	*rp = NULL;
+	if (o->contexts == 0 || o->nurls == 0 || o->nurls > RPC_MAX_LISTENERS) {
+		rpc_err(errbuf, errlen, "rpc: bad options (contexts %u, listeners %zu)",
+		        o->contexts, o->nurls);
+		return TP_INVALID_ARGUMENT;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	r->max_message_bytes = o->max_message_bytes;
+	r->ipc_permissions = o->ipc_permissions;
+	if ((r->urls = calloc(o->nurls, sizeof(char *))) == NULL)
+		goto nomem;
+	for (r->nurls = 0; r->nurls < o->nurls; r->nurls++)
+		if ((r->urls[r->nurls] = strdup(o->urls[r->nurls])) == NULL)
+			goto nomem;
+	if ((rv = nng_rep0_open(&r->sock)) != 0) {
+		rpc_err(errbuf, errlen, "rpc: cannot open a rep0 socket: %s", nng_strerror(rv));
+		goto fail;
+	}
+	r->sock_open = 1;
+	/* Bounded before anything is unpacked: unpacking allocates in proportion to input. */
+	if ((rv = nng_socket_set_size(r->sock, NNG_OPT_RECVMAXSZ, o->max_message_bytes)) != 0) {
+		rpc_err(errbuf, errlen, "rpc: cannot set %s: %s", NNG_OPT_RECVMAXSZ,
+		        nng_strerror(rv));
+		goto fail;
+	}
+	if ((r->calls = calloc(o->contexts, sizeof(*r->calls))) == NULL)
+		goto nomem;
+	for (r->ncalls = 0; r->ncalls < o->contexts; r->ncalls++) {
+		struct rpc_call *c = &r->calls[r->ncalls];
+
+		c->srv = r;
+		c->method = "unknown";
+		if ((rv = nng_aio_alloc(&c->aio, rpc_cb, c)) != 0)
+			goto nngfail;
+		if ((rv = nng_ctx_open(&c->ctx, r->sock)) != 0) {
+			nng_aio_free(c->aio);
+			goto nngfail;
+		}
+	}
+	*rp = r;
+	return TP_OK;
+nngfail:
+	rpc_err(errbuf, errlen, "rpc: cannot open context %u: %s", r->ncalls, nng_strerror(rv));
+	goto fail;
+nomem:
+	rpc_err(errbuf, errlen, "rpc: out of memory");
+	rv = 0;
+fail:
+	rpc_free(r);
+	return rv == 0 ? TP_RESOURCE_EXHAUSTED : TP_INTERNAL;
+}
+
+int
+rpc_register(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, const char *method,
+             rpc_handler_fn fn, void *arg)
+{
+	const ProtobufCMethodDescriptor *m;
+	struct rpc_handler *h;
+
+	m = protobuf_c_service_descriptor_get_method_by_name(svc, method);
+	if (m == NULL || (size_t)(m - svc->methods) >= svc->n_methods)
+		return TP_NOT_FOUND;
+	if (r->nhandlers == RPC_MAX_HANDLERS)
+		return TP_RESOURCE_EXHAUSTED;
+	h = &r->handlers[r->nhandlers++];
+	h->svc = svc;
+	h->method = (unsigned)(m - svc->methods);
+	h->fn = fn;
+	h->arg = arg;
+	snprintf(h->name, sizeof(h->name), "/%s/%s", svc->name, m->name);
+	return TP_OK;
+}
+
+int
+rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
+{
+	int rv;
+
+	for (unsigned i = 0; i < r->ncalls; i++) {
+		r->calls[i].state = RPC_RECV;
+		nng_ctx_recv(r->calls[i].ctx, r->calls[i].aio);
+	}
+	for (size_t i = 0; i < r->nurls; i++) {
+		nng_listener l;
+		const char *url = r->urls[i];
+
+		if ((rv = nng_listener_create(&l, r->sock, url)) != 0) {
+			rpc_err(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
+			return TP_INVALID_ARGUMENT;
+		}
+		r->listeners[r->nlisteners++] = l;
+		if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, r->max_message_bytes)) != 0 ||
+		    (strncmp(url, "ipc://", 6) == 0 &&
+		     (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
+		                                (int)r->ipc_permissions)) != 0) ||
+		    (rv = nng_listener_start(l, 0)) != 0) {
+			rpc_err(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
+			return rv == NNG_EADDRINUSE || rv == NNG_EPERM ? TP_FAILED_PRECONDITION
+			                                               : TP_INTERNAL;
+		}
+		log_info("listening url=%s", url);
+	}
+	return TP_OK;
+}
+
+void
+rpc_stop_accepting(struct rpc_server *r)
+{
+	atomic_store(&r->stopping, 1);
+	for (size_t i = 0; i < r->nlisteners; i++)
+		nng_listener_close(r->listeners[i]);
+	r->nlisteners = 0;
+}
+
+int
+rpc_drain(struct rpc_server *r, unsigned timeout_ms)
+{
+	struct timespec ts;
+	int rv = TP_OK;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&r->mu);
+	while (r->inflight > 0)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
+			rv = TP_DEADLINE_EXCEEDED;
+			break;
+		}
+	pthread_mutex_unlock(&r->mu);
+	return rv;
+}
+
+int
+rpc_healthy(struct rpc_server *r)
+{
+	int ok;
+
+	pthread_mutex_lock(&r->mu);
+	ok = r->inflight < r->ncalls || r->replies != r->replies_seen;
+	r->replies_seen = r->replies;
+	pthread_mutex_unlock(&r->mu);
+	return ok;
+}
+
+void
+rpc_free(struct rpc_server *r)
+{
+	if (r == NULL)
+		return;
+	atomic_store(&r->stopping, 1);
+	atomic_store(&r->closing, 1);
+	if (r->sock_open)
+		nng_close(r->sock); /* ends every pending receive with NNG_ECLOSED */
+	for (unsigned i = 0; i < r->ncalls; i++) {
+		struct rpc_call *c = &r->calls[i];
+
+		nng_aio_stop(c->aio); /* runs a pending callback, which frees an unsent reply */
+		rpc_call_clear(c);
+		nng_aio_free(c->aio);
+	}
+	free(r->calls);
+	for (size_t i = 0; i < r->nurls; i++)
+		free(r->urls[i]);
+	free(r->urls);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}

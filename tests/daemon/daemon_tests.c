@@ -1,0 +1,912 @@
+/*
+ * daemon_tests: integration tests of touchpointd over its wire protocol, one case per
+ * ctest entry (daemon_<case>): each starts the real daemon in a temporary directory.
+ */
+#define _XOPEN_SOURCE 700
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "touchpoint/v1/attribution.pb-c.h"
+#include "touchpoint/v1/event.pb-c.h"
+#include "touchpoint/v1/ingest.pb-c.h"
+#include "touchpoint/v1/query.pb-c.h"
+
+#define M_SEND       "/touchpoint.v1.Ingest/Send"
+#define M_STATUS     "/touchpoint.v1.Admin/GetStatus"
+#define M_JOURNEY    "/touchpoint.v1.Journey/GetJourney"
+#define M_ATTRIBUTE  "/touchpoint.v1.Attribution/Attribute"
+#define M_PATHS      "/touchpoint.v1.Attribution/Paths"
+#define CALL_TIMEOUT 30000
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---- events (strings are borrowed; ev_free frees the structs only) */
+
+static Touchpoint__V1__Event *
+ev_new(const char *id, const char *cust, int64_t ts)
+{
+	Touchpoint__V1__Event *e = calloc(1, sizeof(*e));
+
+	CHECK(e != NULL);
+	touchpoint__v1__event__init(e);
+	e->event_id = (char *)id;
+	e->customer_id = (char *)cust;
+	e->timestamp_us = ts;
+	return e;
+}
+
+static Touchpoint__V1__Event *
+ev_touch(const char *id, const char *cust, int64_t ts, const char *channel, const char *campaign)
+{
+	Touchpoint__V1__Event *e = ev_new(id, cust, ts);
+	Touchpoint__V1__Touch *t = calloc(1, sizeof(*t));
+
+	CHECK(t != NULL);
+	touchpoint__v1__touch__init(t);
+	t->channel = (char *)channel;
+	if (campaign != NULL)
+		t->campaign = (char *)campaign;
+	t->interaction = TOUCHPOINT__V1__INTERACTION__INTERACTION_CLICK;
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_TOUCH;
+	e->touch = t;
+	return e;
+}
+
+static Touchpoint__V1__Event *
+ev_conv(const char *id, const char *cust, int64_t ts, double value, const char *currency)
+{
+	Touchpoint__V1__Event *e = ev_new(id, cust, ts);
+	Touchpoint__V1__Conversion *c = calloc(1, sizeof(*c));
+
+	CHECK(c != NULL);
+	touchpoint__v1__conversion__init(c);
+	c->value = value;
+	if (currency != NULL)
+		c->currency = (char *)currency;
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_CONVERSION;
+	e->conversion = c;
+	return e;
+}
+
+static Touchpoint__V1__Event *
+ev_identify(const char *id, const char *cust, int64_t ts, const char *key, const char *value)
+{
+	Touchpoint__V1__Event *e = ev_new(id, cust, ts);
+	Touchpoint__V1__Identify *idf = calloc(1, sizeof(*idf));
+	Touchpoint__V1__Trait *t = calloc(1, sizeof(*t));
+	Touchpoint__V1__Trait **tp = calloc(1, sizeof(*tp));
+
+	CHECK(idf != NULL && t != NULL && tp != NULL);
+	touchpoint__v1__identify__init(idf);
+	touchpoint__v1__trait__init(t);
+	t->key = (char *)key;
+	t->value = (char *)value;
+	tp[0] = t;
+	idf->traits = tp;
+	idf->n_traits = 1;
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_IDENTIFY;
+	e->identify = idf;
+	return e;
+}
+
+static Touchpoint__V1__Event *
+ev_alias(const char *id, const char *cust, int64_t ts, const char *prev)
+{
+	Touchpoint__V1__Event *e = ev_new(id, cust, ts);
+	Touchpoint__V1__Alias *a = calloc(1, sizeof(*a));
+
+	CHECK(a != NULL);
+	touchpoint__v1__alias__init(a);
+	a->previous_id = (char *)prev;
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_ALIAS;
+	e->alias = a;
+	return e;
+}
+
+static Touchpoint__V1__Event *
+ev_spend(const char *id, int64_t ts, const char *channel, const char *day, double amount)
+{
+	Touchpoint__V1__Event *e = ev_new(id, "", ts);
+	Touchpoint__V1__Spend *s = calloc(1, sizeof(*s));
+
+	CHECK(s != NULL);
+	touchpoint__v1__spend__init(s);
+	s->channel = (char *)channel;
+	s->day = (char *)day;
+	s->amount = amount;
+	s->currency = (char *)"EUR";
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_SPEND;
+	e->spend = s;
+	return e;
+}
+
+static void
+ev_free(Touchpoint__V1__Event *e)
+{
+	switch (e->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		free(e->touch);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		free(e->conversion);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
+		free(e->identify->traits[0]);
+		free(e->identify->traits);
+		free(e->identify);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
+		free(e->alias);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		free(e->spend);
+		break;
+	default:
+		break;
+	}
+	free(e);
+}
+
+static void
+evs_free(Touchpoint__V1__Event **evs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ev_free(evs[i]);
+}
+
+/* Sends a batch; returns the reply (status not checked). */
+static Touchpoint__V1__Reply *
+send_batch(nng_socket s, Touchpoint__V1__Event **evs, size_t n)
+{
+	Touchpoint__V1__SendRequest req = TOUCHPOINT__V1__SEND_REQUEST__INIT;
+	Touchpoint__V1__Reply *rep = NULL;
+
+	req.events = evs;
+	req.n_events = n;
+	CHECK(tpd_call(s, M_SEND, &req.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status != NULL);
+	return rep;
+}
+
+static Touchpoint__V1__SendResponse *
+send_ok(nng_socket s, Touchpoint__V1__Event **evs, size_t n)
+{
+	Touchpoint__V1__Reply *rep = send_batch(s, evs, n);
+	Touchpoint__V1__SendResponse *r =
+	    tpd_payload(rep, &touchpoint__v1__send_response__descriptor);
+
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	return r;
+}
+
+static Touchpoint__V1__GetStatusResponse *
+get_status(nng_socket s)
+{
+	Touchpoint__V1__GetStatusRequest req = TOUCHPOINT__V1__GET_STATUS_REQUEST__INIT;
+	Touchpoint__V1__Reply *rep = NULL;
+	Touchpoint__V1__GetStatusResponse *st;
+
+	CHECK(tpd_call(s, M_STATUS, &req.base, CALL_TIMEOUT, &rep) == 0);
+	st = tpd_payload(rep, &touchpoint__v1__get_status_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(st->events != NULL);
+	return st;
+}
+
+static uint64_t
+stored_events(nng_socket s)
+{
+	Touchpoint__V1__GetStatusResponse *st = get_status(s);
+	uint64_t n = st->events->total;
+
+	touchpoint__v1__get_status_response__free_unpacked(st, NULL);
+	return n;
+}
+
+static int
+has_violation(const Touchpoint__V1__Status *st, int32_t index, const char *field,
+              const char *reason_part)
+{
+	for (size_t i = 0; i < st->n_details; i++) {
+		const Touchpoint__V1__FieldViolation *v = st->details[i];
+
+		if (v->index == index && strcmp(v->field, field) == 0 &&
+		    strstr(v->reason, reason_part) != NULL)
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- cases */
+
+/* A batch of every kind is stored and comes back in SPEC §3 order, with its paths. */
+static void
+test_journey(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[10];
+	size_t n = 0;
+	Touchpoint__V1__SendResponse *sr;
+	Touchpoint__V1__GetJourneyRequest jr = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
+	Touchpoint__V1__GetJourneyResponse *j;
+	Touchpoint__V1__GetStatusResponse *st;
+	Touchpoint__V1__Reply *rep;
+	/* Sent out of order on purpose; "anon-1" becomes alice through the alias. */
+	static const char *const want[] = { "a-alias", "a-identify", "a-t1",   "anon-t",
+		                            "a-t2",    "a-t3",       "a-conv", "a-t4" };
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	evs[n++] = ev_conv("a-conv", "alice", 3000000, 10.5, "EUR");
+	evs[n++] = ev_touch("a-t3", "alice", 3000000, "display", NULL); /* same time: first */
+	evs[n++] = ev_touch("a-t1", "alice", 1000000, "search", "spring");
+	evs[n++] = ev_touch("anon-t", "anon-1", 1500000, "social", NULL);
+	evs[n++] = ev_touch("a-t2", "alice", 2000000, "email", NULL);
+	evs[n++] = ev_identify("a-identify", "alice", 500000, "plan", "pro");
+	evs[n++] = ev_alias("a-alias", "alice", 100000, "anon-1");
+	evs[n++] = ev_spend("s-1", 1000000, "search", "1970-01-01", 5.0);
+	evs[n++] = ev_touch("a-t4", "alice", 4000000, "search", NULL);
+	sr = send_ok(s, evs, n);
+	CHECK(sr->accepted == 9);
+	CHECK(sr->duplicates == 0);
+	touchpoint__v1__send_response__free_unpacked(sr, NULL);
+
+	jr.customer_id = (char *)"alice";
+	jr.lookback_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S;
+	jr.lookback_s = 0;
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(strcmp(j->customer_id, "alice") == 0);
+	CHECK(j->n_aliases == 1 && strcmp(j->aliases[0], "anon-1") == 0);
+	for (size_t i = 0; i < j->n_events; i++)
+		fprintf(stderr, "journey[%zu] = %s\n", i, j->events[i]->event_id);
+	CHECK(j->n_events == sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < j->n_events; i++)
+		CHECK(strcmp(j->events[i]->event_id, want[i]) == 0);
+	CHECK(j->events[2]->kind_case == TOUCHPOINT__V1__EVENT__KIND_TOUCH);
+	CHECK(strcmp(j->events[2]->touch->campaign, "spring") == 0);
+	CHECK(j->events[6]->conversion->value == 10.5);
+	/* One converting path (4 touches) and the null path after it (1 touch). */
+	CHECK(j->n_paths == 2);
+	CHECK(j->paths[0]->converting);
+	CHECK(strcmp(j->paths[0]->conversion_event_id, "a-conv") == 0);
+	CHECK(j->paths[0]->conversion_timestamp_us == 3000000);
+	CHECK(j->paths[0]->value == 10.5);
+	CHECK(j->paths[0]->n_channels == 4);
+	CHECK(strcmp(j->paths[0]->channels[0], "search") == 0);
+	CHECK(strcmp(j->paths[0]->channels[1], "social") == 0);
+	CHECK(strcmp(j->paths[0]->channels[2], "email") == 0);
+	CHECK(strcmp(j->paths[0]->channels[3], "display") == 0);
+	CHECK(strcmp(j->paths[0]->touch_event_ids[1], "anon-t") == 0);
+	CHECK(!j->paths[1]->converting);
+	CHECK(j->paths[1]->n_channels == 1 && strcmp(j->paths[1]->channels[0], "search") == 0);
+	touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+
+	/* Unknown customer: NOT_FOUND naming the id. */
+	jr.customer_id = (char *)"nobody";
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status->code == 5);
+	CHECK(strstr(rep->status->message, "nobody") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	st = get_status(s);
+	CHECK(st->events->touch == 5);
+	CHECK(st->events->conversion == 1);
+	CHECK(st->events->identify == 1);
+	CHECK(st->events->alias == 1);
+	CHECK(st->events->spend == 1);
+	CHECK(st->events->total == 9);
+	CHECK(st->duplicates == 0);
+	CHECK(strcmp(st->version, TP_VERSION) == 0);
+	touchpoint__v1__get_status_response__free_unpacked(st, NULL);
+	evs_free(evs, n);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* Several bad fields, bad UTF-8 and an embedded NUL: rejected whole, every violation named. */
+static void
+test_invalid(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[6];
+	Touchpoint__V1__SendRequest req = TOUCHPOINT__V1__SEND_REQUEST__INIT;
+	Touchpoint__V1__Reply *rep;
+	char longch[71];
+	uint8_t *buf, *p;
+	size_t len, n = 0;
+
+	memset(longch, 'x', 70);
+	longch[70] = '\0';
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	evs[n++] = ev_touch("ok-1", "bob", 1000, "search", NULL);
+	evs[n++] = ev_touch("bad-1", "bob", 2000, longch, NULL);
+	evs[n++] = ev_touch("bad-2", "bob", 3000, "email", "over\xc0\xafong");
+	evs[n++] = ev_touch("bad-3", "bob", 4000, "NULHERE", NULL);
+	evs[n++] = ev_conv("bad-4", "bob", -5, 1.0, "usd");
+	evs[n++] = ev_alias("bad-5", "bob", 6000, "bob");
+	req.events = evs;
+	req.n_events = n;
+	len = protobuf_c_message_get_packed_size(&req.base);
+	CHECK((buf = malloc(len)) != NULL);
+	protobuf_c_message_pack(&req.base, buf);
+	/* protobuf-c cannot encode an embedded NUL: patch it into the wire bytes. */
+	for (p = buf; p + 7 <= buf + len && memcmp(p, "NULHERE", 7) != 0; p++)
+		;
+	CHECK(p + 7 <= buf + len);
+	p[3] = '\0';
+	CHECK(tpd_call_payload(s, M_SEND, buf, len, CALL_TIMEOUT, &rep) == 0);
+	for (size_t i = 0; i < rep->status->n_details; i++)
+		fprintf(stderr, "violation %d %s: %s\n", rep->status->details[i]->index,
+		        rep->status->details[i]->field, rep->status->details[i]->reason);
+	CHECK(rep->status->code == 3);
+	CHECK(strcmp(rep->status->message, "5 of 6 events are invalid") == 0);
+	CHECK(has_violation(rep->status, 1, "events[1].touch.channel",
+	                    "is 70 bytes, the limit is 64"));
+	CHECK(has_violation(rep->status, 2, "events[2].touch.campaign", "UTF-8"));
+	CHECK(has_violation(rep->status, 3, "events[3].touch.channel", "NUL"));
+	CHECK(has_violation(rep->status, 4, "events[4].timestamp_us", "must be in"));
+	CHECK(has_violation(rep->status, 4, "events[4].conversion.currency", "ISO 4217"));
+	CHECK(has_violation(rep->status, 5, "events[5].alias.previous_id", "customer_id"));
+	CHECK(rep->status->n_details == 6);
+	CHECK(rep->payload.len == 0);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	free(buf);
+	/* Atomic: the valid event of the batch was not stored either. */
+	CHECK(stored_events(s) == 0);
+	evs_free(evs, n);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* Duplicates are acknowledged, counted and never stored twice. */
+static void
+test_duplicates(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[5];
+	Touchpoint__V1__SendResponse *sr;
+	Touchpoint__V1__GetStatusResponse *st;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	evs[0] = ev_touch("d-1", "carol", 1000, "search", NULL);
+	evs[1] = ev_touch("d-2", "carol", 2000, "email", NULL);
+	evs[2] = ev_conv("d-3", "carol", 3000, 2.0, NULL);
+	evs[3] = ev_touch("d-4", "carol", 4000, "social", NULL);
+	evs[4] = ev_touch("d-4", "carol", 4000, "social", NULL);
+	sr = send_ok(s, evs, 3);
+	CHECK(sr->accepted == 3 && sr->duplicates == 0 && sr->n_duplicate_indexes == 0);
+	touchpoint__v1__send_response__free_unpacked(sr, NULL);
+	sr = send_ok(s, evs, 5);
+	CHECK(sr->accepted == 1);
+	CHECK(sr->duplicates == 4);
+	CHECK(sr->n_duplicate_indexes == 4);
+	CHECK(sr->duplicate_indexes[0] == 0 && sr->duplicate_indexes[1] == 1 &&
+	      sr->duplicate_indexes[2] == 2 && sr->duplicate_indexes[3] == 4);
+	touchpoint__v1__send_response__free_unpacked(sr, NULL);
+	st = get_status(s);
+	CHECK(st->events->total == 4);
+	CHECK(st->duplicates == 4);
+	touchpoint__v1__get_status_response__free_unpacked(st, NULL);
+	evs_free(evs, 5);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* Unknown methods, garbage, oversized messages and vanishing clients leave it serving. */
+static void
+test_errors(void)
+{
+	struct tpd d;
+	nng_socket s, s2;
+	Touchpoint__V1__Reply *rep;
+	Touchpoint__V1__Event *evs[11];
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x42 };
+	uint8_t *big;
+	nng_msg *m;
+
+	tpd_init(&d, "max_message_bytes = 64K\nmax_batch_events = 10\n");
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+
+	CHECK(tpd_call_payload(s, "/touchpoint.v1.Ingest/Nope", NULL, 0, 0, &rep) == 0);
+	CHECK(rep->status->code == 12);
+	CHECK(strstr(rep->status->message, "/touchpoint.v1.Ingest/Nope") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(tpd_call_payload(s, "/foo.Bar/Baz", NULL, 0, 0, &rep) == 0);
+	CHECK(rep->status->code == 12);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(tpd_call_payload(s, "nonsense", NULL, 0, 0, &rep) == 0);
+	CHECK(rep->status->code == 12);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	CHECK(tpd_call_payload(s, M_SEND, junk, sizeof(junk), 0, &rep) == 0);
+	CHECK(rep->status->code == 3);
+	CHECK(strstr(rep->status->message, "payload: cannot parse as touchpoint.v1.SendRequest") !=
+	      NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	CHECK(tpd_call_raw(s, junk, sizeof(junk), &rep) == 0);
+	CHECK(rep->status->code == 3);
+	CHECK(strcmp(rep->status->message, "envelope: cannot parse") == 0);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	/* A batch over max_batch_events names the limit. */
+	for (size_t i = 0; i < 11; i++)
+		evs[i] = ev_touch("same", "dave", 1000, "search", NULL);
+	rep = send_batch(s, evs, 11);
+	CHECK(rep->status->code == 3);
+	CHECK(strstr(rep->status->message, "max_batch_events") != NULL);
+	CHECK(strstr(rep->status->message, "10") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	evs_free(evs, 11);
+
+	/* Oversized: NNG drops the pipe; the client times out, the daemon keeps serving. */
+	s2 = tpd_connect(d.url, 500);
+	CHECK((big = calloc(1, 100000)) != NULL);
+	CHECK(tpd_call_raw(s2, big, 100000, &rep) == NNG_ETIMEDOUT);
+	free(big);
+	nng_close(s2);
+	CHECK(stored_events(s) == 0);
+
+	/* A client that sends and vanishes before the reply. */
+	for (int i = 0; i < 20; i++) {
+		Touchpoint__V1__Event *e = ev_touch("vanish", "erin", 1000, "search", NULL);
+		Touchpoint__V1__SendRequest req = TOUCHPOINT__V1__SEND_REQUEST__INIT;
+		Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
+		size_t len;
+
+		req.events = &e;
+		req.n_events = 1;
+		env.method = (char *)M_SEND;
+		env.payload.len = protobuf_c_message_get_packed_size(&req.base);
+		CHECK((env.payload.data = malloc(env.payload.len)) != NULL);
+		protobuf_c_message_pack(&req.base, env.payload.data);
+		len = touchpoint__v1__envelope__get_packed_size(&env);
+		s2 = tpd_connect(d.url, 1000);
+		CHECK(nng_msg_alloc(&m, len) == 0);
+		touchpoint__v1__envelope__pack(&env, nng_msg_body(m));
+		CHECK(nng_sendmsg(s2, m, 0) == 0);
+		nng_close(s2);
+		free(env.payload.data);
+		ev_free(e);
+	}
+	/* Still serving, and the vanished clients' event (one id) is there at most once. */
+	CHECK(stored_events(s) <= 1);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* -n: a bad configuration exits 78 naming the line; a good one prints "configuration OK". */
+static void
+test_check(void)
+{
+	struct tpd d;
+	char out[4096], path[400];
+	FILE *f;
+	char *args[4];
+
+	tpd_init(&d, "queue_depth = 16\nsync = full\ndefault_lookback = 7d\n");
+	args[0] = (char *)"-n";
+	args[1] = (char *)"-f";
+	args[2] = d.conf;
+	args[3] = NULL;
+	CHECK(tpd_run(args, out, sizeof(out)) == 0);
+	CHECK(strstr(out, "configuration OK") != NULL);
+
+	snprintf(path, sizeof(path), "%s/bad.conf", d.dir);
+	CHECK((f = fopen(path, "w")) != NULL);
+	fprintf(f, "# comment\ncontexts = 8\nfoo = 1\n");
+	CHECK(fclose(f) == 0);
+	args[2] = path;
+	CHECK(tpd_run(args, out, sizeof(out)) == 78);
+	fprintf(stderr, "bad.conf: %s", out);
+	CHECK(strstr(out, "bad.conf:3: unknown key \"foo\"") != NULL);
+
+	CHECK((f = fopen(path, "w")) != NULL);
+	fprintf(f, "map_size = 12Q\n");
+	CHECK(fclose(f) == 0);
+	CHECK(tpd_run(args, out, sizeof(out)) == 78);
+	CHECK(strstr(out, "bad.conf:1:") != NULL && strstr(out, "map_size") != NULL);
+
+	snprintf(path, sizeof(path), "%s/missing.conf", d.dir);
+	CHECK(tpd_run(args, out, sizeof(out)) == 78);
+	tpd_cleanup(&d);
+}
+
+/* ---- concurrent importers, for the SIGTERM and crash cases */
+
+#define IMP_BATCH 200
+
+struct importer {
+	const char *url;
+	int id;
+	int nbatches;
+	atomic_int *acked_batches; /* shared progress */
+	int forced_dup_every;      /* resend every Nth batch once more (0: never) */
+	uint64_t accepted, duplicates_seen;
+	int stop_on_error; /* SIGTERM case: stop at the first failure */
+	int acked;         /* batches acknowledged */
+};
+
+static void *
+importer_main(void *arg)
+{
+	struct importer *im = arg;
+	nng_socket s = tpd_connect(im->url, 3000);
+	Touchpoint__V1__Event *evs[IMP_BATCH];
+	char(*ids)[32] = calloc(IMP_BATCH, 32);
+	char custs[50][32];
+
+	CHECK(ids != NULL);
+	for (int c = 0; c < 50; c++)
+		snprintf(custs[c], sizeof(custs[c]), "imp%d-c%d", im->id, c);
+	for (int b = 0; b < im->nbatches; b++) {
+		int sends = im->forced_dup_every > 0 && b % im->forced_dup_every == 0 ? 2 : 1;
+
+		for (int i = 0; i < IMP_BATCH; i++) {
+			snprintf(ids[i], 32, "imp%d-%d-%d", im->id, b, i);
+			evs[i] = ev_touch(ids[i], custs[i % 50], (int64_t)b * 1000000 + i, "search",
+			                  NULL);
+		}
+		while (sends > 0) {
+			Touchpoint__V1__SendRequest req = TOUCHPOINT__V1__SEND_REQUEST__INIT;
+			Touchpoint__V1__Reply *rep = NULL;
+			int rv;
+
+			req.events = evs;
+			req.n_events = IMP_BATCH;
+			rv = tpd_call(s, M_SEND, &req.base, 3000, &rep);
+			if (rv == 0 && rep->status->code == 0) {
+				Touchpoint__V1__SendResponse *sr =
+				    tpd_payload(rep, &touchpoint__v1__send_response__descriptor);
+
+				CHECK(sr->accepted + sr->duplicates == IMP_BATCH);
+				im->accepted += sr->accepted;
+				im->duplicates_seen += sr->duplicates;
+				touchpoint__v1__send_response__free_unpacked(sr, NULL);
+				sends--;
+			} else {
+				if (rep != NULL)
+					CHECK(rep->status->code == 14 || rep->status->code == 8 ||
+					      rep->status->code == 4);
+				if (im->stop_on_error) {
+					if (rep != NULL)
+						touchpoint__v1__reply__free_unpacked(rep, NULL);
+					evs_free(evs, IMP_BATCH);
+					goto out;
+				}
+				sleep_ms(20);
+			}
+			if (rep != NULL)
+				touchpoint__v1__reply__free_unpacked(rep, NULL);
+		}
+		evs_free(evs, IMP_BATCH);
+		im->acked++;
+		atomic_fetch_add(im->acked_batches, 1);
+	}
+out:
+	free(ids);
+	nng_close(s);
+	return NULL;
+}
+
+/* SIGTERM during ingest: exit 0, and every acknowledged event is there after a restart. */
+static void
+test_sigterm(void)
+{
+	struct tpd d;
+	struct importer im = { 0 };
+	atomic_int acked = 0;
+	pthread_t th;
+	nng_socket s;
+	uint64_t total;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	/* SIGHUP first: a reload keeps it serving. */
+	CHECK(kill(d.pid, SIGHUP) == 0);
+	im.url = d.url;
+	im.id = 0;
+	im.nbatches = 1000000;
+	im.acked_batches = &acked;
+	im.stop_on_error = 1;
+	CHECK(pthread_create(&th, NULL, importer_main, &im) == 0);
+	while (atomic_load(&acked) < 20)
+		sleep_ms(10);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	CHECK(pthread_join(th, NULL) == 0);
+	fprintf(stderr, "acknowledged batches before SIGTERM: %d\n", im.acked);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	total = stored_events(s);
+	fprintf(stderr, "stored after restart: %llu\n", (unsigned long long)total);
+	/* Every acknowledged event; at most the one batch in flight besides. */
+	CHECK(total >= (uint64_t)im.acked * IMP_BATCH);
+	CHECK(total <= (uint64_t)(im.acked + 1) * IMP_BATCH);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* THE CRASH TEST: SIGKILL mid-import, restart, clients retry: nothing lost, nothing twice. */
+static void
+test_crash(void)
+{
+	enum { CLIENTS = 4, BATCHES = 40 };
+	struct tpd d;
+	struct importer im[CLIENTS];
+	pthread_t th[CLIENTS];
+	atomic_int acked = 0;
+	nng_socket s;
+	Touchpoint__V1__GetStatusResponse *st;
+	uint64_t dups_seen = 0;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	for (int i = 0; i < CLIENTS; i++) {
+		memset(&im[i], 0, sizeof(im[i]));
+		im[i].url = d.url;
+		im[i].id = i;
+		im[i].nbatches = BATCHES;
+		im[i].acked_batches = &acked;
+		im[i].forced_dup_every = 10; /* at-least-once senders resend now and then */
+		CHECK(pthread_create(&th[i], NULL, importer_main, &im[i]) == 0);
+	}
+	while (atomic_load(&acked) < CLIENTS * BATCHES / 3)
+		sleep_ms(5);
+	CHECK(tpd_stop(&d, SIGKILL) == 128 + SIGKILL);
+	fprintf(stderr, "killed after %d acknowledged batches\n", atomic_load(&acked));
+	sleep_ms(200);
+	tpd_start(&d);
+	for (int i = 0; i < CLIENTS; i++) {
+		CHECK(pthread_join(th[i], NULL) == 0);
+		CHECK(im[i].acked == BATCHES);
+		dups_seen += im[i].duplicates_seen;
+	}
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	st = get_status(s);
+	fprintf(stderr, "stored %llu duplicates %llu (seen by clients %llu)\n",
+	        (unsigned long long)st->events->total, (unsigned long long)st->duplicates,
+	        (unsigned long long)dups_seen);
+	CHECK(st->events->total == (uint64_t)CLIENTS * BATCHES * IMP_BATCH);
+	CHECK(st->events->touch == st->events->total);
+	CHECK(st->duplicates > 0);
+	CHECK(st->duplicates >= dups_seen);
+	touchpoint__v1__get_status_response__free_unpacked(st, NULL);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* ---- attribution over the wire */
+
+static Touchpoint__V1__Reply *
+attribute(nng_socket s, const char *const *models, size_t nmodels, uint32_t timeout_ms)
+{
+	Touchpoint__V1__AttributeRequest req = TOUCHPOINT__V1__ATTRIBUTE_REQUEST__INIT;
+	Touchpoint__V1__ModelSpec specs[8], *sp[8];
+	Touchpoint__V1__Window w = TOUCHPOINT__V1__WINDOW__INIT;
+	Touchpoint__V1__Reply *rep = NULL;
+
+	for (size_t i = 0; i < nmodels; i++) {
+		touchpoint__v1__model_spec__init(&specs[i]);
+		specs[i].model = (char *)models[i];
+		sp[i] = &specs[i];
+	}
+	w.lookback_case = TOUCHPOINT__V1__WINDOW__LOOKBACK_LOOKBACK_S;
+	w.lookback_s = 0;
+	req.models = sp;
+	req.n_models = nmodels;
+	req.window = &w;
+	CHECK(tpd_call(s, M_ATTRIBUTE, &req.base, timeout_ms, &rep) == 0);
+	return rep;
+}
+
+static const Touchpoint__V1__ChannelCredit *
+credit(const Touchpoint__V1__ModelResult *m, const char *channel)
+{
+	for (size_t i = 0; i < m->n_channels; i++)
+		if (strcmp(m->channels[i]->channel, channel) == 0)
+			return m->channels[i];
+	return NULL;
+}
+
+static int
+near(double a, double b)
+{
+	return a - b < 1e-9 && b - a < 1e-9;
+}
+
+/* Hand-computed last_touch and linear credits, an unknown model, the path table. */
+static void
+test_attribute(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[8];
+	Touchpoint__V1__SendResponse *sr;
+	Touchpoint__V1__AttributeResponse *ar;
+	Touchpoint__V1__PathsRequest pr = TOUCHPOINT__V1__PATHS_REQUEST__INIT;
+	Touchpoint__V1__PathsResponse *paths;
+	Touchpoint__V1__Reply *rep;
+	const Touchpoint__V1__ModelResult *lt = NULL, *lin = NULL;
+	static const char *const models[] = { "last_touch", "linear" };
+	static const char *const bad[] = { "last_touch", "astrology" };
+	size_t n = 0;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	/* u1: search > email > conv(100); u2: search > conv(50); u3: email (null path). */
+	evs[n++] = ev_touch("u1-1", "u1", 1000000, "search", NULL);
+	evs[n++] = ev_touch("u1-2", "u1", 2000000, "email", NULL);
+	evs[n++] = ev_conv("u1-c", "u1", 3000000, 100.0, NULL);
+	evs[n++] = ev_touch("u2-1", "u2", 1000000, "search", NULL);
+	evs[n++] = ev_conv("u2-c", "u2", 2000000, 50.0, NULL);
+	evs[n++] = ev_touch("u3-1", "u3", 1000000, "email", NULL);
+	sr = send_ok(s, evs, n);
+	CHECK(sr->accepted == n);
+	touchpoint__v1__send_response__free_unpacked(sr, NULL);
+
+	rep = attribute(s, models, 2, 0);
+	ar = tpd_payload(rep, &touchpoint__v1__attribute_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(ar->totals != NULL);
+	CHECK(near(ar->totals->conversions, 2) && near(ar->totals->value, 150));
+	CHECK(ar->totals->converting_paths == 2 && ar->totals->null_paths == 1);
+	for (size_t i = 0; i < ar->n_models; i++) {
+		if (strcmp(ar->models[i]->model, "last_touch") == 0)
+			lt = ar->models[i];
+		if (strcmp(ar->models[i]->model, "linear") == 0)
+			lin = ar->models[i];
+	}
+	CHECK(lt != NULL && lin != NULL);
+	/* last_touch: u1 -> email (1, 100), u2 -> search (1, 50). */
+	CHECK(near(credit(lt, "email")->conversions, 1) && near(credit(lt, "email")->value, 100));
+	CHECK(near(credit(lt, "search")->conversions, 1) && near(credit(lt, "search")->value, 50));
+	/* linear: u1 half each (0.5, 50), u2 all to search: search 1.5/100, email 0.5/50. */
+	CHECK(near(credit(lin, "search")->conversions, 1.5));
+	CHECK(near(credit(lin, "search")->value, 100));
+	CHECK(near(credit(lin, "email")->conversions, 0.5));
+	CHECK(near(credit(lin, "email")->value, 50));
+	touchpoint__v1__attribute_response__free_unpacked(ar, NULL);
+
+	rep = attribute(s, bad, 2, 0);
+	CHECK(rep->status->code == 3);
+	CHECK(strstr(rep->status->message, "astrology") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+	paths = tpd_payload(rep, &touchpoint__v1__paths_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(paths->n_paths == 3);
+	for (size_t i = 0; i < paths->n_paths; i++) {
+		const Touchpoint__V1__PathRow *r = paths->paths[i];
+
+		if (r->n_channels == 2) {
+			CHECK(strcmp(r->channels[0], "search") == 0);
+			CHECK(strcmp(r->channels[1], "email") == 0);
+			CHECK(near(r->total_conversions, 1) &&
+			      near(r->total_conversion_value, 100));
+		} else {
+			CHECK(r->n_channels == 1);
+			if (strcmp(r->channels[0], "email") == 0)
+				CHECK(near(r->total_null, 1) && near(r->total_conversions, 0));
+			else
+				CHECK(near(r->total_conversions, 1) &&
+				      near(r->total_conversion_value, 50));
+		}
+	}
+	touchpoint__v1__paths_response__free_unpacked(paths, NULL);
+	evs_free(evs, n);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* timeout_ms = 1 on an Attribute over some data: DEADLINE_EXCEEDED or OK, never a hang. */
+static void
+test_deadline(void)
+{
+	struct tpd d;
+	nng_socket s;
+	static char ids[20000][16], custs[2000][16];
+	Touchpoint__V1__Event *evs[1000];
+	static const char *const models[] = { "linear", "markov" };
+	static const char *const channels[] = { "search", "email", "social", "display" };
+	Touchpoint__V1__Reply *rep;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	for (int c = 0; c < 2000; c++)
+		snprintf(custs[c], sizeof(custs[c]), "cust%d", c);
+	for (int b = 0; b < 20; b++) {
+		Touchpoint__V1__SendResponse *sr;
+
+		for (int i = 0; i < 1000; i++) {
+			int k = b * 1000 + i;
+
+			snprintf(ids[k], sizeof(ids[k]), "dl-%d", k);
+			if (k % 5 == 4)
+				evs[i] =
+				    ev_conv(ids[k], custs[k % 2000], (int64_t)k * 1000, 1, NULL);
+			else
+				evs[i] = ev_touch(ids[k], custs[k % 2000], (int64_t)k * 1000,
+				                  channels[k % 4], NULL);
+		}
+		sr = send_ok(s, evs, 1000);
+		CHECK(sr->accepted == 1000);
+		touchpoint__v1__send_response__free_unpacked(sr, NULL);
+		evs_free(evs, 1000);
+	}
+	for (int i = 0; i < 5; i++) {
+		rep = attribute(s, models, 2, 1);
+		fprintf(stderr, "attribute with timeout_ms=1: code %d %s\n", rep->status->code,
+		        rep->status->message);
+		CHECK(rep->status->code == 4 || rep->status->code == 0);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+	}
+	/* And it still answers a query without a deadline. */
+	rep = attribute(s, models, 2, 0);
+	CHECK(rep->status->code == 0);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} cases[] = {
+		{ "journey", test_journey },       { "invalid", test_invalid },
+		{ "duplicates", test_duplicates }, { "errors", test_errors },
+		{ "check", test_check },           { "sigterm", test_sigterm },
+		{ "crash", test_crash },           { "attribute", test_attribute },
+		{ "deadline", test_deadline },
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	if (argc != 2) {
+		fprintf(stderr, "usage: daemon_tests CASE\n");
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (strcmp(argv[1], cases[i].name) == 0) {
+			cases[i].fn();
+			fprintf(stderr, "%s: ok\n", argv[1]);
+			return 0;
+		}
+	fprintf(stderr, "unknown case %s\n", argv[1]);
+	return 2;
+}
