@@ -1,0 +1,66 @@
+/*
+ * What the touchpoint commands share: global options, output formats, the mapping of
+ * statuses to sysexits codes and the RPC helper that prints what went wrong.
+ */
+#ifndef TP_CLI_CLI_H
+#define TP_CLI_CLI_H
+
+#include <stdio.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "touchpoint/touchpoint.h"
+
+enum cli_format { CLI_TABLE, CLI_CSV, CLI_JSON };
+
+struct cli {
+	const char *endpoint; /* NULL: $TOUCHPOINT_ENDPOINT or the default */
+};
+
+/* Options every command takes; their getopt values. */
+#define CLI_OPT_ENDPOINT 'e'
+#define CLI_OPT_HELP     'h'
+#define CLI_OPT_VERSION  'V'
+#define CLI_OPT_FORMAT   0x100
+#define CLI_COMMON_LONGOPTS                                                                        \
+	{ "endpoint", required_argument, NULL, CLI_OPT_ENDPOINT },                                 \
+	    { "help", no_argument, NULL, CLI_OPT_HELP },                                           \
+	{                                                                                          \
+		"version", no_argument, NULL, CLI_OPT_VERSION                                      \
+	}
+#define CLI_COMMON_SHORTOPTS "+e:hV"
+
+/* sysexits code for a tp status (SPEC §6). */
+int cli_exit_code(int status);
+int cli_parse_format(const char *s, enum cli_format *f);
+/* Prints "touchpoint CMD: message" and a --help hint to stderr; returns 64. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints usage (stdout) and returns 0. */
+int cli_help(const char *text);
+int cli_version(void);
+/* Handles -e/-h/-V; returns -1 when ch is none of them, else the exit code or -2 (go on). */
+int cli_common(struct cli *g, int ch, const char *help);
+
+/* Prints res's message and violations to stderr, prefixed by what. */
+void cli_report(const char *what, const struct tp_result *res);
+/* Connects (printing why not); returns 0 or an exit code. */
+int cli_connect(const struct cli *g, tp_client **cp);
+/*
+ * Packs req, calls method, unpacks the reply as out_desc into *out (free with
+ * protobuf_c_message_free_unpacked). Prints failures; returns 0 or an exit code.
+ */
+int cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
+            const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out);
+
+/* Commands: argv[0] is the command name. Each returns an exit code. */
+int cmd_status(struct cli *g, int argc, char **argv);
+int cmd_send(struct cli *g, int argc, char **argv);
+int cmd_import(struct cli *g, int argc, char **argv);
+int cmd_journey(struct cli *g, int argc, char **argv);
+int cmd_attribute(struct cli *g, int argc, char **argv);
+int cmd_paths(struct cli *g, int argc, char **argv);
+int cmd_export(struct cli *g, int argc, char **argv);
+int cmd_report(struct cli *g, int argc, char **argv);
+int cmd_backup(struct cli *g, int argc, char **argv);
+
+#endif /* TP_CLI_CLI_H */

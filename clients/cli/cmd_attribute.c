@@ -1,0 +1,447 @@
+/*
+ * touchpoint attribute, paths and export paths: Attribution/Attribute and /Paths (or a
+ * local path file), rendered by the engine's attr_render_*. The window and model options
+ * are shared with `report` (attr_opts_*).
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli.h"
+#include "cmd_attribute.h"
+#include "timefmt.h"
+#ifdef TP_HAVE_ENGINE
+#include "attribution/engine.h"
+#endif
+
+/* The models of an empty list (SPEC §4), in the engine's order. */
+static const char *const attr_all_models[] = {
+	"first_touch",    "last_touch",    "last_non_direct", "linear",  "time_decay",
+	"position_based", "participation", "markov",          "shapley", "shapley_rate",
+};
+
+const struct option attr_longopts[] = {
+	{ "model", required_argument, NULL, 'm' },
+	{ "lookback", required_argument, NULL, 'l' },
+	{ "from", required_argument, NULL, ATTR_OPT_FROM },
+	{ "to", required_argument, NULL, ATTR_OPT_TO },
+	{ "repeats", required_argument, NULL, ATTR_OPT_REPEATS },
+	{ "level", required_argument, NULL, ATTR_OPT_LEVEL },
+	{ "half-life", required_argument, NULL, ATTR_OPT_HALF_LIFE },
+	{ "order", required_argument, NULL, ATTR_OPT_ORDER },
+	{ "conversion", required_argument, NULL, ATTR_OPT_CONVERSION },
+	{ "by", required_argument, NULL, ATTR_OPT_BY },
+	{ "first-weight", required_argument, NULL, ATTR_OPT_FIRST_WEIGHT },
+	{ "last-weight", required_argument, NULL, ATTR_OPT_LAST_WEIGHT },
+	{ "direct-channels", required_argument, NULL, ATTR_OPT_DIRECT },
+	{ "matrix", no_argument, NULL, ATTR_OPT_MATRIX },
+};
+const size_t attr_nlongopts = sizeof(attr_longopts) / sizeof(attr_longopts[0]);
+
+void
+attr_opts_init(struct attr_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	touchpoint__v1__attribute_request__init(&o->req);
+	touchpoint__v1__window__init(&o->win);
+	o->req.window = &o->win;
+}
+
+static int
+attr_weight(const char *cmd, const char *opt, const char *s, char *out, size_t len)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || *end != '\0' || !isfinite(v) || v < 0 || v > 1)
+		return cli_usage(cmd, "--%s wants a number in [0, 1], not '%s'", opt, s);
+	snprintf(out, len, "%s", s);
+	return 0;
+}
+
+int
+attr_opts_parse(struct attr_opts *o, const char *cmd, int ch, const char *arg)
+{
+	int64_t v;
+
+	switch (ch) {
+	case 'm':
+		o->model_list = arg;
+		return 0;
+	case 'l':
+		if (tf_parse_duration(arg, &v) != 0)
+			return cli_usage(cmd, "bad --lookback '%s' (e.g. 30d, 12h, 0)", arg);
+		o->win.lookback_case = TOUCHPOINT__V1__WINDOW__LOOKBACK_LOOKBACK_S;
+		o->win.lookback_s = v;
+		return 0;
+	case ATTR_OPT_FROM:
+	case ATTR_OPT_TO:
+		if (tf_parse_time(arg, &v) != 0)
+			return cli_usage(cmd, "bad --%s '%s' (RFC 3339 or YYYY-MM-DD)",
+			                 ch == ATTR_OPT_FROM ? "from" : "to", arg);
+		if (ch == ATTR_OPT_FROM) {
+			o->win.from_case = TOUCHPOINT__V1__WINDOW__FROM_FROM_US;
+			o->win.from_us = v;
+		} else {
+			o->win.to_case = TOUCHPOINT__V1__WINDOW__TO_TO_US;
+			o->win.to_us = v;
+		}
+		return 0;
+	case ATTR_OPT_REPEATS:
+		if (strcmp(arg, "keep") == 0)
+			o->win.repeats = TOUCHPOINT__V1__REPEATS__REPEATS_KEEP;
+		else if (strcmp(arg, "collapse") == 0)
+			o->win.repeats = TOUCHPOINT__V1__REPEATS__REPEATS_COLLAPSE;
+		else
+			return cli_usage(cmd, "--repeats is keep or collapse");
+		return 0;
+	case ATTR_OPT_LEVEL:
+		if (strcmp(arg, "channel") == 0)
+			o->win.level = TOUCHPOINT__V1__LEVEL__LEVEL_CHANNEL;
+		else if (strcmp(arg, "campaign") == 0)
+			o->win.level = TOUCHPOINT__V1__LEVEL__LEVEL_CAMPAIGN;
+		else
+			return cli_usage(cmd, "--level is channel or campaign");
+		return 0;
+	case ATTR_OPT_HALF_LIFE:
+		if (tf_parse_duration(arg, &v) != 0 || v <= 0)
+			return cli_usage(cmd, "bad --half-life '%s' (e.g. 7d)", arg);
+		snprintf(o->half_life, sizeof(o->half_life), "%lld", (long long)v);
+		return 0;
+	case ATTR_OPT_ORDER:
+		if (strlen(arg) != 1 || arg[0] < '1' || arg[0] > '4')
+			return cli_usage(cmd, "--order is 1..4");
+		snprintf(o->order, sizeof(o->order), "%s", arg);
+		return 0;
+	case ATTR_OPT_CONVERSION:
+		o->win.conversion = (char *)arg;
+		return 0;
+	case ATTR_OPT_BY:
+		o->req.by_trait = (char *)arg;
+		return 0;
+	case ATTR_OPT_FIRST_WEIGHT:
+		return attr_weight(cmd, "first-weight", arg, o->first_weight,
+		                   sizeof(o->first_weight));
+	case ATTR_OPT_LAST_WEIGHT:
+		return attr_weight(cmd, "last-weight", arg, o->last_weight, sizeof(o->last_weight));
+	case ATTR_OPT_DIRECT:
+		o->direct = arg;
+		return 0;
+	case ATTR_OPT_MATRIX:
+		o->req.transition_matrix = 1;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Adds key=value to spec when the model takes it; returns 1 if it did. */
+static int
+attr_param(struct attr_opts *o, size_t mi, const char *model, const char *want, const char *key,
+           const char *value)
+{
+	Touchpoint__V1__Param *p;
+
+	if (value == NULL || value[0] == '\0' || strcmp(model, want) != 0 ||
+	    o->specs[mi].n_params == ATTR_MAX_PARAMS)
+		return 0;
+	p = &o->params[mi][o->specs[mi].n_params];
+	touchpoint__v1__param__init(p);
+	p->key = (char *)key;
+	p->value = (char *)value;
+	o->paramp[mi][o->specs[mi].n_params++] = p;
+	return 1;
+}
+
+int
+attr_opts_finish(struct attr_opts *o, const char *cmd)
+{
+	const char *list = o->model_list != NULL ? o->model_list : "all";
+	int all = strcmp(list, "all") == 0;
+	int any_param = o->half_life[0] || o->order[0] || o->first_weight[0] || o->last_weight[0] ||
+	                o->direct != NULL;
+	int used_hl = 0, used_order = 0, used_w = 0, used_direct = 0;
+	const char *p, *q;
+	size_t i, n;
+
+	if (all && !any_param)
+		return 0; /* an empty list: every model with its defaults */
+	if (all) {
+		for (i = 0; i < sizeof(attr_all_models) / sizeof(attr_all_models[0]); i++)
+			snprintf(o->names[i], sizeof(o->names[i]), "%s", attr_all_models[i]);
+		o->nmodels = i;
+	} else {
+		for (p = list; *p != '\0'; p = *q ? q + 1 : q) {
+			q = strchr(p, ',');
+			if (q == NULL)
+				q = p + strlen(p);
+			n = (size_t)(q - p);
+			if (n == 0 || n >= sizeof(o->names[0]))
+				return cli_usage(cmd, "bad --model list '%s'", list);
+			if (o->nmodels == ATTR_MAX_MODELS)
+				return cli_usage(cmd, "more than %d models", ATTR_MAX_MODELS);
+			memcpy(o->names[o->nmodels], p, n);
+			o->names[o->nmodels++][n] = '\0';
+		}
+	}
+	for (i = 0; i < o->nmodels; i++) {
+		const char *m = o->names[i];
+
+		touchpoint__v1__model_spec__init(&o->specs[i]);
+		o->specs[i].model = o->names[i];
+		o->specs[i].params = o->paramp[i];
+		used_hl |= attr_param(o, i, m, "time_decay", "half_life_s", o->half_life);
+		used_order |= attr_param(o, i, m, "markov", "order", o->order);
+		used_w |= attr_param(o, i, m, "position_based", "first_weight", o->first_weight);
+		used_w |= attr_param(o, i, m, "position_based", "last_weight", o->last_weight);
+		used_direct |= attr_param(o, i, m, "last_non_direct", "direct_channels", o->direct);
+		o->specp[i] = &o->specs[i];
+	}
+	if (o->half_life[0] && !used_hl)
+		return cli_usage(cmd, "--half-life applies to time_decay, which is not selected");
+	if (o->order[0] && !used_order)
+		return cli_usage(cmd, "--order applies to markov, which is not selected");
+	if ((o->first_weight[0] || o->last_weight[0]) && !used_w)
+		return cli_usage(cmd, "--first-weight/--last-weight apply to position_based, "
+		                      "which is not selected");
+	if (o->direct != NULL && !used_direct)
+		return cli_usage(
+		    cmd, "--direct-channels applies to last_non_direct, which is not selected");
+	o->req.n_models = o->nmodels;
+	o->req.models = o->specp;
+	return 0;
+}
+
+#ifdef TP_HAVE_ENGINE
+static enum attr_format
+attr_fmt(enum cli_format f)
+{
+	return f == CLI_JSON  ? ATTR_FORMAT_JSON
+	       : f == CLI_CSV ? ATTR_FORMAT_CSV
+	                      : ATTR_FORMAT_TABLE;
+}
+#endif
+
+static const char attribute_help[] =
+    "Usage: touchpoint attribute [options]\n"
+    "\n"
+    "Credits conversions (and value) to channels under each model (SPEC §4).\n"
+    "  -m, --model LIST        comma-separated models, or all (default): first_touch,\n"
+    "                          last_touch, last_non_direct, linear, time_decay,\n"
+    "                          position_based (presets u_shaped, j_shaped, inverse_j),\n"
+    "                          participation, markov, shapley, shapley_rate\n"
+    "  -l, --lookback D        path window before each conversion: s m h d, 0 = unlimited\n"
+    "                          (default 30d)\n"
+    "  --from T, --to T        conversions in [from, to): RFC 3339 or YYYY-MM-DD\n"
+    "  --repeats keep|collapse consecutive touches on one channel (default keep)\n"
+    "  --level channel|campaign unit of credit (default channel)\n"
+    "  --half-life D           time_decay half-life (default 7d)\n"
+    "  --order K               markov order 1..4 (default 1)\n"
+    "  --first-weight W, --last-weight W   position_based weights (default 0.4/0.4)\n"
+    "  --direct-channels LIST  last_non_direct's direct channels (default direct)\n"
+    "  --conversion NAME       only conversions of this name\n"
+    "  --by TRAIT              one section per value of this identify trait\n"
+    "  --matrix                markov: print the transition matrix too\n"
+    "  -p, --paths FILE        attribute a ChannelAttribution path table locally (no daemon;\n"
+    "                          models that need timestamps are skipped)\n"
+    "  --format F              table (default), csv or json\n";
+
+int
+cmd_attribute(struct cli *g, int argc, char **argv)
+{
+#ifdef TP_HAVE_ENGINE
+	struct option longopts[32];
+	struct attr_opts o;
+	Touchpoint__V1__AttributeResponse *r = NULL;
+	enum cli_format fmt = CLI_TABLE;
+	const char *pathfile = NULL;
+	tp_client *c = NULL;
+	char err[512];
+	FILE *in;
+	int ch, rv, st;
+
+	attr_longopts_build(longopts, "paths", 'p');
+	attr_opts_init(&o);
+	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "m:l:p:", longopts, NULL)) !=
+	       -1) {
+		if ((rv = cli_common(g, ch, attribute_help)) != -1) {
+			if (rv != -2)
+				return rv;
+		} else if (ch == CLI_OPT_FORMAT) {
+			if (cli_parse_format(optarg, &fmt) != 0)
+				return cli_usage("attribute", "bad --format '%s'", optarg);
+		} else if (ch == 'p') {
+			pathfile = optarg;
+		} else if ((rv = attr_opts_parse(&o, "attribute", ch, optarg)) != 0) {
+			return rv > 0 ? rv : cli_usage("attribute", "unknown or incomplete option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage("attribute", "unexpected argument '%s'", argv[optind]);
+	if ((rv = attr_opts_finish(&o, "attribute")) != 0)
+		return rv;
+	if (pathfile != NULL) {
+		in = strcmp(pathfile, "-") == 0 ? stdin : fopen(pathfile, "r");
+		if (in == NULL) {
+			perror(pathfile);
+			return EX_NOINPUT;
+		}
+		st = attr_pathfile_attribute(in, &o.req, &r, err, sizeof(err));
+		if (in != stdin)
+			fclose(in);
+		if (st != TP_OK) {
+			fprintf(stderr, "touchpoint attribute: %s: %s\n", pathfile, err);
+			return cli_exit_code(st);
+		}
+	} else {
+		if ((rv = cli_connect(g, &c)) != EX_OK)
+			return rv;
+		/* Attribution scans every journey: give it longer than a point query. */
+		tp_set_timeout(c, 600000);
+		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Attribute", &o.req.base,
+		             &touchpoint__v1__attribute_response__descriptor,
+		             (ProtobufCMessage **)&r);
+		tp_close(c);
+		if (rv != EX_OK)
+			return rv;
+	}
+	st = attr_render_attribute(stdout, r, attr_fmt(fmt));
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return st == TP_OK ? EX_OK : EX_IOERR;
+#else
+	(void)g;
+	(void)argc;
+	(void)argv;
+	(void)attribute_help;
+	fprintf(stderr, "touchpoint attribute: built without the attribution engine\n");
+	return EX_SOFTWARE;
+#endif
+}
+
+void
+attr_longopts_build(struct option *out, const char *extra, int extra_val)
+{
+	static const struct option common[] = { CLI_COMMON_LONGOPTS };
+	size_t n = 0, i;
+
+	for (i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+		out[n++] = common[i];
+	out[n++] = (struct option){ "format", required_argument, NULL, CLI_OPT_FORMAT };
+	for (i = 0; i < attr_nlongopts; i++)
+		out[n++] = attr_longopts[i];
+	if (extra != NULL)
+		out[n++] = (struct option){ extra, required_argument, NULL, extra_val };
+	out[n++] = (struct option){ "top", required_argument, NULL, ATTR_OPT_TOP };
+	out[n++] = (struct option){ "out", required_argument, NULL, 'o' };
+	out[n++] = (struct option){ "pdf", no_argument, NULL, ATTR_OPT_PDF };
+	out[n++] = (struct option){ "gnuplot", required_argument, NULL, ATTR_OPT_GNUPLOT };
+	out[n] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+static const char paths_help[] =
+    "Usage: touchpoint paths [--top N] [window options] [--format table|csv|json]\n"
+    "       touchpoint export paths [--out FILE] [window options]\n"
+    "\n"
+    "The path table: each distinct path with its conversions, conversion value and\n"
+    "non-converting occurrences. `export paths` writes every path as ChannelAttribution\n"
+    "CSV (path,total_conversions,total_conversion_value,total_null, \" > \" between\n"
+    "channels) to FILE or standard output.\n"
+    "  --top N      the N most converting paths (paths default 20; 0 = all)\n"
+    "  -o, --out FILE   export paths: write here instead of standard output\n"
+    "  window options: --lookback, --from, --to, --repeats, --level, --conversion\n"
+    "                  (as for attribute)\n";
+
+static int
+paths_run(struct cli *g, int argc, char **argv, int export)
+{
+#ifdef TP_HAVE_ENGINE
+	const char *cmd = export ? "export paths" : "paths";
+	struct option longopts[32];
+	struct attr_opts o;
+	Touchpoint__V1__PathsRequest req = TOUCHPOINT__V1__PATHS_REQUEST__INIT;
+	Touchpoint__V1__PathsResponse *r = NULL;
+	enum cli_format fmt = export ? CLI_CSV : CLI_TABLE;
+	const char *out = NULL;
+	tp_client *c = NULL;
+	unsigned long top = export ? 0 : 20;
+	char *end;
+	FILE *f;
+	int ch, rv, st;
+
+	attr_longopts_build(longopts, NULL, 0);
+	attr_opts_init(&o);
+	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "l:o:", longopts, NULL)) != -1) {
+		if ((rv = cli_common(g, ch, paths_help)) != -1) {
+			if (rv != -2)
+				return rv;
+		} else if (ch == CLI_OPT_FORMAT && !export) {
+			if (cli_parse_format(optarg, &fmt) != 0)
+				return cli_usage(cmd, "bad --format '%s'", optarg);
+		} else if (ch == ATTR_OPT_TOP && !export) {
+			top = strtoul(optarg, &end, 10);
+			if (end == optarg || *end != '\0' || top > UINT32_MAX)
+				return cli_usage(cmd, "bad --top '%s'", optarg);
+		} else if (ch == 'o' && export) {
+			out = optarg;
+		} else if (ch == 'l' || ch == ATTR_OPT_FROM || ch == ATTR_OPT_TO ||
+		           ch == ATTR_OPT_REPEATS || ch == ATTR_OPT_LEVEL ||
+		           ch == ATTR_OPT_CONVERSION) {
+			if ((rv = attr_opts_parse(&o, cmd, ch, optarg)) != 0)
+				return rv;
+		} else {
+			return cli_usage(cmd, "unknown or incomplete option");
+		}
+	}
+	if (optind != argc)
+		return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+	req.window = &o.win;
+	req.top = (uint32_t)top;
+	if ((rv = cli_connect(g, &c)) != EX_OK)
+		return rv;
+	tp_set_timeout(c, 600000);
+	rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req.base,
+	             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
+	tp_close(c);
+	if (rv != EX_OK)
+		return rv;
+	f = stdout;
+	if (out != NULL && (f = fopen(out, "w")) == NULL) {
+		perror(out);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		return EX_CANTCREAT;
+	}
+	st = attr_render_paths(f, r, attr_fmt(fmt));
+	if (f != stdout && fclose(f) != 0)
+		st = TP_INTERNAL;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return st == TP_OK ? EX_OK : EX_IOERR;
+#else
+	(void)g;
+	(void)argc;
+	(void)argv;
+	(void)export;
+	(void)paths_help;
+	fprintf(stderr, "touchpoint paths: built without the attribution engine\n");
+	return EX_SOFTWARE;
+#endif
+}
+
+int
+cmd_paths(struct cli *g, int argc, char **argv)
+{
+	return paths_run(g, argc, argv, 0);
+}
+
+int
+cmd_export(struct cli *g, int argc, char **argv)
+{
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+		return cli_help(paths_help);
+	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0))
+		return cli_version();
+	if (argc < 2 || strcmp(argv[1], "paths") != 0)
+		return cli_usage("export", "what? only 'export paths' exists");
+	return paths_run(g, argc - 1, argv + 1, 1);
+}

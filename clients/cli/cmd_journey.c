@@ -1,0 +1,322 @@
+/*
+ * touchpoint journey CUSTOMER: Journey/GetJourney, the customer's events in SPEC §3 order
+ * and the paths they form.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli.h"
+#include "csv.h"
+#include "json.h"
+#include "timefmt.h"
+#include "touchpoint/v1/query.pb-c.h"
+
+static const char journey_help[] =
+    "Usage: touchpoint journey [--lookback D] [--format table|csv|json] CUSTOMER\n"
+    "\n"
+    "Shows the customer's events (after alias resolution) in time order and the paths\n"
+    "they form: one converting path per conversion and the non-converting tail.\n"
+    "  --lookback D   path window: s, m, h, d suffixes, 0 = unlimited (default 30d)\n"
+    "  --format F     table (default), csv or json\n";
+
+static const char *
+journey_type(const Touchpoint__V1__Event *e)
+{
+	switch (e->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		return "touch";
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		return "conversion";
+	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
+		return "identify";
+	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
+		return "alias";
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		return "spend";
+	default:
+		return "unknown";
+	}
+}
+
+/* The channel, campaign and a one-line detail of an event, for people. */
+static void
+journey_cols(const Touchpoint__V1__Event *e, const char **channel, const char **campaign,
+             char *detail, size_t dlen)
+{
+	size_t i, o = 0;
+
+	*channel = *campaign = "";
+	detail[0] = '\0';
+	switch (e->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		*channel = e->touch->channel;
+		*campaign = e->touch->campaign;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		snprintf(detail, dlen, "%s %.17g%s%s",
+		         e->conversion->name[0] ? e->conversion->name : "conversion",
+		         e->conversion->value, e->conversion->currency[0] ? " " : "",
+		         e->conversion->currency);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
+		for (i = 0; i < e->identify->n_traits && o < dlen; i++)
+			o += (size_t)snprintf(detail + o, dlen - o, "%s%s=%s", i ? " " : "",
+			                      e->identify->traits[i]->key,
+			                      e->identify->traits[i]->value);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
+		snprintf(detail, dlen, "previous_id=%s", e->alias->previous_id);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		*channel = e->spend->channel;
+		*campaign = e->spend->campaign;
+		snprintf(detail, dlen, "%.17g", e->spend->amount);
+		break;
+	default:
+		break;
+	}
+}
+
+static double
+journey_value(const Touchpoint__V1__Event *e)
+{
+	return e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION ? e->conversion->value : 0;
+}
+
+static void
+journey_channels(FILE *out, const Touchpoint__V1__JourneyPath *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_channels; i++)
+		fprintf(out, "%s%s", i ? " > " : "", p->channels[i]);
+}
+
+static void
+journey_json(const Touchpoint__V1__GetJourneyResponse *r)
+{
+	char t[TF_TIME_MAX];
+	size_t i, j;
+
+	printf("{\"customer_id\": ");
+	json_put_string(stdout, r->customer_id);
+	printf(", \"aliases\": [");
+	for (i = 0; i < r->n_aliases; i++) {
+		printf(i ? ", " : "");
+		json_put_string(stdout, r->aliases[i]);
+	}
+	printf("], \"events\": [");
+	for (i = 0; i < r->n_events; i++) {
+		const Touchpoint__V1__Event *e = r->events[i];
+		const char *ch, *camp;
+		char detail[512];
+
+		journey_cols(e, &ch, &camp, detail, sizeof(detail));
+		tf_format(e->timestamp_us, t, sizeof(t));
+		printf("%s{\"event_id\": ", i ? ", " : "");
+		json_put_string(stdout, e->event_id);
+		printf(", \"timestamp\": \"%s\", \"timestamp_us\": %lld, \"type\": \"%s\"", t,
+		       (long long)e->timestamp_us, journey_type(e));
+		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_TOUCH ||
+		    e->kind_case == TOUCHPOINT__V1__EVENT__KIND_SPEND) {
+			printf(", \"channel\": ");
+			json_put_string(stdout, ch);
+			printf(", \"campaign\": ");
+			json_put_string(stdout, camp);
+		}
+		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION) {
+			printf(", \"value\": %.17g, \"name\": ", e->conversion->value);
+			json_put_string(stdout, e->conversion->name);
+		}
+		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_IDENTIFY) {
+			printf(", \"traits\": {");
+			for (j = 0; j < e->identify->n_traits; j++) {
+				printf(j ? ", " : "");
+				json_put_string(stdout, e->identify->traits[j]->key);
+				printf(": ");
+				json_put_string(stdout, e->identify->traits[j]->value);
+			}
+			printf("}");
+		}
+		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_ALIAS) {
+			printf(", \"previous_id\": ");
+			json_put_string(stdout, e->alias->previous_id);
+		}
+		printf("}");
+	}
+	printf("], \"paths\": [");
+	for (i = 0; i < r->n_paths; i++) {
+		const Touchpoint__V1__JourneyPath *p = r->paths[i];
+
+		printf("%s{\"converting\": %s", i ? ", " : "", p->converting ? "true" : "false");
+		if (p->converting) {
+			printf(", \"conversion_event_id\": ");
+			json_put_string(stdout, p->conversion_event_id);
+			printf(", \"conversion_timestamp_us\": %lld, \"value\": %.17g",
+			       (long long)p->conversion_timestamp_us, p->value);
+		}
+		printf(", \"touch_event_ids\": [");
+		for (j = 0; j < p->n_touch_event_ids; j++) {
+			printf(j ? ", " : "");
+			json_put_string(stdout, p->touch_event_ids[j]);
+		}
+		printf("], \"channels\": [");
+		for (j = 0; j < p->n_channels; j++) {
+			printf(j ? ", " : "");
+			json_put_string(stdout, p->channels[j]);
+		}
+		printf("]}");
+	}
+	printf("]}\n");
+}
+
+static void
+journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
+{
+	char t[TF_TIME_MAX], v[64];
+	size_t i;
+
+	printf("record,timestamp,type,channel,campaign,value,event_id,detail\n");
+	for (i = 0; i < r->n_events; i++) {
+		const Touchpoint__V1__Event *e = r->events[i];
+		const char *ch, *camp;
+		char detail[512];
+
+		journey_cols(e, &ch, &camp, detail, sizeof(detail));
+		tf_format(e->timestamp_us, t, sizeof(t));
+		snprintf(v, sizeof(v), "%.17g", journey_value(e));
+		printf("event,%s,%s,", t, journey_type(e));
+		csv_put(stdout, ch);
+		putchar(',');
+		csv_put(stdout, camp);
+		printf(",%s,", v);
+		csv_put(stdout, e->event_id);
+		putchar(',');
+		csv_put(stdout, detail);
+		putchar('\n');
+	}
+	for (i = 0; i < r->n_paths; i++) {
+		const Touchpoint__V1__JourneyPath *p = r->paths[i];
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&buf, &len);
+
+		if (m == NULL)
+			continue;
+		journey_channels(m, p);
+		fclose(m);
+		if (p->converting)
+			tf_format(p->conversion_timestamp_us, t, sizeof(t));
+		printf("%s,%s,path,,,%.17g,", p->converting ? "converting_path" : "null_path",
+		       p->converting ? t : "", p->value);
+		csv_put(stdout, p->converting ? p->conversion_event_id : "");
+		putchar(',');
+		csv_put(stdout, buf);
+		putchar('\n');
+		free(buf);
+	}
+}
+
+static void
+journey_table(const Touchpoint__V1__GetJourneyResponse *r)
+{
+	char t[TF_TIME_MAX];
+	size_t i;
+
+	printf("customer %s", r->customer_id);
+	for (i = 0; i < r->n_aliases; i++)
+		printf("%s%s", i ? ", " : " (aliases: ", r->aliases[i]);
+	printf("%s\n\n%-27s  %-10s  %-24s  %-12s  %s\n", r->n_aliases ? ")" : "", "time", "type",
+	       "channel/campaign or detail", "value", "event id");
+	for (i = 0; i < r->n_events; i++) {
+		const Touchpoint__V1__Event *e = r->events[i];
+		const char *ch, *camp;
+		char detail[512], cc[512];
+
+		journey_cols(e, &ch, &camp, detail, sizeof(detail));
+		tf_format(e->timestamp_us, t, sizeof(t));
+		if (ch[0] != '\0')
+			snprintf(cc, sizeof(cc), "%s%s%s", ch, camp[0] ? "/" : "", camp);
+		else
+			snprintf(cc, sizeof(cc), "%s", detail);
+		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION)
+			printf("%-27s  %-10s  %-24s  %-12.2f  %s\n", t, journey_type(e), cc,
+			       journey_value(e), e->event_id);
+		else
+			printf("%-27s  %-10s  %-24s  %-12s  %s\n", t, journey_type(e), cc, "",
+			       e->event_id);
+	}
+	printf("\npaths\n");
+	if (r->n_paths == 0)
+		printf("  (none)\n");
+	for (i = 0; i < r->n_paths; i++) {
+		const Touchpoint__V1__JourneyPath *p = r->paths[i];
+
+		if (p->converting) {
+			tf_format(p->conversion_timestamp_us, t, sizeof(t));
+			printf("  conversion %s at %s, value %.2f: ", p->conversion_event_id, t,
+			       p->value);
+		} else {
+			printf("  non-converting: ");
+		}
+		if (p->n_channels == 0)
+			printf("(unattributed: no touch in the window)");
+		journey_channels(stdout, p);
+		putchar('\n');
+	}
+}
+
+int
+cmd_journey(struct cli *g, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		CLI_COMMON_LONGOPTS,
+		{ "format", required_argument, NULL, CLI_OPT_FORMAT },
+		{ "lookback", required_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 },
+	};
+	Touchpoint__V1__GetJourneyRequest req = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
+	Touchpoint__V1__GetJourneyResponse *r = NULL;
+	enum cli_format fmt = CLI_TABLE;
+	tp_client *c = NULL;
+	int64_t lookback;
+	int ch, rv;
+
+	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "l:", longopts, NULL)) != -1) {
+		if ((rv = cli_common(g, ch, journey_help)) != -1) {
+			if (rv != -2)
+				return rv;
+		} else if (ch == CLI_OPT_FORMAT) {
+			if (cli_parse_format(optarg, &fmt) != 0)
+				return cli_usage("journey", "bad --format '%s'", optarg);
+		} else if (ch == 'l') {
+			if (tf_parse_duration(optarg, &lookback) != 0)
+				return cli_usage("journey", "bad --lookback '%s'", optarg);
+			req.lookback_case =
+			    TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S;
+			req.lookback_s = lookback;
+		} else {
+			return cli_usage("journey", "unknown or incomplete option");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage("journey", "one customer id wanted");
+	req.customer_id = argv[optind];
+	if ((rv = cli_connect(g, &c)) != EX_OK)
+		return rv;
+	rv = cli_rpc(c, "/touchpoint.v1.Journey/GetJourney", &req.base,
+	             &touchpoint__v1__get_journey_response__descriptor, (ProtobufCMessage **)&r);
+	tp_close(c);
+	if (rv != EX_OK)
+		return rv;
+	if (fmt == CLI_JSON)
+		journey_json(r);
+	else if (fmt == CLI_CSV)
+		journey_csv(r);
+	else
+		journey_table(r);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return EX_OK;
+}

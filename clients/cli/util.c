@@ -1,0 +1,154 @@
+/*
+ * Shared CLI plumbing: exit codes, common options, connecting and calling with errors
+ * reported the same way everywhere.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli.h"
+
+int
+cli_exit_code(int status)
+{
+	switch (status) {
+	case TP_OK:
+		return EX_OK;
+	case TP_INVALID_ARGUMENT:
+		return EX_DATAERR;
+	case TP_NOT_FOUND:
+		return EX_NOINPUT;
+	case TP_UNAVAILABLE:
+		return EX_UNAVAILABLE;
+	case TP_DEADLINE_EXCEEDED:
+	case TP_RESOURCE_EXHAUSTED:
+		return EX_TEMPFAIL;
+	case TP_PERMISSION_DENIED:
+	case TP_UNAUTHENTICATED:
+		return EX_NOPERM;
+	default:
+		return EX_SOFTWARE;
+	}
+}
+
+int
+cli_parse_format(const char *s, enum cli_format *f)
+{
+	if (strcmp(s, "table") == 0)
+		*f = CLI_TABLE;
+	else if (strcmp(s, "csv") == 0)
+		*f = CLI_CSV;
+	else if (strcmp(s, "json") == 0)
+		*f = CLI_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+int
+cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "touchpoint%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'touchpoint %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+	return EX_USAGE;
+}
+
+int
+cli_help(const char *text)
+{
+	fputs(text, stdout);
+	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
+int
+cli_version(void)
+{
+	printf("touchpoint %s\n", TP_VERSION);
+	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
+int
+cli_common(struct cli *g, int ch, const char *help)
+{
+	switch (ch) {
+	case CLI_OPT_ENDPOINT:
+		g->endpoint = optarg;
+		return -2;
+	case CLI_OPT_HELP:
+		return cli_help(help);
+	case CLI_OPT_VERSION:
+		return cli_version();
+	default:
+		return -1;
+	}
+}
+
+void
+cli_report(const char *what, const struct tp_result *res)
+{
+	size_t i;
+
+	fprintf(stderr, "touchpoint: %s: %s%s%s\n", what, tp_strerror(res->status),
+	        res->message[0] ? ": " : "", res->message);
+	for (i = 0; i < res->nviolations && i < 100; i++)
+		fprintf(stderr, "  %s: %s\n", res->violations[i].field, res->violations[i].reason);
+	if (res->nviolations > 100)
+		fprintf(stderr, "  ... and %zu more\n", res->nviolations - 100);
+}
+
+int
+cli_connect(const struct cli *g, tp_client **cp)
+{
+	struct tp_result res;
+	int status;
+
+	if ((status = tp_connect_ex(cp, g->endpoint, &res)) != TP_OK) {
+		fprintf(stderr, "touchpoint: %s\n", res.message);
+		if (status == TP_UNAVAILABLE)
+			fprintf(stderr, "touchpoint: is touchpointd running? Set the endpoint "
+			                "with -e or TOUCHPOINT_ENDPOINT.\n");
+		tp_result_free(&res);
+		return cli_exit_code(status);
+	}
+	return EX_OK;
+}
+
+int
+cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
+        const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out)
+{
+	struct tp_result res;
+	uint8_t *buf = NULL;
+	void *resp = NULL;
+	size_t len, rlen = 0;
+	int status;
+
+	*out = NULL;
+	len = protobuf_c_message_get_packed_size(req);
+	if ((buf = malloc(len ? len : 1)) == NULL) {
+		fprintf(stderr, "touchpoint: out of memory\n");
+		return EX_OSERR;
+	}
+	protobuf_c_message_pack(req, buf);
+	status = tp_call(c, method, buf, len, &resp, &rlen, &res);
+	free(buf);
+	if (status != TP_OK) {
+		cli_report(strrchr(method, '/') + 1, &res);
+		tp_result_free(&res);
+		return cli_exit_code(status);
+	}
+	*out = protobuf_c_message_unpack(out_desc, NULL, rlen, resp);
+	free(resp);
+	if (*out == NULL) {
+		fprintf(stderr, "touchpoint: malformed %s reply\n", out_desc->name);
+		return EX_SOFTWARE;
+	}
+	return EX_OK;
+}
