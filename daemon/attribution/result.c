@@ -163,7 +163,8 @@ model_result(struct run *ru, size_t mi, Touchpoint__V1__ModelResult **out, char 
 			ru->rows[i].unit = u;
 			i++;
 		}
-	qsort(ru->rows, i, sizeof(*ru->rows), cmp_crow);
+	if (i > 1)
+		qsort(ru->rows, i, sizeof(*ru->rows), cmp_crow);
 	if ((mr->channels = calloc(i ? i : 1, sizeof(*mr->channels))) == NULL)
 		goto nomem;
 	for (j = 0; j < i; j++) {
@@ -337,8 +338,10 @@ daily_and_spend(struct attr_engine *e, Touchpoint__V1__AttributeResponse *r)
 		e->dly[i].name = e->units.names[e->dly[i].unit];
 	for (i = 0; i < e->nspend; i++)
 		e->spend[i].name = e->units.names[e->spend[i].unit];
-	qsort(e->dly, e->ndly, sizeof(*e->dly), cmp_daily);
-	qsort(e->spend, e->nspend, sizeof(*e->spend), cmp_spend);
+	if (e->ndly > 1)
+		qsort(e->dly, e->ndly, sizeof(*e->dly), cmp_daily);
+	if (e->nspend > 1)
+		qsort(e->spend, e->nspend, sizeof(*e->spend), cmp_spend);
 	attr_map_free(&e->dailymap); /* indexes changed; no more paths may come */
 	if (e->ndly > 0 && (r->daily = calloc(e->ndly, sizeof(*r->daily))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
@@ -399,7 +402,8 @@ build(struct attr_engine *e, Touchpoint__V1__AttributeResponse *r, char *errbuf,
 	if (e->by_trait != NULL) {
 		if ((rv = setstr(&r->by_trait, e->by_trait)) != TP_OK)
 			return rv;
-		qsort(e->segs, e->nsegs, sizeof(*e->segs), cmp_seg);
+		if (e->nsegs > 1)
+			qsort(e->segs, e->nsegs, sizeof(*e->segs), cmp_seg);
 		attr_smap_free(&e->segmap); /* indexes changed with the sort */
 		if (e->nsegs > 0 && (r->segments = calloc(e->nsegs, sizeof(*r->segments))) == NULL)
 			return TP_RESOURCE_EXHAUSTED;
@@ -479,7 +483,8 @@ build_paths(struct attr_engine *e, uint32_t top, Touchpoint__V1__PathsResponse *
 		rows[i].u = attr_ptab_units(pt, i);
 		rows[i].names = e->units.names;
 	}
-	qsort(rows, n, sizeof(*rows), cmp_prow);
+	if (n > 1)
+		qsort(rows, n, sizeof(*rows), cmp_prow);
 	if (top > 0 && top < n)
 		n = top;
 	if (n > 0 && (r->paths = calloc(n, sizeof(*r->paths))) == NULL)
