@@ -101,8 +101,8 @@ main(int argc, char **argv)
 	if ((rc = store_scan(st, wk_customer, &cnt)) != 0)
 		goto fail;
 	scan_s = wk_now() - t0;
-	printf("| %s | %" PRIu64 " | %" PRIu64 " | %.2f | %.0f | %" PRIu64 " | %" PRIu64
-	       " | %.2f |\n",
+	printf("| %s | %" PRIu64 " | %" PRIu64 " | %.3f | %.0f | %" PRIu64 " | %" PRIu64
+	       " | %.3f |\n",
 	       label, stats.events[0], records, walk_s, walk_s > 0 ? (double)records / walk_s : 0.0,
 	       cnt.customers, cnt.events, scan_s);
 	rv = 0;

@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# bench/run.sh: touchpoint's ingest and attribution benchmarks against real touchpointd
+# processes in temporary state directories; results as markdown on stdout, progress on stderr.
+#
+#   bench/run.sh [--full] [--build DIR] [--tmp DIR] [--preload N] [--events N]
+#                [--attr-sizes "N ..."] [--no-perf]
+#
+# Default: a quick run (1 M preloaded events, 200 k per ingest run, attribute on 200 k and
+# 1 M). --full: 50 M preloaded, 2 M per ingest run, attribute on 1 M, 10 M and 50 M.
+# Every daemon started here is stopped and every store deleted on exit; loopback/IPC only.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+args="$*"
+build=$repo/build
+tmpbase=${TMPDIR:-/tmp}
+preload=1000000
+events=200000
+attr_sizes="200000 1000000"
+sender_events=200000
+single_events=2000
+perf_on=1
+step_timeout=1800
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--full)
+		preload=50000000 events=2000000 attr_sizes="1000000 10000000 50000000"
+		sender_events=1000000 single_events=5000 step_timeout=7200
+		;;
+	--build) build=$2; shift ;;
+	--tmp) tmpbase=$2; shift ;;
+	--preload) preload=$2; shift ;;
+	--events) events=$2; shift ;;
+	--attr-sizes) attr_sizes=$2; shift ;;
+	--no-perf) perf_on=0 ;;
+	-h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "run.sh: unknown option $1" >&2; exit 64 ;;
+	esac
+	shift
+done
+
+tpgen=$build/bench/tpgen
+ingest=$build/bench/tpbench-ingest
+append=$build/bench/tpbench-lmdb-append
+walk=$build/bench/tpbench-walk
+daemon=$build/daemon/touchpointd
+cli=$build/clients/touchpoint
+for b in "$tpgen" "$ingest" "$append" "$walk" "$daemon" "$cli"; do
+	if [ ! -x "$b" ]; then
+		echo "run.sh: $b missing: cmake --build $build --target tpgen tpbench-ingest" \
+			"tpbench-lmdb-append tpbench-walk touchpointd touchpoint_cli" >&2
+		exit 66
+	fi
+done
+command -v perf >/dev/null 2>&1 || perf_on=0
+
+work=$(mktemp -d "$tmpbase/tpbench.XXXXXX")
+dpid=
+port=$((20000 + $$ % 20000))
+cleanup() {
+	if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
+		kill -TERM "$dpid" 2>/dev/null || true
+		wait "$dpid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "run.sh: $*" >&2; }
+
+# The machine and the moment: the figures mean little without them.
+machine() {
+	echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc)"
+	echo "- memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+	echo "- disk ($work): $(df -hT "$work" | awk 'NR == 2 {print $1, $2, $3 " total"}')"
+	echo "- kernel: $(uname -sr)"
+	echo "- load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+start_daemon() { # state dir
+	local dir=$1 i
+	mkdir -p "$dir"
+	cat >"$work/touchpointd.conf" <<EOF
+metrics = http://127.0.0.1:$port/metrics
+log_level = warning
+EOF
+	"$daemon" -d -f "$work/touchpointd.conf" --state-dir "$dir" \
+		--endpoint "ipc://$dir/t.sock" 2>>"$work/daemon.log" &
+	dpid=$!
+	endpoint=ipc://$dir/t.sock
+	for i in $(seq 1 200); do
+		if "$cli" -e "$endpoint" status >/dev/null 2>&1; then
+			return 0
+		fi
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.05
+	done
+	log "touchpointd did not come up; its log:"
+	tail -20 "$work/daemon.log" >&2
+	exit 69
+}
+
+stop_daemon() {
+	kill -TERM "$dpid"
+	wait "$dpid" || { log "touchpointd exited with $?"; exit 70; }
+	dpid=
+}
+
+hwm() { awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$dpid/status"; }
+
+cpu_s() { # user+system seconds of the daemon so far
+	awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$dpid/stat"
+}
+
+metric() { # name regex -> value (sum over matching lines)
+	{ curl -s "http://127.0.0.1:$port/metrics" || true; } |
+		awk -v re="$1" '$0 !~ /^#/ && $1 ~ re {s += $NF} END {printf "%.6f", s}'
+}
+
+# One ingest run: events from tpgen (seed, start day) into the running daemon.
+ingest_run() { # label clients mode count seed start [extra tpbench-ingest args]
+	local label=$1 clients=$2 mode=$3 count=$4 seed=$5 start=$6
+	shift 6
+	local c0 s0 e0 n0 row c1 s1 e1 n1
+	c0=$(cpu_s)
+	s0=$(metric '^touchpointd_commit_duration_seconds_sum')
+	n0=$(metric '^touchpointd_commit_duration_seconds_count')
+	e0=$(metric '^touchpointd_commit_events_sum')
+	row=$("$tpgen" --events "$count" --seed "$seed" --start "$start" --timestamp-us |
+		timeout "$step_timeout" "$ingest" -e "$endpoint" --mode "$mode" -c "$clients" \
+			--label "$label" --expect-new --chunk 500000 "$@")
+	c1=$(cpu_s)
+	s1=$(metric '^touchpointd_commit_duration_seconds_sum')
+	n1=$(metric '^touchpointd_commit_duration_seconds_count')
+	e1=$(metric '^touchpointd_commit_events_sum')
+	echo "$row"
+	# Where the time went, from the daemon's own clocks.
+	awk -v row="$row" -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" -v n0="$n0" \
+		-v n1="$n1" -v e0="$e0" -v e1="$e1" -v hwm="$(hwm)" -v label="$label" \
+		-v load="$(cut -d' ' -f1 /proc/loadavg)" '
+		BEGIN {
+			c = c1 - c0; s = s1 - s0; n = n1 - n0; e = e1 - e0
+			split(row, f, "|"); wall = f[7] + 0; ev = f[6] + 0
+			printf "%s\t%.2f\t%.1f\t%.0f%%\t%.2f\t%.0f\t%s\t%s\n", label,
+			    ev ? c / ev * 1e6 : 0, n ? s / n * 1e3 : 0, wall ? 100 * s / wall : 0,
+			    ev ? c / wall : 0, n ? e / n : 0, hwm, load
+		}' >>"$work/breakdown.tsv"
+}
+
+breakdown_table() {
+	echo
+	echo "Where the daemon's time went (from /proc/PID/stat and its /metrics):"
+	echo
+	echo "| run | daemon CPU µs/event | mean group commit ms | writer busy (commit time / wall) | daemon cores used | events per commit | touchpointd VmHWM | load (1 min) |"
+	echo "|---|---|---|---|---|---|---|---|"
+	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8}' \
+		"$work/breakdown.tsv"
+	: >"$work/breakdown.tsv"
+}
+
+attribute_run() { # label -> appends a row to attr.tsv (daemon running on $state)
+	local label=$1 t0 t1
+	# Twice: the first warms the page cache, the second is measured (as the walk is).
+	timeout "$step_timeout" "$cli" -e "$endpoint" attribute --model all --format json \
+		>"$work/attr.json"
+	t0=$(date +%s.%N)
+	timeout "$step_timeout" "$cli" -e "$endpoint" attribute --model all --format json \
+		>"$work/attr.json"
+	t1=$(date +%s.%N)
+	awk -v l="$label" -v t0="$t0" -v t1="$t1" -v m="$(hwm)" -v ld="$(cut -d' ' -f1 /proc/loadavg)" \
+		'BEGIN { printf "%s\t%.2f\t%s\t%s\n", l, t1 - t0, m, ld }' >>"$work/attr.tsv"
+}
+
+walk_run() { # label state -> appends the walk row to walk.md
+	"$walk" --store "$2/store" --label "$1" >>"$work/walk.md"
+}
+
+load_store() { # count
+	"$tpgen" --events "$1" --seed 1 --timestamp-us |
+		timeout "$step_timeout" "$ingest" -e "$endpoint" -c 4 --label "load $1" \
+			--chunk 500000 --expect-new
+}
+
+echo "# touchpoint benchmarks"
+echo
+machine
+echo
+echo "Command: \`bench/run.sh $args\` (preload $preload events, $events events per ingest run," \
+	"attribute on: $attr_sizes)."
+echo
+
+log "LMDB append ceiling"
+echo "## LMDB append ceiling (durable commits of 10 000 sequential keys, fresh env)"
+echo
+"$append" --header
+append_row=$("$append" --dir "$work/lmdb" --records 2000000 --value-size 120)
+echo "$append_row"
+rm -rf "$work/lmdb"
+append_rate=$(echo "$append_row" | awk -F'|' '{print $6 + 0}')
+echo
+
+echo "## Ingest into an empty store (fresh daemon per run, batches of 1000)"
+echo
+"$ingest" --header
+: >"$work/breakdown.tsv"
+seed=100
+for c in 1 4 16; do
+	log "ingest, empty store, $c clients"
+	start_daemon "$work/empty$c"
+	ingest_run "empty, $c clients" "$c" batch "$events" $((seed + c)) 2024-01-01 |
+		tee -a "$work/ingest.md"
+	stop_daemon
+	rm -rf "$work/empty$c"
+done
+breakdown_table
+echo
+
+echo "## Store of $preload events: attribute, walk, then ingest on top"
+echo
+state=$work/big
+start_daemon "$state"
+log "preloading $preload events"
+"$ingest" --header
+load_store "$preload"
+: >"$work/attr.tsv"
+: >"$work/walk.md"
+for n in $attr_sizes; do
+	if [ "$n" = "$preload" ]; then
+		log "attribute on the preloaded store"
+		stop_daemon # a fresh process: its VmHWM is the query's, not the load's
+		start_daemon "$state"
+		attribute_run "$n"
+		stop_daemon
+		walk_run "$n" "$state"
+		start_daemon "$state"
+	fi
+done
+: >"$work/breakdown.tsv"
+for c in 1 4 16; do
+	log "ingest on $preload stored, $c clients"
+	perfpid=
+	if [ "$c" = 4 ] && [ "$perf_on" = 1 ]; then
+		perf record -F 499 -o "$work/perf.data" -p "$dpid" >/dev/null 2>&1 &
+		perfpid=$!
+	fi
+	ingest_run "$preload stored, $c clients" "$c" batch "$events" $((200 + c)) 2024-02-01 |
+		tee -a "$work/ingest.md"
+	if [ -n "$perfpid" ]; then
+		kill -INT "$perfpid" 2>/dev/null || true
+		wait "$perfpid" 2>/dev/null || true
+	fi
+done
+log "buffered sender and single-event round trips"
+ingest_run "$preload stored, tp_sender" 1 sender "$sender_events" 301 2024-03-01
+ingest_run "$preload stored, tp_send n=1" 1 single "$single_events" 302 2024-03-01
+breakdown_table
+stop_daemon
+rm -rf "$state"
+echo
+
+# Target of the issue: >= 500 k durable events/s with 4 clients at 50 M stored.
+echo "Ratio to the LMDB append ceiling ($append_rate records/s):"
+echo
+awk -F'|' -v lim="$append_rate" '$2 ~ /clients/ { gsub(/^ +| +$/, "", $2)
+	printf "- %s: %.0f events/s = %.2f of the ceiling\n", $2, $8, (lim ? $8 / lim : 0) }' \
+	"$work/ingest.md"
+echo
+
+if [ -s "$work/perf.data" ]; then
+	echo "Profile of touchpointd during the 4-client run on the preloaded store (perf, flat):"
+	echo
+	echo '```'
+	perf report -i "$work/perf.data" --stdio --sort dso,sym --percent-limit 1.5 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -30
+	echo '```'
+	echo
+fi
+
+for n in $attr_sizes; do
+	[ "$n" = "$preload" ] && continue
+	log "attribute on $n events"
+	state=$work/attr$n
+	start_daemon "$state"
+	load_store "$n" >/dev/null
+	stop_daemon
+	start_daemon "$state"
+	attribute_run "$n"
+	stop_daemon
+	walk_run "$n" "$state"
+	rm -rf "$state"
+done
+
+echo "## Attribution (\`touchpoint attribute --model all --format json\`, warm) vs a bare walk"
+echo
+echo "| stored events | attribute s | touchpointd VmHWM | load | walk s | scan (journeys, no models) s | attribute / walk | attribute / scan |"
+echo "|---|---|---|---|---|---|---|---|"
+# walk.md rows: | label | stored | records | walk s | rec/s | customers | events | scan s |
+awk -F'\t' 'NR == FNR { a[$1] = $2; m[$1] = $3; l[$1] = $4; next }
+	{ split($0, f, "|"); k = f[2]; gsub(/ /, "", k)
+	  if (k in a) printf "| %s | %s | %s | %s | %s | %s | %.1fx | %.1fx |\n", f[3] + 0, a[k], m[k],
+	      l[k], f[5] + 0, f[9] + 0, (f[5] > 0 ? a[k] / f[5] : 0), (f[9] > 0 ? a[k] / f[9] : 0) }' \
+	"$work/attr.tsv" "$work/walk.md"
+echo
+echo "Bare walk and journey scan (tpbench-walk, daemon stopped):"
+echo
+"$walk" --header
+cat "$work/walk.md"
+echo
+echo "- load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
