@@ -1,0 +1,629 @@
+/*
+ * reports tests: report_write() over hand-built responses — files, PNG sizes, well-formed
+ * SVG, CSV/JSON equal to the engine's renderer, links, hostile names, missing gnuplot.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "touchpoint/touchpoint.h"
+#include "attribution/engine.h"
+#include "report.h"
+#include "internal.h"
+
+#define MAXCH 12
+#define NMOD  4
+#define NDAYS 40
+
+/* A whole response in fixed storage: no allocation, nothing to free. */
+struct fixture {
+	Touchpoint__V1__AttributeResponse r;
+	Touchpoint__V1__Totals totals, seg_totals[2];
+	Touchpoint__V1__ModelResult mod[NMOD], *modp[NMOD], seg_mod[2][2], *seg_modp[2][2];
+	Touchpoint__V1__Param par[NMOD], *parp[NMOD];
+	Touchpoint__V1__ChannelCredit cc[NMOD][MAXCH], *ccp[NMOD][MAXCH];
+	Touchpoint__V1__Transition tr[MAXCH * 4 + 4], *trp[MAXCH * 4 + 4];
+	char state[MAXCH][8];
+	Touchpoint__V1__DailyCredit daily[NDAYS * MAXCH], *dailyp[NDAYS * MAXCH];
+	char day[NDAYS][11];
+	Touchpoint__V1__ChannelSpend spend[MAXCH], *spendp[MAXCH];
+	Touchpoint__V1__Segment seg[2], *segp[2];
+	Touchpoint__V1__PathsResponse paths;
+	Touchpoint__V1__Totals ptotals;
+	Touchpoint__V1__PathRow row[MAXCH * 2], *rowp[MAXCH * 2];
+	char *rowch[MAXCH * 2][4];
+};
+
+static const char *const model_names[NMOD] = { "first_touch", "last_touch", "linear", "markov" };
+
+static void
+fixture_build(struct fixture *f, const char *const *ch, size_t nch, const char *segname)
+{
+	size_t m, i, k, n;
+	double sum;
+
+	memset(f, 0, sizeof(*f));
+	f->r = (Touchpoint__V1__AttributeResponse)TOUCHPOINT__V1__ATTRIBUTE_RESPONSE__INIT;
+	f->totals = (Touchpoint__V1__Totals)TOUCHPOINT__V1__TOTALS__INIT;
+	f->r.lookback_s = 30 * 86400;
+	f->r.from_case = TOUCHPOINT__V1__ATTRIBUTE_RESPONSE__FROM_FROM_US;
+	f->r.from_us = INT64_C(1709251200) * 1000000; /* 2024-03-01 */
+	f->r.level = TOUCHPOINT__V1__LEVEL__LEVEL_CHANNEL;
+	f->r.repeats = TOUCHPOINT__V1__REPEATS__REPEATS_KEEP;
+	f->r.totals = &f->totals;
+	f->totals.conversions = 100;
+	f->totals.value = 4000;
+	f->totals.converting_paths = 100;
+	f->totals.null_paths = 400;
+	for (m = 0; m < NMOD; m++) {
+		f->mod[m] = (Touchpoint__V1__ModelResult)TOUCHPOINT__V1__MODEL_RESULT__INIT;
+		f->mod[m].model = (char *)model_names[m];
+		f->modp[m] = &f->mod[m];
+		for (i = 0, sum = 0; i < nch; i++)
+			sum += (double)(nch - i) * (1 + 0.4 * (double)m * (double)(i % 2));
+		for (i = 0; i < nch; i++) {
+			Touchpoint__V1__ChannelCredit *c = &f->cc[m][i];
+			double w = (double)(nch - i) * (1 + 0.4 * (double)m * (double)(i % 2));
+
+			*c = (Touchpoint__V1__ChannelCredit)TOUCHPOINT__V1__CHANNEL_CREDIT__INIT;
+			c->channel = (char *)ch[i];
+			c->conversions = 100 * w / sum;
+			c->value = 4000 * w / sum;
+			c->share = w / sum;
+			if (m == 3) {
+				c->removal_effect_present_case =
+				    TOUCHPOINT__V1__CHANNEL_CREDIT__REMOVAL_EFFECT_PRESENT_REMOVAL_EFFECT;
+				c->removal_effect = 0.9 * w / sum;
+			}
+			f->ccp[m][i] = c;
+		}
+		f->mod[m].channels = f->ccp[m];
+		f->mod[m].n_channels = nch;
+	}
+	f->par[0] = (Touchpoint__V1__Param)TOUCHPOINT__V1__PARAM__INIT;
+	f->par[0].key = "order";
+	f->par[0].value = "1";
+	f->parp[0] = &f->par[0];
+	f->mod[3].params = f->parp;
+	f->mod[3].n_params = 1;
+	/* Markov transitions: start → each; each → next, conversion, null. */
+	for (i = 0, n = 0; i < nch; i++) {
+		f->tr[n] = (Touchpoint__V1__Transition)TOUCHPOINT__V1__TRANSITION__INIT;
+		f->tr[n].from = "(start)";
+		f->tr[n].to = (char *)ch[i];
+		f->tr[n++].probability = 1.0 / (double)nch;
+		f->tr[n] = (Touchpoint__V1__Transition)TOUCHPOINT__V1__TRANSITION__INIT;
+		f->tr[n].from = (char *)ch[i];
+		f->tr[n].to = (char *)ch[(i + 1) % nch];
+		f->tr[n++].probability = 0.3;
+		f->tr[n] = (Touchpoint__V1__Transition)TOUCHPOINT__V1__TRANSITION__INIT;
+		f->tr[n].from = (char *)ch[i];
+		f->tr[n].to = "(conversion)";
+		f->tr[n++].probability = 0.2;
+		f->tr[n] = (Touchpoint__V1__Transition)TOUCHPOINT__V1__TRANSITION__INIT;
+		f->tr[n].from = (char *)ch[i];
+		f->tr[n].to = "(null)";
+		f->tr[n++].probability = 0.5;
+	}
+	for (k = 0; k < n; k++)
+		f->trp[k] = &f->tr[k];
+	f->mod[3].transitions = f->trp;
+	f->mod[3].n_transitions = n;
+	f->r.models = f->modp;
+	f->r.n_models = NMOD;
+
+	f->r.daily_model = "linear";
+	for (k = 0, n = 0; k < NDAYS; k++) {
+		snprintf(f->day[k], sizeof(f->day[k]), "2024-03-%02zu", k % 31 + 1);
+		if (k >= 31)
+			snprintf(f->day[k], sizeof(f->day[k]), "2024-04-%02zu", k - 30);
+		for (i = 0; i < nch; i++) {
+			if ((k + i) % 3 == 0)
+				continue; /* gaps: not every channel converts every day */
+			f->daily[n] =
+			    (Touchpoint__V1__DailyCredit)TOUCHPOINT__V1__DAILY_CREDIT__INIT;
+			f->daily[n].day = f->day[k];
+			f->daily[n].channel = (char *)ch[i];
+			f->daily[n].conversions = 0.5 + (double)((k * 7 + i * 3) % 5);
+			f->daily[n].value = 40 * f->daily[n].conversions;
+			f->dailyp[n] = &f->daily[n];
+			n++;
+		}
+	}
+	f->r.daily = f->dailyp;
+	f->r.n_daily = n;
+
+	for (i = 0; i < nch; i++) {
+		f->spend[i] = (Touchpoint__V1__ChannelSpend)TOUCHPOINT__V1__CHANNEL_SPEND__INIT;
+		f->spend[i].channel = (char *)ch[i];
+		f->spend[i].amount = 100.0 * (double)(i + 1);
+		f->spend[i].currency = "EUR";
+		f->spendp[i] = &f->spend[i];
+	}
+	f->r.spend = f->spendp;
+	f->r.n_spend = nch;
+
+	f->r.by_trait = "plan";
+	for (k = 0; k < 2; k++) {
+		f->seg[k] = (Touchpoint__V1__Segment)TOUCHPOINT__V1__SEGMENT__INIT;
+		f->seg[k].segment = (char *)(k == 0 ? segname : "(none)");
+		f->seg_totals[k] = (Touchpoint__V1__Totals)TOUCHPOINT__V1__TOTALS__INIT;
+		f->seg_totals[k].conversions = k == 0 ? 60 : 40;
+		f->seg[k].totals = &f->seg_totals[k];
+		f->seg_mod[k][0] = f->mod[0];
+		f->seg_mod[k][1] = f->mod[2];
+		f->seg_modp[k][0] = &f->seg_mod[k][0];
+		f->seg_modp[k][1] = &f->seg_mod[k][1];
+		f->seg[k].models = f->seg_modp[k];
+		f->seg[k].n_models = 2;
+		f->segp[k] = &f->seg[k];
+	}
+	f->r.segments = f->segp;
+	f->r.n_segments = 2;
+
+	f->paths = (Touchpoint__V1__PathsResponse)TOUCHPOINT__V1__PATHS_RESPONSE__INIT;
+	f->ptotals = (Touchpoint__V1__Totals)TOUCHPOINT__V1__TOTALS__INIT;
+	f->paths.totals = &f->ptotals;
+	for (i = 0; i < 2 * nch; i++) {
+		f->row[i] = (Touchpoint__V1__PathRow)TOUCHPOINT__V1__PATH_ROW__INIT;
+		for (k = 0; k < 1 + i % 4; k++)
+			f->rowch[i][k] = (char *)ch[(i + k) % nch];
+		f->row[i].channels = f->rowch[i];
+		f->row[i].n_channels = 1 + i % 4;
+		f->row[i].total_conversions = (double)(2 * nch - i);
+		f->row[i].total_conversion_value = 40.0 * (double)(2 * nch - i);
+		f->row[i].total_null = (double)(3 * nch + i);
+		f->rowp[i] = &f->row[i];
+	}
+	f->paths.paths = f->rowp;
+	f->paths.n_paths = 2 * nch;
+	f->paths.distinct_paths = 2 * nch + 5;
+}
+
+static const char *const plain[] = { "email",   "paid_search", "organic",  "social",
+	                             "display", "direct",      "referral", "affiliate" };
+
+static char tmproot[256];
+
+/* report_write, with its message shown when the status is not the one expected. */
+static void
+expect_write(const Touchpoint__V1__AttributeResponse *r, const Touchpoint__V1__PathsResponse *p,
+             const struct report_options *o, char *err, size_t errlen, int want)
+{
+	int rv = report_write(r, p, o, err, errlen);
+
+	if (rv != want)
+		print_error("report_write: %d (want %d): %s\n", rv, want, err);
+	assert_int_equal(rv, want);
+}
+
+static int
+setup(void **state)
+{
+	const char *t = getenv("TMPDIR");
+
+	(void)state;
+	snprintf(tmproot, sizeof(tmproot), "%s/reports-test-XXXXXX", t != NULL ? t : "/tmp");
+	return mkdtemp(tmproot) == NULL ? -1 : 0;
+}
+
+/* Removes the test's scratch tree (two levels: root/report/files). */
+static int
+teardown(void **state)
+{
+	char cmd[600];
+	pid_t pid;
+	int st;
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "%s", tmproot);
+	if ((pid = fork()) == 0) {
+		execlp("rm", "rm", "-rf", "--", cmd, (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+	return 0;
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf != NULL) {
+		buf[n] = '\0';
+		*len = (size_t)n;
+	}
+	return buf;
+}
+
+static int
+exists(const char *dir, const char *name)
+{
+	char p[600];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+/* The data files are exactly what the engine's renderer prints for the response. */
+static void
+assert_rendered(const char *dir, const Touchpoint__V1__AttributeResponse *r)
+{
+	static const char *const names[2] = { "attribution.csv", "attribution.json" };
+	enum attr_format fmt[2] = { ATTR_FORMAT_CSV, ATTR_FORMAT_JSON };
+	char path[600], *want = NULL, *got;
+	size_t wlen = 0, glen = 0;
+	FILE *m;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		assert_non_null(m = open_memstream(&want, &wlen));
+		assert_int_equal(attr_render_attribute(m, r, fmt[i]), TP_OK);
+		fclose(m);
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		assert_non_null(got = slurp(path, &glen));
+		assert_true(glen > 10);
+		assert_int_equal(glen, wlen);
+		assert_memory_equal(got, want, wlen);
+		free(got);
+		free(want);
+		want = NULL;
+	}
+}
+
+static void
+assert_png(const char *dir, const char *id, unsigned w, unsigned h)
+{
+	char path[600], *buf;
+	const unsigned char *p;
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.png", dir, id);
+	assert_non_null(buf = slurp(path, &len));
+	p = (const unsigned char *)buf;
+	assert_true(len > 33);
+	assert_memory_equal(p, "\x89PNG\r\n\x1a\n", 8);
+	assert_memory_equal(p + 12, "IHDR", 4);
+	assert_int_equal((unsigned)p[16] << 24 | p[17] << 16 | p[18] << 8 | p[19], w);
+	assert_int_equal((unsigned)p[20] << 24 | p[21] << 16 | p[22] << 8 | p[23], h);
+	free(buf);
+}
+
+/* check_report.py: SVGs parse, links resolve, <img> sizes, names in texts. */
+static int
+run_checker(const char *dir, const char *names, const char *svg)
+{
+	pid_t pid;
+	int st;
+
+	if ((pid = fork()) == 0) {
+		if (names != NULL)
+			execlp("python3", "python3", REPORTS_CHECKER, dir, names, svg,
+			       (char *)NULL);
+		else
+			execlp("python3", "python3", REPORTS_CHECKER, dir, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Nothing of the build is left beside or inside the report. */
+static void
+assert_clean(const char *parent, const char *dir)
+{
+	DIR *d;
+	struct dirent *de;
+	size_t n;
+
+	assert_non_null(d = opendir(parent));
+	while ((de = readdir(d)) != NULL)
+		assert_null(strstr(de->d_name, ".tmp-"));
+	closedir(d);
+	assert_non_null(d = opendir(dir));
+	while ((de = readdir(d)) != NULL) {
+		n = strlen(de->d_name);
+		assert_false(n > 4 && strcmp(de->d_name + n - 4, ".tsv") == 0);
+		assert_false(n > 3 && strcmp(de->d_name + n - 3, ".gp") == 0);
+		assert_false(n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0);
+		assert_false(n > 4 && strcmp(de->d_name + n - 4, ".txt") == 0);
+	}
+	closedir(d);
+}
+
+static void
+test_full(void **state)
+{
+	static const struct {
+		const char *id;
+		unsigned h;
+	} charts[] = { { "model_comparison", 600 },
+		       { "value_by_channel", 600 },
+		       { "daily_conversions", 600 },
+		       { "daily_value", 600 },
+		       { "path_length", 600 },
+		       { "top_paths", 700 },
+		       { "markov_transitions", 800 },
+		       { "removal_effects", 600 },
+		       { "spend_cost", 600 },
+		       { "spend_cpa", 600 },
+		       { "spend_roas", 600 },
+		       { "segment_1_model_comparison", 600 },
+		       { "segment_2_model_comparison", 600 } };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], name[128], path[600], *pdf;
+	size_t i, len = 0;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 8, "premium");
+	snprintf(dir, sizeof(dir), "%s/out", tmproot);
+	o.out_dir = dir;
+	o.pdf = 1;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	assert_true(exists(dir, "index.html"));
+	assert_rendered(dir, &f->r);
+	for (i = 0; i < sizeof(charts) / sizeof(charts[0]); i++) {
+		snprintf(name, sizeof(name), "%s.svg", charts[i].id);
+		assert_true(exists(dir, name));
+		assert_png(dir, charts[i].id, 1000, charts[i].h);
+	}
+	snprintf(path, sizeof(path), "%s/report.pdf", dir);
+	assert_non_null(pdf = slurp(path, &len));
+	assert_memory_equal(pdf, "%PDF-", 5);
+	free(pdf);
+	assert_int_equal(run_checker(dir, NULL, NULL), 0);
+	assert_clean(tmproot, dir);
+	free(f);
+}
+
+/* Display form of a name: control characters as control pictures, cut at maxcp. */
+static void
+shown(char *dst, size_t len, const char *s, size_t maxcp)
+{
+	size_t o = 0, cp = 0, total = 0;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		total += (*p & 0xc0) != 0x80;
+	for (p = (const unsigned char *)s; *p != '\0' && o + 8 < len; p++) {
+		if ((*p & 0xc0) != 0x80) {
+			if (maxcp != 0 && total > maxcp && cp + 1 >= maxcp) {
+				memcpy(dst + o, "\xe2\x80\xa6", 3); /* … */
+				o += 3;
+				break;
+			}
+			cp++;
+		}
+		if (*p < 0x20) {
+			dst[o++] = (char)0xe2; /* U+2400 + c */
+			dst[o++] = (char)0x90;
+			dst[o++] = (char)(0x80 + *p);
+		} else {
+			dst[o++] = (char)*p;
+		}
+	}
+	dst[o] = '\0';
+}
+
+static void
+test_hostile(void **state)
+{
+	char marker[64], names[12][128], file[400], dir[400], err[512], a[256], b[256];
+	const char *ch[12];
+	struct report_options o = { 0 };
+	struct fixture *f = calloc(1, sizeof(*f));
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	size_t i, n;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(f);
+	/* A short marker path, so every payload fits a chart label uncut. */
+	do {
+		snprintf(marker, sizeof(marker), "/tmp/tp%04x",
+		         (seed = seed * 1103515245 + 12345) & 0xffff);
+	} while (access(marker, F_OK) == 0);
+	n = 0;
+	snprintf(names[n++], 128, "`touch %s`", marker);
+	snprintf(names[n++], 128, "$(touch %s)", marker);
+	snprintf(names[n++], 128, "\";system('touch %s');\"", marker);
+	snprintf(names[n++], 128, "x\n!touch %s", marker);
+	snprintf(names[n++], 128, "EOD");
+	snprintf(names[n++], 128, "tab\there\tEOD");
+	snprintf(names[n++], 128, "Über → café 😀");
+	snprintf(names[n++], 128, "<script>alert(1)</script>");
+	snprintf(names[n++], 128, "#not a comment 'q' @x \\n");
+	for (i = 0; i < n; i++)
+		ch[i] = names[i];
+	fixture_build(f, ch, n, names[0]);
+	f->r.by_trait = names[2];
+	f->r.conversion = names[1];
+	snprintf(dir, sizeof(dir), "%s/hostile", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	assert_int_equal(access(marker, F_OK), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_rendered(dir, &f->r);
+
+	snprintf(file, sizeof(file), "%s/names.txt", tmproot);
+	assert_non_null(fp = fopen(file, "w"));
+	for (i = 0; i < n; i++) {
+		shown(a, sizeof(a), names[i], 32);
+		shown(b, sizeof(b), names[i], 0);
+		assert_string_equal(a, b); /* every payload reaches gnuplot whole */
+		fprintf(fp, "%s\t%s\n", a, b);
+	}
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "model_comparison.svg"), 0);
+	assert_int_equal(run_checker(dir, file, "spend_cost.svg"), 0);
+	assert_int_equal(access(marker, F_OK), -1);
+	free(f);
+}
+
+static void
+test_no_gnuplot(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], path[600], *html;
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 5, "premium");
+	snprintf(dir, sizeof(dir), "%s/nognuplot", tmproot);
+	o.out_dir = dir;
+	o.gnuplot = "/nonexistent/gnuplot";
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_UNAVAILABLE);
+	assert_non_null(strstr(err, "gnuplot not found"));
+	assert_rendered(dir, &f->r);
+	assert_false(exists(dir, "model_comparison.png"));
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	assert_non_null(html = slurp(path, &len));
+	assert_non_null(strstr(html, "Chart <code>model_comparison</code> is missing"));
+	free(html);
+	assert_int_equal(run_checker(dir, NULL, NULL), 0);
+	assert_clean(tmproot, dir);
+	free(f);
+}
+
+/* A gnuplot that fails: the error names the chart and carries gnuplot's stderr. */
+static void
+test_gnuplot_fails(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], fake[400];
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 4, "premium");
+	snprintf(fake, sizeof(fake), "%s/fake-gnuplot", tmproot);
+	assert_non_null(fp = fopen(fake, "w"));
+	fputs("#!/bin/sh\n: > model_comparison.png.tmp\necho 'boom: no luck' >&2\nexit 1\n", fp);
+	fclose(fp);
+	assert_int_equal(chmod(fake, 0755), 0);
+	snprintf(dir, sizeof(dir), "%s/fails", tmproot);
+	o.out_dir = dir;
+	o.gnuplot = fake;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_INTERNAL);
+	assert_string_equal(err, "chart model_comparison: gnuplot exited 1: boom: no luck");
+	assert_rendered(dir, &f->r);
+	assert_false(exists(dir, "model_comparison.png"));
+	assert_int_equal(run_checker(dir, NULL, NULL), 0);
+	assert_clean(tmproot, dir);
+	free(f);
+}
+
+static void
+test_replace(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], path[600];
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 3, "premium");
+	/* A directory that is not a report is never replaced. */
+	snprintf(dir, sizeof(dir), "%s/foreign", tmproot);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/keep.txt", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("precious\n", fp);
+	fclose(fp);
+	o.out_dir = dir;
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_FAILED_PRECONDITION);
+	assert_non_null(strstr(err, "not a touchpoint report"));
+	assert_true(exists(dir, "keep.txt"));
+
+	/* A previous report is replaced as a whole; its stale files go. */
+	snprintf(dir, sizeof(dir), "%s/again/", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	snprintf(path, sizeof(path), "%s/stale.png", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("x", fp);
+	fclose(fp);
+	f->totals.conversions = 7;
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	assert_false(exists(dir, "stale.png"));
+	assert_false(exists(dir, "path_length.png")); /* no paths given */
+	assert_rendered(dir, &f->r);
+	assert_int_equal(run_checker(dir, NULL, NULL), 0);
+	assert_clean(tmproot, dir);
+
+	expect_write(NULL, NULL, &o, err, sizeof(err), TP_INVALID_ARGUMENT);
+	free(f);
+}
+
+static void
+test_clean(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	report_clean(buf, sizeof(buf), "a\"b\tc\n\\", 0, 1);
+	assert_string_equal(buf, "a\001b\xe2\x90\x89"
+	                         "c\xe2\x90\x8a\003");
+	report_clean(buf, sizeof(buf), "a\"b", 0, 0);
+	assert_string_equal(buf, "a\"b");
+	report_clean(buf, sizeof(buf), "ok\xff\xc0\x80!", 0, 0); /* invalid, overlong */
+	assert_string_equal(buf, "ok\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!");
+	report_clean(buf, sizeof(buf), "", 0, 0);
+	assert_string_equal(buf, "(empty)");
+	report_clean(buf, sizeof(buf), "abcdefgh", 5, 0);
+	assert_string_equal(buf, "abcd\xe2\x80\xa6");
+	report_clean(buf, sizeof(buf), "abcde", 5, 0);
+	assert_string_equal(buf, "abcde");
+	report_clean(buf, 8, "abcdefghijkl", 0, 0); /* bounded by the buffer */
+	assert_string_equal(buf, "abcd\xe2\x80\xa6");
+	report_clean(buf, sizeof(buf), "éééé", 3, 0);
+	assert_string_equal(buf, "éé\xe2\x80\xa6");
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_clean),         cmocka_unit_test(test_full),
+		cmocka_unit_test(test_hostile),       cmocka_unit_test(test_no_gnuplot),
+		cmocka_unit_test(test_gnuplot_fails), cmocka_unit_test(test_replace),
+	};
+
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	return cmocka_run_group_tests_name("reports", tests, setup, teardown);
+}
