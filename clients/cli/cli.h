@@ -28,7 +28,7 @@ struct cli {
 	{                                                                                          \
 		"version", no_argument, NULL, CLI_OPT_VERSION                                      \
 	}
-#define CLI_COMMON_SHORTOPTS "+e:hV"
+#define CLI_COMMON_SHORTOPTS "e:hV"
 
 /* sysexits code for a tp status (SPEC §6). */
 int cli_exit_code(int status);

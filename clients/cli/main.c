@@ -55,7 +55,7 @@ main(int argc, char **argv)
 	/* A closed pipe (touchpoint ... | head) should end us quietly, not with a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
 		if (ch == '?' || ch == ':')
 			return cli_usage(NULL, "unknown or incomplete option '%s'",
 			                 argv[optind - 1]);

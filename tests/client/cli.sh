@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Integration tests of the touchpoint CLI and libtouchpoint against a real touchpointd in a
+# temporary state directory. Usage: cli.sh TOUCHPOINT TOUCHPOINTD TEST_LIB SCENARIO
+set -euo pipefail
+tp=$1 tpd=$2 testlib=$3 scenario=$4
+dir=$(mktemp -d)
+pid=
+cleanup() {
+	if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -f "$dir/d.log" ] && tail -20 "$dir/d.log" >&2; exit 1; }
+ep="ipc://$dir/t.sock"
+export TOUCHPOINT_ENDPOINT=$ep
+
+start() {
+	"$tpd" -d --state-dir "$dir/state" --endpoint "$ep" 2>"$dir/d.log" &
+	pid=$!
+	for _ in $(seq 100); do
+		"$tp" status >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	fail "touchpointd did not come up"
+}
+mkdir -p "$dir/state"
+# expect CODE CMD...: runs CMD, stdout to $dir/out, stderr to $dir/err, checks the exit code.
+expect() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$dir/out" 2>"$dir/err" || rc=$?
+	[ "$rc" -eq "$want" ] || { cat "$dir/err" >&2; fail "$* exited $rc, wanted $want"; }
+}
+json_get() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval("d"+sys.argv[2]))' "$dir/out" "$1"; }
+
+case $scenario in
+help)
+	for cmd in "" status send import journey attribute paths "export" report backup; do
+		expect 0 "$tp" $cmd --help
+		grep -q Usage "$dir/out" || fail "$cmd --help prints no usage"
+		expect 0 "$tp" $cmd --version
+		grep -q '^touchpoint [0-9]' "$dir/out" || fail "$cmd --version"
+	done
+	expect 64 "$tp" nosuchcommand
+	expect 64 "$tp" status --format yaml
+	expect 64 "$tp" send touch --bogus
+	expect 64 "$tp" attribute --lookback 3w
+	;;
+unavailable)
+	expect 69 "$tp" -e "ipc://$dir/none.sock" status
+	grep -q "cannot reach touchpointd at ipc://$dir/none.sock" "$dir/err" || fail "message: $(cat "$dir/err")"
+	[ ! -s "$dir/out" ] || fail "data on stdout"
+	expect 69 "$tp" send touch -c a --channel x
+	;;
+lib)
+	start
+	"$testlib" "$ep" || fail "test_lib"
+	;;
+status)
+	start
+	expect 0 "$tp" send touch -c alice --channel email -t 2024-05-01T10:00:00Z
+	grep -q '^stored ' "$dir/out" || fail "send output"
+	expect 0 "$tp" send conversion -c alice --value 12.5 --currency EUR -t 2024-05-02 -i conv-1
+	expect 0 "$tp" send conversion -c alice --value 12.5 --currency EUR -t 2024-05-02 -i conv-1 --format json
+	[ "$(json_get '["duplicates"]')" = 1 ] || fail "duplicate not reported"
+	expect 0 "$tp" send identify -c alice --trait plan=pro --trait country=fr
+	expect 0 "$tp" send alias -c alice --previous-id anon-7
+	expect 0 "$tp" send spend --channel email --day 2024-05-01 --amount 100 -t 2024-05-01
+	expect 65 "$tp" send touch -c alice
+	grep -q "channel" "$dir/err" || fail "violation field not named"
+	expect 0 "$tp" status --format json
+	python3 - "$dir/out" <<'PY' || fail "status json shape"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert list(d) == ["version", "uptime_s", "events", "duplicates", "customers", "store_bytes"], list(d)
+assert list(d["events"]) == ["touch", "conversion", "identify", "alias", "spend", "total"]
+assert d["events"]["touch"] == 1 and d["events"]["conversion"] == 1 and d["events"]["total"] == 5, d
+assert d["duplicates"] == 1, d
+PY
+	expect 0 "$tp" status --format csv
+	grep -q '^events.total,5$' "$dir/out" || fail "status csv"
+	expect 0 "$tp" status
+	grep -q '^version' "$dir/out" || fail "status table"
+	;;
+import_csv)
+	start
+	cat >"$dir/ev.csv" <<'CSV'
+customer_id,type,timestamp,channel,campaign,value,trait.plan
+c1,touch,2024-05-01T10:00:00Z,email,"spring, 2024",,
+c1,touch,2024-05-01T11:00:00Z,search,,,
+c1,conversion,2024-05-01T12:00:00Z,,,30,
+c2,touch,2024-05-02T10:00:00Z,social,,,
+c2,identify,2024-05-02T10:00:01Z,,,,pro
+CSV
+	expect 0 "$tp" import --format json "$dir/ev.csv"
+	[ "$(json_get '["accepted"]')" = 5 ] || fail "first import: $(cat "$dir/out")"
+	expect 0 "$tp" import --format json --batch 2 "$dir/ev.csv"
+	[ "$(json_get '["accepted"]')" = 0 ] && [ "$(json_get '["duplicates"]')" = 5 ] ||
+		fail "second import: $(cat "$dir/out")"
+	gzip -c "$dir/ev.csv" >"$dir/ev.csv.gz"
+	expect 0 "$tp" import --format json "$dir/ev.csv.gz"
+	[ "$(json_get '["duplicates"]')" = 5 ] || fail "gz import: $(cat "$dir/out")"
+	expect 0 "$tp" import --format json - <"$dir/ev.csv"
+	[ "$(json_get '["duplicates"]')" = 5 ] || fail "stdin import"
+	expect 0 "$tp" status --format json
+	[ "$(json_get '["events"]["total"]')" = 5 ] || fail "stored twice: $(cat "$dir/out")"
+	expect 66 "$tp" import "$dir/missing.csv"
+	;;
+import_bad)
+	start
+	{
+		echo "event_id,customer_id,type,timestamp_us,channel,value"
+		for i in $(seq 1 30); do echo "e$i,c$i,touch,17145216000000$i,email,"; done
+		echo "bad-1,c31,touch,1714521600000031,,"          # line 32: no channel (daemon)
+		echo "bad-2,c32,conversion,1714521600000032,,abc"  # line 33: value (parse)
+		echo "bad-3,c33,touch,1714521600000033,\"x\"y,"    # line 34: CSV quoting
+		for i in $(seq 34 50); do echo "e$i,c$i,conversion,17145216000000$i,,5"; done
+	} >"$dir/bad.csv"
+	expect 65 "$tp" import --batch 10 --format json "$dir/bad.csv"
+	[ "$(json_get '["accepted"]')" = 47 ] || fail "accepted: $(cat "$dir/out")"
+	[ "$(json_get '["rejected"]')" = 3 ] || fail "rejected: $(cat "$dir/out")"
+	grep -q "bad.csv:32: .*channel" "$dir/err" || fail "line 32 not named: $(cat "$dir/err")"
+	grep -q "bad.csv:33: value" "$dir/err" || fail "line 33 not named: $(cat "$dir/err")"
+	grep -q "bad.csv:34: csv" "$dir/err" || fail "line 34 not named: $(cat "$dir/err")"
+	expect 0 "$tp" status --format json
+	[ "$(json_get '["events"]["total"]')" = 47 ] || fail "stored: $(cat "$dir/out")"
+	printf 'customer_id,type,timestamp,colour\n' >"$dir/unknown.csv"
+	expect 65 "$tp" import "$dir/unknown.csv"
+	grep -q "unknown column 'colour'" "$dir/err" || fail "unknown column"
+	;;
+ndjson)
+	start
+	cat >"$dir/ev.ndjson" <<'EOF2'
+{"customer_id": "n1", "type": "touch", "timestamp": "2024-05-01T10:00:00Z", "channel": "email"}
+{"customer_id": "n1", "type": "identify", "timestamp_us": 1714557600000000, "traits": {"plan": "pro"}}
+
+{"customer_id": "n1", "type": "conversion", "timestamp": "2024-05-01T12:00:00Z", "value": 30.5, "name": "purchase"}
+{"customer_id": "n1", "type": "touch", "timestamp": "2024-05-01T10:00:00Z", "channel": }
+{"customer_id": "n1", "type": "touch", "timestamp": "2024-05-01T10:00:00Z", "colour": "red"}
+EOF2
+	expect 65 "$tp" import --format json "$dir/ev.ndjson"
+	[ "$(json_get '["accepted"]')" = 3 ] && [ "$(json_get '["rejected"]')" = 2 ] ||
+		fail "ndjson: $(cat "$dir/out")"
+	grep -q "ev.ndjson:5: json" "$dir/err" || fail "line 5: $(cat "$dir/err")"
+	grep -q "ev.ndjson:6: colour" "$dir/err" || fail "line 6: $(cat "$dir/err")"
+	# The same event from CSV gets the same content id: a duplicate.
+	printf 'customer_id,type,timestamp_us,channel\nn1,touch,1714557600000000,email\n' >"$dir/same.csv"
+	expect 0 "$tp" import --format json "$dir/same.csv"
+	[ "$(json_get '["duplicates"]')" = 1 ] || fail "csv/ndjson ids differ: $(cat "$dir/out")"
+	cp "$dir/ev.ndjson" "$dir/ev.jsonl"
+	expect 65 "$tp" import --format json "$dir/ev.jsonl"
+	[ "$(json_get '["duplicates"]')" = 3 ] || fail "jsonl"
+	;;
+journey)
+	start
+	expect 0 "$tp" send touch -c jo --channel email --campaign spring -t 2024-05-01T10:00:00Z -i j1
+	expect 0 "$tp" send touch -c jo --channel search -t 2024-05-01T11:00:00Z -i j2
+	expect 0 "$tp" send conversion -c jo --value 30 -t 2024-05-01T12:00:00Z -i j3
+	expect 0 "$tp" send touch -c jo --channel social -t 2024-05-03T10:00:00Z -i j4
+	expect 0 "$tp" journey jo --format json
+	python3 - "$dir/out" <<'PY' || fail "journey json: $(cat "$dir/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["customer_id"] == "jo"
+assert [e["event_id"] for e in d["events"]] == ["j1", "j2", "j3", "j4"]
+assert d["events"][0]["timestamp"] == "2024-05-01T10:00:00Z"
+conv = [p for p in d["paths"] if p["converting"]]
+null = [p for p in d["paths"] if not p["converting"]]
+assert len(conv) == 1 and conv[0]["channels"] == ["email", "search"] and conv[0]["value"] == 30
+assert conv[0]["conversion_event_id"] == "j3"
+assert len(null) == 1 and null[0]["channels"] == ["social"]
+PY
+	expect 0 "$tp" journey jo
+	grep -q "email/spring" "$dir/out" || fail "journey table: $(cat "$dir/out")"
+	grep -q "email > search" "$dir/out" || fail "journey table paths"
+	expect 0 "$tp" journey jo --format csv
+	grep -q '^converting_path,2024-05-01T12:00:00Z,path,,,30,j3,email > search$' "$dir/out" ||
+		fail "journey csv: $(cat "$dir/out")"
+	;;
+*)
+	fail "unknown scenario $scenario"
+	;;
+esac
+echo "ok $scenario"

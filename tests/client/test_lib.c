@@ -1,0 +1,173 @@
+/*
+ * libtouchpoint against a real touchpointd (endpoint in argv[1], fresh state): tp_send
+ * batches, violations, duplicates, the local message cap, tp_status, and the buffered
+ * sender with 10 000 events added one by one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "touchpoint/touchpoint.h"
+
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static const char *endpoint;
+
+static void
+on_error(void *arg, const struct tp_result *res, const struct tp_event *evs, size_t n)
+{
+	size_t *bad = arg, i;
+
+	CHECK(res->status == TP_INVALID_ARGUMENT);
+	for (i = 0; i < n; i++)
+		CHECK(strncmp(evs[i].event_id, "bad-", 4) == 0);
+	*bad += n;
+}
+
+static void
+test_send(tp_client *c)
+{
+	struct tp_trait traits[] = { { "plan", "pro" }, { "country", "fr" } };
+	struct tp_event evs[4];
+	struct tp_result res;
+	struct tp_daemon_status st;
+	char *big;
+	int s;
+
+	memset(evs, 0, sizeof(evs));
+	evs[0] = (struct tp_event){ .event_id = "lib-1",
+		                    .customer_id = "alice",
+		                    .timestamp_us = 1714521600000000,
+		                    .kind = TP_TOUCH };
+	evs[0].u.touch.channel = "email";
+	evs[0].u.touch.interaction = TP_INTERACTION_CLICK;
+	evs[1] = (struct tp_event){ .event_id = "lib-2",
+		                    .customer_id = "alice",
+		                    .timestamp_us = 1714525200000000,
+		                    .kind = TP_CONVERSION };
+	evs[1].u.conversion.value = 42;
+	evs[2] = (struct tp_event){ .event_id = "lib-3",
+		                    .customer_id = "alice",
+		                    .timestamp_us = 1714525200000001,
+		                    .kind = TP_IDENTIFY };
+	evs[2].u.identify.traits = traits;
+	evs[2].u.identify.count = 2;
+	evs[3] = (struct tp_event){ .event_id = NULL,
+		                    .customer_id = "bob",
+		                    .timestamp_us = 1714525200000000,
+		                    .kind = TP_TOUCH };
+	evs[3].u.touch.channel = "search";
+	s = tp_send(c, evs, 4, &res);
+	if (s != TP_OK)
+		fprintf(stderr, "tp_send: %s %s\n", tp_strerror(s), res.message);
+	CHECK(s == TP_OK && res.status == TP_OK);
+	CHECK(res.accepted == 4 && res.duplicates == 0);
+	tp_result_free(&res);
+
+	/* The same explicit ids again: acknowledged, not stored twice. */
+	CHECK(tp_send(c, evs, 3, &res) == TP_OK);
+	CHECK(res.accepted == 0 && res.duplicates == 3);
+	tp_result_free(&res);
+
+	/* Two invalid events in a batch of three: nothing stored, both violations named. */
+	evs[0].event_id = "lib-4";
+	evs[0].u.touch.channel = NULL;
+	evs[1].event_id = "lib-5";
+	evs[2].event_id = "lib-6";
+	evs[2].customer_id = NULL;
+	s = tp_send(c, evs, 3, &res);
+	CHECK(s == TP_INVALID_ARGUMENT && res.status == TP_INVALID_ARGUMENT);
+	CHECK(res.nviolations == 2);
+	CHECK(res.violations[0].index == 0 && strstr(res.violations[0].field, "channel"));
+	CHECK(res.violations[1].index == 2 && strstr(res.violations[1].field, "customer_id"));
+	tp_result_free(&res);
+
+	/* Over the 16 MiB cap: refused locally, naming the size. */
+	big = malloc(17u * 1024 * 1024);
+	CHECK(big != NULL);
+	memset(big, 'x', 17u * 1024 * 1024 - 1);
+	big[17u * 1024 * 1024 - 1] = '\0';
+	evs[1].customer_id = big;
+	s = tp_send(c, evs + 1, 1, &res);
+	CHECK(s == TP_RESOURCE_EXHAUSTED && strstr(res.message, "bytes") != NULL);
+	tp_result_free(&res);
+	free(big);
+
+	CHECK(tp_status(c, &st) == TP_OK);
+	CHECK(st.events_touch == 2 && st.events_conversion == 1 && st.events_identify == 1);
+	CHECK(st.events_total == 4 && st.duplicates == 3);
+	CHECK(st.version[0] != '\0');
+}
+
+static void
+test_sender(tp_client *c)
+{
+	struct tp_sender_options o = { .max_batch = 500, .on_error = on_error };
+	struct tp_sender_stats ss;
+	struct tp_daemon_status st;
+	struct tp_event ev;
+	tp_sender *s;
+	size_t bad = 0;
+	char cust[32];
+	int i;
+
+	o.arg = &bad;
+	CHECK(tp_sender_new(&s, endpoint, &o) == TP_OK);
+	for (i = 0; i < 10000; i++) {
+		memset(&ev, 0, sizeof(ev));
+		snprintf(cust, sizeof(cust), "s-%d", i % 97);
+		ev.customer_id = cust;
+		ev.timestamp_us = 1714521600000000 + i;
+		ev.kind = TP_TOUCH;
+		ev.u.touch.channel = i % 2 ? "display" : "social";
+		CHECK(tp_sender_add(s, &ev) == TP_OK);
+	}
+	/* Two invalid ones in the middle of a batch: only they are dropped. */
+	memset(&ev, 0, sizeof(ev));
+	ev.event_id = "bad-1";
+	ev.customer_id = "s-x";
+	ev.timestamp_us = 1714521600000000;
+	ev.kind = TP_TOUCH;
+	CHECK(tp_sender_add(s, &ev) == TP_OK);
+	ev.event_id = "bad-2";
+	CHECK(tp_sender_add(s, &ev) == TP_OK);
+	ev.event_id = "good-after-bad";
+	ev.u.touch.channel = "email";
+	CHECK(tp_sender_add(s, &ev) == TP_OK);
+	CHECK(tp_flush(s, 60000) == TP_OK);
+	tp_sender_stats(s, &ss);
+	CHECK(ss.queued == 0);
+	CHECK(ss.accepted == 10001 && ss.rejected == 2 && bad == 2);
+	CHECK(tp_status(c, &st) == TP_OK);
+	CHECK(st.events_touch == 2 + 10001);
+	CHECK(tp_sender_close(s, 10000) == TP_OK);
+	CHECK(tp_sender_close(NULL, 0) == TP_OK);
+}
+
+int
+main(int argc, char **argv)
+{
+	tp_client *c;
+	struct tp_result res;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s ENDPOINT\n", argv[0]);
+		return 2;
+	}
+	endpoint = argv[1];
+	CHECK(tp_connect_ex(&c, "ipc:///nonexistent/touchpointd.sock", &res) == TP_UNAVAILABLE);
+	CHECK(c == NULL && strstr(res.message, "cannot reach touchpointd at ipc:///nonexistent"));
+	CHECK(tp_connect(&c, endpoint) == TP_OK);
+	CHECK(tp_set_timeout(c, 30000) == TP_OK);
+	test_send(c);
+	test_sender(c);
+	tp_close(c);
+	printf("ok\n");
+	return 0;
+}
