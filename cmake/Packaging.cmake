@@ -7,14 +7,14 @@ set(CPACK_PACKAGE_VENDOR "touchpoint")
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "touchpoint maintainers <maintainers@touchpoint.invalid>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "multi-touch marketing attribution daemon, client and CLI")
+# CPack puts the summary first and indents these lines itself.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "multi-touch marketing attribution daemon, client and CLI
- touchpointd stores marketing touches, conversions, identifies, aliases and
- spend durably (LMDB) and answers multi-touch attribution queries: first and
- last touch, linear, time decay, position based, Markov chain removal effects
- and Shapley values. The package holds the daemon with its systemd unit, the
- libtouchpoint C library with its header and pkg-config file, the touchpoint
- command and their manual pages.")
+    "touchpointd stores marketing touches, conversions, identifies, aliases and
+spend durably (LMDB) and answers multi-touch attribution queries: first and
+last touch, linear, time decay, position based, Markov chain removal effects
+and Shapley values. The package holds the daemon with its systemd unit, the
+libtouchpoint C library with its header and pkg-config file, the touchpoint
+command and their manual pages.")
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
