@@ -181,6 +181,25 @@ record_parse(const void *p, size_t len, struct record *r)
 	return 0;
 }
 
+int
+record_parse_scan(const void *p, size_t len, struct record *r)
+{
+	const uint8_t *b = p, *q = b + RECORD_HDR;
+
+	if (record_header(p, len, r) != 0 || r->kind < ATTR_TOUCH || r->kind > ATTR_SPEND ||
+	    r->ntraits > RECORD_MAX_TRAIT || len > RECORD_MAX)
+		return -1;
+	if (r->kind == ATTR_IDENTIFY)
+		return record_parse(p, len, r);
+	r->end = b + len;
+	if (get_str(&q, r->end, &r->str[REC_EVENT_ID], &r->len[REC_EVENT_ID]) != 0 ||
+	    get_str(&q, r->end, &r->str[REC_CUSTOMER_ID], &r->len[REC_CUSTOMER_ID]) != 0)
+		return -1;
+	r->ntraits = 0;
+	r->traits = NULL;
+	return 0;
+}
+
 void
 record_traits(const struct record *r, struct attr_trait *out)
 {

@@ -70,6 +70,12 @@ int record_encode(const Touchpoint__V1__Event *ev, const struct record_ids *ids,
 /* Parses and bounds-checks a record; -1 if it is corrupt. */
 int record_parse(const void *p, size_t len, struct record *r);
 
+/*
+ * What a scan needs: the header, event_id and customer_id checked (and everything for an
+ * identify event, whose traits are used); the other strings are left unset.
+ */
+int record_parse_scan(const void *p, size_t len, struct record *r);
+
 /* Fast path: the header fields only (kind, ids, ts, seq, cust, num); -1 if too short. */
 int record_header(const void *p, size_t len, struct record *r);
 

@@ -153,11 +153,14 @@ be64(uint8_t *p, uint64_t x)
 static uint64_t
 rd_be64(const uint8_t *p)
 {
-	uint64_t x = 0;
-	int i;
+	uint64_t x;
 
-	for (i = 0; i < 8; i++)
-		x = (x << 8) | p[i];
+	memcpy(&x, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	x = __builtin_bswap64(x);
+#elif !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_BIG_ENDIAN__
+#error "unknown byte order"
+#endif
 	return x;
 }
 
@@ -1059,8 +1062,19 @@ struct msrc {
 	const struct kitem *arr;
 	size_t pos, n;
 	MDB_val k, v;
+	uint64_t kh, kt, ks; /* the key, decoded: compared without memcmp on the hot path */
 	int done;
 };
+
+static void
+msrc_decode(struct msrc *m)
+{
+	const uint8_t *k = m->k.mv_data;
+
+	m->kh = rd_be64(k);
+	m->kt = rd_be64(k + 8);
+	m->ks = rd_be64(k + 16);
+}
 
 static int
 msrc_load(struct msrc *m, MDB_cursor_op op)
@@ -1078,6 +1092,7 @@ msrc_load(struct msrc *m, MDB_cursor_op op)
 		m->k.mv_data = (void *)m->arr[m->pos].key;
 		m->v.mv_size = m->arr[m->pos].len;
 		m->v.mv_data = (void *)m->arr[m->pos].val;
+		msrc_decode(m);
 		return 0;
 	}
 	rc = mdb_cursor_get(m->cur, &m->k, &m->v, op);
@@ -1087,13 +1102,19 @@ msrc_load(struct msrc *m, MDB_cursor_op op)
 	}
 	if (rc == 0 && m->k.mv_size != KEY_LEN)
 		rc = MDB_CORRUPTED;
+	if (rc == 0)
+		msrc_decode(m);
 	return rc;
 }
 
 static int
 msrc_less(const struct msrc *a, const struct msrc *b)
 {
-	return memcmp(a->k.mv_data, b->k.mv_data, KEY_LEN) < 0;
+	if (a->kh != b->kh)
+		return a->kh < b->kh;
+	if (a->kt != b->kt)
+		return a->kt < b->kt;
+	return a->ks < b->ks;
 }
 
 /* A binary min-heap of merge sources. */
@@ -1883,7 +1904,8 @@ read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
 		return rc;
-	qsort(*tail, *n, sizeof(**tail), kitem_cmp);
+	if (*n > 0)
+		qsort(*tail, *n, sizeof(**tail), kitem_cmp);
 	return 0;
 }
 
@@ -2094,6 +2116,8 @@ emit_stash(struct scan *sc)
 	size_t i, j, k, cap = 0;
 	int rv = 0;
 
+	if (sc->nst == 0)
+		return 0;
 	qsort(sc->st, sc->nst, sizeof(*sc->st), stash_cmp);
 	for (i = 0; i < sc->nst && rv == 0; i = j) {
 		for (j = i + 1; j < sc->nst && sc->st[j].root == sc->st[i].root; j++)
@@ -2151,7 +2175,7 @@ store_scan(struct store *s, store_customer_fn fn, void *arg)
 
 	while (hp.n > 0) {
 		struct msrc *m = hp.h[0];
-		uint64_t h = rd_be64(m->k.mv_data);
+		uint64_t h = m->kh;
 
 		if (ng > 0 && h != cur) {
 			if ((rv = group(&sc, g, ng)) != 0)
@@ -2161,7 +2185,7 @@ store_scan(struct store *s, store_customer_fn fn, void *arg)
 		cur = h;
 		if ((rc = grow_buf((void **)&g, &gcap, ng + 1, sizeof(*g))) != 0)
 			goto out;
-		if (record_parse(m->v.mv_data, m->v.mv_size, &g[ng]) != 0) {
+		if (record_parse_scan(m->v.mv_data, m->v.mv_size, &g[ng]) != 0) {
 			rc = MDB_CORRUPTED;
 			goto out;
 		}
