@@ -213,7 +213,7 @@ ops_daemon_wait(struct ops_daemon *d)
 		}
 		ops_sleep_ms(100);
 	}
-	OPS_CHECK(0, "touchpointd did not exit within 60 s of SIGTERM");
+	ops_fail(__FILE__, __LINE__, "exit", "touchpointd did not exit within 60 s of SIGTERM");
 }
 
 int
