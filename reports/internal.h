@@ -61,9 +61,8 @@ struct report_ctx {
 };
 
 /*
- * Copies src into dst as valid UTF-8 for display: invalid bytes become U+FFFD, C0 controls
- * and DEL their Unicode control pictures (U+2400…), C1 controls U+FFFD; an empty name
- * "(empty)". At most maxcp code points (0: no limit), the last one an ellipsis when cut.
+ * Copies src into dst as valid UTF-8 for display: a tab becomes "⇥", a line break "↵",
+ * other control characters and invalid bytes U+FFFD; an empty name "(empty)". At most maxcp code points (0: no limit), the last one an ellipsis when cut.
  * With gnuplot set, '"' becomes the byte 0x01 and '\\' 0x03, which the chart scripts turn
  * back (tp_q): gnuplot's data files have no escape for a quote and read "\\n" in a field
  * as a line break. dst always ends in NUL.

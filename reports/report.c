@@ -108,11 +108,12 @@ report_clean(char *dst, size_t dstlen, const char *src, size_t maxcp, int gnuplo
 		total++;
 	for (s = (const unsigned char *)src; *s != '\0'; ncp++) {
 		s += utf8_next(s, &c);
-		if (c < 0x20)
-			c = 0x2400 + c; /* control pictures: "a\nb" shows as "a␊b" */
-		else if (c == 0x7f)
-			c = 0x2421;
-		else if (c >= 0x80 && c <= 0x9f)
+		/* Visible stand-ins that DejaVu Sans has (it lacks the control pictures). */
+		if (c == '\t')
+			c = 0x21e5; /* ⇥ */
+		else if (c == '\n' || c == '\r')
+			c = 0x21b5; /* ↵ */
+		else if (c < 0x20 || (c >= 0x7f && c <= 0x9f))
 			c = 0xfffd;
 		if (gnuplot && c == '"')
 			c = 0x01;

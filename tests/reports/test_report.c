@@ -228,6 +228,11 @@ teardown(void **state)
 	int st;
 
 	(void)state;
+	/* REPORTS_TEST_KEEP=1 leaves the reports for a look. */
+	if (getenv("REPORTS_TEST_KEEP") != NULL) {
+		print_message("kept %s\n", tmproot);
+		return 0;
+	}
 	snprintf(cmd, sizeof(cmd), "%s", tmproot);
 	if ((pid = fork()) == 0) {
 		execlp("rm", "rm", "-rf", "--", cmd, (char *)NULL);
@@ -406,7 +411,8 @@ test_full(void **state)
 	free(f);
 }
 
-/* Display form of a name: control characters as control pictures, cut at maxcp. */
+/* Display form of a name: tab "⇥", newline "↵" (no other control characters used), cut
+ * at maxcp code points with an ellipsis. */
 static void
 shown(char *dst, size_t len, const char *s, size_t maxcp)
 {
@@ -424,10 +430,12 @@ shown(char *dst, size_t len, const char *s, size_t maxcp)
 			}
 			cp++;
 		}
-		if (*p < 0x20) {
-			dst[o++] = (char)0xe2; /* U+2400 + c */
-			dst[o++] = (char)0x90;
-			dst[o++] = (char)(0x80 + *p);
+		if (*p == '\t') {
+			memcpy(dst + o, "\xe2\x87\xa5", 3);
+			o += 3;
+		} else if (*p == '\n') {
+			memcpy(dst + o, "\xe2\x86\xb5", 3);
+			o += 3;
 		} else {
 			dst[o++] = (char)*p;
 		}
@@ -596,8 +604,10 @@ test_clean(void **state)
 
 	(void)state;
 	report_clean(buf, sizeof(buf), "a\"b\tc\n\\", 0, 1);
-	assert_string_equal(buf, "a\001b\xe2\x90\x89"
-	                         "c\xe2\x90\x8a\003");
+	assert_string_equal(buf, "a\001b\xe2\x87\xa5"
+	                         "c\xe2\x86\xb5\003");
+	report_clean(buf, sizeof(buf), "\x01\x7f\xc2\x85", 0, 1); /* C0, DEL, C1 */
+	assert_string_equal(buf, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 	report_clean(buf, sizeof(buf), "a\"b", 0, 0);
 	assert_string_equal(buf, "a\"b");
 	report_clean(buf, sizeof(buf), "ok\xff\xc0\x80!", 0, 0); /* invalid, overlong */
