@@ -32,6 +32,7 @@
 #define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
 #define MERGE_FANIN       4
+#define DROP_FORCE        16     /* retired runs that make the compactor wait for readers */
 #define MERGE_CHUNK       100000 /* records per compaction write transaction */
 #define KEY_LEN           24     /* run key: customer hash | biased ts | seq */
 #define DICT_CHUNK_BITS   12
@@ -1196,12 +1197,18 @@ drop_retired(struct store *s)
 		return;
 	gate_enter(s);
 	pthread_mutex_lock(&s->gmu);
-	if (s->run_readers > 0) {
+	if (s->run_readers > 0 && n < DROP_FORCE) {
 		pthread_mutex_unlock(&s->gmu);
 		gate_leave(s);
 		return;
 	}
+	/*
+	 * Opportunistic while few are retired; past DROP_FORCE, new readers wait behind us
+	 * until the current ones finish, so that busy query threads cannot pile up handles.
+	 */
 	s->dropping = 1;
+	while (s->run_readers > 0)
+		pthread_cond_wait(&s->gcv, &s->gmu);
 	pthread_mutex_unlock(&s->gmu);
 
 	rc = mdb_txn_begin(s->env, NULL, 0, &txn);

@@ -4,6 +4,8 @@
  * growth, crash recovery, leftovers of an interrupted merge, statistics and backup.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -855,6 +857,68 @@ test_stats_backup(void **state)
 	tb_free(t);
 }
 
+struct reader_arg {
+	struct store *s;
+	atomic_int *stop;
+	int scans, errors;
+	uint64_t last; /* this thread's previous scan: later snapshots never see fewer */
+};
+
+static void *
+reader_thread(void *p)
+{
+	struct reader_arg *ra = p;
+	struct store_journey *j;
+	struct store_stats st;
+	uint64_t walked;
+
+	while (!*ra->stop) {
+		struct count_arg ca = { 0 };
+		int rc;
+
+		if (store_scan(ra->s, count_cb, &ca) != TP_OK || ca.events < ra->last)
+			ra->errors++;
+		ra->last = ca.events;
+		rc = store_journey(ra->s, "cust3", &j);
+		if (rc == TP_OK)
+			store_journey_free(j);
+		else if (rc != TP_NOT_FOUND)
+			ra->errors++;
+		if (store_walk(ra->s, &walked) != TP_OK || store_stats(ra->s, &st) != TP_OK)
+			ra->errors++;
+		ra->scans++;
+	}
+	return NULL;
+}
+
+/* Snapshots stay consistent while the writer flushes, the map grows and runs are merged. */
+static void
+test_concurrent_readers(void **state)
+{
+	struct fx *f = *state;
+	struct reader_arg ra[2] = { { 0 } };
+	atomic_int stop = 0;
+	pthread_t th[2];
+	int i;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 64 * 1024, 16);
+	for (i = 0; i < 2; i++) {
+		ra[i].s = f->s;
+		ra[i].stop = &stop;
+		assert_int_equal(pthread_create(&th[i], NULL, reader_thread, &ra[i]), 0);
+	}
+	write_random(f->s, 250, 10);
+	wait_runs(f->s, 3 * 4);
+	stop = 1;
+	for (i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(ra[i].errors, 0);
+		assert_true(ra[i].scans > 0);
+	}
+	check_scan(f->s, ident);
+}
+
 int
 main(void)
 {
@@ -865,6 +929,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_runs_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_building_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
