@@ -150,6 +150,41 @@ test_sender(tp_client *c)
 	CHECK(tp_sender_close(NULL, 0) == TP_OK);
 }
 
+static void
+count_lost(void *arg, const struct tp_result *res, const struct tp_event *evs, size_t n)
+{
+	size_t *lost = arg;
+
+	(void)evs;
+	CHECK(res->status == TP_DEADLINE_EXCEEDED || res->status == TP_CANCELLED ||
+	      res->status == TP_UNAVAILABLE);
+	*lost += n;
+}
+
+/* No daemon: events wait and retry; closing after the timeout reports every one. */
+static void
+test_sender_unreachable(void)
+{
+	struct tp_sender_options o = { .on_error = count_lost, .max_queue = 4 };
+	struct tp_event ev = { .customer_id = "u", .timestamp_us = 1, .kind = TP_TOUCH };
+	struct tp_sender_stats ss;
+	tp_sender *s;
+	size_t lost = 0;
+	int i;
+
+	o.arg = &lost;
+	ev.u.touch.channel = "email";
+	CHECK(tp_sender_new(&s, "ipc:///nonexistent/touchpointd.sock", &o) == TP_OK);
+	for (i = 0; i < 4; i++)
+		CHECK(tp_sender_add(s, &ev) == TP_OK);
+	CHECK(tp_sender_add(s, &ev) == TP_RESOURCE_EXHAUSTED); /* bounded queue */
+	CHECK(tp_flush(s, 200) == TP_DEADLINE_EXCEEDED);
+	tp_sender_stats(s, &ss);
+	CHECK(ss.queued == 4 && ss.accepted == 0);
+	CHECK(tp_sender_close(s, 100) == TP_DEADLINE_EXCEEDED);
+	CHECK(lost == 4);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -167,6 +202,7 @@ main(int argc, char **argv)
 	CHECK(tp_set_timeout(c, 30000) == TP_OK);
 	test_send(c);
 	test_sender(c);
+	test_sender_unreachable();
 	tp_close(c);
 	printf("ok\n");
 	return 0;
