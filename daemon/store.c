@@ -322,14 +322,17 @@ grow_map(struct store *s, size_t seen)
 	return rc;
 }
 
+/* mdb_env_info() reads the meta pages in the map: under the gate, like a transaction. */
 static size_t
 map_size(struct store *s)
 {
 	MDB_envinfo info;
+	int rc;
 
-	if (mdb_env_info(s->env, &info) != 0)
-		return 0;
-	return info.me_mapsize;
+	gate_enter(s);
+	rc = mdb_env_info(s->env, &info);
+	gate_leave(s);
+	return rc == 0 ? info.me_mapsize : 0;
 }
 
 /*
@@ -2531,7 +2534,11 @@ store_stats(struct store *s, struct store_stats *st)
 	pthread_mutex_lock(&s->dmu);
 	st->runs = s->nruns;
 	pthread_mutex_unlock(&s->dmu);
-	if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_env_stat(s->env, &est)) != 0)
+	gate_enter(s);
+	if ((rc = mdb_env_info(s->env, &info)) == 0)
+		rc = mdb_env_stat(s->env, &est);
+	gate_leave(s);
+	if (rc != 0)
 		return status_of(rc);
 	st->store_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
 	st->map_size = info.me_mapsize;
