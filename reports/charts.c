@@ -246,6 +246,9 @@ body_head(FILE *b, const char *id, size_t nkeys, size_t other_key)
 static void
 body_bars(FILE *b, const char *id, const struct table *t, int percent)
 {
+	const unsigned char *p;
+	size_t ncp = 0;
+
 	body_head(b, id, t->ncol, SIZE_MAX);
 	fputs("set style data histograms\n"
 	      "set style histogram clustered gap 1\n"
@@ -256,6 +259,11 @@ body_bars(FILE *b, const char *id, const struct table *t, int percent)
 		fputs("set format y \"%g%%\"\n", b);
 	if (t->ncol == 1)
 		fputs("unset key\n", b);
+	/* The first label, rotated, reaches left of the axis: make room so it is not cut. */
+	for (p = (const unsigned char *)(t->nrow > 0 ? t->row[0] : ""); *p != '\0'; p++)
+		ncp += (*p & 0xc0) != 0x80;
+	if (ncp * 4 / 5 > 10)
+		fprintf(b, "set lmargin %zu\n", ncp * 4 / 5);
 	fprintf(b,
 	        "plot for [i=2:%zu] '%s.tsv' using i:xtic(tp_q(strcol(1))) title tp_k[i-1] "
 	        "lt i-1\n",

@@ -495,7 +495,7 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 {
 	struct report_ctx *c = NULL;
 	char out[4096], parent[4096], base[256], path[4200], cherr[512] = "";
-	const char *slash;
+	const char *slash, *bn;
 	size_t n, i;
 	int rv, exists, chart_rv = TP_OK, made = 0;
 	FILE *fp;
@@ -516,18 +516,19 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	while (n > 1 && out[n - 1] == '/')
 		out[--n] = '\0';
 	slash = strrchr(out, '/');
-	if (slash == NULL) {
-		snprintf(parent, sizeof(parent), ".");
-		snprintf(base, sizeof(base), "%s", out);
-	} else {
-		snprintf(parent, sizeof(parent), "%.*s", slash == out ? 1 : (int)(slash - out),
-		         out);
-		snprintf(base, sizeof(base), "%s", slash + 1);
-	}
-	if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
-	    strlen(slash == NULL ? out : slash + 1) >= sizeof(base) - 32) {
+	bn = slash == NULL ? out : slash + 1;
+	if (bn[0] == '\0' || strcmp(bn, ".") == 0 || strcmp(bn, "..") == 0 ||
+	    strlen(bn) >= sizeof(base) - 32) {
 		report_err(errbuf, errlen, "out_dir: %s: not usable as a report directory", out);
 		return TP_INVALID_ARGUMENT;
+	}
+	memcpy(base, bn, strlen(bn) + 1);
+	if (slash == NULL) {
+		memcpy(parent, ".", 2);
+	} else {
+		n = slash == out ? 1 : (size_t)(slash - out);
+		memcpy(parent, out, n);
+		parent[n] = '\0';
 	}
 	if ((exists = target_check(out, errbuf, errlen)) < 0)
 		return TP_FAILED_PRECONDITION;
