@@ -62,10 +62,11 @@ struct report_ctx {
 
 /*
  * Copies src into dst as valid UTF-8 for display: a tab becomes "⇥", a line break "↵",
- * other control characters and invalid bytes U+FFFD; an empty name "(empty)". At most maxcp code points (0: no limit), the last one an ellipsis when cut.
- * With gnuplot set, '"' becomes the byte 0x01 and '\\' 0x03, which the chart scripts turn
- * back (tp_q): gnuplot's data files have no escape for a quote and read "\\n" in a field
- * as a line break. dst always ends in NUL.
+ * other control characters and invalid bytes U+FFFD; an empty name "(empty)". At most
+ * maxcp code points (0: no limit), the last one an ellipsis when cut. With gnuplot set, a
+ * double quote becomes the byte 0x01 and a backslash 0x03, which the chart scripts turn
+ * back (tp_q): gnuplot's data files have no escape for a quote and read backslash-n in a
+ * field as a line break. dst always ends in NUL.
  */
 void report_clean(char *dst, size_t dstlen, const char *src, size_t maxcp, int gnuplot);
 
