@@ -513,7 +513,8 @@ test_runs_compaction(void **state)
 	check_scan(f->s, ident);
 	assert_int_equal(store_stats(f->s, &st), TP_OK);
 	assert_int_equal(st.events[0], (uint64_t)nmodel);
-	assert_int_equal(st.customers, NCUST);
+	/* HyperLogLog: two customers sharing a register (about 4% of stores at n = 37) */
+	assert_in_range(st.customers, NCUST - 2, NCUST);
 	assert_int_equal(store_walk(f->s, &walked), TP_OK);
 	assert_int_equal(walked, (uint64_t)nmodel);
 	/* reopen: the runs, the log tail and the dictionary come back */
@@ -831,7 +832,7 @@ test_stats_backup(void **state)
 	assert_int_equal(st.events[ATTR_ALIAS], 1);
 	assert_int_equal(st.events[0], 6 + (uint64_t)nmodel);
 	assert_true(st.duplicates >= 1);
-	assert_int_equal(st.customers, 3 + NCUST);
+	assert_in_range(st.customers, 3 + NCUST - 2, 3 + NCUST);
 	assert_true(st.store_bytes > 0);
 	assert_true(st.runs >= 1);
 
