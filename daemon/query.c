@@ -19,7 +19,7 @@
 #include "validate.h"
 
 /* Customers between two deadline checks during a scan. */
-#define QUERY_CHECK_EVERY 2048
+#define QUERY_CHECK_EVERY 256
 #define QUERY_DAY_US      INT64_C(86400000000)
 
 struct query;
@@ -303,6 +303,9 @@ query_scan(struct query *q, struct scan_ctx *sc, char *msg, size_t msglen)
 
 	if (sc->rv != TP_OK)
 		rv = sc->rv;
+	/* The client stops waiting at its deadline: do not run the models for nobody. */
+	if (rv == TP_OK && rpc_call_expired(sc->call))
+		rv = TP_DEADLINE_EXCEEDED;
 	switch (rv) {
 	case TP_OK:
 		break;

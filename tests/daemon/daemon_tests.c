@@ -422,12 +422,12 @@ static void
 test_errors(void)
 {
 	struct tpd d;
-	nng_socket s, s2;
+	nng_socket s;
 	Touchpoint__V1__Reply *rep;
 	Touchpoint__V1__Event *evs[11];
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x42 };
 	uint8_t *big;
-	nng_msg *m;
+	int fd;
 
 	tpd_init(&d, "max_message_bytes = 64K\nmax_batch_events = 10\n");
 	tpd_start(&d);
@@ -466,32 +466,57 @@ test_errors(void)
 	evs_free(evs, 11);
 
 	/* Oversized: NNG drops the pipe; the client times out, the daemon keeps serving. */
-	s2 = tpd_connect(d.url, 500);
+	/* Oversized: the daemon drops the pipe (EOF for us) and keeps serving. */
+	fd = tpd_raw_connect(d.url);
 	CHECK((big = calloc(1, 100000)) != NULL);
-	CHECK(tpd_call_raw(s2, big, 100000, &rep) == NNG_ETIMEDOUT);
+	if (tpd_raw_send(fd, 1, big, 100000) == 0)
+		CHECK(tpd_raw_recv(fd, &rep) == -1);
 	free(big);
-	nng_close(s2);
+	close(fd);
 	CHECK(stored_events(s) == 0);
 
-	/* A client that sends and vanishes before the reply. */
+	/* The raw peer works: a GetStatus over it gets its reply. */
+	{
+		Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
+		uint8_t buf[64];
+		size_t len;
+
+		env.method = (char *)M_STATUS;
+		env.request_id = 77;
+		len = touchpoint__v1__envelope__pack(&env, buf);
+		fd = tpd_raw_connect(d.url);
+		CHECK(tpd_raw_send(fd, 5, buf, len) == 0);
+		CHECK(tpd_raw_recv(fd, &rep) == 0);
+		CHECK(rep->request_id == 77 && rep->status->code == 0);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		close(fd);
+	}
+
+	/* Clients that send a request and vanish before the reply. */
 	for (int i = 0; i < 20; i++) {
 		Touchpoint__V1__Event *e = ev_touch("vanish", "erin", 1000, "search", NULL);
 		Touchpoint__V1__SendRequest req = TOUCHPOINT__V1__SEND_REQUEST__INIT;
 		Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
+		uint8_t *buf;
 		size_t len;
 
 		req.events = &e;
 		req.n_events = 1;
-		env.method = (char *)M_SEND;
-		env.payload.len = protobuf_c_message_get_packed_size(&req.base);
-		CHECK((env.payload.data = malloc(env.payload.len)) != NULL);
-		protobuf_c_message_pack(&req.base, env.payload.data);
+		env.method = (char *)(i % 2 ? M_SEND : M_ATTRIBUTE);
+		if (i % 2) {
+			env.payload.len = protobuf_c_message_get_packed_size(&req.base);
+			CHECK((env.payload.data = malloc(env.payload.len)) != NULL);
+			protobuf_c_message_pack(&req.base, env.payload.data);
+		}
 		len = touchpoint__v1__envelope__get_packed_size(&env);
-		s2 = tpd_connect(d.url, 1000);
-		CHECK(nng_msg_alloc(&m, len) == 0);
-		touchpoint__v1__envelope__pack(&env, nng_msg_body(m));
-		CHECK(nng_sendmsg(s2, m, 0) == 0);
-		nng_close(s2);
+		CHECK((buf = malloc(len)) != NULL);
+		touchpoint__v1__envelope__pack(&env, buf);
+		fd = tpd_raw_connect(d.url);
+		CHECK(tpd_raw_send(fd, (uint32_t)i, buf, len) == 0);
+		if (i % 4 == 1)
+			sleep_ms(1);
+		close(fd);
+		free(buf);
 		free(env.payload.data);
 		ev_free(e);
 	}

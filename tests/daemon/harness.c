@@ -10,6 +10,8 @@
 #include <ftw.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -230,4 +232,82 @@ tpd_payload(const Touchpoint__V1__Reply *rep, const ProtobufCMessageDescriptor *
 	m = protobuf_c_message_unpack(d, NULL, rep->payload.len, rep->payload.data);
 	CHECK(m != NULL);
 	return m;
+}
+
+static int
+io_all(int fd, void *buf, size_t len, int writing)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = writing ? write(fd, p, len) : read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+tpd_raw_connect(const char *url)
+{
+	static const uint8_t hello[8] = { 0, 'S', 'P', 0, 0x00, 0x30, 0, 0 }; /* REQ = 0x30 */
+	struct sockaddr_un sa;
+	uint8_t peer[8];
+	int fd;
+
+	CHECK(strncmp(url, "ipc://", 6) == 0 && strlen(url + 6) < sizeof(sa.sun_path));
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, url + 6);
+	CHECK((fd = socket(AF_UNIX, SOCK_STREAM, 0)) >= 0);
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(io_all(fd, (void *)hello, sizeof(hello), 1) == 0);
+	CHECK(io_all(fd, peer, sizeof(peer), 0) == 0);
+	CHECK(peer[1] == 'S' && peer[2] == 'P' && peer[5] == 0x31); /* REP */
+	return fd;
+}
+
+int
+tpd_raw_send(int fd, uint32_t id, const void *body, uint64_t len)
+{
+	uint8_t head[13];
+	uint64_t total = len + 4;
+
+	head[0] = 1;
+	for (int i = 0; i < 8; i++)
+		head[1 + i] = (uint8_t)(total >> (56 - 8 * i));
+	id |= 0x80000000u;
+	for (int i = 0; i < 4; i++)
+		head[9 + i] = (uint8_t)(id >> (24 - 8 * i));
+	if (io_all(fd, head, sizeof(head), 1) != 0)
+		return -1;
+	return io_all(fd, (void *)body, (size_t)len, 1);
+}
+
+int
+tpd_raw_recv(int fd, Touchpoint__V1__Reply **rep)
+{
+	uint8_t head[9], *body;
+	uint64_t len = 0;
+
+	*rep = NULL;
+	if (io_all(fd, head, sizeof(head), 0) != 0)
+		return -1;
+	for (int i = 0; i < 8; i++)
+		len = len << 8 | head[1 + i];
+	CHECK(len >= 4 && len < (1u << 26));
+	CHECK((body = malloc(len)) != NULL);
+	if (io_all(fd, body, (size_t)len, 0) != 0) {
+		free(body);
+		return -1;
+	}
+	*rep = touchpoint__v1__reply__unpack(NULL, len - 4, body + 4);
+	free(body);
+	CHECK(*rep != NULL);
+	return 0;
 }

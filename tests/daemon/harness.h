@@ -58,4 +58,15 @@ int tpd_call_raw(nng_socket s, const void *buf, size_t len, Touchpoint__V1__Repl
 /* Unpacks rep's payload with d; CHECKs that the status is OK. */
 void *tpd_payload(const Touchpoint__V1__Reply *rep, const ProtobufCMessageDescriptor *d);
 
+/*
+ * A raw SP-over-IPC REQ peer without NNG (its framing: the 8-byte SP header, then messages
+ * of a type byte, a 64-bit big-endian length and the body, whose first 4 bytes are the
+ * REQ request id). For clients that misbehave exactly: vanish mid-request, send too much.
+ */
+int tpd_raw_connect(const char *url);
+/* Sends body as one request; returns 0 or -1. */
+int tpd_raw_send(int fd, uint32_t id, const void *body, uint64_t len);
+/* Reads one reply into *rep; returns 0, or -1 on EOF or error (the daemon closed it). */
+int tpd_raw_recv(int fd, Touchpoint__V1__Reply **rep);
+
 #endif /* TPD_TEST_HARNESS_H */
