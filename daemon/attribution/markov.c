@@ -15,7 +15,15 @@
 #ifndef MK_DENSE_MAX
 #define MK_DENSE_MAX 48 /* SCCs up to this size are solved by Gaussian elimination */
 #endif
-#define MK_TOL        1e-15 /* Gauss–Seidel stops when the largest update is below this, relative */
+#define MK_TOL                                                                                       \
+	1e-14 /* Gauss–Seidel stops when the largest update (≈ residual) is below this, relative \
+	       */
+#ifndef MK_LANES
+#define MK_LANES 4 /* removals solved together in one pass over the graph (at most 8) */
+#endif
+#ifndef MK_OMEGA
+#define MK_OMEGA 1.1 /* over-relaxation of the Gauss–Seidel sweeps */
+#endif
 #define MK_MAX_SWEEPS 1000000 /* a safety net; only chains that almost never end get near it */
 #define MK_MAX_STATES (UINT32_MAX / 2)
 #define MK_NONE       UINT32_MAX
@@ -40,8 +48,9 @@ struct mk_chain {
 	size_t *rp;    /* forward CSR */
 	uint32_t *col; /* successor */
 	double *p;     /* its probability */
-	size_t *qp;    /* reverse CSR (structure only) */
+	size_t *qp;    /* reverse CSR */
 	uint32_t *qcol;
+	double *qpr;
 	double *r, *g; /* P(s -> conversion), value rate vsum/wout */
 	uint32_t *scc;
 	uint32_t start;
@@ -52,13 +61,14 @@ struct mk_chain {
 /* Work space of the solver. */
 struct mk_solver {
 	const struct mk_chain *c;
-	double *x, *z;   /* absorption into conversion, expected value */
-	uint64_t *bits;  /* states to solve */
-	uint32_t *grp;   /* one SCC's members */
-	int32_t *loc;    /* dense index in the current SCC, -1 elsewhere */
-	double *a, *b;   /* dense system */
-	uint32_t *mark;  /* per removal: epoch * 2 = ancestor, epoch * 2 + 1 = removed */
-	uint32_t *queue; /* ancestors found, for restoring afterwards */
+	double *v;      /* expected visits in the full chain */
+	double *lv;     /* per state, MK_LANES lanes of visits with one unit removed each */
+	uint8_t *lane;  /* bit j: the state holds lane j's unit */
+	uint64_t *bits; /* states to solve */
+	uint32_t *grp;  /* one SCC's members */
+	uint32_t *list; /* the states of the current removal, for restoring afterwards */
+	int32_t *loc;   /* dense index in the current SCC, -1 elsewhere */
+	double *a, *b;  /* dense system */
 };
 
 static void
@@ -391,6 +401,7 @@ mk_chain_free(struct mk_chain *c)
 	free(c->p);
 	free(c->qp);
 	free(c->qcol);
+	free(c->qpr);
 	free(c->r);
 	free(c->g);
 	free(c->scc);
@@ -426,14 +437,15 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 	c->p = malloc((ne ? ne : 1) * sizeof(*c->p));
 	c->qp = calloc(n + 1, sizeof(*c->qp));
 	c->qcol = malloc((ne ? ne : 1) * sizeof(*c->qcol));
+	c->qpr = malloc((ne ? ne : 1) * sizeof(*c->qpr));
 	c->r = malloc(n * sizeof(*c->r));
 	c->g = malloc(n * sizeof(*c->g));
 	c->scc = malloc(n * sizeof(*c->scc));
 	c->up = calloc((size_t)nunits + 1, sizeof(*c->up));
 	if (orp == NULL || ocol == NULL || ow == NULL || wout == NULL || order == NULL ||
 	    newid == NULL || oscc == NULL || c->rp == NULL || c->col == NULL || c->p == NULL ||
-	    c->qp == NULL || c->qcol == NULL || c->r == NULL || c->g == NULL || c->scc == NULL ||
-	    c->up == NULL)
+	    c->qp == NULL || c->qcol == NULL || c->qpr == NULL || c->r == NULL || c->g == NULL ||
+	    c->scc == NULL || c->up == NULL)
 		goto fail;
 
 	/* Original-numbering CSR by counting sort on the source state. */
@@ -488,8 +500,12 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 	for (i = 0; i < n; i++)
 		c->qp[i + 1] += c->qp[i];
 	for (i = 0; i < n; i++) {
-		for (e = c->rp[i]; e < c->rp[i + 1]; e++)
-			c->qcol[c->qp[c->col[e]]++] = (uint32_t)i;
+		for (e = c->rp[i]; e < c->rp[i + 1]; e++) {
+			size_t at = c->qp[c->col[e]]++;
+
+			c->qcol[at] = (uint32_t)i;
+			c->qpr[at] = c->p[e];
+		}
 	}
 	for (i = n; i > 0; i--)
 		c->qp[i] = c->qp[i - 1];
@@ -545,7 +561,7 @@ fail:
 	return rv;
 }
 
-/* Gaussian elimination with partial pivoting on the m x m system a with 2 right sides. */
+/* Gaussian elimination with partial pivoting on the m x m system a x = b (b gets x). */
 static void
 mk_dense(double *a, double *b, size_t m)
 {
@@ -564,12 +580,10 @@ mk_dense(double *a, double *b, size_t m)
 				a[k * m + j] = a[piv * m + j];
 				a[piv * m + j] = t;
 			}
-			for (j = 0; j < 2; j++) {
-				double t = b[k * 2 + j];
+			double t = b[k];
 
-				b[k * 2 + j] = b[piv * 2 + j];
-				b[piv * 2 + j] = t;
-			}
+			b[k] = b[piv];
+			b[piv] = t;
 		}
 		for (i = k + 1; i < m; i++) {
 			double f = a[i * m + k] / a[k * m + k];
@@ -578,60 +592,39 @@ mk_dense(double *a, double *b, size_t m)
 				continue;
 			for (j = k; j < m; j++)
 				a[i * m + j] -= f * a[k * m + j];
-			b[i * 2] -= f * b[k * 2];
-			b[i * 2 + 1] -= f * b[k * 2 + 1];
+			b[i] -= f * b[k];
 		}
 	}
 	for (k = m; k-- > 0;) {
-		for (j = k + 1; j < m; j++) {
-			b[k * 2] -= a[k * m + j] * b[j * 2];
-			b[k * 2 + 1] -= a[k * m + j] * b[j * 2 + 1];
-		}
-		b[k * 2] /= a[k * m + k];
-		b[k * 2 + 1] /= a[k * m + k];
+		for (j = k + 1; j < m; j++)
+			b[k] -= a[k * m + j] * b[j];
+		b[k] /= a[k * m + k];
 	}
 }
 
-/* One Gauss–Seidel update of state v; the changes of x and z go to d[0], d[1]. */
-static void
-mk_update(struct mk_solver *s, uint32_t v, double *d)
+/*
+ * Over-relaxing the Gauss–Seidel sweeps by MK_OMEGA saves about a third of the sweeps on
+ * the big SCCs of path tables, but SOR is not guaranteed to converge on a non-symmetric
+ * system: as soon as an update grows instead of shrinking, the group falls back to plain
+ * Gauss–Seidel, which always converges on a substochastic chain.
+ */
+static double
+mk_omega(double om, double maxd, double prevd)
 {
-	const struct mk_chain *c = s->c;
-	double sx = c->r[v], sz = c->g[v], diag = 0;
-	size_t e;
-
-	for (e = c->rp[v]; e < c->rp[v + 1]; e++) {
-		uint32_t t = c->col[e];
-
-		if (t == v) {
-			diag += c->p[e];
-			continue;
-		}
-		sx += c->p[e] * s->x[t];
-		sz += c->p[e] * s->z[t];
-	}
-	if (diag > 0) {
-		sx /= 1 - diag;
-		sz /= 1 - diag;
-	}
-	d[0] = fabs(sx - s->x[v]);
-	d[1] = fabs(sz - s->z[v]);
-	s->x[v] = sx;
-	s->z[v] = sz;
+	return om > 1 && prevd > 0 && maxd > prevd ? 1.0 : om;
 }
 
-/* Solve x = Qx + r and z = Qz + g on the states of one SCC (grp[0..m-1]). */
+/*
+ * Expected visits of one SCC's states (grp[0..m-1]) in the full chain: v = e_start + Qᵀv.
+ * There are no self-loops (identical consecutive states were merged).
+ */
 static int
-mk_solve_group(struct mk_solver *s, size_t m)
+mk_full_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
 	size_t i, j, e, sweep;
-	double d[2];
+	double om = MK_OMEGA, prevd = 0;
 
-	if (m == 1) {
-		mk_update(s, s->grp[0], d);
-		return TP_OK;
-	}
 	if (m <= MK_DENSE_MAX) {
 		for (i = 0; i < m; i++)
 			s->loc[s->grp[i]] = (int32_t)i;
@@ -640,129 +633,172 @@ mk_solve_group(struct mk_solver *s, size_t m)
 
 			for (j = 0; j < m; j++)
 				s->a[i * m + j] = i == j;
-			s->b[i * 2] = c->r[v];
-			s->b[i * 2 + 1] = c->g[v];
-			for (e = c->rp[v]; e < c->rp[v + 1]; e++) {
-				uint32_t t = c->col[e];
+			s->b[i] = v == c->start;
+			for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+				uint32_t u = c->qcol[e];
 
-				if (s->loc[t] >= 0) {
-					s->a[i * m + (size_t)s->loc[t]] -= c->p[e];
-				} else {
-					s->b[i * 2] += c->p[e] * s->x[t];
-					s->b[i * 2 + 1] += c->p[e] * s->z[t];
-				}
+				if (s->loc[u] >= 0)
+					s->a[i * m + (size_t)s->loc[u]] -= c->qpr[e];
+				else
+					s->b[i] += c->qpr[e] * s->v[u];
 			}
 		}
 		mk_dense(s->a, s->b, m);
 		for (i = 0; i < m; i++) {
-			s->x[s->grp[i]] = s->b[i * 2];
-			s->z[s->grp[i]] = s->b[i * 2 + 1];
+			s->v[s->grp[i]] = s->b[i];
 			s->loc[s->grp[i]] = -1;
 		}
 		return TP_OK;
 	}
 	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
-		double dx = 0, dz = 0, mx = 0, mz = 0;
+		double maxd = 0, maxv = 0;
 
 		for (i = 0; i < m; i++) {
 			uint32_t v = s->grp[i];
+			double sum = v == c->start, d;
 
-			mk_update(s, v, d);
-			dx = d[0] > dx ? d[0] : dx;
-			dz = d[1] > dz ? d[1] : dz;
-			mx = s->x[v] > mx ? s->x[v] : mx;
-			mz = s->z[v] > mz ? s->z[v] : mz;
+			for (e = c->qp[v]; e < c->qp[v + 1]; e++)
+				sum += c->qpr[e] * s->v[c->qcol[e]];
+			sum = s->v[v] + om * (sum - s->v[v]);
+			d = fabs(sum - s->v[v]);
+			s->v[v] = sum;
+			maxd = d > maxd ? d : maxd;
+			maxv = sum > maxv ? sum : maxv;
 		}
-		if (dx <= MK_TOL * mx && dz <= MK_TOL * mz)
+		if (maxd <= MK_TOL * maxv)
 			return TP_OK;
+		om = mk_omega(om, maxd, prevd);
+		prevd = maxd;
 	}
 	return TP_INTERNAL;
 }
 
-/* Solve every state flagged in bits, SCC by SCC, sinks first; clears the flags. */
+/*
+ * The same for MK_LANES removals at once, sharing each pass over the graph: lane j of
+ * state s is forced to 0 where s holds lane j's unit (its incoming traffic goes to null).
+ */
 static int
-mk_solve(struct mk_solver *s)
+mk_lane_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
-	size_t w, nw = (c->n + 63) / 64, m = 0;
+	size_t i, e, sweep, maxsweep = m == 1 ? 1 : MK_MAX_SWEEPS;
+	double om = m == 1 ? 1.0 : MK_OMEGA, prevd = 0;
+	int j;
+
+	for (sweep = 0; sweep < maxsweep; sweep++) {
+		double maxd = 0, maxv = 0;
+
+		for (i = 0; i < m; i++) {
+			uint32_t v = s->grp[i];
+			double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * MK_LANES;
+
+			for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+				const double *src = s->lv + (size_t)c->qcol[e] * MK_LANES;
+				double p = c->qpr[e];
+
+				for (j = 0; j < MK_LANES; j++)
+					acc[j] += p * src[j];
+			}
+			for (j = 0; j < MK_LANES; j++) {
+				double nv =
+				    (s->lane[v] >> j & 1) ? 0 : lv[j] + om * (acc[j] - lv[j]);
+				double d = fabs(nv - lv[j]);
+
+				lv[j] = nv;
+				maxd = d > maxd ? d : maxd;
+				maxv = nv > maxv ? nv : maxv;
+			}
+		}
+		if (maxd <= MK_TOL * maxv)
+			return TP_OK;
+		om = mk_omega(om, maxd, prevd);
+		prevd = maxd;
+	}
+	return m == 1 ? TP_OK : TP_INTERNAL;
+}
+
+/* Solve the states flagged in bits, SCC by SCC, sources first; clears the flags. */
+static int
+mk_solve(struct mk_solver *s, int lanes)
+{
+	const struct mk_chain *c = s->c;
+	size_t w, m = 0;
 	int rv;
 
-	for (w = 0; w < nw; w++) {
+	for (w = (c->n + 63) / 64; w-- > 0;) {
 		uint64_t bits = s->bits[w];
 
 		s->bits[w] = 0;
 		while (bits != 0) {
-			uint32_t v = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(bits));
+			int hi = 63 - __builtin_clzll(bits);
+			uint32_t v = (uint32_t)(w * 64 + (size_t)hi);
 
-			bits &= bits - 1;
+			bits &= ~((uint64_t)1 << hi);
 			if (m > 0 && c->scc[v] != c->scc[s->grp[0]]) {
-				if ((rv = mk_solve_group(s, m)) != TP_OK)
+				rv = lanes ? mk_lane_group(s, m) : mk_full_group(s, m);
+				if (rv != TP_OK)
 					return rv;
 				m = 0;
 			}
 			s->grp[m++] = v;
 		}
 	}
-	if (m > 0 && (rv = mk_solve_group(s, m)) != TP_OK)
-		return rv;
+	if (m > 0) {
+		rv = lanes ? mk_lane_group(s, m) : mk_full_group(s, m);
+		if (rv != TP_OK)
+			return rv;
+	}
 	return TP_OK;
 }
 
 /*
- * Removing unit u: its states go to (null), so they read 0, and only their ancestors
- * change. Leaves P₋u(conv) in *pconv and the expected value Σ q₋u,s·m_s in *pval, then
- * restores x and z from the full solution.
+ * Remove units u[0..nu-1] (nu <= MK_LANES), one per lane. Only the states holding one of
+ * them and their descendants see different visits, so only those are solved. Leaves in
+ * dconv[j] = P(conv) − P₋u(conv) and in dval[j] = Σ_s (q_s − q₋u,s)·m_s, then restores.
  */
 static int
-mk_remove(struct mk_solver *s, uint32_t u, uint32_t epoch, const double *xf, const double *zf,
-          double *pconv, double *pval)
+mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double *dval)
 {
 	const struct mk_chain *c = s->c;
-	uint32_t anc = epoch * 2, rem = epoch * 2 + 1;
 	size_t i, e, head = 0, tail = 0;
-	int rv;
+	int j, rv;
 
-	for (i = c->up[u]; i < c->up[u + 1]; i++) {
-		uint32_t v = c->ust[i];
+	for (j = 0; j < nu; j++) {
+		for (i = c->up[u[j]]; i < c->up[u[j] + 1]; i++) {
+			uint32_t v = c->ust[i];
 
-		s->mark[v] = rem;
-		s->x[v] = s->z[v] = 0;
-	}
-	for (i = c->up[u]; i < c->up[u + 1]; i++) {
-		uint32_t v = c->ust[i];
-
-		for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
-			uint32_t a = c->qcol[e];
-
-			if (s->mark[a] == anc || s->mark[a] == rem)
+			s->lane[v] |= (uint8_t)(1u << j);
+			if (s->bits[v / 64] >> (v % 64) & 1)
 				continue;
-			s->mark[a] = anc;
-			s->queue[tail++] = a;
+			s->bits[v / 64] |= (uint64_t)1 << (v % 64);
+			s->list[tail++] = v;
 		}
 	}
 	while (head < tail) {
-		uint32_t v = s->queue[head++];
+		uint32_t v = s->list[head++];
 
-		s->bits[v / 64] |= (uint64_t)1 << (v % 64);
-		for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
-			uint32_t a = c->qcol[e];
+		for (e = c->rp[v]; e < c->rp[v + 1]; e++) {
+			uint32_t t = c->col[e];
 
-			if (s->mark[a] == anc || s->mark[a] == rem)
+			if (s->bits[t / 64] >> (t % 64) & 1)
 				continue;
-			s->mark[a] = anc;
-			s->queue[tail++] = a;
+			s->bits[t / 64] |= (uint64_t)1 << (t % 64);
+			s->list[tail++] = t;
 		}
 	}
-	rv = mk_solve(s);
-	*pconv = s->x[c->start];
-	*pval = s->z[c->start];
+	rv = mk_solve(s, 1);
+	for (j = 0; j < MK_LANES; j++)
+		dconv[j] = dval[j] = 0;
 	for (i = 0; i < tail; i++) {
-		s->x[s->queue[i]] = xf[s->queue[i]];
-		s->z[s->queue[i]] = zf[s->queue[i]];
-	}
-	for (i = c->up[u]; i < c->up[u + 1]; i++) {
-		s->x[c->ust[i]] = xf[c->ust[i]];
-		s->z[c->ust[i]] = zf[c->ust[i]];
+		uint32_t v = s->list[i];
+		double *lv = s->lv + (size_t)v * MK_LANES;
+
+		for (j = 0; j < MK_LANES; j++) {
+			dconv[j] += (s->v[v] - lv[j]) * c->r[v];
+			dval[j] += (s->v[v] - lv[j]) * c->g[v];
+			lv[j] = s->v[v];
+		}
+		s->lane[v] = 0;
 	}
 	return rv;
 }
@@ -949,11 +985,10 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	struct mk_chain c;
 	struct mk_solver s;
 	size_t *orp = NULL, i;
-	uint32_t *ocol = NULL, u;
-	double *ow = NULL, *xf = NULL, *zf = NULL, *re = NULL, *vc = NULL;
-	double totconv = 0, totval = 0, pconv, pval, sre = 0, sv = 0;
-	uint32_t epoch = 0;
-	int rv;
+	uint32_t *ocol = NULL, u, batch[MK_LANES];
+	double *ow = NULL, *re = NULL, *vc = NULL, dconv[MK_LANES], dval[MK_LANES];
+	double totconv = 0, totval = 0, pconv = 0, sre = 0, sv = 0;
+	int rv, nb = 0, j;
 
 	memset(&b, 0, sizeof(b));
 	memset(&c, 0, sizeof(c));
@@ -977,48 +1012,51 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 
 	rv = TP_RESOURCE_EXHAUSTED;
 	s.c = &c;
-	s.x = calloc(c.n, sizeof(double));
-	s.z = calloc(c.n, sizeof(double));
+	s.v = calloc(c.n, sizeof(double));
+	s.lv = malloc(c.n * MK_LANES * sizeof(double));
+	s.lane = calloc(c.n, 1);
 	s.bits = calloc((c.n + 63) / 64, sizeof(uint64_t));
 	s.grp = malloc(c.n * sizeof(uint32_t));
+	s.list = malloc(c.n * sizeof(uint32_t));
 	s.loc = malloc(c.n * sizeof(int32_t));
 	s.a = malloc(MK_DENSE_MAX * MK_DENSE_MAX * sizeof(double));
-	s.b = malloc(MK_DENSE_MAX * 2 * sizeof(double));
-	s.mark = calloc(c.n, sizeof(uint32_t));
-	s.queue = malloc(c.n * sizeof(uint32_t));
-	xf = malloc(c.n * sizeof(double));
-	zf = malloc(c.n * sizeof(double));
+	s.b = malloc(MK_DENSE_MAX * sizeof(double));
 	re = calloc((size_t)t->nunits + 1, sizeof(double));
 	vc = calloc((size_t)t->nunits + 1, sizeof(double));
-	if (s.x == NULL || s.z == NULL || s.bits == NULL || s.grp == NULL || s.loc == NULL ||
-	    s.a == NULL || s.b == NULL || s.mark == NULL || s.queue == NULL || xf == NULL ||
-	    zf == NULL || re == NULL || vc == NULL)
+	if (s.v == NULL || s.lv == NULL || s.lane == NULL || s.bits == NULL || s.grp == NULL ||
+	    s.list == NULL || s.loc == NULL || s.a == NULL || s.b == NULL || re == NULL ||
+	    vc == NULL)
 		goto fail;
 	memset(s.loc, 0xff, c.n * sizeof(int32_t));
 
-	/* The full chain: every state. */
+	/* The full chain: expected visits of every state from (start). */
 	for (i = 0; i < c.n; i++)
 		s.bits[i / 64] |= (uint64_t)1 << (i % 64);
-	if ((rv = mk_solve(&s)) != TP_OK)
+	if ((rv = mk_solve(&s, 0)) != TP_OK)
 		goto fail_conv;
-	memcpy(xf, s.x, c.n * sizeof(double));
-	memcpy(zf, s.z, c.n * sizeof(double));
+	for (i = 0; i < c.n; i++) {
+		pconv += s.v[i] * c.r[i];
+		for (j = 0; j < MK_LANES; j++)
+			s.lv[i * MK_LANES + (size_t)j] = s.v[i];
+	}
 
-	if (xf[c.start] > 0) {
-		for (u = 0; u < t->nunits; u++) {
-			if (c.up[u] == c.up[u + 1])
-				continue;
-			/* Epochs start at 1 so that the zeroed marks mean "untouched". */
-			rv = mk_remove(&s, u, ++epoch, xf, zf, &pconv, &pval);
-			if (rv != TP_OK)
-				goto fail_conv;
-			re[u] = 1 - pconv / xf[c.start];
-			re[u] = re[u] < 0 ? 0 : re[u] > 1 ? 1 : re[u];
-			vc[u] = zf[c.start] - pval;
-			vc[u] = vc[u] < 0 ? 0 : vc[u];
-			sre += re[u];
-			sv += vc[u];
+	/* RE_u = (P − P₋u)/P; V_u = Σ_s (q_s − q₋u,s)·m_s with q_s·m_s = visits_s·vsum_s/wout_s. */
+	for (u = 0; pconv > 0 && u <= t->nunits; u++) {
+		if (u < t->nunits && c.up[u] < c.up[u + 1])
+			batch[nb++] = u;
+		if (nb < MK_LANES && (u < t->nunits || nb == 0))
+			continue;
+		if ((rv = mk_remove(&s, batch, nb, dconv, dval)) != TP_OK)
+			goto fail_conv;
+		for (j = 0; j < nb; j++) {
+			double r = dconv[j] / pconv;
+
+			re[batch[j]] = r < 0 ? 0 : r > 1 ? 1 : r;
+			vc[batch[j]] = dval[j] < 0 ? 0 : dval[j];
+			sre += re[batch[j]];
+			sv += vc[batch[j]];
 		}
+		nb = 0;
 	}
 	for (u = 0; u < t->nunits; u++) {
 		out->conversions[u] = sre > 0 ? re[u] / sre * totconv : 0;
@@ -1042,17 +1080,15 @@ fail:
 	free(orp);
 	free(ocol);
 	free(ow);
-	free(s.x);
-	free(s.z);
+	free(s.v);
+	free(s.lv);
+	free(s.lane);
 	free(s.bits);
 	free(s.grp);
+	free(s.list);
 	free(s.loc);
 	free(s.a);
 	free(s.b);
-	free(s.mark);
-	free(s.queue);
-	free(xf);
-	free(zf);
 	free(re);
 	free(vc);
 	return rv;
