@@ -6,6 +6,7 @@
 #include "rpc.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -44,6 +45,79 @@ struct rpc_handler {
 	char name[RPC_NAME_MAX]; /* "/touchpoint.v1.Ingest/Send", for metrics and logs */
 };
 
+/*
+ * A bump allocator per context for unpacking: a batch decodes into thousands of small
+ * strings and messages, all freed together when the reply is sent. The first block is
+ * kept for the next request.
+ */
+struct rpc_block {
+	struct rpc_block *next;
+	size_t size, used;
+	max_align_t data[];
+};
+
+struct rpc_arena {
+	struct rpc_block *head;
+	size_t blocks;
+};
+
+#define RPC_ARENA_FIRST ((size_t)64 << 10)
+
+static void *
+rpc_arena_alloc(void *arg, size_t size)
+{
+	struct rpc_arena *a = arg;
+	struct rpc_block *b = a->head;
+	size_t need = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+
+	if (need < size)
+		return NULL;
+	if (b == NULL || b->size - b->used < need) {
+		/* Blocks double, so a large batch costs a handful of mallocs. */
+		size_t bs = a->blocks < 12 ? RPC_ARENA_FIRST << a->blocks : RPC_ARENA_FIRST << 12;
+
+		if (bs < need)
+			bs = need;
+		if ((b = malloc(sizeof(*b) + bs)) == NULL)
+			return NULL;
+		b->size = bs;
+		b->used = 0;
+		b->next = a->head;
+		a->head = b;
+		a->blocks++;
+	}
+	b->used += need;
+	return (char *)b->data + b->used - need;
+}
+
+static void
+rpc_arena_free(void *arg, void *p)
+{
+	(void)arg;
+	(void)p; /* everything goes at once in rpc_arena_reset() */
+}
+
+/* Frees every block but the first (oldest) one, which is kept empty for reuse. */
+static void
+rpc_arena_reset(struct rpc_arena *a, int keep)
+{
+	struct rpc_block *b = a->head, *next;
+
+	while (b != NULL) {
+		next = b->next;
+		if (next == NULL && keep) {
+			b->used = 0;
+			a->head = b;
+			a->blocks = 1;
+			return;
+		}
+		free(b);
+		b = next;
+	}
+	a->head = NULL;
+	a->blocks = 0;
+}
+
 enum rpc_state {
 	RPC_RECV,
 	RPC_SEND,
@@ -56,7 +130,9 @@ struct rpc_call {
 	enum rpc_state state;
 	Touchpoint__V1__Envelope *env;
 	ProtobufCMessage *req;
-	const char *method; /* handler name or "unknown" */
+	struct rpc_arena arena;
+	ProtobufCAllocator alloc; /* over arena */
+	const char *method;       /* handler name or "unknown" */
 	uint64_t request_id;
 	int64_t start_us;
 	int64_t deadline_us;
@@ -124,10 +200,8 @@ rpc_release(struct rpc_call *c)
 static void
 rpc_call_clear(struct rpc_call *c)
 {
-	if (c->req != NULL)
-		protobuf_c_message_free_unpacked(c->req, NULL);
-	if (c->env != NULL)
-		touchpoint__v1__envelope__free_unpacked(c->env, NULL);
+	/* Both were unpacked into the arena. */
+	rpc_arena_reset(&c->arena, 1);
 	c->req = NULL;
 	c->env = NULL;
 }
@@ -304,7 +378,7 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 	c->deadline_us = 0;
 	c->request_id = 0;
 	c->method = "unknown";
-	c->env = touchpoint__v1__envelope__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	c->env = touchpoint__v1__envelope__unpack(&c->alloc, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
 	if (c->env == NULL) {
 		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "envelope: cannot parse");
@@ -325,8 +399,8 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 		rpc_finish(c, TP_UNIMPLEMENTED, NULL, "method %s is not implemented", name);
 		return;
 	}
-	c->req =
-	    protobuf_c_message_unpack(md->input, NULL, c->env->payload.len, c->env->payload.data);
+	c->req = protobuf_c_message_unpack(md->input, &c->alloc, c->env->payload.len,
+	                                   c->env->payload.data);
 	if (c->req == NULL) {
 		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
 		           md->input->name);
@@ -413,6 +487,9 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 
 		c->srv = r;
 		c->method = "unknown";
+		c->alloc.alloc = rpc_arena_alloc;
+		c->alloc.free = rpc_arena_free;
+		c->alloc.allocator_data = &c->arena;
 		if ((rv = nng_aio_alloc(&c->aio, rpc_cb, c)) != 0)
 			goto nngfail;
 		if ((rv = nng_ctx_open(&c->ctx, r->sock)) != 0) {
@@ -544,6 +621,7 @@ rpc_free(struct rpc_server *r)
 
 		nng_aio_stop(c->aio); /* runs a pending callback, which frees an unsent reply */
 		rpc_call_clear(c);
+		rpc_arena_reset(&c->arena, 0);
 		nng_aio_free(c->aio);
 	}
 	free(r->calls);

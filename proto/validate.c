@@ -33,7 +33,10 @@ vr_add(struct validate_report *r, int32_t index, const char *prefix, const char 
 		return;
 	v = &r->v[r->n++];
 	v->index = index;
-	if (field != NULL && field[0] != '\0')
+	/* Names are only formatted here, for a violation that is kept: never on the hot path. */
+	if (prefix == NULL)
+		snprintf(v->field, sizeof(v->field), "events[%d].%s", (int)index, field);
+	else if (field != NULL && field[0] != '\0')
 		snprintf(v->field, sizeof(v->field), "%s.%s", prefix, field);
 	else
 		snprintf(v->field, sizeof(v->field), "%s", prefix);
@@ -84,6 +87,14 @@ validate_utf8(const char *str, size_t len)
 		i += need + 1;
 	}
 	return 1;
+}
+
+static int
+string_ok(const char *s, size_t min, size_t max)
+{
+	size_t len = s != NULL ? strlen(s) : 0;
+
+	return len >= min && len <= max && validate_utf8(s, len);
 }
 
 /* Length bounds and UTF-8 of one string; returns the number of violations. */
@@ -159,10 +170,9 @@ valid_day(const char *s)
 size_t
 validate_event(const Touchpoint__V1__Event *e, int32_t index, struct validate_report *r)
 {
-	char p[48];
+	const char *p = NULL; /* "events[index]" */
 	size_t bad = 0;
 
-	snprintf(p, sizeof(p), "events[%d]", (int)index);
 	bad += check_string(r, index, p, "event_id", e->event_id, 1, 128);
 	bad += check_string(r, index, p, "customer_id", e->customer_id,
 	                    e->kind_case == TOUCHPOINT__V1__EVENT__KIND_SPEND ? 0 : 1, 256);
@@ -211,10 +221,14 @@ validate_event(const Touchpoint__V1__Event *e, int32_t index, struct validate_re
 		for (size_t i = 0; i < id->n_traits; i++) {
 			const Touchpoint__V1__Trait *t = id->traits[i];
 
-			snprintf(f, sizeof(f), "identify.traits[%zu].key", i);
-			bad += check_string(r, index, p, f, t->key, 1, 64);
-			snprintf(f, sizeof(f), "identify.traits[%zu].value", i);
-			bad += check_string(r, index, p, f, t->value, 0, 256);
+			if (!string_ok(t->key, 1, 64)) {
+				snprintf(f, sizeof(f), "identify.traits[%zu].key", i);
+				bad += check_string(r, index, p, f, t->key, 1, 64);
+			}
+			if (!string_ok(t->value, 0, 256)) {
+				snprintf(f, sizeof(f), "identify.traits[%zu].value", i);
+				bad += check_string(r, index, p, f, t->value, 0, 256);
+			}
 			for (size_t j = 0; j < i; j++)
 				if (strcmp(id->traits[j]->key, t->key) == 0) {
 					snprintf(f, sizeof(f), "identify.traits[%zu].key", i);
@@ -274,9 +288,45 @@ wire_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 	return -1;
 }
 
+/* Where the walker is: formatted into a name only for a violation. */
+struct wire_path {
+	const struct wire_path *up;
+	const char *name;
+	long idx; /* -1: not repeated */
+};
+
+static size_t
+wire_path_format(const struct wire_path *p, char *buf, size_t len)
+{
+	size_t off = 0;
+	int n;
+
+	if (p->up != NULL)
+		off = wire_path_format(p->up, buf, len);
+	if (off >= len)
+		return off;
+	if (p->idx >= 0)
+		n = snprintf(buf + off, len - off, "%s%s[%ld]", p->up != NULL ? "." : "", p->name,
+		             p->idx);
+	else
+		n = snprintf(buf + off, len - off, "%s%s", p->up != NULL ? "." : "", p->name);
+	return n < 0 ? off : off + (size_t)n;
+}
+
+static void
+wire_violation(struct validate_report *r, int32_t index, const struct wire_path *p,
+               const char *reason)
+{
+	char path[96] = "";
+
+	if (r->n < r->cap)
+		wire_path_format(p, path, sizeof(path));
+	vr_add(r, index, path, NULL, "%s", reason);
+}
+
 static size_t
 wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, int32_t index,
-          const char *prefix, struct validate_report *r, unsigned depth)
+          const struct wire_path *at, struct validate_report *r, unsigned depth)
 {
 	uint32_t seen[64] = { 0 }; /* occurrences per field, for "traits[2]" */
 	size_t pos = 0, found = 0;
@@ -284,7 +334,6 @@ wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, i
 	while (pos < len) {
 		uint64_t key, n;
 		const ProtobufCFieldDescriptor *f;
-		char path[96];
 
 		if (wire_varint(buf, len, &pos, &key) != 0)
 			goto malformed;
@@ -316,27 +365,26 @@ wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, i
 		if (f != NULL) {
 			size_t fi = (size_t)(f - d->fields);
 			uint32_t k = fi < 64 ? seen[fi]++ : 0;
+			struct wire_path here = { at, f->name,
+				                  f->label == PROTOBUF_C_LABEL_REPEATED ? (long)k
+				                                                        : -1 };
 
-			if (f->label == PROTOBUF_C_LABEL_REPEATED)
-				snprintf(path, sizeof(path), "%s.%s[%u]", prefix, f->name, k);
-			else
-				snprintf(path, sizeof(path), "%s.%s", prefix, f->name);
 			if (f->type == PROTOBUF_C_TYPE_STRING) {
 				if (memchr(buf + pos, 0, (size_t)n) != NULL) {
-					vr_add(r, index, path, NULL, "contains a NUL byte");
+					wire_violation(r, index, &here, "contains a NUL byte");
 					found++;
 				}
 			} else if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
 			           depth < VALIDATE_MAX_DEPTH) {
-				found += wire_walk(f->descriptor, buf + pos, (size_t)n, index, path,
-				                   r, depth + 1);
+				found += wire_walk(f->descriptor, buf + pos, (size_t)n, index,
+				                   &here, r, depth + 1);
 			}
 		}
 		pos += (size_t)n;
 	}
 	return found;
 malformed:
-	vr_add(r, index, prefix, NULL, "is not a valid protobuf encoding");
+	wire_violation(r, index, at, "is not a valid protobuf encoding");
 	return found + 1;
 }
 
@@ -344,7 +392,9 @@ size_t
 validate_wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
                       int32_t index, const char *prefix, struct validate_report *r)
 {
-	return wire_walk(d, buf, len, index, prefix, r, 0);
+	struct wire_path root = { NULL, prefix, -1 };
+
+	return wire_walk(d, buf, len, index, &root, r, 0);
 }
 
 size_t
@@ -352,7 +402,6 @@ validate_send_request(const Touchpoint__V1__SendRequest *req, const uint8_t *wir
                       struct validate_report *r)
 {
 	size_t k = 0, pos = 0;
-	char prefix[32];
 
 	/* The events of a SendRequest are its field 1, in order: event k is events[k]. */
 	while (wire != NULL && pos < len && k < req->n_events) {
@@ -377,10 +426,11 @@ validate_send_request(const Touchpoint__V1__SendRequest *req, const uint8_t *wir
 		if ((key & 7) != 2 || wire_varint(wire, len, &pos, &n) != 0 || n > len - pos)
 			break;
 		if (key >> 3 == 1) {
-			snprintf(prefix, sizeof(prefix), "events[%zu]", k);
+			struct wire_path at = { NULL, "events", (long)k };
+
 			validate_event(req->events[k], (int32_t)k, r);
-			validate_wire_strings(&touchpoint__v1__event__descriptor, wire + pos,
-			                      (size_t)n, (int32_t)k, prefix, r);
+			wire_walk(&touchpoint__v1__event__descriptor, wire + pos, (size_t)n,
+			          (int32_t)k, &at, r, 0);
 			if (r->total != before)
 				r->bad_events++;
 			k++;
