@@ -15,9 +15,8 @@
 #ifndef MK_DENSE_MAX
 #define MK_DENSE_MAX 48 /* SCCs up to this size are solved by Gaussian elimination */
 #endif
-#define MK_TOL                                                                                       \
-	1e-14 /* Gauss–Seidel stops when the largest update (≈ residual) is below this, relative \
-	       */
+/* Gauss–Seidel stops when the largest update (about the residual) is below this, relative. */
+#define MK_TOL 1e-14
 #ifndef MK_LANES
 #define MK_LANES 4 /* removals solved together in one pass over the graph (at most 8) */
 #endif
