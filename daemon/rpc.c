@@ -214,9 +214,22 @@ rpc_reply(struct rpc_call *c, int code, const char *message,
 	Touchpoint__V1__Reply rep = TOUCHPOINT__V1__REPLY__INIT;
 	Touchpoint__V1__Status st = TOUCHPOINT__V1__STATUS__INIT;
 	nng_msg *m = NULL;
+	char toobig[160];
 	size_t len;
 	int rv;
 
+	/* Clients cap what they receive at the same size: a bigger reply would never arrive. */
+	if (code == TP_OK && resp != NULL &&
+	    (len = protobuf_c_message_get_packed_size(resp)) > c->srv->max_message_bytes - 64) {
+		snprintf(
+		    toobig, sizeof(toobig),
+		    "the response is %zu bytes, over max_message_bytes (%zu): narrow the query",
+		    len, c->srv->max_message_bytes);
+		log_warn("rpc: response too large: method=%s bytes=%zu", c->method, len);
+		code = TP_RESOURCE_EXHAUSTED;
+		message = toobig;
+		resp = NULL;
+	}
 	st.code = code;
 	st.message = (char *)(message != NULL ? message : "");
 	st.details = (Touchpoint__V1__FieldViolation **)details;
@@ -450,7 +463,8 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 	int rv;
 
 	*rp = NULL;
-	if (o->contexts == 0 || o->nurls == 0 || o->nurls > RPC_MAX_LISTENERS) {
+	if (o->contexts == 0 || o->nurls == 0 || o->nurls > RPC_MAX_LISTENERS ||
+	    o->max_message_bytes < 1024) {
 		rpc_err(errbuf, errlen, "rpc: bad options (contexts %u, listeners %zu)",
 		        o->contexts, o->nurls);
 		return TP_INVALID_ARGUMENT;

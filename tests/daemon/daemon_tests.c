@@ -522,6 +522,33 @@ test_errors(void)
 	}
 	/* Still serving, and the vanished clients' event (one id) is there at most once. */
 	CHECK(stored_events(s) <= 1);
+
+	/* A journey bigger than max_message_bytes: RESOURCE_EXHAUSTED, not a lost reply. */
+	{
+		static char ids[400][16];
+		char campaign[121];
+		Touchpoint__V1__GetJourneyRequest jr = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
+		Touchpoint__V1__SendResponse *sr;
+
+		memset(campaign, 'c', 120);
+		campaign[120] = '\0';
+		for (int b = 0; b < 40; b++) {
+			for (int i = 0; i < 10; i++) {
+				snprintf(ids[b * 10 + i], sizeof(ids[0]), "big-%d", b * 10 + i);
+				evs[i] = ev_touch(ids[b * 10 + i], "frank", (b * 10 + i) * 1000,
+				                  "search", campaign);
+			}
+			sr = send_ok(s, evs, 10);
+			CHECK(sr->accepted == 10);
+			touchpoint__v1__send_response__free_unpacked(sr, NULL);
+			evs_free(evs, 10);
+		}
+		jr.customer_id = (char *)"frank";
+		CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+		CHECK(rep->status->code == 8);
+		CHECK(strstr(rep->status->message, "max_message_bytes") != NULL);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+	}
 	nng_close(s);
 	CHECK(tpd_stop(&d, SIGTERM) == 0);
 	tpd_cleanup(&d);

@@ -151,6 +151,8 @@ tpd_connect(const char *url, int recv_timeout_ms)
 
 	CHECK(nng_req0_open(&s) == 0);
 	CHECK(nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, recv_timeout_ms) == 0);
+	/* A REQ send blocks while no daemon is there: bound it too (SIGTERM test). */
+	CHECK(nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, recv_timeout_ms) == 0);
 	CHECK(nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 20) == 0);
 	CHECK(nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, 200) == 0);
 	CHECK(nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0) == 0);
