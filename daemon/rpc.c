@@ -24,6 +24,7 @@
 #include "touchpoint/v1/attribution.pb-c.h"
 #include "touchpoint/v1/ingest.pb-c.h"
 #include "touchpoint/v1/query.pb-c.h"
+#include "validate.h"
 
 #define RPC_MAX_HANDLERS  16
 #define RPC_MAX_LISTENERS 16
@@ -418,6 +419,21 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
 		           md->input->name);
 		return;
+	}
+	/*
+	 * protobuf-c truncates a string at an embedded NUL: a customer_id or a path would be
+	 * silently shortened. Send names every violation itself (ingest.c); the rest here.
+	 */
+	if (md->input != &touchpoint__v1__send_request__descriptor) {
+		struct validate_violation v;
+		struct validate_report vr;
+
+		validate_report_init(&vr, &v, 1);
+		if (validate_wire_strings(md->input, c->env->payload.data, c->env->payload.len, -1,
+		                          "request", &vr) > 0) {
+			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "%s %s", v.field, v.reason);
+			return;
+		}
 	}
 	h->fn(h->arg, c);
 }

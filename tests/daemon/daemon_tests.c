@@ -297,6 +297,17 @@ test_journey(void)
 	CHECK(j->paths[1]->n_channels == 1 && strcmp(j->paths[1]->channels[0], "search") == 0);
 	touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
 
+	/* An id with an embedded NUL ("alice\0x") is not silently read as "alice". */
+	{
+		uint8_t buf[32] = { 0x0a, 7, 'a', 'l', 'i', 'c', 'e', 0, 'x' };
+
+		CHECK(tpd_call_payload(s, M_JOURNEY, buf, 9, CALL_TIMEOUT, &rep) == 0);
+		CHECK(rep->status->code == 3);
+		CHECK(strstr(rep->status->message, "request.customer_id contains a NUL byte") !=
+		      NULL);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+	}
+
 	/* Unknown customer: NOT_FOUND naming the id. */
 	jr.customer_id = (char *)"nobody";
 	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
@@ -620,6 +631,7 @@ importer_main(void *arg)
 		snprintf(custs[c], sizeof(custs[c]), "imp%d-c%d", im->id, c);
 	for (int b = 0; b < im->nbatches; b++) {
 		int sends = im->forced_dup_every > 0 && b % im->forced_dup_every == 0 ? 2 : 1;
+		time_t started = time(NULL);
 
 		for (int i = 0; i < IMP_BATCH; i++) {
 			snprintf(ids[i], 32, "imp%d-%d-%d", im->id, b, i);
@@ -652,6 +664,16 @@ importer_main(void *arg)
 						touchpoint__v1__reply__free_unpacked(rep, NULL);
 					evs_free(evs, IMP_BATCH);
 					goto out;
+				}
+				/* Retry, but a daemon that never acknowledges again fails the test.
+				 */
+				if (time(NULL) - started > 60) {
+					fprintf(stderr,
+					        "importer %d: batch %d never acknowledged: rv=%d "
+					        "code=%d\n",
+					        im->id, b, rv,
+					        rep != NULL ? rep->status->code : -1);
+					exit(1);
 				}
 				sleep_ms(20);
 			}
