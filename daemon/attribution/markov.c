@@ -1012,7 +1012,8 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	rv = TP_RESOURCE_EXHAUSTED;
 	s.c = &c;
 	s.v = calloc(c.n, sizeof(double));
-	s.lv = malloc(c.n * MK_LANES * sizeof(double));
+	/* One state's lanes share a cache line: a sweep is bound by these random reads. */
+	s.lv = aligned_alloc(64, (c.n * MK_LANES * sizeof(double) + 63) / 64 * 64);
 	s.lane = calloc(c.n, 1);
 	s.bits = calloc((c.n + 63) / 64, sizeof(uint64_t));
 	s.grp = malloc(c.n * sizeof(uint32_t));
