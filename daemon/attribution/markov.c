@@ -15,6 +15,9 @@
 #ifndef MK_DENSE_MAX
 #define MK_DENSE_MAX 48 /* SCCs up to this size are solved by Gaussian elimination */
 #endif
+#ifndef MK_INV_MAX
+#define MK_INV_MAX 1536 /* order 1 with up to this many states: one dense inverse */
+#endif
 /* Gauss–Seidel stops when the largest update (about the residual) is below this, relative. */
 #define MK_TOL 1e-14
 #ifndef MK_LANES
@@ -802,6 +805,86 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 	return rv;
 }
 
+/*
+ * Order 1, few states: every unit is one state s, and a trajectory that meets s does so
+ * first with probability f_s = G(start,s)/G(s,s), G = (I − Q)⁻¹, after which it behaves
+ * as if started at s. So P − P₋s = f_s·x_s and V_s = f_s·z_s with x = G·r and z = G·g: one
+ * Gauss–Jordan inverse (≈ n³ flops) instead of n iterative solves over a dense graph.
+ */
+static int
+mk_order1(const struct mk_chain *c, uint32_t nunits, double *re, double *vc)
+{
+	size_t n = c->n, w = 2 * n, i, j, k, e;
+	double *g = calloc(n * w, sizeof(double)), *x = calloc(n, sizeof(double));
+	double *z = calloc(n, sizeof(double)), p;
+	uint32_t u;
+
+	if (g == NULL || x == NULL || z == NULL) {
+		free(g);
+		free(x);
+		free(z);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	for (i = 0; i < n; i++) {
+		g[i * w + i] = 1;
+		g[i * w + n + i] = 1;
+		for (e = c->rp[i]; e < c->rp[i + 1]; e++)
+			g[i * w + c->col[e]] -= c->p[e];
+	}
+	for (k = 0; k < n; k++) {
+		size_t piv = k;
+		double d;
+
+		for (i = k + 1; i < n; i++) {
+			if (fabs(g[i * w + k]) > fabs(g[piv * w + k]))
+				piv = i;
+		}
+		if (piv != k) {
+			for (j = 0; j < w; j++) {
+				double t = g[k * w + j];
+
+				g[k * w + j] = g[piv * w + j];
+				g[piv * w + j] = t;
+			}
+		}
+		d = g[k * w + k];
+		for (j = k; j < w; j++)
+			g[k * w + j] /= d;
+		for (i = 0; i < n; i++) {
+			double f = g[i * w + k];
+
+			if (i == k || f == 0)
+				continue;
+			for (j = k; j < w; j++)
+				g[i * w + j] -= f * g[k * w + j];
+		}
+	}
+	/* G is now the right half. */
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < n; j++) {
+			x[i] += g[i * w + n + j] * c->r[j];
+			z[i] += g[i * w + n + j] * c->g[j];
+		}
+	}
+	p = x[c->start];
+	for (u = 0; p > 0 && u < nunits; u++) {
+		size_t st;
+		double f, r;
+
+		if (c->up[u] == c->up[u + 1])
+			continue;
+		st = c->ust[c->up[u]];
+		f = g[c->start * w + n + st] / g[st * w + n + st];
+		r = f * x[st] / p;
+		re[u] = r < 0 ? 0 : r > 1 ? 1 : r;
+		vc[u] = f * z[st] < 0 ? 0 : f * z[st];
+	}
+	free(g);
+	free(x);
+	free(z);
+	return TP_OK;
+}
+
 /* "a > b > c", or "(start)" for the empty state. */
 static char *
 mk_state_name(const struct attr_table *t, const uint32_t *u, uint32_t len)
@@ -1029,6 +1112,16 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		goto fail;
 	memset(s.loc, 0xff, c.n * sizeof(int32_t));
 
+	if (order == 1 && c.n <= MK_INV_MAX) {
+		if ((rv = mk_order1(&c, t->nunits, re, vc)) != TP_OK)
+			goto fail;
+		for (u = 0; u < t->nunits; u++) {
+			sre += re[u];
+			sv += vc[u];
+		}
+		goto credit;
+	}
+
 	/* The full chain: expected visits of every state from (start). */
 	for (i = 0; i < c.n; i++)
 		s.bits[i / 64] |= (uint64_t)1 << (i % 64);
@@ -1058,6 +1151,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		}
 		nb = 0;
 	}
+credit:
 	for (u = 0; u < t->nunits; u++) {
 		out->conversions[u] = sre > 0 ? re[u] / sre * totconv : 0;
 		out->value[u] = sv > 0 ? vc[u] / sv * totval : 0;
