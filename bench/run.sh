@@ -3,7 +3,7 @@
 # processes in temporary state directories; results as markdown on stdout, progress on stderr.
 #
 #   bench/run.sh [--full] [--build DIR] [--tmp DIR] [--preload N] [--events N]
-#                [--attr-sizes "N ..."] [--no-perf]
+#                [--attr-sizes "N ..."] [--map-size SIZE] [--no-perf]
 #
 # Default: a quick run (1 M preloaded events, 200 k per ingest run, attribute on 200 k and
 # 1 M). --full: 50 M preloaded, 2 M per ingest run, attribute on 1 M, 10 M and 50 M.
@@ -21,6 +21,9 @@ sender_events=200000
 single_events=2000
 perf_on=1
 step_timeout=1800
+# Map big enough that the store never grows during a run: growing it under load crashed
+# touchpointd (see docs/BENCHMARKS.md); sparse, so it costs no disk.
+map_size=64G
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
 	--events) events=$2; shift ;;
 	--attr-sizes) attr_sizes=$2; shift ;;
 	--no-perf) perf_on=0 ;;
+	--map-size) map_size=$2; shift ;;
 	-h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 64 ;;
 	esac
@@ -59,9 +63,15 @@ work=$(mktemp -d "$tmpbase/tpbench.XXXXXX")
 dpid=
 port=$((20000 + $$ % 20000))
 cleanup() {
+	local status=$?
 	if [ -n "$dpid" ] && kill -0 "$dpid" 2>/dev/null; then
 		kill -TERM "$dpid" 2>/dev/null || true
 		wait "$dpid" 2>/dev/null || true
+	fi
+	# Keep the daemon's log for a post-mortem when a step failed.
+	if [ "$status" != 0 ] && [ -s "$work/daemon.log" ]; then
+		cp "$work/daemon.log" "$tmpbase/tpbench-daemon.log"
+		echo "run.sh: failed ($status); touchpointd's log: $tmpbase/tpbench-daemon.log" >&2
 	fi
 	rm -rf "$work"
 }
@@ -86,6 +96,7 @@ start_daemon() { # state dir
 	cat >"$work/touchpointd.conf" <<EOF
 metrics = http://127.0.0.1:$port/metrics
 log_level = warning
+map_size = $map_size
 EOF
 	"$daemon" -d -f "$work/touchpointd.conf" --state-dir "$dir" \
 		--endpoint "ipc://$dir/t.sock" 2>>"$work/daemon.log" &
