@@ -1003,7 +1003,6 @@ mk_matrix(const struct attr_table *t, const struct mk_build *b, const size_t *or
 		if (b->wnull[i] > 0 &&
 		    (rv = mk_add_tr(mat, names[i], "(null)", b->wnull[i] / wo)) != TP_OK)
 			goto fail;
-		rv = TP_RESOURCE_EXHAUSTED;
 	}
 	rv = TP_OK;
 fail:
