@@ -437,12 +437,13 @@ out:
 	writer_stop(writer);
 	if (rpc != NULL && rpc_drain(rpc, 5000) != TP_OK)
 		log_warn("replies still unsent at exit");
-	rpc_free(rpc);
 	if (metrics_on)
 		metrics_stop();
+	/* Everything acknowledged is committed: close the store before the sockets. */
 	notify_status("stopping: closing the store");
 	if (store != NULL)
 		store_close(store);
+	rpc_free(rpc);
 	log_notice("touchpointd stopped: exit=%d", code);
 	return code;
 }

@@ -159,6 +159,7 @@ struct rpc_server {
 	unsigned inflight; /* calls between receive and the end of their reply's send */
 	uint64_t replies;
 	uint64_t replies_seen; /* by rpc_healthy() */
+	int closed;            /* rpc_closer() finished */
 };
 
 int64_t
@@ -637,22 +638,67 @@ rpc_healthy(struct rpc_server *r)
 	return ok;
 }
 
+/* Keeps a server whose close never finished reachable, for leak checkers, until exit. */
+static struct rpc_server *rpc_abandoned;
+
+static void *
+rpc_closer(void *arg)
+{
+	struct rpc_server *r = arg;
+
+	/* Contexts first, then the socket: the order of nng's demo servers. */
+	for (unsigned i = 0; i < r->ncalls; i++) {
+		nng_aio_stop(r->calls[i].aio); /* runs a pending callback: frees an unsent reply */
+		nng_ctx_close(r->calls[i].ctx);
+	}
+	if (r->sock_open)
+		nng_close(r->sock);
+	pthread_mutex_lock(&r->mu);
+	r->closed = 1;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
 void
 rpc_free(struct rpc_server *r)
 {
+	struct timespec ts;
+	pthread_t t;
+	int threaded, closed;
+
 	if (r == NULL)
 		return;
 	atomic_store(&r->stopping, 1);
 	atomic_store(&r->closing, 1);
-	if (r->sock_open)
-		nng_close(r->sock); /* ends every pending receive with NNG_ECLOSED */
+	/*
+	 * nng 1.5.2 can deadlock in nng_close (fixed upstream later). Nothing is left to
+	 * lose at this point, but shutting down must not hang: close on a helper thread and
+	 * give it a few seconds.
+	 */
+	threaded = pthread_create(&t, NULL, rpc_closer, r) == 0;
+	if (!threaded)
+		rpc_closer(r);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += 5;
+	pthread_mutex_lock(&r->mu);
+	while (!r->closed)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+			break;
+	closed = r->closed;
+	pthread_mutex_unlock(&r->mu);
+	if (!closed) {
+		log_warn("rpc: closing the NNG socket did not finish in 5 s; exiting without it");
+		pthread_detach(t);
+		rpc_abandoned = r;
+		return;
+	}
+	if (threaded)
+		pthread_join(t, NULL);
 	for (unsigned i = 0; i < r->ncalls; i++) {
-		struct rpc_call *c = &r->calls[i];
-
-		nng_aio_stop(c->aio); /* runs a pending callback, which frees an unsent reply */
-		rpc_call_clear(c);
-		rpc_arena_reset(&c->arena, 0);
-		nng_aio_free(c->aio);
+		rpc_call_clear(&r->calls[i]);
+		rpc_arena_reset(&r->calls[i].arena, 0);
+		nng_aio_free(r->calls[i].aio);
 	}
 	free(r->calls);
 	for (size_t i = 0; i < r->nurls; i++)
