@@ -956,6 +956,69 @@ test_deadline(void)
 	tpd_cleanup(&d);
 }
 
+struct one_send {
+	const char *url;
+	const char *id;
+	atomic_int code;
+};
+
+static void *
+one_send_main(void *arg)
+{
+	struct one_send *o = arg;
+	nng_socket s = tpd_connect(o->url, CALL_TIMEOUT);
+	Touchpoint__V1__Event *e = ev_touch(o->id, "gina", 1000, "search", NULL);
+	Touchpoint__V1__Reply *rep = send_batch(s, &e, 1);
+
+	atomic_store(&o->code, rep->status->code);
+	if (rep->status->code == 8)
+		CHECK(strcmp(rep->status->message, "ingest queue full, retry") == 0);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	ev_free(e);
+	nng_close(s);
+	return NULL;
+}
+
+/* A stalled writer (the test hook) with queue_depth = 1: the second batch is refused. */
+static void
+test_queue(void)
+{
+	struct tpd d;
+	struct one_send o[2];
+	pthread_t th[2];
+	char stall[400];
+	FILE *f;
+	nng_socket s;
+
+	tpd_init(&d, "queue_depth = 1\n");
+	snprintf(stall, sizeof(stall), "%s/stall", d.dir);
+	CHECK(setenv("TOUCHPOINTD_TEST_STALL_WRITER", stall, 1) == 0);
+	CHECK((f = fopen(stall, "w")) != NULL);
+	CHECK(fclose(f) == 0);
+	tpd_start(&d);
+	for (int i = 0; i < 2; i++) {
+		o[i].url = d.url;
+		o[i].id = i == 0 ? "q-1" : "q-2";
+		atomic_init(&o[i].code, -1);
+		CHECK(pthread_create(&th[i], NULL, one_send_main, &o[i]) == 0);
+	}
+	/* Whichever arrives second finds the queue full; it is answered at once. */
+	for (int waited = 0; atomic_load(&o[0].code) != 8 && atomic_load(&o[1].code) != 8;
+	     waited++) {
+		CHECK(waited < 3000);
+		sleep_ms(10);
+	}
+	CHECK(unlink(stall) == 0);
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_join(th[i], NULL) == 0);
+	CHECK((o[0].code == 0 && o[1].code == 8) || (o[0].code == 8 && o[1].code == 0));
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	CHECK(stored_events(s) == 1);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -967,7 +1030,7 @@ main(int argc, char **argv)
 		{ "duplicates", test_duplicates }, { "errors", test_errors },
 		{ "check", test_check },           { "sigterm", test_sigterm },
 		{ "crash", test_crash },           { "attribute", test_attribute },
-		{ "deadline", test_deadline },
+		{ "deadline", test_deadline },     { "queue", test_queue },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
