@@ -1,10 +1,14 @@
 /*
  * touchpoint import: CSV or NDJSON (optionally gzip'd) -> batches of tp_send, with
  * content-derived ids, retries, per-row rejections by line number and a summary.
+ * The calling thread reads and parses into a bounded pool of batches; -j sender threads
+ * send them concurrently on the shared (thread-safe) tp_client.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,9 +28,13 @@ extern char **environ;
 #define IMP_MAX_BATCH     100000
 #define IMP_MAX_ATTEMPTS  12  /* per batch, on retryable statuses */
 #define IMP_SHOWN_REJECTS 100 /* rejected rows printed; the rest are only counted */
+#define IMP_MAX_JOBS      64
+/* Events read ahead or in flight, at most (each row_event is ~2.3 KB). */
+#define IMP_MAX_BUFFERED 256000
 
 static const char import_help[] =
-    "Usage: touchpoint import [--input-format csv|ndjson] [--batch N] [--format F] FILE|-\n"
+    "Usage: touchpoint import [--input-format csv|ndjson] [--batch N] [--jobs N]\n"
+    "                         [--format F] FILE|-\n"
     "\n"
     "Bulk-ingests events. The format follows the file name (.csv, .ndjson or .jsonl,\n"
     "each optionally .gz); '-' (standard input) is CSV unless --input-format says\n"
@@ -36,14 +44,32 @@ static const char import_help[] =
     "value, currency, name, previous_id, day, amount, and traits as trait.KEY columns\n"
     "(NDJSON: \"traits\": {...}). A row without event_id gets an id derived from its\n"
     "content, so importing a file twice stores it once. Rejected rows are reported by\n"
-    "line; the rest of their batch is stored.\n"
+    "line, in line order, at the end; the rest of their batch is stored.\n"
     "  -i, --input-format F   csv or ndjson\n"
     "  -b, --batch N          events per request (default 1000, at most 100000)\n"
+    "  -j, --jobs N           batches in flight at once (default 4, 1..64)\n"
     "  --format F             summary as table (default), csv or json\n"
     "Exit status 0 when every row was stored (or was a duplicate), 65 when some were\n"
     "rejected.\n";
 
+/* One batch: rows own their strings; evs/pos are the rows still being sent. */
+struct imp_batch {
+	struct row_event *rows;
+	struct tp_event *evs;
+	size_t *pos; /* evs[i] is rows[pos[i]] */
+	size_t n;
+	unsigned long seq; /* order in the file, to pick the first fatal error */
+	struct imp_batch *next;
+};
+
+/* A rejected row's messages, "FILE:LINE: FIELD: REASON\n" each. */
+struct imp_shown {
+	unsigned long line;
+	char *text;
+};
+
 struct imp {
+	/* Reader state: the calling thread only. */
 	const char *name;
 	FILE *in;
 	pid_t gzip;
@@ -54,14 +80,32 @@ struct imp {
 	char *linebuf;
 	size_t linecap;
 	unsigned long line;
-	tp_client *c;
-	struct row_event *batch;
-	size_t n, max;
-	struct tp_event *evs;
-	size_t *pos; /* evs[i] is batch[pos[i]] */
-	unsigned long rows, accepted, duplicates, rejected, retries;
+	unsigned long rows;
+	struct imp_batch *cur; /* being filled */
+	unsigned long nextseq;
 	int tty;
 	off_t total;
+
+	tp_client *c;
+	size_t max; /* events per batch */
+	struct imp_batch *bufs;
+	size_t nbufs;
+
+	/* Shared with the senders, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t ready; /* a batch was queued, or eof/stop */
+	pthread_cond_t freed; /* a batch went back to the pool, or stop */
+	struct imp_batch *pool, *head, *tail;
+	int eof;  /* the reader queues nothing more */
+	int stop; /* a batch failed for good: read and send nothing more */
+	int fatal_rv;
+	unsigned long fatal_seq;
+	struct tp_result fatal_res; /* printed by the main thread at the end */
+	unsigned long accepted, duplicates, rejected, retries;
+	/* The IMP_SHOWN_REJECTS rejected rows with the lowest lines: a max-heap by line. */
+	struct imp_shown shown[IMP_SHOWN_REJECTS];
+	size_t nshown;
+	int oom; /* a rejection's message could not be kept */
 };
 
 static void
@@ -92,13 +136,98 @@ imp_progress(struct imp *m)
 	fflush(stderr);
 }
 
+/* Appends one formatted message to a malloc'd text; -1 when out of memory. */
+static int __attribute__((format(printf, 3, 4)))
+imp_text_add(char **text, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	char *nt;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (nt = realloc(*text, *len + (size_t)n + 1)) == NULL)
+		return -1;
+	*text = nt;
+	va_start(ap, fmt);
+	vsnprintf(nt + *len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	*len += (size_t)n;
+	return 0;
+}
+
+static void
+imp_heap_swap(struct imp_shown *a, struct imp_shown *b)
+{
+	struct imp_shown t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/*
+ * Counts a rejected row and keeps its messages (text, taken over) if its line is among
+ * the IMP_SHOWN_REJECTS lowest so far: rows finish out of order, the output must not.
+ * Call with mu held.
+ */
+static void
+imp_reject_locked(struct imp *m, unsigned long line, char *text)
+{
+	struct imp_shown *h = m->shown;
+	size_t i, c;
+
+	m->rejected++;
+	if (text == NULL) {
+		m->oom = 1;
+		return;
+	}
+	if (m->nshown < IMP_SHOWN_REJECTS) {
+		i = m->nshown++;
+		h[i] = (struct imp_shown){ line, text };
+		while (i > 0 && h[(i - 1) / 2].line < h[i].line) {
+			imp_heap_swap(&h[(i - 1) / 2], &h[i]);
+			i = (i - 1) / 2;
+		}
+		return;
+	}
+	if (line >= h[0].line) {
+		free(text);
+		return;
+	}
+	free(h[0].text);
+	h[0] = (struct imp_shown){ line, text };
+	for (i = 0; (c = 2 * i + 1) < m->nshown; i = c) {
+		if (c + 1 < m->nshown && h[c + 1].line > h[c].line)
+			c++;
+		if (h[c].line <= h[i].line)
+			break;
+		imp_heap_swap(&h[c], &h[i]);
+	}
+}
+
+/* A row the reader could not turn into an event. */
 static void
 imp_reject(struct imp *m, unsigned long line, const char *field, const char *reason)
 {
-	if (m->rejected < IMP_SHOWN_REJECTS) {
-		imp_clear_progress(m);
-		fprintf(stderr, "%s:%lu: %s: %s\n", m->name, line, field, reason);
+	char *text = NULL;
+	size_t len = 0;
+
+	if (imp_text_add(&text, &len, "%s:%lu: %s: %s\n", m->name, line, field, reason) != 0) {
+		free(text);
+		text = NULL;
 	}
+	pthread_mutex_lock(&m->mu);
+	imp_reject_locked(m, line, text);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int
+imp_shown_cmp(const void *a, const void *b)
+{
+	const struct imp_shown *x = a, *y = b;
+
+	return x->line < y->line ? -1 : x->line > y->line;
 }
 
 /* Strips "events[N]." from a violation's field: the line number says which event. */
@@ -112,99 +241,230 @@ imp_field(const char *f)
 	return f;
 }
 
-/* Sends the batch until stored; rows named by violations are rejected, the rest resent. */
+/* Keeps the first (in file order) batch that failed for good; stops everything. */
+static void
+imp_fail(struct imp *m, const struct imp_batch *b, int status, struct tp_result *res)
+{
+	pthread_mutex_lock(&m->mu);
+	if (!m->stop || b->seq < m->fatal_seq) {
+		tp_result_free(&m->fatal_res);
+		m->fatal_res = *res;
+		m->fatal_rv = cli_exit_code(status);
+		m->fatal_seq = b->seq;
+		*res = (struct tp_result){ 0 };
+	}
+	m->stop = 1;
+	pthread_cond_broadcast(&m->ready);
+	pthread_cond_broadcast(&m->freed);
+	pthread_mutex_unlock(&m->mu);
+	tp_result_free(res);
+}
+
 static int
-imp_flush(struct imp *m)
+imp_stopped(struct imp *m)
+{
+	int stop;
+
+	pthread_mutex_lock(&m->mu);
+	stop = m->stop;
+	pthread_mutex_unlock(&m->mu);
+	return stop;
+}
+
+/* Rejects the rows the violations name (each once, with all its violations). */
+static void
+imp_reject_named(struct imp *m, struct imp_batch *b, const struct tp_result *res)
+{
+	size_t i, j, len;
+	char *text;
+
+	for (i = 0; i < res->nviolations; i++) {
+		size_t idx = (size_t)res->violations[i].index;
+		unsigned long line = b->rows[b->pos[idx]].line;
+
+		for (j = 0; j < i; j++)
+			if (res->violations[j].index == res->violations[i].index)
+				break;
+		if (j < i)
+			continue; /* the row's first violation gathered them all */
+		text = NULL;
+		len = 0;
+		for (j = i; j < res->nviolations; j++) {
+			if (res->violations[j].index != res->violations[i].index)
+				continue;
+			if (imp_text_add(&text, &len, "%s:%lu: %s: %s\n", m->name, line,
+			                 imp_field(res->violations[j].field),
+			                 res->violations[j].reason) != 0) {
+				free(text);
+				text = NULL;
+				break;
+			}
+		}
+		pthread_mutex_lock(&m->mu);
+		imp_reject_locked(m, line, text);
+		pthread_mutex_unlock(&m->mu);
+	}
+}
+
+/* Sends the batch until stored; rows named by violations are rejected, the rest resent. */
+static void
+imp_send(struct imp *m, struct imp_batch *b)
 {
 	struct tp_result res;
 	unsigned backoff = 100;
 	size_t k, i, j, good;
 	int status, attempts = 0;
 
-	if (m->n == 0)
-		return EX_OK;
-	for (k = 0; k < m->n; k++) {
-		m->evs[k] = m->batch[k].ev;
-		m->pos[k] = k;
+	for (k = 0; k < b->n; k++) {
+		b->evs[k] = b->rows[k].ev;
+		b->pos[k] = k;
 	}
 	while (k > 0) {
-		status = tp_send(m->c, m->evs, k, &res);
+		status = tp_send(m->c, b->evs, k, &res);
 		if (status == TP_OK) {
+			pthread_mutex_lock(&m->mu);
 			m->accepted += res.accepted;
 			m->duplicates += res.duplicates;
+			pthread_mutex_unlock(&m->mu);
 			tp_result_free(&res);
-			break;
+			return;
 		}
 		if (status == TP_UNAVAILABLE || status == TP_DEADLINE_EXCEEDED ||
 		    status == TP_RESOURCE_EXHAUSTED) {
 			if (++attempts >= IMP_MAX_ATTEMPTS) {
-				imp_clear_progress(m);
-				cli_report("import", &res);
-				tp_result_free(&res);
-				return cli_exit_code(status);
+				imp_fail(m, b, status, &res);
+				return;
 			}
 			tp_result_free(&res);
+			pthread_mutex_lock(&m->mu);
 			m->retries++;
+			pthread_mutex_unlock(&m->mu);
 			/* Same batch, same ids: the daemon stores each event once. */
 			nanosleep(&(struct timespec){ .tv_sec = backoff / 1000,
 			                              .tv_nsec = (backoff % 1000) * 1000000L },
 			          NULL);
 			backoff = backoff < 2500 ? backoff * 2 : 5000;
+			/* Another batch failed for good meanwhile: the import is over. */
+			if (imp_stopped(m))
+				return;
 			continue;
 		}
 		for (i = 0; status == TP_INVALID_ARGUMENT && i < res.nviolations; i++)
 			if (res.violations[i].index < 0 || (size_t)res.violations[i].index >= k)
 				break;
 		if (status != TP_INVALID_ARGUMENT || res.nviolations == 0 || i < res.nviolations) {
-			imp_clear_progress(m);
-			cli_report("import", &res);
-			tp_result_free(&res);
-			return cli_exit_code(status);
+			imp_fail(m, b, status, &res);
+			return;
 		}
-		/* Reject every named row (once, with all its violations), keep the others. */
-		for (i = 0; i < res.nviolations; i++) {
-			size_t idx = (size_t)res.violations[i].index;
-
-			imp_reject(m, m->batch[m->pos[idx]].line,
-			           imp_field(res.violations[i].field), res.violations[i].reason);
-		}
+		imp_reject_named(m, b, &res);
 		for (i = good = 0; i < k; i++) {
 			for (j = 0; j < res.nviolations; j++)
 				if ((size_t)res.violations[j].index == i)
 					break;
-			if (j < res.nviolations) {
-				m->rejected++;
+			if (j < res.nviolations)
 				continue;
-			}
-			m->evs[good] = m->evs[i];
-			m->pos[good++] = m->pos[i];
+			b->evs[good] = b->evs[i];
+			b->pos[good++] = b->pos[i];
 		}
 		k = good;
 		tp_result_free(&res);
 	}
-	for (i = 0; i < m->n; i++)
-		row_event_free(&m->batch[i]);
-	m->n = 0;
-	imp_progress(m);
-	return EX_OK;
+}
+
+static void
+imp_batch_clear(struct imp_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		row_event_free(&b->rows[i]);
+	b->n = 0;
+}
+
+/* Sender thread: queued batches in file order, until the reader is done or stop. */
+static void *
+imp_sender(void *arg)
+{
+	struct imp *m = arg;
+	struct imp_batch *b;
+	int stop;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		while (m->head == NULL && !m->eof && !m->stop)
+			pthread_cond_wait(&m->ready, &m->mu);
+		if ((b = m->head) == NULL)
+			break;
+		if ((m->head = b->next) == NULL)
+			m->tail = NULL;
+		stop = m->stop;
+		pthread_mutex_unlock(&m->mu);
+		if (!stop)
+			imp_send(m, b);
+		imp_batch_clear(b);
+		pthread_mutex_lock(&m->mu);
+		b->next = m->pool;
+		m->pool = b;
+		pthread_cond_signal(&m->freed);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+/*
+ * Queues the current batch and takes an empty one from the pool, waiting while every
+ * batch is queued or in flight. Returns EX_OK, or the failed batch's exit code on stop.
+ */
+static int
+imp_queue(struct imp *m)
+{
+	struct imp_batch *b = m->cur;
+	int rv = EX_OK;
+
+	pthread_mutex_lock(&m->mu);
+	if (m->stop) {
+		rv = m->fatal_rv;
+		goto out;
+	}
+	b->seq = m->nextseq++;
+	b->next = NULL;
+	if (m->tail != NULL)
+		m->tail->next = b;
+	else
+		m->head = b;
+	m->tail = b;
+	m->cur = NULL;
+	pthread_cond_signal(&m->ready);
+	while (m->pool == NULL && !m->stop)
+		pthread_cond_wait(&m->freed, &m->mu);
+	if (m->stop) {
+		rv = m->fatal_rv;
+		goto out;
+	}
+	m->cur = m->pool;
+	m->pool = m->cur->next;
+out:
+	pthread_mutex_unlock(&m->mu);
+	if (rv == EX_OK)
+		imp_progress(m);
+	return rv;
 }
 
 static int
 imp_add(struct imp *m, const struct row_field *f, size_t n, unsigned long line)
 {
 	char field[64], reason[256];
-	struct row_event *re = &m->batch[m->n];
+	struct row_event *re = &m->cur->rows[m->cur->n];
 
 	m->rows++;
 	if (row_to_event(f, n, re, field, sizeof(field), reason, sizeof(reason)) != 0) {
 		imp_reject(m, line, field, reason);
-		m->rejected++;
 		return EX_OK;
 	}
 	/* re stays where it is until sent: its event points into it (id, traits). */
 	re->line = line;
-	if (++m->n == m->max)
-		return imp_flush(m);
+	if (++m->cur->n == m->max)
+		return imp_queue(m);
 	return EX_OK;
 }
 
@@ -260,7 +520,6 @@ imp_csv(struct imp *m)
 		if (r == -1) {
 			m->rows++;
 			imp_reject(m, line, "csv", err);
-			m->rejected++;
 			continue;
 		}
 		if (n != m->ncols) {
@@ -268,7 +527,6 @@ imp_csv(struct imp *m)
 			snprintf(reason, sizeof(reason), "%zu fields, the header has %zu", n,
 			         m->ncols);
 			imp_reject(m, line, "csv", reason);
-			m->rejected++;
 			continue;
 		}
 		for (i = 0; i < n; i++)
@@ -366,7 +624,6 @@ imp_ndjson(struct imp *m)
 				;
 			m->rows++;
 			imp_reject(m, m->line, "json", "line longer than 1 MiB");
-			m->rejected++;
 			continue;
 		}
 		if (len > 0 && m->linebuf[len - 1] == '\r')
@@ -378,7 +635,6 @@ imp_ndjson(struct imp *m)
 		m->rows++;
 		if (json_parse(m->linebuf, len, &v, err, sizeof(err)) != 0) {
 			imp_reject(m, m->line, "json", err);
-			m->rejected++;
 			continue;
 		}
 		/* imp_add counts the row itself. */
@@ -390,7 +646,6 @@ imp_ndjson(struct imp *m)
 		if (r == -1) {
 			m->rows++;
 			imp_reject(m, m->line, field, reason);
-			m->rejected++;
 		}
 		if (c == EOF)
 			break;
@@ -477,6 +732,61 @@ imp_ends(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* The pool: 2 batches per job (one in flight, one read ahead), bounded in events. */
+static int
+imp_pool_new(struct imp *m, unsigned long jobs)
+{
+	size_t i;
+
+	m->nbufs = 2 * jobs;
+	if (m->nbufs * m->max > IMP_MAX_BUFFERED)
+		m->nbufs = IMP_MAX_BUFFERED / m->max > 2 ? IMP_MAX_BUFFERED / m->max : 2;
+	if ((m->bufs = calloc(m->nbufs, sizeof(*m->bufs))) == NULL)
+		return -1;
+	for (i = 0; i < m->nbufs; i++) {
+		struct imp_batch *b = &m->bufs[i];
+
+		if ((b->rows = calloc(m->max, sizeof(*b->rows))) == NULL ||
+		    (b->evs = calloc(m->max, sizeof(*b->evs))) == NULL ||
+		    (b->pos = calloc(m->max, sizeof(*b->pos))) == NULL)
+			return -1;
+		b->next = m->pool;
+		m->pool = b;
+	}
+	m->cur = m->pool;
+	m->pool = m->cur->next;
+	return 0;
+}
+
+static void
+imp_pool_free(struct imp *m)
+{
+	size_t i;
+
+	for (i = 0; m->bufs != NULL && i < m->nbufs; i++) {
+		if (m->bufs[i].rows != NULL)
+			imp_batch_clear(&m->bufs[i]);
+		free(m->bufs[i].rows);
+		free(m->bufs[i].evs);
+		free(m->bufs[i].pos);
+	}
+	free(m->bufs);
+}
+
+/* Rejected rows in line order (the first IMP_SHOWN_REJECTS), then how many more. */
+static void
+imp_print_rejects(struct imp *m)
+{
+	size_t i;
+
+	qsort(m->shown, m->nshown, sizeof(m->shown[0]), imp_shown_cmp);
+	for (i = 0; i < m->nshown; i++)
+		fputs(m->shown[i].text, stderr);
+	if (m->rejected > m->nshown)
+		fprintf(stderr, "... %lu more rejected rows not shown%s\n", m->rejected - m->nshown,
+		        m->oom ? " (out of memory)" : "");
+}
+
 int
 cmd_import(struct cli *g, int argc, char **argv)
 {
@@ -485,17 +795,20 @@ cmd_import(struct cli *g, int argc, char **argv)
 		{ "format", required_argument, NULL, CLI_OPT_FORMAT },
 		{ "input-format", required_argument, NULL, 'i' },
 		{ "batch", required_argument, NULL, 'b' },
+		{ "jobs", required_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct imp m = { 0 };
 	enum cli_format fmt = CLI_TABLE;
 	const char *informat = NULL, *path;
 	char base[4096], *end;
-	unsigned long batch = 1000;
-	size_t i;
-	int ch, rv, gz = 0, rv2;
+	unsigned long batch = 1000, jobs = 4;
+	pthread_t tids[IMP_MAX_JOBS];
+	size_t i, nthreads = 0;
+	int ch, rv, gz = 0, rv2, sync = 0;
 
-	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "i:b:", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "i:b:j:", longopts, NULL)) !=
+	       -1) {
 		if ((rv = cli_common(g, ch, import_help)) != -1) {
 			if (rv != -2)
 				return rv;
@@ -512,6 +825,12 @@ cmd_import(struct cli *g, int argc, char **argv)
 			if (errno != 0 || end == optarg || *end != '\0' || batch == 0 ||
 			    batch > IMP_MAX_BATCH)
 				return cli_usage("import", "--batch is 1..%d", IMP_MAX_BATCH);
+		} else if (ch == 'j') {
+			errno = 0;
+			jobs = strtoul(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || jobs == 0 ||
+			    jobs > IMP_MAX_JOBS)
+				return cli_usage("import", "--jobs is 1..%d", IMP_MAX_JOBS);
 		} else {
 			return cli_usage("import", "unknown or incomplete option");
 		}
@@ -539,9 +858,19 @@ cmd_import(struct cli *g, int argc, char **argv)
 	m.name = strcmp(path, "-") == 0 ? "(stdin)" : path;
 	m.max = batch;
 	m.tty = isatty(STDERR_FILENO);
-	if ((m.batch = calloc(batch, sizeof(*m.batch))) == NULL ||
-	    (m.evs = calloc(batch, sizeof(*m.evs))) == NULL ||
-	    (m.pos = calloc(batch, sizeof(*m.pos))) == NULL) {
+	if (pthread_mutex_init(&m.mu, NULL) != 0)
+		return EX_OSERR;
+	if (pthread_cond_init(&m.ready, NULL) != 0) {
+		pthread_mutex_destroy(&m.mu);
+		return EX_OSERR;
+	}
+	if (pthread_cond_init(&m.freed, NULL) != 0) {
+		pthread_cond_destroy(&m.ready);
+		pthread_mutex_destroy(&m.mu);
+		return EX_OSERR;
+	}
+	sync = 1;
+	if (imp_pool_new(&m, jobs) != 0) {
 		rv = EX_OSERR;
 		goto done;
 	}
@@ -549,16 +878,37 @@ cmd_import(struct cli *g, int argc, char **argv)
 		goto done;
 	if ((rv = imp_open(&m, path, gz)) != EX_OK)
 		goto done;
+	/* More senders than batches could only wait. */
+	for (i = 0; i < jobs && i < m.nbufs - 1; i++) {
+		if (pthread_create(&tids[i], NULL, imp_sender, &m) != 0)
+			break;
+		nthreads++;
+	}
+	if (nthreads == 0) {
+		fprintf(stderr, "touchpoint import: cannot start a sender thread\n");
+		rv = EX_OSERR;
+		goto done;
+	}
 	rv = m.ndjson ? imp_ndjson(&m) : imp_csv(&m);
-	if (rv == EX_OK)
-		rv = imp_flush(&m);
+	if (rv == EX_OK && m.cur->n > 0)
+		rv = imp_queue(&m);
+	/* On a read error the batches already queued are still sent, as they were read. */
+	pthread_mutex_lock(&m.mu);
+	m.eof = 1;
+	pthread_cond_broadcast(&m.ready);
+	pthread_mutex_unlock(&m.mu);
+	for (i = 0; i < nthreads; i++)
+		pthread_join(tids[i], NULL);
+	nthreads = 0;
+	if (m.stop)
+		rv = m.fatal_rv;
 	rv2 = imp_close(&m);
 	if (rv == EX_OK)
 		rv = rv2;
 	imp_clear_progress(&m);
-	if (m.rejected > IMP_SHOWN_REJECTS)
-		fprintf(stderr, "... %lu more rejected rows not shown\n",
-		        m.rejected - IMP_SHOWN_REJECTS);
+	imp_print_rejects(&m);
+	if (m.stop)
+		cli_report("import", &m.fatal_res);
 	switch (fmt) {
 	case CLI_JSON:
 		printf("{\"rows\": %lu, \"accepted\": %lu, \"duplicates\": %lu, \"rejected\": %lu, "
@@ -577,17 +927,29 @@ cmd_import(struct cli *g, int argc, char **argv)
 	if (rv == EX_OK && m.rejected > 0)
 		rv = EX_DATAERR;
 done:
+	if (nthreads > 0) {
+		pthread_mutex_lock(&m.mu);
+		m.eof = 1;
+		pthread_cond_broadcast(&m.ready);
+		pthread_mutex_unlock(&m.mu);
+		for (i = 0; i < nthreads; i++)
+			pthread_join(tids[i], NULL);
+	}
 	imp_close(&m);
-	for (i = 0; i < m.n; i++)
-		row_event_free(&m.batch[i]);
+	imp_pool_free(&m);
+	for (i = 0; i < m.nshown; i++)
+		free(m.shown[i].text);
+	tp_result_free(&m.fatal_res);
 	for (i = 0; i < m.ncols; i++)
 		free(m.cols[i]);
 	free(m.cols);
 	free(m.linebuf);
 	csv_free(m.csv);
-	free(m.batch);
-	free(m.evs);
-	free(m.pos);
 	tp_close(m.c);
+	if (sync) {
+		pthread_cond_destroy(&m.freed);
+		pthread_cond_destroy(&m.ready);
+		pthread_mutex_destroy(&m.mu);
+	}
 	return rv;
 }

@@ -151,6 +151,69 @@ EOF2
 	expect 65 "$tp" import --format json "$dir/ev.jsonl"
 	[ "$(json_get '["duplicates"]')" = 3 ] || fail "jsonl"
 	;;
+import_jobs)
+	# ~20 000 generated rows with 150 bad ones scattered: -j 4 and -j 1 must agree on the
+	# summary, the rejected lines (in line order) and what the daemon stored.
+	start
+	python3 "$(dirname "$0")/../../bench/gen.py" --customers 5600 --seed 7 --out "$dir/gen.csv"
+	python3 - "$dir/gen.csv" "$dir/big.csv" "$dir/badlines" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+head, body = rows[0], rows[1:]
+col = {n: i for i, n in enumerate(head)}
+bad, out, k = [], [",".join(head)], 0
+for n, r in enumerate(body):
+    if n % 101 == 57 and len(bad) < 150 and r[col["type"]] == "touch":
+        if k % 3 == 0:
+            r[col["channel"]] = ""  # the daemon rejects it
+        elif k % 3 == 1:
+            r[col["timestamp"]] = "yesterday"  # the parser does
+        else:
+            r.append("extra")  # a wrong field count
+        k += 1
+        bad.append(n + 2)
+    out.append(",".join('"%s"' % c.replace('"', '""') if "," in c or '"' in c else c for c in r))
+assert len(bad) == 150, len(bad)
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+open(sys.argv[3], "w").write("\n".join(map(str, bad)) + "\n")
+PY
+	rows=$(($(wc -l <"$dir/big.csv") - 1))
+	[ "$rows" -gt 19000 ] || fail "only $rows rows generated"
+	expect 65 "$tp" import -j 4 --batch 500 --format json "$dir/big.csv"
+	cp "$dir/out" "$dir/sum4"
+	cp "$dir/err" "$dir/err4"
+	[ "$(json_get '["rows"]')" = "$rows" ] || fail "-j 4 rows: $(cat "$dir/out")"
+	[ "$(json_get '["rejected"]')" = 150 ] || fail "-j 4 rejected: $(cat "$dir/out")"
+	[ "$(json_get '["accepted"]')" = $((rows - 150)) ] || fail "-j 4 accepted: $(cat "$dir/out")"
+	# The first 100 bad lines, in order, each once; then the count of the rest.
+	sed -n 's/^.*big\.csv:\([0-9]*\): .*$/\1/p' "$dir/err4" >"$dir/shown4"
+	head -100 "$dir/badlines" | cmp -s - "$dir/shown4" || fail "-j 4 rejected lines: $(head "$dir/err4")"
+	grep -qx '\.\.\. 50 more rejected rows not shown' "$dir/err4" || fail "-j 4: $(tail -2 "$dir/err4")"
+	grep -q 'big.csv:[0-9]*: touch.channel: ' "$dir/err4" || fail "-j 4: no daemon rejection: $(head -3 "$dir/err4")"
+	grep -q 'big.csv:[0-9]*: timestamp: ' "$dir/err4" || fail "-j 4: no parse rejection: $(head -3 "$dir/err4")"
+	expect 0 "$tp" status --format json
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["events"], d["duplicates"])' \
+		"$dir/out" >"$dir/st4"
+	# Again with -j 8: every stored row is a duplicate now.
+	expect 65 "$tp" import -j 8 --format json "$dir/big.csv"
+	[ "$(json_get '["duplicates"]')" = $((rows - 150)) ] && [ "$(json_get '["accepted"]')" = 0 ] ||
+		fail "-j 8 reimport: $(cat "$dir/out")"
+	kill -TERM "$pid"
+	wait "$pid" || fail "touchpointd exited badly"
+	pid=
+	rm -rf "${dir:?}/state"
+	mkdir "$dir/state"
+	start
+	expect 65 "$tp" import -j 1 --batch 500 --format json "$dir/big.csv"
+	cmp -s "$dir/out" "$dir/sum4" || fail "summaries differ: $(cat "$dir/sum4") vs $(cat "$dir/out")"
+	cmp -s "$dir/err" "$dir/err4" || fail "rejections differ: $(diff "$dir/err4" "$dir/err" | head)"
+	expect 0 "$tp" status --format json
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["events"], d["duplicates"])' \
+		"$dir/out" >"$dir/st1"
+	cmp -s "$dir/st1" "$dir/st4" || fail "stored counts differ: $(cat "$dir/st4") vs $(cat "$dir/st1")"
+	expect 64 "$tp" import -j 0 "$dir/big.csv"
+	expect 64 "$tp" import --jobs 65 "$dir/big.csv"
+	;;
 journey)
 	start
 	expect 0 "$tp" send touch -c jo --channel email --campaign spring -t 2024-05-01T10:00:00Z -i j1
