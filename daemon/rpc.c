@@ -3,6 +3,7 @@
  * thread) -> SEND -> RECV, the pattern of nng's demo/async/server.c. Callbacks only decode
  * and dispatch; a handler answers through rpc_finish*(), which packs the Reply and sends it.
  */
+#include "errf.h"
 #include "rpc.h"
 
 #include <errno.h>
@@ -169,18 +170,6 @@ rpc_now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void
-rpc_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* A reply's send has ended (or could not start): the context is free again. */
@@ -482,7 +471,7 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 	*rp = NULL;
 	if (o->contexts == 0 || o->nurls == 0 || o->nurls > RPC_MAX_LISTENERS ||
 	    o->max_message_bytes < 1024) {
-		rpc_err(errbuf, errlen, "rpc: bad options (contexts %u, listeners %zu)",
+		tp_errf(errbuf, errlen, "rpc: bad options (contexts %u, listeners %zu)",
 		        o->contexts, o->nurls);
 		return TP_INVALID_ARGUMENT;
 	}
@@ -501,13 +490,13 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 		if ((r->urls[r->nurls] = strdup(o->urls[r->nurls])) == NULL)
 			goto nomem;
 	if ((rv = nng_rep0_open(&r->sock)) != 0) {
-		rpc_err(errbuf, errlen, "rpc: cannot open a rep0 socket: %s", nng_strerror(rv));
+		tp_errf(errbuf, errlen, "rpc: cannot open a rep0 socket: %s", nng_strerror(rv));
 		goto fail;
 	}
 	r->sock_open = 1;
 	/* Bounded before anything is unpacked: unpacking allocates in proportion to input. */
 	if ((rv = nng_socket_set_size(r->sock, NNG_OPT_RECVMAXSZ, o->max_message_bytes)) != 0) {
-		rpc_err(errbuf, errlen, "rpc: cannot set %s: %s", NNG_OPT_RECVMAXSZ,
+		tp_errf(errbuf, errlen, "rpc: cannot set %s: %s", NNG_OPT_RECVMAXSZ,
 		        nng_strerror(rv));
 		goto fail;
 	}
@@ -531,10 +520,10 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 	*rp = r;
 	return TP_OK;
 nngfail:
-	rpc_err(errbuf, errlen, "rpc: cannot open context %u: %s", r->ncalls, nng_strerror(rv));
+	tp_errf(errbuf, errlen, "rpc: cannot open context %u: %s", r->ncalls, nng_strerror(rv));
 	goto fail;
 nomem:
-	rpc_err(errbuf, errlen, "rpc: out of memory");
+	tp_errf(errbuf, errlen, "rpc: out of memory");
 	rv = 0;
 fail:
 	rpc_free(r);
@@ -576,7 +565,7 @@ rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
 		const char *url = r->urls[i];
 
 		if ((rv = nng_listener_create(&l, r->sock, url)) != 0) {
-			rpc_err(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
+			tp_errf(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
 			return TP_INVALID_ARGUMENT;
 		}
 		r->listeners[r->nlisteners++] = l;
@@ -585,7 +574,7 @@ rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
 		     (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
 		                                (int)r->ipc_permissions)) != 0) ||
 		    (rv = nng_listener_start(l, 0)) != 0) {
-			rpc_err(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
+			tp_errf(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
 			return rv == NNG_EADDRINUSE || rv == NNG_EPERM ? TP_FAILED_PRECONDITION
 			                                               : TP_INTERNAL;
 		}

@@ -15,21 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errf.h"
 #include "touchpoint/touchpoint.h"
 #include "attribution/engine.h"
 #include "internal.h"
-
-static void
-report_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Decodes one UTF-8 sequence; invalid input consumes one byte and yields U+FFFD. */
 static size_t
@@ -373,15 +362,15 @@ target_check(const char *path, char *errbuf, size_t errlen)
 	if (lstat(path, &st) != 0) {
 		if (errno == ENOENT)
 			return 0;
-		report_err(errbuf, errlen, "%s: %s", path, strerror(errno));
+		tp_errf(errbuf, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		report_err(errbuf, errlen, "%s: exists and is not a directory", path);
+		tp_errf(errbuf, errlen, "%s: exists and is not a directory", path);
 		return -1;
 	}
 	if ((d = opendir(path)) == NULL) {
-		report_err(errbuf, errlen, "%s: %s", path, strerror(errno));
+		tp_errf(errbuf, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -396,11 +385,10 @@ target_check(const char *path, char *errbuf, size_t errlen)
 	}
 	closedir(d);
 	if (n > 0 && (bad || !idx || !json)) {
-		report_err(
-		    errbuf, errlen,
-		    "%s: exists and is not a touchpoint report (only an empty directory or a "
-		    "previous report is replaced)",
-		    path);
+		tp_errf(errbuf, errlen,
+		        "%s: exists and is not a touchpoint report (only an empty directory or a "
+		        "previous report is replaced)",
+		        path);
 		return -1;
 	}
 	return 1;
@@ -416,14 +404,14 @@ write_rendered(struct report_ctx *c, const char *name, enum attr_format f, char 
 
 	snprintf(path, sizeof(path), "%s/%s", c->dir, name);
 	if ((fp = fopen(path, "w")) == NULL) {
-		report_err(errbuf, errlen, "%s: %s", path, strerror(errno));
+		tp_errf(errbuf, errlen, "%s: %s", path, strerror(errno));
 		return TP_INTERNAL;
 	}
 	rv = attr_render_attribute(fp, c->attr, f);
 	if (fclose(fp) != 0 && rv == TP_OK)
 		rv = TP_INTERNAL;
 	if (rv != TP_OK)
-		report_err(errbuf, errlen, "%s: could not be written (status %d)", name, rv);
+		tp_errf(errbuf, errlen, "%s: could not be written (status %d)", name, rv);
 	return rv;
 }
 
@@ -484,7 +472,7 @@ swap_in(struct report_ctx *c, const char *out, const char *parent, const char *b
 	flat_remove(old);
 	return TP_OK;
 fail:
-	report_err(errbuf, errlen, "%s: %s", out, strerror(errno));
+	tp_errf(errbuf, errlen, "%s: %s", out, strerror(errno));
 	return TP_INTERNAL;
 }
 
@@ -503,13 +491,12 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	if (errbuf != NULL && errlen > 0)
 		errbuf[0] = '\0';
 	if (attr == NULL || o == NULL || o->out_dir == NULL || o->out_dir[0] == '\0') {
-		report_err(errbuf, errlen,
-		           "report: an attribution response and out_dir are required");
+		tp_errf(errbuf, errlen, "report: an attribution response and out_dir are required");
 		return TP_INVALID_ARGUMENT;
 	}
 	n = strlen(o->out_dir);
 	if (n >= sizeof(out) - 64) {
-		report_err(errbuf, errlen, "out_dir: longer than %zu bytes", sizeof(out) - 64);
+		tp_errf(errbuf, errlen, "out_dir: longer than %zu bytes", sizeof(out) - 64);
 		return TP_INVALID_ARGUMENT;
 	}
 	memcpy(out, o->out_dir, n + 1);
@@ -519,7 +506,7 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	bn = slash == NULL ? out : slash + 1;
 	if (bn[0] == '\0' || strcmp(bn, ".") == 0 || strcmp(bn, "..") == 0 ||
 	    strlen(bn) >= sizeof(base) - 32) {
-		report_err(errbuf, errlen, "out_dir: %s: not usable as a report directory", out);
+		tp_errf(errbuf, errlen, "out_dir: %s: not usable as a report directory", out);
 		return TP_INVALID_ARGUMENT;
 	}
 	memcpy(base, bn, strlen(bn) + 1);
@@ -534,7 +521,7 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 		return TP_FAILED_PRECONDITION;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		report_err(errbuf, errlen, "report: out of memory");
+		tp_errf(errbuf, errlen, "report: out of memory");
 		return TP_RESOURCE_EXHAUSTED;
 	}
 	c->attr = attr;
@@ -542,25 +529,25 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	c->o = o;
 	if ((size_t)snprintf(c->dir, sizeof(c->dir), "%s/.%s.tmp-XXXXXX", parent, base) >=
 	    sizeof(c->dir)) {
-		report_err(errbuf, errlen, "out_dir: %s: name too long", out);
+		tp_errf(errbuf, errlen, "out_dir: %s: name too long", out);
 		rv = TP_INVALID_ARGUMENT;
 		goto fail;
 	}
 	if (mkdtemp(c->dir) == NULL) {
-		report_err(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
+		tp_errf(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
 		rv = TP_INTERNAL;
 		goto fail;
 	}
 	made = 1;
 	/* mkdtemp makes it 0700; a report directory is as readable as any mkdir(1) result. */
 	if (chmod(c->dir, 0755) != 0) {
-		report_err(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
+		tp_errf(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
 		rv = TP_INTERNAL;
 		goto fail;
 	}
 	window_describe(c);
 	if ((rv = report_grid_build(&c->main, attr->models, attr->n_models)) != TP_OK) {
-		report_err(errbuf, errlen, "report: out of memory");
+		tp_errf(errbuf, errlen, "report: out of memory");
 		goto fail;
 	}
 	if ((rv = write_rendered(c, "attribution.csv", ATTR_FORMAT_CSV, errbuf, errlen)) != TP_OK)
@@ -573,20 +560,20 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	/* Chart failures are reported but do not stop the report: CSV/JSON and tables stay. */
 	chart_rv = report_charts(c, cherr, sizeof(cherr));
 	if (chart_rv == TP_RESOURCE_EXHAUSTED) {
-		report_err(errbuf, errlen, "%s", cherr);
+		tp_errf(errbuf, errlen, "%s", cherr);
 		rv = chart_rv;
 		goto fail;
 	}
 
 	snprintf(path, sizeof(path), "%s/index.html", c->dir);
 	if ((fp = fopen(path, "w")) == NULL) {
-		report_err(errbuf, errlen, "%s: %s", path, strerror(errno));
+		tp_errf(errbuf, errlen, "%s: %s", path, strerror(errno));
 		rv = TP_INTERNAL;
 		goto fail;
 	}
 	rv = report_html(c, fp);
 	if (fclose(fp) != 0 || rv != TP_OK) {
-		report_err(errbuf, errlen, "index.html: could not be written");
+		tp_errf(errbuf, errlen, "index.html: could not be written");
 		rv = TP_INTERNAL;
 		goto fail;
 	}
@@ -601,7 +588,7 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	report_grid_free(&c->main);
 	free(c);
 	if (chart_rv != TP_OK)
-		report_err(errbuf, errlen, "%s", cherr);
+		tp_errf(errbuf, errlen, "%s", cherr);
 	return chart_rv;
 fail:
 	if (made)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errf.h"
 #include "model.h"
 #include "touchpoint/touchpoint.h"
 
@@ -72,18 +73,6 @@ struct mk_solver {
 	int32_t *loc;   /* dense index in the current SCC, -1 elsewhere */
 	double *a, *b;  /* dense system */
 };
-
-static void
-mk_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errbuf == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t
 mk_mix(uint64_t h)
@@ -1025,32 +1014,32 @@ mk_check(const struct attr_table *t, int order, const struct attr_credit *out, c
 	uint32_t j;
 
 	if (order < 1 || order > MK_MAXK) {
-		mk_err(errbuf, errlen, "order: must be 1..%d, not %d", MK_MAXK, order);
+		tp_errf(errbuf, errlen, "order: must be 1..%d, not %d", MK_MAXK, order);
 		return TP_INVALID_ARGUMENT;
 	}
 	if (t == NULL || out == NULL || out->conversions == NULL || out->value == NULL ||
 	    (t->npaths > 0 && t->paths == NULL)) {
-		mk_err(errbuf, errlen, "markov: missing table or output");
+		tp_errf(errbuf, errlen, "markov: missing table or output");
 		return TP_INVALID_ARGUMENT;
 	}
 	for (i = 0; i < t->npaths; i++) {
 		const struct attr_path *p = &t->paths[i];
 
 		if (p->len == 0 || p->units == NULL) {
-			mk_err(errbuf, errlen, "paths[%zu]: empty path", i);
+			tp_errf(errbuf, errlen, "paths[%zu]: empty path", i);
 			return TP_INVALID_ARGUMENT;
 		}
 		if (!(p->conversions >= 0) || !(p->nulls >= 0) || !(p->value >= 0) ||
 		    !isfinite(p->conversions) || !isfinite(p->nulls) || !isfinite(p->value)) {
-			mk_err(errbuf, errlen,
-			       "paths[%zu]: counts and value must be finite and >= 0", i);
+			tp_errf(errbuf, errlen,
+			        "paths[%zu]: counts and value must be finite and >= 0", i);
 			return TP_INVALID_ARGUMENT;
 		}
 		for (j = 0; j < p->len; j++) {
 			if (p->units[j] >= t->nunits) {
-				mk_err(errbuf, errlen,
-				       "paths[%zu].units[%u]: %u is not below nunits %u", i, j,
-				       p->units[j], t->nunits);
+				tp_errf(errbuf, errlen,
+				        "paths[%zu].units[%u]: %u is not below nunits %u", i, j,
+				        p->units[j], t->nunits);
 				return TP_INVALID_ARGUMENT;
 			}
 		}
@@ -1161,11 +1150,11 @@ credit:
 	goto fail;
 fail_conv:
 	if (rv == TP_INTERNAL)
-		mk_err(errbuf, errlen, "markov: the solver did not converge");
+		tp_errf(errbuf, errlen, "markov: the solver did not converge");
 fail:
 	if (rv == TP_RESOURCE_EXHAUSTED)
-		mk_err(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)", b.n,
-		       b.ne);
+		tp_errf(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)", b.n,
+		        b.ne);
 	if (rv != TP_OK && mat != NULL)
 		attr_markov_matrix_free(mat);
 	mk_build_free(&b);
