@@ -30,6 +30,7 @@ struct query_method {
 	query_fn fn;
 	const ProtobufCServiceDescriptor *svc;
 	const char *name;
+	int light; /* cheap (status, one journey): never waits behind a long scan */
 };
 
 struct query_item {
@@ -37,6 +38,21 @@ struct query_item {
 	query_fn fn;
 };
 
+struct query_ring {
+	struct query_item *items;
+	size_t cap, head, len;
+};
+
+struct query_lane {
+	struct query *q;
+	int light_only;
+};
+
+/*
+ * Two queues: light calls are taken first by every thread, and one extra thread takes
+ * nothing else, so an operator's status or a journey is answered while every other
+ * thread is busy with an hour-long attribution.
+ */
 struct query {
 	struct store *store;
 	atomic_int_fast64_t default_lookback_s;
@@ -46,8 +62,8 @@ struct query {
 	unsigned nthreads;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct query_item *q;
-	size_t cap, head, len;
+	struct query_ring light, heavy;
+	struct query_lane lane_light, lane_any;
 	int stop;
 	struct query_method methods[5];
 };
@@ -416,25 +432,49 @@ done:
 
 /* ---- The pool */
 
+static int
+ring_take(struct query_ring *r, struct query_item *it)
+{
+	if (r->len == 0)
+		return 0;
+	*it = r->items[r->head];
+	r->head = (r->head + 1) % r->cap;
+	r->len--;
+	return 1;
+}
+
+static int
+ring_put(struct query_ring *r, struct query_item it)
+{
+	if (r->len == r->cap)
+		return 0;
+	r->items[(r->head + r->len) % r->cap] = it;
+	r->len++;
+	return 1;
+}
+
+/* Thread 0 is the light lane; the others take light calls first, then heavy ones. */
 static void *
 query_main(void *arg)
 {
-	struct query *q = arg;
+	struct query_lane *lane = arg;
+	struct query *q = lane->q;
+	int light_only = lane->light_only;
 
 	for (;;) {
 		struct query_item it;
+		int got;
 
 		pthread_mutex_lock(&q->mu);
-		while (q->len == 0 && !q->stop)
+		while (q->light.len == 0 && (light_only || q->heavy.len == 0) && !q->stop)
 			pthread_cond_wait(&q->cv, &q->mu);
-		if (q->len == 0) {
-			pthread_mutex_unlock(&q->mu);
-			break;
-		}
-		it = q->q[q->head];
-		q->head = (q->head + 1) % q->cap;
-		q->len--;
+		got = ring_take(&q->light, &it) || (!light_only && ring_take(&q->heavy, &it));
 		pthread_mutex_unlock(&q->mu);
+		if (!got) {
+			if (q->stop)
+				break;
+			continue;
+		}
 		if (atomic_load(&q->abort))
 			rpc_finish(it.call, TP_UNAVAILABLE, NULL,
 			           "touchpointd is shutting down, retry later");
@@ -455,12 +495,10 @@ query_enqueue(void *arg, struct rpc_call *call)
 	int full;
 
 	pthread_mutex_lock(&q->mu);
-	full = q->len == q->cap || q->stop;
-	if (!full) {
-		q->q[(q->head + q->len) % q->cap] = (struct query_item){ call, m->fn };
-		q->len++;
-		pthread_cond_signal(&q->cv);
-	}
+	full = q->stop ||
+	       !ring_put(m->light ? &q->light : &q->heavy, (struct query_item){ call, m->fn });
+	if (!full)
+		pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
 	if (full)
 		rpc_finish(call, TP_RESOURCE_EXHAUSTED, NULL, "query queue full, retry later");
@@ -479,25 +517,32 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	atomic_init(&q->default_lookback_s, o->default_lookback_s);
 	atomic_init(&q->abort, 0);
 	q->start_us = query_mono_us();
-	q->cap = o->queue_depth > 0 ? o->queue_depth : 1;
-	if ((q->q = calloc(q->cap, sizeof(*q->q))) == NULL ||
-	    (q->threads = calloc(o->threads > 0 ? o->threads : 1, sizeof(pthread_t))) == NULL)
+	q->light.cap = q->heavy.cap = o->queue_depth > 0 ? o->queue_depth : 1;
+	if ((q->light.items = calloc(q->light.cap, sizeof(struct query_item))) == NULL ||
+	    (q->heavy.items = calloc(q->heavy.cap, sizeof(struct query_item))) == NULL ||
+	    (q->threads = calloc((o->threads > 0 ? o->threads : 1) + 1, sizeof(pthread_t))) == NULL)
 		goto nomem;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
-	q->methods[0] = (struct query_method){ q, query_journey,
-		                               &touchpoint__v1__journey__descriptor, "GetJourney" };
+	q->lane_light = (struct query_lane){ q, 1 };
+	q->lane_any = (struct query_lane){ q, 0 };
+	q->methods[0] =
+	    (struct query_method){ q, query_journey, &touchpoint__v1__journey__descriptor,
+		                   "GetJourney", 1 };
 	q->methods[1] = (struct query_method){ q, query_status, &touchpoint__v1__admin__descriptor,
-		                               "GetStatus" };
-	q->methods[2] =
-	    (struct query_method){ q, query_backup, &touchpoint__v1__admin__descriptor, "Backup" };
+		                               "GetStatus", 1 };
+	q->methods[2] = (struct query_method){ q, query_backup, &touchpoint__v1__admin__descriptor,
+		                               "Backup", 0 };
 	q->methods[3] =
 	    (struct query_method){ q, query_attribute, &touchpoint__v1__attribution__descriptor,
-		                   "Attribute" };
-	q->methods[4] = (struct query_method){ q, query_paths,
-		                               &touchpoint__v1__attribution__descriptor, "Paths" };
-	for (unsigned n = o->threads > 0 ? o->threads : 1; q->nthreads < n; q->nthreads++)
-		if ((rv = pthread_create(&q->threads[q->nthreads], NULL, query_main, q)) != 0) {
+		                   "Attribute", 0 };
+	q->methods[4] =
+	    (struct query_method){ q, query_paths, &touchpoint__v1__attribution__descriptor,
+		                   "Paths", 0 };
+	/* Thread 0 is the light lane; then query_threads threads for everything. */
+	for (unsigned n = (o->threads > 0 ? o->threads : 1) + 1; q->nthreads < n; q->nthreads++)
+		if ((rv = pthread_create(&q->threads[q->nthreads], NULL, query_main,
+		                         q->nthreads == 0 ? &q->lane_light : &q->lane_any)) != 0) {
 			snprintf(errbuf, errlen, "query: cannot start a thread: %s", strerror(rv));
 			query_stop(q);
 			return TP_RESOURCE_EXHAUSTED;
@@ -507,7 +552,8 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 nomem:
 	snprintf(errbuf, errlen, "query: out of memory");
 	if (q != NULL) {
-		free(q->q);
+		free(q->light.items);
+		free(q->heavy.items);
 		free(q->threads);
 		free(q);
 	}
@@ -547,6 +593,7 @@ query_stop(struct query *q)
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->mu);
 	free(q->threads);
-	free(q->q);
+	free(q->light.items);
+	free(q->heavy.items);
 	free(q);
 }

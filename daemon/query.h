@@ -1,7 +1,8 @@
 /*
- * query: the read side of touchpointd, on a small pool of threads with a bounded queue:
+ * query: the read side of touchpointd, on a small pool of threads with bounded queues:
  * Journey/GetJourney, Admin/GetStatus, Admin/Backup, Attribution/Attribute and
- * Attribution/Paths. No LMDB work ever runs on NNG's callback threads.
+ * Attribution/Paths. No LMDB work ever runs on NNG's callback threads. One extra thread
+ * serves only the light calls (status, journey), so they never wait behind long scans.
  */
 #ifndef TPD_QUERY_H
 #define TPD_QUERY_H
@@ -16,7 +17,7 @@ struct query;
 
 struct query_options {
 	struct store *store;
-	unsigned threads;           /* query_threads */
+	unsigned threads;           /* query_threads (plus one for light calls) */
 	size_t queue_depth;         /* queries waiting; full: RESOURCE_EXHAUSTED */
 	int64_t default_lookback_s; /* when a request gives none (SIGHUP may change it) */
 };
