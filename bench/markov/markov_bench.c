@@ -137,6 +137,18 @@ bm_generate(struct bm_table *t, size_t n, uint32_t k)
 	return 0;
 }
 
+/* FNV-1a over the bytes of the results: runs that must agree bit for bit are compared by it. */
+static uint64_t
+bm_digest(uint64_t h, const double *x, uint32_t n)
+{
+	const unsigned char *b = (const unsigned char *)x;
+	size_t i;
+
+	for (i = 0; i < (size_t)n * sizeof(*x); i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
 static double
 bm_now(void)
 {
@@ -156,7 +168,8 @@ main(int argc, char **argv)
 	size_t n;
 	uint32_t k;
 	int lo = 1, hi = 3, order, rv = 1;
-	double t0, sum;
+	double t0, sum, secs;
+	uint64_t h;
 	char err[256] = "";
 
 	if (argc < 3) {
@@ -188,7 +201,7 @@ main(int argc, char **argv)
 	cr.removal_effect = calloc(k, sizeof(double));
 	if (cr.conversions == NULL || cr.value == NULL || cr.removal_effect == NULL)
 		goto fail;
-	printf("paths\tchannels\torder\tseconds\tsum_credit\n");
+	printf("paths\tchannels\torder\tseconds\tsum_credit\tdigest\n");
 	for (order = lo; order <= hi; order++) {
 		int st;
 
@@ -198,10 +211,15 @@ main(int argc, char **argv)
 			fprintf(stderr, "markov_bench: status %d: %s\n", st, err);
 			goto fail;
 		}
+		secs = bm_now() - t0;
 		sum = 0;
 		for (uint32_t u = 0; u < k; u++)
 			sum += cr.conversions[u];
-		printf("%zu\t%u\t%d\t%.3f\t%.6g\n", t.n, k, order, bm_now() - t0, sum);
+		h = bm_digest(0xcbf29ce484222325ULL, cr.removal_effect, k);
+		h = bm_digest(h, cr.conversions, k);
+		h = bm_digest(h, cr.value, k);
+		printf("%zu\t%u\t%d\t%.3f\t%.6g\t%016llx\n", t.n, k, order, secs, sum,
+		       (unsigned long long)h);
 		fflush(stdout);
 	}
 	getrusage(RUSAGE_SELF, &ru);

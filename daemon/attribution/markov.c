@@ -3,10 +3,13 @@
  * over a sparse state graph: hash-consed order-k states, CSR transitions, SCC-wise solves.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errf.h"
 #include "model.h"
@@ -27,10 +30,14 @@
 #ifndef MK_OMEGA
 #define MK_OMEGA 1.1 /* over-relaxation of the Gauss–Seidel sweeps */
 #endif
-#define MK_MAX_SWEEPS 1000000 /* a safety net; only chains that almost never end get near it */
-#define MK_MAX_STATES (UINT32_MAX / 2)
-#define MK_NONE       UINT32_MAX
-#define MK_EMPTY      UINT64_MAX
+#ifndef MK_THREAD_MIN
+#define MK_THREAD_MIN 4096 /* fewer states: one thread unless TP_MARKOV_THREADS says */
+#endif
+#define MK_MAX_THREADS 64      /* TP_MARKOV_THREADS is capped here; the default at 8 */
+#define MK_MAX_SWEEPS  1000000 /* a safety net; only chains that almost never end get near it */
+#define MK_MAX_STATES  (UINT32_MAX / 2)
+#define MK_NONE        UINT32_MAX
+#define MK_EMPTY       UINT64_MAX
 
 /* The chain while it is being counted: states and aggregated transition weights. */
 struct mk_build {
@@ -61,7 +68,7 @@ struct mk_chain {
 	uint32_t *ust;
 };
 
-/* Work space of the solver. */
+/* Work space of the solver (the removals: one per thread, sharing v read-only). */
 struct mk_solver {
 	const struct mk_chain *c;
 	double *v;      /* expected visits in the full chain */
@@ -795,6 +802,158 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 }
 
 /*
+ * The removals shared out over threads. Each batch of MK_LANES units is solved on its own
+ * from the full solution (mk_remove restores what it changed), so which thread takes which
+ * batch does not change a bit of the result: the batches are fixed by the unit order, and
+ * the sums over units are made afterwards, in unit order, by the calling thread.
+ */
+struct mk_pool {
+	const uint32_t *units; /* the units that occur, ascending */
+	size_t nunits, nbatch;
+	double pconv;
+	double *re, *vc; /* per unit; written only by the thread that solves its batch */
+	atomic_size_t next;
+	atomic_int stop;
+};
+
+struct mk_worker {
+	struct mk_pool *pool;
+	struct mk_solver s;
+	pthread_t tid;
+	int started, rv;
+};
+
+static void
+mk_worker_free(struct mk_worker *w)
+{
+	free(w->s.lv);
+	free(w->s.lane);
+	free(w->s.bits);
+	free(w->s.grp);
+	free(w->s.list);
+	memset(&w->s, 0, sizeof(w->s));
+}
+
+/* A removal solver over chain c with the full-chain visits v (only read). */
+static int
+mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain *c, double *v)
+{
+	size_t i;
+	int j;
+
+	memset(w, 0, sizeof(*w));
+	w->pool = pool;
+	w->s.c = c;
+	w->s.v = v;
+	/* One state's lanes share a cache line: a sweep is bound by these random reads. */
+	w->s.lv = aligned_alloc(64, (c->n * MK_LANES * sizeof(double) + 63) / 64 * 64);
+	w->s.lane = calloc(c->n, 1);
+	w->s.bits = calloc((c->n + 63) / 64, sizeof(uint64_t));
+	w->s.grp = malloc(c->n * sizeof(uint32_t));
+	w->s.list = malloc(c->n * sizeof(uint32_t));
+	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
+	    w->s.list == NULL) {
+		mk_worker_free(w);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	for (i = 0; i < c->n; i++) {
+		for (j = 0; j < MK_LANES; j++)
+			w->s.lv[i * MK_LANES + (size_t)j] = v[i];
+	}
+	return TP_OK;
+}
+
+static void *
+mk_work(void *arg)
+{
+	struct mk_worker *w = arg;
+	struct mk_pool *p = w->pool;
+	double dconv[MK_LANES], dval[MK_LANES];
+	size_t k;
+	int j, nb;
+
+	w->rv = TP_OK;
+	while (!atomic_load(&p->stop) && (k = atomic_fetch_add(&p->next, 1)) < p->nbatch) {
+		const uint32_t *b = p->units + k * MK_LANES;
+
+		nb = p->nunits - k * MK_LANES < MK_LANES ? (int)(p->nunits - k * MK_LANES)
+		                                         : MK_LANES;
+		if ((w->rv = mk_remove(&w->s, b, nb, dconv, dval)) != TP_OK) {
+			atomic_store(&p->stop, 1);
+			break;
+		}
+		for (j = 0; j < nb; j++) {
+			double r = dconv[j] / p->pconv;
+
+			p->re[b[j]] = r < 0 ? 0 : r > 1 ? 1 : r;
+			p->vc[b[j]] = dval[j] < 0 ? 0 : dval[j];
+		}
+	}
+	return NULL;
+}
+
+/* min(online CPUs, 8), or TP_MARKOV_THREADS; one for small chains; never above nbatch. */
+static size_t
+mk_nthreads(size_t nbatch, size_t nstates)
+{
+	const char *e = getenv("TP_MARKOV_THREADS");
+	char *end;
+	long k = -1;
+
+	if (e != NULL && *e != '\0') {
+		k = strtol(e, &end, 10);
+		if (*end != '\0' || k < 1)
+			k = -1;
+		else if (k > MK_MAX_THREADS)
+			k = MK_MAX_THREADS;
+	}
+	if (k < 0) {
+		k = sysconf(_SC_NPROCESSORS_ONLN);
+		k = k < 1 ? 1 : k > 8 ? 8 : k;
+		/* Starting threads costs more than a small chain's removals. */
+		if (nstates < MK_THREAD_MIN)
+			k = 1;
+	}
+	if ((size_t)k > nbatch)
+		k = (long)nbatch;
+	return k < 1 ? 1 : (size_t)k;
+}
+
+/*
+ * Every removal of pool->units. The calling thread is worker 0; a thread that cannot be
+ * started or given memory only means fewer workers (worker 0 takes what is left).
+ */
+static int
+mk_remove_all(struct mk_pool *pool, const struct mk_chain *c, double *v)
+{
+	struct mk_worker *w;
+	size_t nt = mk_nthreads(pool->nbatch, c->n), i, got;
+	int rv;
+
+	w = calloc(nt, sizeof(*w));
+	if (w == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	if ((rv = mk_worker_init(&w[0], pool, c, v)) != TP_OK)
+		goto fail;
+	for (got = 1; got < nt && mk_worker_init(&w[got], pool, c, v) == TP_OK; got++)
+		w[got].started = pthread_create(&w[got].tid, NULL, mk_work, &w[got]) == 0;
+	mk_work(&w[0]);
+	rv = w[0].rv;
+	for (i = 1; i < got; i++) {
+		if (!w[i].started)
+			continue;
+		pthread_join(w[i].tid, NULL);
+		if (rv == TP_OK)
+			rv = w[i].rv;
+	}
+fail:
+	for (i = 0; i < nt; i++)
+		mk_worker_free(&w[i]);
+	free(w);
+	return rv;
+}
+
+/*
  * Order 1, few states: every unit is one state s, and a trajectory that meets s does so
  * first with probability f_s = G(start,s)/G(s,s), G = (I − Q)⁻¹, after which it behaves
  * as if started at s. So P − P₋s = f_s·x_s and V_s = f_s·z_s with x = G·r and z = G·g: one
@@ -1055,10 +1214,11 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	struct mk_chain c;
 	struct mk_solver s;
 	size_t *orp = NULL, i;
-	uint32_t *ocol = NULL, u, batch[MK_LANES];
-	double *ow = NULL, *re = NULL, *vc = NULL, dconv[MK_LANES], dval[MK_LANES];
+	struct mk_pool pool;
+	uint32_t *ocol = NULL, *units = NULL, u;
+	double *ow = NULL, *re = NULL, *vc = NULL;
 	double totconv = 0, totval = 0, pconv = 0, sre = 0, sv = 0;
-	int rv, nb = 0, j;
+	int rv;
 
 	memset(&b, 0, sizeof(b));
 	memset(&c, 0, sizeof(c));
@@ -1083,20 +1243,16 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	rv = TP_RESOURCE_EXHAUSTED;
 	s.c = &c;
 	s.v = calloc(c.n, sizeof(double));
-	/* One state's lanes share a cache line: a sweep is bound by these random reads. */
-	s.lv = aligned_alloc(64, (c.n * MK_LANES * sizeof(double) + 63) / 64 * 64);
-	s.lane = calloc(c.n, 1);
 	s.bits = calloc((c.n + 63) / 64, sizeof(uint64_t));
 	s.grp = malloc(c.n * sizeof(uint32_t));
-	s.list = malloc(c.n * sizeof(uint32_t));
 	s.loc = malloc(c.n * sizeof(int32_t));
 	s.a = malloc(MK_DENSE_MAX * MK_DENSE_MAX * sizeof(double));
 	s.b = malloc(MK_DENSE_MAX * sizeof(double));
 	re = calloc((size_t)t->nunits + 1, sizeof(double));
 	vc = calloc((size_t)t->nunits + 1, sizeof(double));
-	if (s.v == NULL || s.lv == NULL || s.lane == NULL || s.bits == NULL || s.grp == NULL ||
-	    s.list == NULL || s.loc == NULL || s.a == NULL || s.b == NULL || re == NULL ||
-	    vc == NULL)
+	units = malloc(((size_t)t->nunits + 1) * sizeof(uint32_t));
+	if (s.v == NULL || s.bits == NULL || s.grp == NULL || s.loc == NULL || s.a == NULL ||
+	    s.b == NULL || re == NULL || vc == NULL || units == NULL)
 		goto fail;
 	memset(s.loc, 0xff, c.n * sizeof(int32_t));
 
@@ -1115,29 +1271,27 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		s.bits[i / 64] |= (uint64_t)1 << (i % 64);
 	if ((rv = mk_solve(&s, 0)) != TP_OK)
 		goto fail_conv;
-	for (i = 0; i < c.n; i++) {
+	for (i = 0; i < c.n; i++)
 		pconv += s.v[i] * c.r[i];
-		for (j = 0; j < MK_LANES; j++)
-			s.lv[i * MK_LANES + (size_t)j] = s.v[i];
-	}
 
 	/* RE_u = (P − P₋u)/P; V_u = Σ_s (q_s − q₋u,s)·m_s with q_s·m_s = visits_s·vsum_s/wout_s. */
-	for (u = 0; pconv > 0 && u <= t->nunits; u++) {
-		if (u < t->nunits && c.up[u] < c.up[u + 1])
-			batch[nb++] = u;
-		if (nb < MK_LANES && (u < t->nunits || nb == 0))
-			continue;
-		if ((rv = mk_remove(&s, batch, nb, dconv, dval)) != TP_OK)
-			goto fail_conv;
-		for (j = 0; j < nb; j++) {
-			double r = dconv[j] / pconv;
-
-			re[batch[j]] = r < 0 ? 0 : r > 1 ? 1 : r;
-			vc[batch[j]] = dval[j] < 0 ? 0 : dval[j];
-			sre += re[batch[j]];
-			sv += vc[batch[j]];
-		}
-		nb = 0;
+	memset(&pool, 0, sizeof(pool));
+	for (u = 0; u < t->nunits; u++) {
+		if (c.up[u] < c.up[u + 1])
+			units[pool.nunits++] = u;
+	}
+	pool.units = units;
+	pool.nbatch = (pool.nunits + MK_LANES - 1) / MK_LANES;
+	pool.pconv = pconv;
+	pool.re = re;
+	pool.vc = vc;
+	atomic_init(&pool.next, 0);
+	atomic_init(&pool.stop, 0);
+	if (pconv > 0 && pool.nbatch > 0 && (rv = mk_remove_all(&pool, &c, s.v)) != TP_OK)
+		goto fail_conv;
+	for (u = 0; u < t->nunits; u++) {
+		sre += re[u];
+		sv += vc[u];
 	}
 credit:
 	for (u = 0; u < t->nunits; u++) {
@@ -1163,16 +1317,14 @@ fail:
 	free(ocol);
 	free(ow);
 	free(s.v);
-	free(s.lv);
-	free(s.lane);
 	free(s.bits);
 	free(s.grp);
-	free(s.list);
 	free(s.loc);
 	free(s.a);
 	free(s.b);
 	free(re);
 	free(vc);
+	free(units);
 	return rv;
 }
 

@@ -630,6 +630,39 @@ test_permute(void **state)
 	free(t2);
 }
 
+/*
+ * The removals run on TP_MARKOV_THREADS threads: 1 and 3 threads give the same bits.
+ * 40 units in 10 batches of four, one big SCC at order 2, so the threads share real work.
+ */
+static void
+test_threads(void **state)
+{
+	struct tt *t = calloc(1, sizeof(*t));
+	struct res *r1 = calloc(1, sizeof(*r1)), *r3 = calloc(1, sizeof(*r3));
+	double nz = 0;
+
+	(void)state;
+	assert_non_null(t);
+	assert_non_null(r1);
+	assert_non_null(r3);
+	rng = 77;
+	random_table(t, 2000, 40, 16);
+	for (int k = 1; k <= 3; k++) {
+		assert_int_equal(setenv("TP_MARKOV_THREADS", "1", 1), 0);
+		assert_int_equal(run(t, k, r1, NULL), TP_OK);
+		assert_int_equal(setenv("TP_MARKOV_THREADS", "3", 1), 0);
+		assert_int_equal(run(t, k, r3, NULL), TP_OK);
+		assert_memory_equal(r1, r3, sizeof(*r1));
+		for (uint32_t u = 0; u < t->nunits; u++)
+			nz += r1->re[u] > 0;
+	}
+	assert_int_equal(unsetenv("TP_MARKOV_THREADS"), 0);
+	assert_true(nz > 100); /* the removals did happen: 40 units x 3 orders, nearly all > 0 */
+	free(t);
+	free(r1);
+	free(r3);
+}
+
 int
 main(void)
 {
@@ -639,6 +672,7 @@ main(void)
 		cmocka_unit_test(test_null_only),       cmocka_unit_test(test_no_conversions),
 		cmocka_unit_test(test_invalid),         cmocka_unit_test(test_cross_small),
 		cmocka_unit_test(test_cross_large_scc), cmocka_unit_test(test_permute),
+		cmocka_unit_test(test_threads),
 	};
 
 	for (int i = 0; i < MAXU; i++) {
