@@ -22,7 +22,7 @@
 #include "store.h"
 #include "touchpoint/touchpoint.h"
 
-#define STORE_SCHEMA      1
+#define STORE_SCHEMA      2 /* 2: ids values are a second hash, not the event_id */
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
 #define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
@@ -31,7 +31,7 @@
 #define STORE_MAX_HOPS    1024    /* alias chain length */
 #define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
-#define MERGE_FANIN       4
+#define MERGE_FANIN       8      /* runs per merge: fewer rewrites of each event than 4 */
 #define DROP_FORCE        16     /* retired runs that make the compactor wait for readers */
 #define MERGE_CHUNK       100000 /* records per compaction write transaction */
 #define KEY_LEN           24     /* run key: customer hash | biased ts | seq */
@@ -66,6 +66,7 @@ struct dirent_v {
 struct went {
 	uint64_t tsb; /* biased timestamp */
 	uint64_t h;   /* hash of event_id */
+	uint64_t h2;  /* a second, independent hash of it: the ids value */
 	uint32_t b, i, ord;
 };
 
@@ -85,6 +86,7 @@ struct store {
 	MDB_env *env;
 	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta;
 	uint8_t key[16];
+	uint8_t key2[16]; /* key with every bit flipped: the ids value's hash */
 	size_t run_events;
 
 	/*
@@ -612,35 +614,34 @@ kitem_cmp(const void *a, const void *b)
 }
 
 /*
- * Dedup: key (biased ts, event_id hash + probe), value seq | event_id. A different
- * event_id under the same key (a hash collision) moves to the next probe.
+ * Dedup: key (biased ts, event_id hash + probe), value a second 64-bit hash of the
+ * event_id: the pair identifies it (a false duplicate needs a 128-bit collision within one
+ * microsecond) and keeps the tree small. A different second hash under the same key (a
+ * collision of the first) moves to the next probe. c is one cursor on ids for the whole
+ * group, fed in key order, so that LMDB finds most keys on the page it is already on.
  */
 static int
-dedup(struct store *s, MDB_txn *txn, const struct went *w, const char *eid, uint64_t seq, int *dup)
+dedup(MDB_cursor *c, const struct went *w, int *dup)
 {
-	uint8_t kb[16], vb[8 + RECORD_MAX_STR];
-	size_t elen = strlen(eid);
+	uint8_t kb[16], vb[8];
 	MDB_val k = { sizeof(kb), kb }, v;
 	unsigned p;
 	int rc;
 
-	if (elen == 0 || elen > RECORD_MAX_STR)
-		return EINVAL;
 	be64(kb, w->tsb);
-	be64(vb, seq);
-	memcpy(vb + 8, eid, elen);
+	memcpy(vb, &w->h2, 8);
 	for (p = 0; p < STORE_MAX_PROBE; p++) {
 		be64(kb + 8, w->h + p);
-		v.mv_size = 8 + elen;
+		v.mv_size = sizeof(vb);
 		v.mv_data = vb;
-		rc = mdb_put(txn, s->ids, &k, &v, MDB_NOOVERWRITE);
+		rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
 		if (rc == 0) {
 			*dup = 0;
 			return 0;
 		}
 		if (rc != MDB_KEYEXIST)
 			return rc;
-		if (v.mv_size == 8 + elen && memcmp((uint8_t *)v.mv_data + 8, eid, elen) == 0) {
+		if (v.mv_size == sizeof(vb) && memcmp(v.mv_data, vb, sizeof(vb)) == 0) {
 			*dup = 1;
 			return 0;
 		}
@@ -906,6 +907,7 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
             struct wsnap *ws, struct run *newrun, int *flushed)
 {
 	MDB_txn *txn = NULL;
+	MDB_cursor *ic = NULL;
 	size_t j, i;
 	uint32_t dups = 0;
 	int rc, dup, dirlock = 0;
@@ -920,15 +922,18 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 	memcpy(ws->hll, s->hll, HLL_M);
 
 	/* In key order, so that the ids lookups touch neighbouring pages. */
+	if ((rc = mdb_cursor_open(txn, s->ids, &ic)) != 0)
+		goto fail;
 	for (j = 0; j < total; j++) {
 		const struct went *w = &s->went[j];
-		const Touchpoint__V1__Event *ev = batches[w->b]->events[w->i];
 
-		if ((rc = dedup(s, txn, w, ev->event_id, s->next_seq + w->ord, &dup)) != 0)
+		if ((rc = dedup(ic, w, &dup)) != 0)
 			goto fail;
 		batches[w->b]->dup[w->i] = (uint8_t)dup;
 		dups += (uint32_t)dup;
 	}
+	mdb_cursor_close(ic);
+	ic = NULL;
 	/* In arrival order, so that the log is appended in sequence. */
 	for (j = 0, total = 0; j < nb; j++) {
 		for (i = 0; i < batches[j]->n; i++, total++) {
@@ -975,6 +980,8 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 fail:
 	if (dirlock)
 		pthread_mutex_unlock(&s->dmu);
+	if (ic != NULL)
+		mdb_cursor_close(ic);
 	if (txn != NULL)
 		mdb_txn_abort(txn);
 	gate_leave(s);
@@ -1012,10 +1019,16 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 			const Touchpoint__V1__Event *ev = batches[j]->events[i];
 			struct went *w = &s->went[ord];
 
+			size_t elen;
+
 			if (ev == NULL || ev->event_id == NULL)
 				return TP_INVALID_ARGUMENT;
+			elen = strlen(ev->event_id);
+			if (elen == 0 || elen > RECORD_MAX_STR)
+				return TP_INVALID_ARGUMENT;
 			w->tsb = bias(ev->timestamp_us);
-			w->h = record_hash(s->key, ev->event_id, strlen(ev->event_id));
+			w->h = record_hash(s->key, ev->event_id, elen);
+			w->h2 = record_hash(s->key2, ev->event_id, elen);
 			w->b = (uint32_t)j;
 			w->i = (uint32_t)i;
 			w->ord = ord++;
@@ -1552,6 +1565,8 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	    (rc = meta_get(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
 	    (rc = meta_get(txn, s, "hll", s->hll, HLL_M)) != 0)
 		return rc;
+	for (i = 0; i < sizeof(s->key); i++)
+		s->key2[i] = (uint8_t)~s->key[i];
 
 	/* The run directory: complete runs are opened, building ones dropped. */
 	if ((rc = mdb_cursor_open(txn, s->meta, &c)) != 0)

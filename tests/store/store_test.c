@@ -480,6 +480,9 @@ write_random(struct store *s, int groups, int per)
 	}
 }
 
+/* Settled: fewer than the merge fan-in (8) runs in each of the few tiers these tests make. */
+#define SETTLED_RUNS (7 * 4)
+
 static void
 wait_runs(struct store *s, uint64_t max)
 {
@@ -509,7 +512,7 @@ test_runs_compaction(void **state)
 	check_scan(f->s, ident);
 	write_random(f->s, 200, 9);
 	check_scan(f->s, ident); /* while the compactor may be merging */
-	wait_runs(f->s, 3 * 4);
+	wait_runs(f->s, SETTLED_RUNS);
 	check_scan(f->s, ident);
 	assert_int_equal(store_stats(f->s, &st), TP_OK);
 	assert_int_equal(st.events[0], (uint64_t)nmodel);
@@ -522,7 +525,7 @@ test_runs_compaction(void **state)
 	f->s = open_store(f->dir, 0, 16);
 	check_scan(f->s, ident);
 	write_random(f->s, 50, 7);
-	wait_runs(f->s, 3 * 4);
+	wait_runs(f->s, SETTLED_RUNS);
 	check_scan(f->s, ident);
 	assert_int_equal(store_walk(f->s, &walked), TP_OK);
 	assert_int_equal(walked, (uint64_t)nmodel);
@@ -564,7 +567,7 @@ test_aliases(void **state)
 	assert_int_equal(tb_write(f->s, t), TP_OK);
 	assert_int_equal(t->b.accepted, 6);
 	write_random(f->s, 20, 8);
-	wait_runs(f->s, 3 * 4);
+	wait_runs(f->s, SETTLED_RUNS);
 	check_scan(f->s, canon_alias);
 
 	assert_int_equal(store_journey(f->s, "cust1", &j), TP_OK);
@@ -910,7 +913,7 @@ test_concurrent_readers(void **state)
 		assert_int_equal(pthread_create(&th[i], NULL, reader_thread, &ra[i]), 0);
 	}
 	write_random(f->s, 250, 10);
-	wait_runs(f->s, 3 * 4);
+	wait_runs(f->s, SETTLED_RUNS);
 	stop = 1;
 	for (i = 0; i < 2; i++) {
 		pthread_join(th[i], NULL);
