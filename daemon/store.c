@@ -70,9 +70,10 @@ struct went {
 	uint32_t b, i, ord;
 };
 
-/* A record copied out of the log for a flush, or pointed to in a read snapshot. */
+/* A log record with its run key decoded (customer hash, biased ts, seq); val points into the map.
+ */
 struct kitem {
-	uint8_t key[KEY_LEN];
+	uint64_t kh, kt, ks;
 	const uint8_t *val;
 	size_t len;
 };
@@ -119,10 +120,8 @@ struct store {
 	struct went *went;
 	size_t went_cap;
 	uint8_t enc[RECORD_MAX];
-	struct kitem *fl;
-	size_t fl_cap;
-	uint8_t *flbuf;
-	size_t flbuf_cap;
+	struct kitem *fl, *fltmp;
+	size_t fl_cap, fltmp_cap;
 
 	/* Names: an append-only table published with dict_pub (store_name() reads it). */
 	char **dchunk[DICT_CHUNKS];
@@ -186,14 +185,6 @@ static uint64_t
 bias(int64_t ts)
 {
 	return (uint64_t)ts ^ (UINT64_C(1) << 63);
-}
-
-static void
-run_key(uint8_t *k, uint64_t cust, int64_t ts, uint64_t seq)
-{
-	be64(k, cust);
-	be64(k + 8, bias(ts));
-	be64(k + 16, seq);
 }
 
 static int
@@ -608,9 +599,73 @@ went_cmp(const void *a, const void *b)
 }
 
 static int
+kitem_less(const struct kitem *a, const struct kitem *b)
+{
+	if (a->kh != b->kh)
+		return a->kh < b->kh;
+	if (a->kt != b->kt)
+		return a->kt < b->kt;
+	return a->ks < b->ks;
+}
+
+static int
 kitem_cmp(const void *a, const void *b)
 {
-	return memcmp(((const struct kitem *)a)->key, ((const struct kitem *)b)->key, KEY_LEN);
+	return kitem_less(a, b) ? -1 : kitem_less(b, a);
+}
+
+/*
+ * Sorts a[0..n) by run key; tmp holds n items. Four stable byte passes over the top 32 bits
+ * of the customer hash, then each stretch of equal top bits is put in full order: input in
+ * log (seq) order leaves those stretches short and nearly sorted, so this is a few linear
+ * passes where qsort() cost 150 ns an item. Stretches that are long and unsorted (one
+ * customer's events sent far out of time order) still get O(n log n).
+ */
+static void
+kitem_sort(struct kitem *a, struct kitem *tmp, size_t n)
+{
+	struct kitem *src = a, *dst = tmp, *t;
+	size_t cnt[256], i, j, sum;
+	unsigned shift;
+
+	for (shift = 32; shift < 64; shift += 8) {
+		memset(cnt, 0, sizeof(cnt));
+		for (i = 0; i < n; i++)
+			cnt[(src[i].kh >> shift) & 0xff]++;
+		for (i = 0, sum = 0; i < 256; i++) {
+			size_t c = cnt[i];
+
+			cnt[i] = sum;
+			sum += c;
+		}
+		for (i = 0; i < n; i++)
+			dst[cnt[(src[i].kh >> shift) & 0xff]++] = src[i];
+		t = src;
+		src = dst;
+		dst = t;
+	}
+	/* four passes: the result is back in a */
+	for (i = 0; i < n; i = j) {
+		int sorted = 1;
+
+		for (j = i + 1; j < n && a[j].kh >> 32 == a[i].kh >> 32; j++)
+			sorted &= !kitem_less(&a[j], &a[j - 1]);
+		if (sorted)
+			continue;
+		if (j - i <= 32) {
+			size_t x, y;
+
+			for (x = i + 1; x < j; x++) {
+				struct kitem v = a[x];
+
+				for (y = x; y > i && kitem_less(&v, &a[y - 1]); y--)
+					a[y] = a[y - 1];
+				a[y] = v;
+			}
+		} else {
+			qsort(a + i, j - i, sizeof(*a), kitem_cmp);
+		}
+	}
 }
 
 /*
@@ -737,61 +792,87 @@ grow_buf(void **p, size_t *cap, size_t need, size_t elem)
 }
 
 /*
- * Moves every log entry into a new sorted run, in txn. The records are copied out first:
- * pointers into a write transaction's dirty pages may not survive further puts.
+ * Reads every record of the log (committed pages only) into *items, sorted by run key;
+ * values point into the map. tmp is scratch for the sort.
+ */
+static int
+log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, struct kitem **tmp,
+           size_t *tcap, size_t *n)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	*n = 0;
+	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct record r;
+		struct kitem *it;
+
+		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if ((rc = grow_buf((void **)items, cap, *n + 1, sizeof(**items))) != 0)
+			break;
+		it = &(*items)[(*n)++];
+		it->kh = r.cust;
+		it->kt = bias(r.ts);
+		it->ks = r.seq;
+		it->val = v.mv_data;
+		it->len = v.mv_size;
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = grow_buf((void **)tmp, tcap, *n + 1, sizeof(**tmp))) != 0)
+		return rc;
+	kitem_sort(*items, *tmp, *n);
+	return 0;
+}
+
+/*
+ * Moves every log entry into a new sorted run, in txn. Called before the group puts
+ * anything, so that every log page is a committed one: LMDB (without MDB_WRITEMAP) never
+ * writes over the pages of the snapshot a transaction started from, and the ones freed by
+ * the drop below cannot be reused before the commit, so values can be appended straight
+ * from the map, uncopied.
  */
 static int
 flush_run(struct store *s, MDB_txn *txn, struct run *out)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
-	size_t n = 0, used = 0, i;
+	uint8_t kb[KEY_LEN];
+	size_t n = 0, i;
 	uint64_t id;
 	char name[32];
 	MDB_dbi dbi;
 	int rc;
 
-	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
+	if ((rc = log_sorted(s, txn, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap, &n)) != 0)
 		return rc;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct record r;
-
-		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
-			rc = MDB_CORRUPTED;
-			goto fail;
-		}
-		if ((rc = grow_buf((void **)&s->fl, &s->fl_cap, n + 1, sizeof(*s->fl))) != 0 ||
-		    (rc = grow_buf((void **)&s->flbuf, &s->flbuf_cap, used + v.mv_size, 1)) != 0)
-			goto fail;
-		memcpy(s->flbuf + used, v.mv_data, v.mv_size);
-		run_key(s->fl[n].key, r.cust, r.ts, r.seq);
-		s->fl[n].val = (const uint8_t *)(uintptr_t)used; /* rebased below */
-		s->fl[n].len = v.mv_size;
-		used += v.mv_size;
-		n++;
-	}
-	if (rc != MDB_NOTFOUND)
-		goto fail;
-	mdb_cursor_close(c);
-	c = NULL;
-	for (i = 0; i < n; i++)
-		s->fl[i].val = s->flbuf + (uintptr_t)s->fl[i].val;
-	qsort(s->fl, n, sizeof(*s->fl), kitem_cmp);
-
 	if ((rc = meta_get(txn, s, "nextrun", &id, sizeof(id))) != 0)
 		return rc;
 	snprintf(name, sizeof(name), "run.%" PRIu64, id);
-	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi)) != 0)
+	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, dbi, &c)) != 0)
 		return rc;
 	for (i = 0; i < n; i++) {
+		be64(kb, s->fl[i].kh);
+		be64(kb + 8, s->fl[i].kt);
+		be64(kb + 16, s->fl[i].ks);
 		k.mv_size = KEY_LEN;
-		k.mv_data = s->fl[i].key;
+		k.mv_data = kb;
 		v.mv_size = s->fl[i].len;
 		v.mv_data = (void *)s->fl[i].val;
-		if ((rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND)) != 0)
-			return rc;
+		if ((rc = mdb_cursor_put(c, &k, &v, MDB_APPEND)) != 0)
+			goto fail;
 	}
+	mdb_cursor_close(c);
+	c = NULL;
 	if ((rc = mdb_drop(txn, s->log, 0)) != 0 ||
 	    (rc = dir_put(txn, s, id, 0, RUN_COMPLETE, n)) != 0)
 		return rc;
@@ -921,6 +1002,19 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 	ws->hll_dirty = s->hll_dirty;
 	memcpy(ws->hll, s->hll, HLL_M);
 
+	/* A full log becomes a run first, while all its pages are committed ones. */
+	if (s->log_count >= s->run_events) {
+		pthread_mutex_lock(&s->dmu);
+		j = s->nruns + s->nretired + s->nbuilding;
+		pthread_mutex_unlock(&s->dmu);
+		if (j < STORE_FLUSH_LIMIT) {
+			if ((rc = flush_run(s, txn, newrun)) != 0)
+				goto fail;
+			*flushed = 1;
+			s->log_count = 0;
+		}
+	}
+
 	/* In key order, so that the ids lookups touch neighbouring pages. */
 	if ((rc = mdb_cursor_open(txn, s->ids, &ic)) != 0)
 		goto fail;
@@ -951,16 +1045,6 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 		goto fail;
 	if (s->hll_dirty && (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
 		goto fail;
-	if (s->log_count >= s->run_events) {
-		pthread_mutex_lock(&s->dmu);
-		j = s->nruns + s->nretired + s->nbuilding;
-		pthread_mutex_unlock(&s->dmu);
-		if (j < STORE_FLUSH_LIMIT) {
-			if ((rc = flush_run(s, txn, newrun)) != 0)
-				goto fail;
-			*flushed = 1;
-		}
-	}
 	if (*flushed) {
 		pthread_mutex_lock(&s->dmu);
 		dirlock = 1;
@@ -971,7 +1055,6 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 		goto fail;
 	if (*flushed) {
 		s->runs[s->nruns++] = *newrun;
-		s->log_count = 0;
 		pthread_mutex_unlock(&s->dmu);
 	}
 	s->hll_dirty = 0;
@@ -1105,11 +1188,13 @@ msrc_load(struct msrc *m, MDB_cursor_op op)
 			m->done = 1;
 			return 0;
 		}
-		m->k.mv_size = KEY_LEN;
-		m->k.mv_data = (void *)m->arr[m->pos].key;
+		m->k.mv_size = 0; /* the decoded key is all a sorted array gives */
+		m->k.mv_data = NULL;
 		m->v.mv_size = m->arr[m->pos].len;
 		m->v.mv_data = (void *)m->arr[m->pos].val;
-		msrc_decode(m);
+		m->kh = m->arr[m->pos].kh;
+		m->kt = m->arr[m->pos].kt;
+		m->ks = m->arr[m->pos].ks;
 		return 0;
 	}
 	rc = mdb_cursor_get(m->cur, &m->k, &m->v, op);
@@ -1321,6 +1406,7 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 	struct mheap hp = { hv, 0 };
 	uint8_t nlast[MERGE_FANIN][KEY_LEN];
 	int nstarted[MERGE_FANIN];
+	MDB_cursor *oc = NULL;
 	MDB_txn *txn;
 	size_t j, n = 0;
 	int rc;
@@ -1347,10 +1433,12 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 		hv[hp.n++] = &src[j];
 	}
 	heap_build(&hp);
+	if ((rc = mdb_cursor_open(txn, out->dbi, &oc)) != 0)
+		goto fail;
 	while (hp.n > 0 && n < MERGE_CHUNK) {
 		struct msrc *m = hp.h[0];
 
-		if ((rc = mdb_put(txn, out->dbi, &m->k, &m->v, MDB_APPEND)) != 0)
+		if ((rc = mdb_cursor_put(oc, &m->k, &m->v, MDB_APPEND)) != 0)
 			goto fail;
 		j = (size_t)(m - src);
 		memcpy(nlast[j], m->k.mv_data, KEY_LEN);
@@ -1362,6 +1450,7 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 	for (j = 0; j < nin; j++)
 		mdb_cursor_close(src[j].cur);
 	memset(src, 0, sizeof(src));
+	mdb_cursor_close(oc);
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		gate_leave(s);
 		return rc;
@@ -1378,6 +1467,8 @@ fail:
 	for (j = 0; j < nin; j++)
 		if (src[j].cur != NULL)
 			mdb_cursor_close(src[j].cur);
+	if (oc != NULL)
+		mdb_cursor_close(oc);
 	mdb_txn_abort(txn);
 	gate_leave(s);
 	return rc;
@@ -1711,7 +1802,7 @@ store_free(struct store *s)
 	free(s->dtab);
 	free(s->went);
 	free(s->fl);
-	free(s->flbuf);
+	free(s->fltmp);
 	pthread_mutex_destroy(&s->gmu);
 	pthread_cond_destroy(&s->gcv);
 	pthread_mutex_destroy(&s->dmu);
@@ -1904,34 +1995,12 @@ insertion_sort(struct record *r, size_t n)
 static int
 read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_t *n)
 {
-	MDB_cursor *c;
-	MDB_val k, v;
-	int rc;
+	struct kitem *tmp = NULL;
+	size_t tcap = 0;
+	int rc = log_sorted(s, txn, tail, cap, &tmp, &tcap, n);
 
-	*n = 0;
-	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
-		return rc;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct record r;
-
-		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		if ((rc = grow_buf((void **)tail, cap, *n + 1, sizeof(**tail))) != 0)
-			break;
-		run_key((*tail)[*n].key, r.cust, r.ts, r.seq);
-		(*tail)[*n].val = v.mv_data;
-		(*tail)[*n].len = v.mv_size;
-		(*n)++;
-	}
-	mdb_cursor_close(c);
-	if (rc != MDB_NOTFOUND)
-		return rc;
-	if (*n > 0)
-		qsort(*tail, *n, sizeof(**tail), kitem_cmp);
-	return 0;
+	free(tmp);
+	return rc;
 }
 
 /* An id of the alias forest, indexed by its customer hash. */

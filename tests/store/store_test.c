@@ -923,6 +923,72 @@ test_concurrent_readers(void **state)
 	check_scan(f->s, ident);
 }
 
+struct order_arg {
+	int big, bad;
+	size_t nbig;
+};
+
+static int
+order_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	struct order_arg *oa = arg;
+	size_t i;
+
+	for (i = 1; i < n; i++)
+		oa->bad += evs[i].ts_us < evs[i - 1].ts_us;
+	if (strcmp(cid, "big") == 0) {
+		oa->big++;
+		oa->nbig = n;
+	}
+	return 0;
+}
+
+/* One customer's events sent in reverse time order: long unsorted stretches in a flush. */
+static void
+test_reverse_order(void **state)
+{
+	struct fx *f = *state;
+	struct store_journey *j;
+	struct order_arg oa = { 0 };
+	char eid[32], cid[32];
+	int g, i, pass;
+	size_t k;
+
+	f->s = open_store(f->dir, 0, 300);
+	for (g = 0; g < 8; g++) {
+		struct tbatch *t = tb_new(100);
+
+		for (i = 0; i < 100; i++) {
+			int n = g * 100 + i;
+
+			snprintf(eid, sizeof(eid), "rv%d", n);
+			if (i % 2 == 0) {
+				tb_add(t, ev_touch(eid, "big", T0 + (800 - n) * 1000, "email", ""));
+			} else {
+				snprintf(cid, sizeof(cid), "o%d", n % 13);
+				tb_add(t, ev_touch(eid, cid, T0 + n * 1000, "search", ""));
+			}
+		}
+		assert_int_equal(tb_write(f->s, t), TP_OK);
+		tb_free(t);
+	}
+	for (pass = 0; pass < 2; pass++) {
+		assert_int_equal(store_journey(f->s, "big", &j), TP_OK);
+		assert_int_equal(j->n, 400);
+		for (k = 1; k < j->n; k++)
+			assert_true(j->view[k - 1].ts_us < j->view[k].ts_us);
+		store_journey_free(j);
+		memset(&oa, 0, sizeof(oa));
+		assert_int_equal(store_scan(f->s, order_cb, &oa), TP_OK);
+		assert_int_equal(oa.bad, 0);
+		assert_int_equal(oa.big, 1);
+		assert_int_equal(oa.nbig, 400);
+		/* again from the runs alone, after a reopen with the log flushed by more writes */
+		store_close(f->s);
+		f->s = open_store(f->dir, 0, 300);
+	}
+}
+
 int
 main(void)
 {
@@ -930,6 +996,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reverse_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
