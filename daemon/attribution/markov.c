@@ -33,6 +33,15 @@
 #ifndef MK_THREAD_MIN
 #define MK_THREAD_MIN 4096 /* fewer states: one thread unless TP_MARKOV_THREADS says */
 #endif
+#ifndef MK_XP_MAX
+#define MK_XP_MAX 8 /* extrapolations per SCC solve of a removal batch, at most */
+#endif
+#ifndef MK_XP_LAM
+#define MK_XP_LAM 0.99 /* ... only while the updates shrink at least this fast */
+#endif
+#ifndef MK_XP_STILL
+#define MK_XP_STILL 1e-3 /* ... and λ moved by less than this, relative, in one sweep */
+#endif
 #define MK_MAX_THREADS 64      /* TP_MARKOV_THREADS is capped here; the default at 8 */
 #define MK_MAX_SWEEPS  1000000 /* a safety net; only chains that almost never end get near it */
 #define MK_MAX_STATES  (UINT32_MAX / 2)
@@ -77,6 +86,7 @@ struct mk_solver {
 	uint64_t *bits; /* states to solve */
 	uint32_t *grp;  /* one SCC's members */
 	uint32_t *list; /* the states of the current removal, for restoring afterwards */
+	double *dl;     /* per position in grp, MK_LANES lanes of the last sweep's updates */
 	int32_t *loc;   /* dense index in the current SCC, -1 elsewhere */
 	double *a, *b;  /* dense system */
 };
@@ -680,12 +690,15 @@ mk_lane_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
 	size_t i, e, sweep, maxsweep = m == 1 ? 1 : MK_MAX_SWEEPS;
-	double om = m == 1 ? 1.0 : MK_OMEGA, prevd = 0;
-	int j;
+	double om = m == 1 ? 1.0 : MK_OMEGA, prevd = 0, n1[MK_LANES], pn1[MK_LANES] = { 0 };
+	double plam[MK_LANES] = { 0 }, f[MK_LANES];
+	int j, xp = m > MK_DENSE_MAX ? MK_XP_MAX : 0, since = 0, any;
 
 	for (sweep = 0; sweep < maxsweep; sweep++) {
 		double maxd = 0, maxv = 0;
 
+		for (j = 0; j < MK_LANES; j++)
+			n1[j] = 0;
 		for (i = 0; i < m; i++) {
 			uint32_t v = s->grp[i];
 			double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * MK_LANES;
@@ -702,6 +715,9 @@ mk_lane_group(struct mk_solver *s, size_t m)
 				    (s->lane[v] >> j & 1) ? 0 : lv[j] + om * (acc[j] - lv[j]);
 				double d = fabs(nv - lv[j]);
 
+				if (xp > 0)
+					s->dl[i * MK_LANES + (size_t)j] = nv - lv[j];
+				n1[j] += d;
 				lv[j] = nv;
 				maxd = d > maxd ? d : maxd;
 				maxv = nv > maxv ? nv : maxv;
@@ -711,6 +727,39 @@ mk_lane_group(struct mk_solver *s, size_t m)
 			return TP_OK;
 		om = mk_omega(om, maxd, prevd);
 		prevd = maxd;
+		if (xp == 0)
+			continue;
+		/*
+		 * The updates soon shrink by one constant factor λ a sweep (one eigenvector of
+		 * the sweep dominates): once λ holds still, the rest of the series, λ/(1 − λ)
+		 * times the last update, is added at once. The sweeps go on until the updates
+		 * are below the tolerance as before, so this only saves sweeps.
+		 */
+		since++;
+		any = 0;
+		for (j = 0; j < MK_LANES; j++) {
+			double lam = pn1[j] > 0 ? n1[j] / pn1[j] : 0;
+
+			f[j] = 0;
+			if (since >= 3 && lam > 0 && lam < MK_XP_LAM &&
+			    fabs(lam - plam[j]) <= MK_XP_STILL * lam) {
+				f[j] = lam / (1 - lam);
+				any = 1;
+			}
+			plam[j] = lam;
+			pn1[j] = n1[j];
+		}
+		if (!any)
+			continue;
+		for (i = 0; i < m; i++) {
+			double *lv = s->lv + (size_t)s->grp[i] * MK_LANES;
+
+			for (j = 0; j < MK_LANES; j++)
+				lv[j] += f[j] * s->dl[i * MK_LANES + (size_t)j];
+		}
+		xp--;
+		since = 0;
+		prevd = 0; /* the sweep after a jump is not an update that grew */
 	}
 	return m == 1 ? TP_OK : TP_INTERNAL;
 }
@@ -831,6 +880,7 @@ mk_worker_free(struct mk_worker *w)
 	free(w->s.bits);
 	free(w->s.grp);
 	free(w->s.list);
+	free(w->s.dl);
 	memset(&w->s, 0, sizeof(w->s));
 }
 
@@ -851,8 +901,9 @@ mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain 
 	w->s.bits = calloc((c->n + 63) / 64, sizeof(uint64_t));
 	w->s.grp = malloc(c->n * sizeof(uint32_t));
 	w->s.list = malloc(c->n * sizeof(uint32_t));
+	w->s.dl = malloc(c->n * MK_LANES * sizeof(double));
 	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
-	    w->s.list == NULL) {
+	    w->s.list == NULL || w->s.dl == NULL) {
 		mk_worker_free(w);
 		return TP_RESOURCE_EXHAUSTED;
 	}
