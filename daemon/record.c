@@ -136,6 +136,8 @@ record_header(const void *p, size_t len, struct record *r)
 	memcpy(&r->cust, b + 40, 8);
 	memcpy(&r->num, b + 48, 8);
 	memcpy(&r->day, b + 56, 4);
+	r->val = b;
+	r->end = b + len;
 	return 0;
 }
 

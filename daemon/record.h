@@ -59,8 +59,8 @@ struct record {
 	int32_t day;
 	const char *str[REC_NSTR];
 	uint16_t len[REC_NSTR];
-	const uint8_t *traits; /* ntraits pairs, each string as above */
-	const uint8_t *end;
+	const uint8_t *traits;    /* ntraits pairs, each string as above */
+	const uint8_t *val, *end; /* the encoded bytes */
 };
 
 /* Encodes ev into buf (cap bytes); 0 and *len, or -1 if a field exceeds the bounds above. */

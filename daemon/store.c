@@ -2011,9 +2011,20 @@ struct anode {
 	size_t parent, root;
 };
 
+/* A record of an aliased customer, held until the merge ends; val points into the map. */
 struct stashed {
 	size_t root;
-	struct record r;
+	int64_t ts;
+	uint64_t seq;
+	const uint8_t *val;
+	uint32_t len;
+	int rank;
+};
+
+/* The alias forest's ids by customer hash, met in order as the merge advances. */
+struct ahash {
+	uint64_t h;
+	size_t node;
 };
 
 struct scan {
@@ -2030,6 +2041,8 @@ struct scan {
 	size_t acap;
 	struct stashed *st;
 	size_t nst, stcap;
+	struct ahash *ah;
+	size_t nah, apos;
 };
 
 static size_t
@@ -2151,20 +2164,73 @@ emit(struct scan *sc, const char *cid, const struct record *r, size_t n)
 	return sc->fn(sc->arg, cid, sc->views, nv);
 }
 
+static int
+ahash_cmp(const void *a, const void *b)
+{
+	const struct ahash *x = a, *y = b;
+
+	return x->h < y->h ? -1 : x->h > y->h;
+}
+
+/* Sorts the alias forest's ids by hash, for alias_node(). */
+static int
+alias_index(struct scan *sc)
+{
+	size_t i;
+
+	if (sc->nnodes == 0)
+		return 0;
+	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
+		return ENOMEM;
+	for (i = 0; i < sc->nnodes; i++) {
+		sc->ah[i].h = sc->nodes[i].h;
+		sc->ah[i].node = i;
+	}
+	qsort(sc->ah, sc->nnodes, sizeof(*sc->ah), ahash_cmp);
+	sc->nah = sc->nnodes;
+	return 0;
+}
+
+/*
+ * The alias node of a customer, or SIZE_MAX. Customers come in hash order, so one
+ * forward-moving position replaces a hash-table probe (a cache miss) per customer.
+ */
+static size_t
+alias_node(struct scan *sc, uint64_t h, const char *name, size_t len)
+{
+	size_t k;
+
+	while (sc->apos < sc->nah && sc->ah[sc->apos].h < h)
+		sc->apos++;
+	for (k = sc->apos; k < sc->nah && sc->ah[k].h == h; k++) {
+		const struct anode *a = &sc->nodes[sc->ah[k].node];
+
+		if (a->len == len && memcmp(a->name, name, len) == 0)
+			return sc->ah[k].node;
+	}
+	return SIZE_MAX;
+}
+
 /* One customer's records, sorted: emitted now, or stashed when aliases are involved. */
 static int
 customer(struct scan *sc, struct record *r, size_t n)
 {
 	size_t a, i;
 
-	a = anode_find(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID], r[0].len[REC_CUSTOMER_ID]);
-	if (a == SIZE_MAX)
+	if (sc->nah == 0 || (a = alias_node(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID],
+	                                    r[0].len[REC_CUSTOMER_ID])) == SIZE_MAX)
 		return emit(sc, r[0].str[REC_CUSTOMER_ID], r, n);
 	if (grow_buf((void **)&sc->st, &sc->stcap, sc->nst + n, sizeof(*sc->st)) != 0)
 		return TP_RESOURCE_EXHAUSTED;
 	for (i = 0; i < n; i++) {
-		sc->st[sc->nst].root = sc->nodes[a].root;
-		sc->st[sc->nst++].r = r[i];
+		struct stashed *x = &sc->st[sc->nst++];
+
+		x->root = sc->nodes[a].root;
+		x->ts = r[i].ts;
+		x->seq = r[i].seq;
+		x->rank = rank_of(r[i].kind);
+		x->val = r[i].val;
+		x->len = (uint32_t)(r[i].end - r[i].val);
 	}
 	return 0;
 }
@@ -2199,7 +2265,11 @@ stash_cmp(const void *a, const void *b)
 
 	if (x->root != y->root)
 		return x->root < y->root ? -1 : 1;
-	return ev_cmp(&x->r, &y->r);
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 /* The aliased customers, each under its canonical id, after the merge. */
@@ -2220,9 +2290,12 @@ emit_stash(struct scan *sc)
 			rv = TP_RESOURCE_EXHAUSTED;
 			break;
 		}
-		for (k = i; k < j; k++)
-			buf[k - i] = sc->st[k].r;
-		rv = emit(sc, sc->nodes[sc->st[i].root].name, buf, j - i);
+		for (k = i; k < j && rv == 0; k++)
+			if (record_parse_scan(sc->st[k].val, sc->st[k].len, &buf[k - i]) != 0)
+				rv =
+				    TP_INTERNAL; /* parsed once already: the map changed under us */
+		if (rv == 0)
+			rv = emit(sc, sc->nodes[sc->st[i].root].name, buf, j - i);
 	}
 	free(buf);
 	return rv;
@@ -2249,7 +2322,7 @@ store_scan(struct store *s, store_customer_fn fn, void *arg)
 		rc = ENOMEM;
 		goto out;
 	}
-	if ((rc = load_aliases(&sc, snap.txn)) != 0 ||
+	if ((rc = load_aliases(&sc, snap.txn)) != 0 || (rc = alias_index(&sc)) != 0 ||
 	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	hp.h = hv;
@@ -2300,6 +2373,7 @@ out:
 		free(sc.nodes[i].name);
 	free(sc.nodes);
 	free(sc.aidx);
+	free(sc.ah);
 	free(sc.st);
 	free(sc.views);
 	free(sc.traits);
