@@ -37,10 +37,10 @@
 #define MK_XP_MAX 8 /* extrapolations per SCC solve of a removal batch, at most */
 #endif
 #ifndef MK_XP_LAM
-#define MK_XP_LAM 0.99 /* ... only while the updates shrink at least this fast */
+#define MK_XP_LAM 0.99 /* ... only while both modes shrink at least this fast */
 #endif
-#ifndef MK_XP_STILL
-#define MK_XP_STILL 1e-3 /* ... and λ moved by less than this, relative, in one sweep */
+#ifndef MK_XP_FIT
+#define MK_XP_FIT 5e-2 /* ... and the two-mode fit leaves less than this of the update */
 #endif
 #define MK_MAX_THREADS 64      /* TP_MARKOV_THREADS is capped here; the default at 8 */
 #define MK_MAX_SWEEPS  1000000 /* a safety net; only chains that almost never end get near it */
@@ -86,7 +86,7 @@ struct mk_solver {
 	uint64_t *bits; /* states to solve */
 	uint32_t *grp;  /* one SCC's members */
 	uint32_t *list; /* the states of the current removal, for restoring afterwards */
-	double *dl;     /* per position in grp, MK_LANES lanes of the last sweep's updates */
+	double *dl;     /* per position in grp, MK_LANES lanes of the last 3 sweeps' updates */
 	int32_t *loc;   /* dense index in the current SCC, -1 elsewhere */
 	double *a, *b;  /* dense system */
 };
@@ -682,6 +682,41 @@ mk_full_group(struct mk_solver *s, size_t m)
 }
 
 /*
+ * Sweeps of a stationary iteration change x by δ_k = M^k δ_0, and after a few sweeps two
+ * or three eigenvectors of M carry nearly all of it. Fitting δ_k + c1·δ_{k−1} + c0·δ_{k−2}
+ * ≈ 0 (least squares, per lane) finds the polynomial z² + c1·z + c0 of the two leading
+ * modes, and if it fits, the rest of the series Σ_{i>k} δ_i is added at once:
+ * S = −(c1·δ_k + c0·(δ_k + δ_{k−1})) / (1 + c1 + c0). The sweeps go on until the updates are
+ * below the tolerance as before, so a poor jump only costs sweeps, never accuracy.
+ */
+struct mk_fit {
+	double a11, a12, a22, b1, b2, dd;
+};
+
+/* The jump coefficients of one lane, or 0 when the fit is poor or the modes near 1. */
+static int
+mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
+{
+	double det = f->a11 * f->a22 - f->a12 * f->a12, r, p1;
+
+	if (!(f->a11 > 0) || !(f->dd > 0))
+		return 0;
+	if (det > 1e-12 * f->a11 * f->a22) {
+		*c1 = (-f->b1 * f->a22 + f->b2 * f->a12) / det;
+		*c0 = (-f->b2 * f->a11 + f->b1 * f->a12) / det;
+	} else {
+		*c1 = -f->b1 / f->a11;
+		*c0 = 0;
+	}
+	r = f->dd + 2 * *c1 * f->b1 + 2 * *c0 * f->b2 + *c1 * *c1 * f->a11 +
+	    2 * *c1 * *c0 * f->a12 + *c0 * *c0 * f->a22;
+	p1 = 1 + *c1 + *c0;
+	/* Jury's conditions with a margin: both roots well inside the unit circle. */
+	return r <= MK_XP_FIT * MK_XP_FIT * f->dd && p1 >= 1 - MK_XP_LAM && 1 - *c1 + *c0 > 0 &&
+	       fabs(*c0) < MK_XP_LAM;
+}
+
+/*
  * The same for MK_LANES removals at once, sharing each pass over the graph: lane j of
  * state s is forced to 0 where s holds lane j's unit (its incoming traffic goes to null).
  */
@@ -689,22 +724,27 @@ static int
 mk_lane_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
-	size_t i, e, sweep, maxsweep = m == 1 ? 1 : MK_MAX_SWEEPS;
-	double om = m == 1 ? 1.0 : MK_OMEGA, prevd = 0, n1[MK_LANES], pn1[MK_LANES] = { 0 };
-	double plam[MK_LANES] = { 0 }, f[MK_LANES];
-	int j, xp = m > MK_DENSE_MAX ? MK_XP_MAX : 0, since = 0, any;
+	size_t i, e, sweep, maxsweep = m == 1 ? 1 : MK_MAX_SWEEPS, L = MK_LANES;
+	double om = m == 1 ? 1.0 : MK_OMEGA, prevd = 0, c1[MK_LANES], c0[MK_LANES];
+	double *cur = s->dl, *d1 = s->dl + m * L, *d2 = s->dl + 2 * m * L, *tmp;
+	int j, xp = m > MK_DENSE_MAX ? MK_XP_MAX : 0, hist = 0, any, ok[MK_LANES];
+	struct mk_fit f[MK_LANES];
+
+	/* Over-relaxation turns modes negative, which the jumps fit worse than they help. */
+	if (xp > 0)
+		om = 1.0;
 
 	for (sweep = 0; sweep < maxsweep; sweep++) {
 		double maxd = 0, maxv = 0;
+		int fit = xp > 0 && hist >= 2;
 
-		for (j = 0; j < MK_LANES; j++)
-			n1[j] = 0;
+		memset(f, 0, sizeof(f));
 		for (i = 0; i < m; i++) {
 			uint32_t v = s->grp[i];
-			double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * MK_LANES;
+			double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * L;
 
 			for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
-				const double *src = s->lv + (size_t)c->qcol[e] * MK_LANES;
+				const double *src = s->lv + (size_t)c->qcol[e] * L;
 				double p = c->qpr[e];
 
 				for (j = 0; j < MK_LANES; j++)
@@ -713,12 +753,23 @@ mk_lane_group(struct mk_solver *s, size_t m)
 			for (j = 0; j < MK_LANES; j++) {
 				double nv =
 				    (s->lane[v] >> j & 1) ? 0 : lv[j] + om * (acc[j] - lv[j]);
-				double d = fabs(nv - lv[j]);
+				double d = nv - lv[j];
 
 				if (xp > 0)
-					s->dl[i * MK_LANES + (size_t)j] = nv - lv[j];
-				n1[j] += d;
+					cur[i * L + (size_t)j] = d;
+				if (fit) {
+					double x1 = d1[i * L + (size_t)j],
+					       x2 = d2[i * L + (size_t)j];
+
+					f[j].a11 += x1 * x1;
+					f[j].a12 += x1 * x2;
+					f[j].a22 += x2 * x2;
+					f[j].b1 += d * x1;
+					f[j].b2 += d * x2;
+					f[j].dd += d * d;
+				}
 				lv[j] = nv;
+				d = fabs(d);
 				maxd = d > maxd ? d : maxd;
 				maxv = nv > maxv ? nv : maxv;
 			}
@@ -729,37 +780,33 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		prevd = maxd;
 		if (xp == 0)
 			continue;
-		/*
-		 * The updates soon shrink by one constant factor λ a sweep (one eigenvector of
-		 * the sweep dominates): once λ holds still, the rest of the series, λ/(1 − λ)
-		 * times the last update, is added at once. The sweeps go on until the updates
-		 * are below the tolerance as before, so this only saves sweeps.
-		 */
-		since++;
+		hist++;
 		any = 0;
-		for (j = 0; j < MK_LANES; j++) {
-			double lam = pn1[j] > 0 ? n1[j] / pn1[j] : 0;
+		for (j = 0; fit && j < MK_LANES; j++) {
+			ok[j] = mk_fit_solve(&f[j], &c1[j], &c0[j]);
+			any |= ok[j];
+		}
+		if (any) {
+			for (i = 0; i < m; i++) {
+				double *lv = s->lv + (size_t)s->grp[i] * L;
 
-			f[j] = 0;
-			if (since >= 3 && lam > 0 && lam < MK_XP_LAM &&
-			    fabs(lam - plam[j]) <= MK_XP_STILL * lam) {
-				f[j] = lam / (1 - lam);
-				any = 1;
+				for (j = 0; j < MK_LANES; j++) {
+					double x = cur[i * L + (size_t)j],
+					       x1 = d1[i * L + (size_t)j];
+
+					if (ok[j])
+						lv[j] -= (c1[j] * x + c0[j] * (x + x1)) /
+						         (1 + c1[j] + c0[j]);
+				}
 			}
-			plam[j] = lam;
-			pn1[j] = n1[j];
+			xp--;
+			hist = 0;
+			prevd = 0; /* the sweep after a jump is not an update that grew */
 		}
-		if (!any)
-			continue;
-		for (i = 0; i < m; i++) {
-			double *lv = s->lv + (size_t)s->grp[i] * MK_LANES;
-
-			for (j = 0; j < MK_LANES; j++)
-				lv[j] += f[j] * s->dl[i * MK_LANES + (size_t)j];
-		}
-		xp--;
-		since = 0;
-		prevd = 0; /* the sweep after a jump is not an update that grew */
+		tmp = d2;
+		d2 = d1;
+		d1 = cur;
+		cur = tmp;
 	}
 	return m == 1 ? TP_OK : TP_INTERNAL;
 }
@@ -901,7 +948,7 @@ mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain 
 	w->s.bits = calloc((c->n + 63) / 64, sizeof(uint64_t));
 	w->s.grp = malloc(c->n * sizeof(uint32_t));
 	w->s.list = malloc(c->n * sizeof(uint32_t));
-	w->s.dl = malloc(c->n * MK_LANES * sizeof(double));
+	w->s.dl = malloc(3 * c->n * MK_LANES * sizeof(double));
 	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
 	    w->s.list == NULL || w->s.dl == NULL) {
 		mk_worker_free(w);
