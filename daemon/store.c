@@ -31,10 +31,10 @@
 #define STORE_MAX_HOPS    1024    /* alias chain length */
 #define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
-#define MERGE_FANIN       8      /* runs per merge: fewer rewrites of each event than 4 */
-#define DROP_FORCE        16     /* retired runs that make the compactor wait for readers */
-#define MERGE_CHUNK       100000 /* records per compaction write transaction */
-#define KEY_LEN           24     /* run key: customer hash | biased ts | seq */
+#define MERGE_FANIN       8     /* runs per merge: fewer rewrites of each event than 4 */
+#define DROP_FORCE        16    /* retired runs that make the compactor wait for readers */
+#define MERGE_CHUNK       16384 /* records per compaction write transaction (a few ms) */
+#define KEY_LEN           24    /* run key: customer hash | biased ts | seq */
 #define DICT_CHUNK_BITS   12
 #define DICT_CHUNK        (1u << DICT_CHUNK_BITS)
 #define DICT_CHUNKS       16384
@@ -131,6 +131,9 @@ struct store {
 	pthread_mutex_t smu;
 	struct counters cnt_pub;
 	uint64_t customers_pub;
+
+	/* Ingest waiting for LMDB's write lock: the compactor lets it go first. */
+	_Atomic unsigned wwant;
 
 	/* Compactor. */
 	pthread_t cthr;
@@ -994,7 +997,10 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 	int rc, dup, dirlock = 0;
 
 	*flushed = 0;
-	if ((rc = write_begin(s, &txn)) != 0)
+	atomic_fetch_add(&s->wwant, 1);
+	rc = write_begin(s, &txn);
+	atomic_fetch_sub(&s->wwant, 1);
+	if (rc != 0)
 		return rc;
 	ws->next_seq = s->next_seq;
 	ws->log_count = s->log_count;
@@ -1283,6 +1289,21 @@ stopping(struct store *s)
 	return stop;
 }
 
+/*
+ * LMDB's write mutex is not fair: a compactor that commits a chunk and begins the next
+ * would often take it again before the woken writer, whose group commit (and every client
+ * waiting on it) would then wait for chunk after chunk. Ingest goes first.
+ */
+static void
+yield_to_writer(struct store *s)
+{
+	const struct timespec ts = { 0, 200000 };
+	int i;
+
+	for (i = 0; i < 50 && atomic_load(&s->wwant) > 0; i++)
+		nanosleep(&ts, NULL);
+}
+
 /* Drops retired runs once no reader can hold their handles. */
 static void
 drop_retired(struct store *s)
@@ -1532,6 +1553,7 @@ merge_once(struct store *s, const struct run *in)
 			rc = ECANCELED; /* the building run is dropped at the next open */
 			goto fail;
 		}
+		yield_to_writer(s);
 		rc = merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished);
 		if (rc == MDB_MAP_FULL)
 			rc = grow_map(s, seen);
