@@ -906,6 +906,7 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 struct mk_pool {
 	const uint32_t *units; /* the units that occur, ascending */
 	size_t nunits, nbatch;
+	size_t maxscc; /* states in the largest SCC: the jumps' history is kept for one */
 	double pconv;
 	double *re, *vc; /* per unit; written only by the thread that solves its batch */
 	atomic_size_t next;
@@ -948,7 +949,7 @@ mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain 
 	w->s.bits = calloc((c->n + 63) / 64, sizeof(uint64_t));
 	w->s.grp = malloc(c->n * sizeof(uint32_t));
 	w->s.list = malloc(c->n * sizeof(uint32_t));
-	w->s.dl = malloc(3 * c->n * MK_LANES * sizeof(double));
+	w->s.dl = malloc(3 * (pool->maxscc ? pool->maxscc : 1) * MK_LANES * sizeof(double));
 	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
 	    w->s.list == NULL || w->s.dl == NULL) {
 		mk_worker_free(w);
@@ -1311,7 +1312,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	struct mk_build b;
 	struct mk_chain c;
 	struct mk_solver s;
-	size_t *orp = NULL, i;
+	size_t *orp = NULL, i, j;
 	struct mk_pool pool;
 	uint32_t *ocol = NULL, *units = NULL, u;
 	double *ow = NULL, *re = NULL, *vc = NULL;
@@ -1377,6 +1378,10 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	for (u = 0; u < t->nunits; u++) {
 		if (c.up[u] < c.up[u + 1])
 			units[pool.nunits++] = u;
+	}
+	for (i = 0, j = 0; i < c.n; i++) {
+		j = i > 0 && c.scc[i] == c.scc[i - 1] ? j + 1 : 1;
+		pool.maxscc = j > pool.maxscc ? j : pool.maxscc;
 	}
 	pool.units = units;
 	pool.nbatch = (pool.nunits + MK_LANES - 1) / MK_LANES;
