@@ -22,10 +22,10 @@
 #include "store.h"
 #include "touchpoint/touchpoint.h"
 
-#define STORE_SCHEMA      3 /* 2: ids values a second hash; 3: two logs (log0, log1) */
+#define STORE_SCHEMA      2 /* 2: ids values are a second hash, not the event_id */
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
-#define STORE_FLUSH_LIMIT 400     /* above this many runs the log is left to grow */
+#define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
 #define STORE_MAX_GROUP   4000000 /* events in one store_write() */
 #define STORE_MAX_PROBE   64      /* ids: linear probes past a hash collision */
 #define STORE_MAX_HOPS    1024    /* alias chain length */
@@ -85,7 +85,7 @@ struct dslot {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi logs[2], ids, dict, dict_rev, aliases, alias_rev, spend, meta;
+	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta;
 	uint8_t key[16];
 	uint8_t key2[16]; /* key with every bit flipped: the ids value's hash */
 	size_t run_events;
@@ -108,16 +108,9 @@ struct store {
 	struct run retired[STORE_MAX_RUNS];
 	size_t nretired;
 	size_t nbuilding;
-	/*
-	 * The writer appends to logs[alog]; a full log is handed to the compactor (lpend,
-	 * flog), which sorts it into a run while the writer fills the other one.
-	 */
-	int lpend;
-	unsigned flog;
 
 	/* Writer state: only store_write() touches it. */
 	uint64_t next_seq, log_count;
-	unsigned alog;
 	struct counters cnt;
 	uint8_t hll[HLL_M];
 	int hll_dirty;
@@ -806,38 +799,35 @@ grow_buf(void **p, size_t *cap, size_t need, size_t elem)
  * values point into the map. tmp is scratch for the sort.
  */
 static int
-log_sorted(MDB_txn *txn, const MDB_dbi *dbi, size_t ndbi, struct kitem **items, size_t *cap,
-           struct kitem **tmp, size_t *tcap, size_t *n)
+log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, struct kitem **tmp,
+           size_t *tcap, size_t *n)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
-	size_t d;
-	int rc = MDB_NOTFOUND;
+	int rc;
 
 	*n = 0;
-	for (d = 0; d < ndbi && rc == MDB_NOTFOUND; d++) {
-		if ((rc = mdb_cursor_open(txn, dbi[d], &c)) != 0)
-			return rc;
-		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			struct record r;
-			struct kitem *it;
+	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct record r;
+		struct kitem *it;
 
-			if (record_header(v.mv_data, v.mv_size, &r) != 0) {
-				rc = MDB_CORRUPTED;
-				break;
-			}
-			if ((rc = grow_buf((void **)items, cap, *n + 1, sizeof(**items))) != 0)
-				break;
-			it = &(*items)[(*n)++];
-			it->kh = r.cust;
-			it->kt = bias(r.ts);
-			it->ks = r.seq;
-			it->val = v.mv_data;
-			it->len = v.mv_size;
+		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+			rc = MDB_CORRUPTED;
+			break;
 		}
-		mdb_cursor_close(c);
+		if ((rc = grow_buf((void **)items, cap, *n + 1, sizeof(**items))) != 0)
+			break;
+		it = &(*items)[(*n)++];
+		it->kh = r.cust;
+		it->kt = bias(r.ts);
+		it->ks = r.seq;
+		it->val = v.mv_data;
+		it->len = v.mv_size;
 	}
+	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
 		return rc;
 	if ((rc = grow_buf((void **)tmp, tcap, *n + 1, sizeof(**tmp))) != 0)
@@ -847,14 +837,14 @@ log_sorted(MDB_txn *txn, const MDB_dbi *dbi, size_t ndbi, struct kitem **items, 
 }
 
 /*
- * Moves every entry of a log the writer no longer appends to into a new sorted run, in
- * txn. Every page of that log is a committed one: LMDB (without MDB_WRITEMAP) never writes
- * over the pages of the snapshot a transaction started from, and the ones freed by the
- * drop below cannot be reused before the commit, so values are appended straight from the
- * map, uncopied.
+ * Moves every log entry into a new sorted run, in txn. Called before the group puts
+ * anything, so that every log page is a committed one: LMDB (without MDB_WRITEMAP) never
+ * writes over the pages of the snapshot a transaction started from, and the ones freed by
+ * the drop below cannot be reused before the commit, so values can be appended straight
+ * from the map, uncopied.
  */
 static int
-flush_run(struct store *s, MDB_txn *txn, MDB_dbi log, struct run *out)
+flush_run(struct store *s, MDB_txn *txn, struct run *out)
 {
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
@@ -865,7 +855,7 @@ flush_run(struct store *s, MDB_txn *txn, MDB_dbi log, struct run *out)
 	MDB_dbi dbi;
 	int rc;
 
-	if ((rc = log_sorted(txn, &log, 1, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap, &n)) != 0)
+	if ((rc = log_sorted(s, txn, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap, &n)) != 0)
 		return rc;
 	if ((rc = meta_get(txn, s, "nextrun", &id, sizeof(id))) != 0)
 		return rc;
@@ -886,7 +876,7 @@ flush_run(struct store *s, MDB_txn *txn, MDB_dbi log, struct run *out)
 	}
 	mdb_cursor_close(c);
 	c = NULL;
-	if ((rc = mdb_drop(txn, log, 0)) != 0 ||
+	if ((rc = mdb_drop(txn, s->log, 0)) != 0 ||
 	    (rc = dir_put(txn, s, id, 0, RUN_COMPLETE, n)) != 0)
 		return rc;
 	id++;
@@ -976,7 +966,7 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 		be64(kb, seq);
 		k.mv_size = 8;
 		k.mv_data = kb;
-		if ((rc = mdb_put(txn, s->logs[s->alog], &k, &v, MDB_APPEND)) == 0)
+		if ((rc = mdb_put(txn, s->log, &k, &v, MDB_APPEND)) == 0)
 			s->log_count++;
 		hll_add(s, ids.cust);
 	}
@@ -990,7 +980,6 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 /* Snapshot of the writer's state, restored when a transaction is aborted. */
 struct wsnap {
 	uint64_t next_seq, log_count;
-	unsigned alog;
 	struct counters cnt;
 	int hll_dirty;
 	uint8_t hll[HLL_M];
@@ -999,15 +988,15 @@ struct wsnap {
 /* One attempt at writing the group; returns an LMDB/errno code. */
 static int
 write_group(struct store *s, struct store_batch *const *batches, size_t nb, size_t total,
-            struct wsnap *ws, int *switched)
+            struct wsnap *ws, struct run *newrun, int *flushed)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *ic = NULL;
 	size_t j, i;
 	uint32_t dups = 0;
-	int rc, dup, busy;
+	int rc, dup, dirlock = 0;
 
-	*switched = 0;
+	*flushed = 0;
 	atomic_fetch_add(&s->wwant, 1);
 	rc = write_begin(s, &txn);
 	atomic_fetch_sub(&s->wwant, 1);
@@ -1015,28 +1004,20 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 		return rc;
 	ws->next_seq = s->next_seq;
 	ws->log_count = s->log_count;
-	ws->alog = s->alog;
 	ws->cnt = s->cnt;
 	ws->hll_dirty = s->hll_dirty;
 	memcpy(ws->hll, s->hll, HLL_M);
 
-	/*
-	 * A full log goes to the compactor, which sorts it into a run in transactions of its
-	 * own (the flush was a third of the writer's time): the group goes to the other log,
-	 * once the compactor has emptied that one; until then the full one keeps growing.
-	 */
+	/* A full log becomes a run first, while all its pages are committed ones. */
 	if (s->log_count >= s->run_events) {
 		pthread_mutex_lock(&s->dmu);
-		busy = s->lpend;
+		j = s->nruns + s->nretired + s->nbuilding;
 		pthread_mutex_unlock(&s->dmu);
-		if (!busy) {
-			uint32_t a = s->alog ^ 1;
-
-			if ((rc = meta_put(txn, s, "alog", &a, sizeof(a))) != 0)
+		if (j < STORE_FLUSH_LIMIT) {
+			if ((rc = flush_run(s, txn, newrun)) != 0)
 				goto fail;
-			s->alog = a;
+			*flushed = 1;
 			s->log_count = 0;
-			*switched = 1;
 		}
 	}
 
@@ -1070,20 +1051,24 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 		goto fail;
 	if (s->hll_dirty && (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
 		goto fail;
+	if (*flushed) {
+		pthread_mutex_lock(&s->dmu);
+		dirlock = 1;
+	}
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (rc != 0)
 		goto fail;
-	if (*switched) {
-		pthread_mutex_lock(&s->dmu);
-		s->lpend = 1;
-		s->flog = s->alog ^ 1;
+	if (*flushed) {
+		s->runs[s->nruns++] = *newrun;
 		pthread_mutex_unlock(&s->dmu);
 	}
 	s->hll_dirty = 0;
 	gate_leave(s);
 	return 0;
 fail:
+	if (dirlock)
+		pthread_mutex_unlock(&s->dmu);
 	if (ic != NULL)
 		mdb_cursor_close(ic);
 	if (txn != NULL)
@@ -1091,12 +1076,11 @@ fail:
 	gate_leave(s);
 	s->next_seq = ws->next_seq;
 	s->log_count = ws->log_count;
-	s->alog = ws->alog;
 	s->cnt = ws->cnt;
 	s->hll_dirty = ws->hll_dirty;
 	memcpy(s->hll, ws->hll, HLL_M);
 	dict_rollback(s);
-	*switched = 0;
+	*flushed = 0;
 	return rc;
 }
 
@@ -1104,9 +1088,10 @@ int
 store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 {
 	struct wsnap *ws = NULL;
+	struct run newrun;
 	size_t total = 0, j, i, tries;
 	uint32_t ord = 0;
-	int rc, switched;
+	int rc, flushed;
 
 	for (j = 0; j < nb; j++) {
 		if (batches[j] == NULL ||
@@ -1144,7 +1129,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 	for (tries = 0;; tries++) {
 		size_t seen = map_size(s);
 
-		rc = write_group(s, batches, nb, total, ws, &switched);
+		rc = write_group(s, batches, nb, total, ws, &newrun, &flushed);
 		if (rc != MDB_MAP_FULL || tries >= STORE_GROW_TRIES)
 			break;
 		if ((rc = grow_map(s, seen)) != 0)
@@ -1166,7 +1151,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 			batches[j]->duplicates += batches[j]->dup[i];
 		batches[j]->accepted = (uint32_t)batches[j]->n - batches[j]->duplicates;
 	}
-	if (switched) {
+	if (flushed) {
 		pthread_mutex_lock(&s->cmu);
 		s->ckick = 1;
 		pthread_cond_signal(&s->ccv);
@@ -1370,47 +1355,6 @@ drop_retired(struct store *s)
 	(void)rc;
 }
 
-/* Sorts the log the writer handed over (if any) into a new run, in one commit. */
-static int
-flush_pending(struct store *s)
-{
-	MDB_txn *txn;
-	struct run r;
-	unsigned x;
-	size_t nr;
-	int pend, rc;
-
-	pthread_mutex_lock(&s->dmu);
-	pend = s->lpend;
-	x = s->flog;
-	nr = s->nruns + s->nretired + s->nbuilding;
-	pthread_mutex_unlock(&s->dmu);
-	if (!pend || nr >= STORE_FLUSH_LIMIT)
-		return 0;
-	for (;;) {
-		size_t seen = map_size(s);
-
-		if ((rc = write_begin(s, &txn)) != 0)
-			return rc;
-		if ((rc = flush_run(s, txn, s->logs[x], &r)) != 0) {
-			mdb_txn_abort(txn);
-		} else {
-			/* under dmu, like every commit that changes the directory (read_begin) */
-			pthread_mutex_lock(&s->dmu);
-			if ((rc = mdb_txn_commit(txn)) == 0) {
-				s->runs[s->nruns++] = r;
-				s->lpend = 0;
-			}
-			pthread_mutex_unlock(&s->dmu);
-		}
-		gate_leave(s);
-		if (rc != MDB_MAP_FULL)
-			return rc;
-		if ((rc = grow_map(s, seen)) != 0)
-			return rc;
-	}
-}
-
 /* Picks MERGE_FANIN complete runs of the lowest tier that has that many; 0 if none. */
 static int
 pick_merge(struct store *s, struct run *in)
@@ -1609,7 +1553,6 @@ merge_once(struct store *s, const struct run *in)
 			rc = ECANCELED; /* the building run is dropped at the next open */
 			goto fail;
 		}
-		(void)flush_pending(s); /* first: the writer's log grows until it is done */
 		yield_to_writer(s);
 		rc = merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished);
 		if (rc == MDB_MAP_FULL)
@@ -1657,12 +1600,10 @@ compactor(void *arg)
 
 		mdb_reader_check(s->env, &dead);
 		drop_retired(s);
-		(void)flush_pending(s); /* failures are tried again on the next tick */
 		while (!stopping(s) && pick_merge(s, in)) {
 			if (merge_once(s, in) != 0)
-				break;
+				break; /* tried again on the next tick */
 			drop_retired(s);
-			(void)flush_pending(s);
 		}
 		pthread_mutex_lock(&s->cmu);
 	}
@@ -1723,7 +1664,6 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		    (rc = meta_put(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
 		    (rc = meta_put(txn, s, "seq", &one, 8)) != 0 ||
 		    (rc = meta_put(txn, s, "nextrun", &one, 8)) != 0 ||
-		    (rc = meta_put(txn, s, "alog", &s->alog, sizeof(s->alog))) != 0 ||
 		    (rc = meta_put(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
 		    (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
 			return rc;
@@ -1734,7 +1674,6 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		return MDB_VERSION_MISMATCH;
 	}
 	if ((rc = meta_get(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
-	    (rc = meta_get(txn, s, "alog", &s->alog, sizeof(s->alog))) != 0 ||
 	    (rc = meta_get(txn, s, "seq", &s->next_seq, 8)) != 0 ||
 	    (rc = meta_get(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
 	    (rc = meta_get(txn, s, "hll", s->hll, HLL_M)) != 0)
@@ -1834,19 +1773,9 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	free(orphans);
 	orphans = NULL;
 
-	if (s->alog > 1)
-		return MDB_CORRUPTED;
-	if ((rc = mdb_stat(txn, s->logs[s->alog], &st)) != 0)
+	if ((rc = mdb_stat(txn, s->log, &st)) != 0)
 		return rc;
 	s->log_count = st.ms_entries;
-	/* A log handed over but not yet sorted when the daemon stopped. */
-	if ((rc = mdb_stat(txn, s->logs[s->alog ^ 1], &st)) != 0)
-		return rc;
-	if (st.ms_entries > 0) {
-		s->lpend = 1;
-		s->flog = s->alog ^ 1;
-		s->ckick = 1;
-	}
 
 	/* The dictionary, in id order. */
 	s->dict_n = 1;
@@ -1959,8 +1888,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	}
 	mdb_reader_check(s->env, &dead);
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "log0", MDB_CREATE, &s->logs[0])) != 0 ||
-	    (rc = mdb_dbi_open(txn, "log1", MDB_CREATE, &s->logs[1])) != 0 ||
+	    (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &s->log)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "ids", MDB_CREATE, &s->ids)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict", MDB_CREATE, &s->dict)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict_rev", MDB_CREATE, &s->dict_rev)) != 0 ||
@@ -2091,7 +2019,7 @@ read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_
 {
 	struct kitem *tmp = NULL;
 	size_t tcap = 0;
-	int rc = log_sorted(txn, s->logs, 2, tail, cap, &tmp, &tcap, n);
+	int rc = log_sorted(s, txn, tail, cap, &tmp, &tcap, n);
 
 	free(tmp);
 	return rc;
@@ -2493,10 +2421,8 @@ store_walk(struct store *s, uint64_t *records)
 	*records = 0;
 	if ((rc = read_begin(s, &snap)) != 0)
 		return status_of(rc);
-	for (i = 0; i < snap.n + 2; i++) {
-		MDB_dbi d = i < snap.n ? snap.dbi[i] : s->logs[i - snap.n];
-
-		if ((rc = mdb_cursor_open(snap.txn, d, &c)) != 0)
+	for (i = 0; i <= snap.n; i++) {
+		if ((rc = mdb_cursor_open(snap.txn, i < snap.n ? snap.dbi[i] : s->log, &c)) != 0)
 			break;
 		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -2526,14 +2452,13 @@ collect(struct store *s, struct rsnap *snap, const char *id, struct record **out
 	MDB_val k, v;
 	int rc = 0;
 
-	for (i = 0; i < snap->n + 2 && rc == 0; i++) {
+	for (i = 0; i <= snap->n && rc == 0; i++) {
 		MDB_cursor_op op = MDB_SET_RANGE;
-		MDB_dbi d = i < snap->n ? snap->dbi[i] : s->logs[i - snap->n];
 
-		if ((rc = mdb_cursor_open(snap->txn, d, &c)) != 0)
+		if ((rc = mdb_cursor_open(snap->txn, i < snap->n ? snap->dbi[i] : s->log, &c)) != 0)
 			return rc;
-		if (i >= snap->n)
-			op = MDB_FIRST; /* the logs are in arrival order: read them all */
+		if (i == snap->n)
+			op = MDB_FIRST; /* the log is in arrival order: read it all */
 		memset(kb, 0, sizeof(kb));
 		be64(kb, h);
 		k.mv_size = KEY_LEN;

@@ -788,7 +788,7 @@ test_corrupt_record(void **state)
 	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
 	assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "log0", 0, &log), 0);
+	assert_int_equal(mdb_dbi_open(txn, "log", 0, &log), 0);
 	k.mv_size = 8;
 	k.mv_data = key;
 	v.mv_size = sizeof(junk);
