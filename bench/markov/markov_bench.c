@@ -149,6 +149,27 @@ bm_digest(uint64_t h, const double *x, uint32_t n)
 	return h;
 }
 
+/* Every unit's removal effect and credits, to compare two builds' results number by number. */
+static int
+bm_dump(const char *path, const struct attr_credit *cr, uint32_t k)
+{
+	FILE *f = fopen(path, "w");
+	uint32_t u;
+
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	for (u = 0; u < k; u++)
+		fprintf(f, "%u\t%.17g\t%.17g\t%.17g\n", u, cr->removal_effect[u],
+		        cr->conversions[u], cr->value[u]);
+	if (fclose(f) != 0) {
+		perror(path);
+		return -1;
+	}
+	return 0;
+}
+
 static double
 bm_now(void)
 {
@@ -220,6 +241,9 @@ main(int argc, char **argv)
 		h = bm_digest(h, cr.value, k);
 		printf("%zu\t%u\t%d\t%.3f\t%.6g\t%016llx\n", t.n, k, order, secs, sum,
 		       (unsigned long long)h);
+		if (getenv("MARKOV_BENCH_DUMP") != NULL &&
+		    bm_dump(getenv("MARKOV_BENCH_DUMP"), &cr, k) != 0)
+			goto fail;
 		fflush(stdout);
 	}
 	getrusage(RUSAGE_SELF, &ru);
