@@ -22,7 +22,7 @@
 #include "store.h"
 #include "touchpoint/touchpoint.h"
 
-#define STORE_SCHEMA      2 /* 2: ids values are a second hash, not the event_id */
+#define STORE_SCHEMA      3 /* 2: ids values are a second hash; 3: exact small customer counts */
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
 #define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
@@ -39,6 +39,8 @@
 #define DICT_CHUNK        (1u << DICT_CHUNK_BITS)
 #define DICT_CHUNKS       16384
 #define HLL_P             14
+#define CUST_EXACT_MAX    65536 /* customers counted exactly before the HyperLogLog takes over */
+#define CUST_INEXACT      UINT64_MAX
 #define HLL_M             (1u << HLL_P)
 #define RUN_COMPLETE      0
 #define RUN_BUILDING      1
@@ -85,7 +87,7 @@ struct dslot {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta;
+	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta, cust;
 	uint8_t key[16];
 	uint8_t key2[16]; /* key with every bit flipped: the ids value's hash */
 	size_t run_events;
@@ -114,6 +116,11 @@ struct store {
 	struct counters cnt;
 	uint8_t hll[HLL_M];
 	int hll_dirty;
+	/*
+	 * Small stores count customers exactly (the `cust` set of customer hashes, cheap while
+	 * it is small); past CUST_EXACT_MAX the set is dropped and the HyperLogLog answers.
+	 */
+	uint64_t cust_exact;
 	struct dslot *dtab;
 	size_t dcap; /* power of two */
 	uint32_t dict_n, dict_committed;
@@ -902,6 +909,31 @@ spend_day(const Touchpoint__V1__Event *ev, int32_t *day)
 }
 
 /* Stores one new event (not a duplicate) in txn. */
+/* Counts a customer hash in the exact set while the set is small (see cust_exact). */
+static int
+cust_count(struct store *s, MDB_txn *txn, uint64_t h)
+{
+	MDB_val k = { 8, &h }, v = { 0, NULL };
+	int rc;
+
+	rc = mdb_put(txn, s->cust, &k, &v, MDB_NOOVERWRITE);
+	if (rc == MDB_KEYEXIST)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (++s->cust_exact > CUST_EXACT_MAX) {
+		s->cust_exact = CUST_INEXACT;
+		return mdb_drop(txn, s->cust, 0);
+	}
+	return 0;
+}
+
+static uint64_t
+customers_now(const struct store *s)
+{
+	return s->cust_exact != CUST_INEXACT ? s->cust_exact : hll_estimate(s->hll);
+}
+
 static int
 put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64_t seq)
 {
@@ -969,6 +1001,8 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 		if ((rc = mdb_put(txn, s->log, &k, &v, MDB_APPEND)) == 0)
 			s->log_count++;
 		hll_add(s, ids.cust);
+		if (rc == 0 && s->cust_exact != CUST_INEXACT)
+			rc = cust_count(s, txn, ids.cust);
 	}
 	if (rc == 0) {
 		s->cnt.events[kind]++;
@@ -981,6 +1015,7 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 struct wsnap {
 	uint64_t next_seq, log_count;
 	struct counters cnt;
+	uint64_t cust_exact;
 	int hll_dirty;
 	uint8_t hll[HLL_M];
 };
@@ -1005,6 +1040,7 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 	ws->next_seq = s->next_seq;
 	ws->log_count = s->log_count;
 	ws->cnt = s->cnt;
+	ws->cust_exact = s->cust_exact;
 	ws->hll_dirty = s->hll_dirty;
 	memcpy(ws->hll, s->hll, HLL_M);
 
@@ -1051,6 +1087,9 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 		goto fail;
 	if (s->hll_dirty && (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
 		goto fail;
+	if (s->cust_exact != ws->cust_exact &&
+	    (rc = meta_put(txn, s, "custx", &s->cust_exact, 8)) != 0)
+		goto fail;
 	if (*flushed) {
 		pthread_mutex_lock(&s->dmu);
 		dirlock = 1;
@@ -1077,6 +1116,7 @@ fail:
 	s->next_seq = ws->next_seq;
 	s->log_count = ws->log_count;
 	s->cnt = ws->cnt;
+	s->cust_exact = ws->cust_exact;
 	s->hll_dirty = ws->hll_dirty;
 	memcpy(s->hll, ws->hll, HLL_M);
 	dict_rollback(s);
@@ -1143,7 +1183,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 	s->dict_committed = s->dict_n;
 	pthread_mutex_lock(&s->smu);
 	s->cnt_pub = s->cnt;
-	s->customers_pub = hll_estimate(s->hll);
+	s->customers_pub = customers_now(s);
 	pthread_mutex_unlock(&s->smu);
 	for (j = 0; j < nb; j++) {
 		batches[j]->duplicates = 0;
@@ -1665,7 +1705,8 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		    (rc = meta_put(txn, s, "seq", &one, 8)) != 0 ||
 		    (rc = meta_put(txn, s, "nextrun", &one, 8)) != 0 ||
 		    (rc = meta_put(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
-		    (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
+		    (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0 ||
+		    (rc = meta_put(txn, s, "custx", &s->cust_exact, 8)) != 0)
 			return rc;
 	} else if (rc != 0) {
 		return rc;
@@ -1676,7 +1717,8 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	if ((rc = meta_get(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
 	    (rc = meta_get(txn, s, "seq", &s->next_seq, 8)) != 0 ||
 	    (rc = meta_get(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
-	    (rc = meta_get(txn, s, "hll", s->hll, HLL_M)) != 0)
+	    (rc = meta_get(txn, s, "hll", s->hll, HLL_M)) != 0 ||
+	    (rc = meta_get(txn, s, "custx", &s->cust_exact, 8)) != 0)
 		return rc;
 	for (i = 0; i < sizeof(s->key); i++)
 		s->key2[i] = (uint8_t)~s->key[i];
@@ -1800,7 +1842,7 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	s->dict_committed = s->dict_n;
 	atomic_store_explicit(&s->dict_pub, s->dict_n, memory_order_release);
 	s->cnt_pub = s->cnt;
-	s->customers_pub = hll_estimate(s->hll);
+	s->customers_pub = customers_now(s);
 	return 0;
 fail:
 	free(orphans);
@@ -1895,7 +1937,8 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &s->aliases)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "alias_rev", MDB_CREATE | MDB_DUPSORT, &s->alias_rev)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "spend", MDB_CREATE, &s->spend)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0) {
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "cust", MDB_CREATE, &s->cust)) != 0) {
 		set_err(errbuf, errlen, "store: databases", rc);
 		goto fail;
 	}

@@ -50,7 +50,7 @@ int store_write(struct store *s, struct store_batch *const *batches, size_t nbat
 struct store_stats {
 	uint64_t events[6]; /* by enum attr_kind; [0] = total */
 	uint64_t duplicates;
-	uint64_t customers;   /* estimated (HyperLogLog), exact for small counts */
+	uint64_t customers;   /* exact up to 65 536, then a HyperLogLog estimate (~1 %) */
 	uint64_t store_bytes; /* bytes of the data file in use */
 	uint64_t map_size;
 	uint64_t runs;

@@ -13,8 +13,8 @@ static const char status_help[] =
     "Usage: touchpoint status [--format table|csv|json] [-e ENDPOINT]\n"
     "\n"
     "Shows touchpointd's version, uptime, stored events per type, duplicates\n"
-    "(acknowledged but not stored again), the estimated number of customers and the\n"
-    "store's size in bytes.\n"
+    "(acknowledged but not stored again), the number of customers (exact up to\n"
+    "65 536, then an estimate within about 1 %) and the store's size in bytes.\n"
     "  --format F   table (default), csv (key,value rows) or json\n";
 
 int
@@ -78,7 +78,7 @@ cmd_status(struct cli *g, int argc, char **argv)
 		printf("version      %s\nuptime       %" PRIu64 " s\nevents       %" PRIu64
 		       " (touch %" PRIu64 ", conversion %" PRIu64 ", identify %" PRIu64
 		       ", alias %" PRIu64 ", spend %" PRIu64 ")\nduplicates   %" PRIu64
-		       "\ncustomers    %" PRIu64 " (estimate)\nstore        %" PRIu64 " bytes\n",
+		       "\ncustomers    %" PRIu64 "\nstore        %" PRIu64 " bytes\n",
 		       r->version, r->uptime_s, ev->total, ev->touch, ev->conversion, ev->identify,
 		       ev->alias, ev->spend, r->duplicates, r->customers, r->store_bytes);
 		break;
