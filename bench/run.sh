@@ -21,9 +21,8 @@ sender_events=200000
 single_events=2000
 perf_on=1
 step_timeout=1800
-# Map big enough that the store never grows during a run: growing it under load crashed
-# touchpointd (see docs/BENCHMARKS.md); sparse, so it costs no disk.
-map_size=64G
+# The daemon's default: the map grows by itself under load (--map-size to pin it).
+map_size=1G
 
 while [ $# -gt 0 ]; do
 	case $1 in
