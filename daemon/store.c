@@ -2147,10 +2147,16 @@ read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_
 	return rc;
 }
 
-/* An id of the alias forest, indexed by its customer hash. */
+/*
+ * An id of the alias forest, indexed by its customer hash. name points into the map (the
+ * snapshot outlives the scan's use of it); own is a NUL-terminated copy made only for a
+ * root whose name came from a key, which has no NUL (a value keeps its NUL).
+ */
 struct anode {
-	char *name;
+	const char *name;
+	char *own;
 	size_t len;
+	int term; /* name[len] == 0 */
 	uint64_t h;
 	size_t parent, root;
 };
@@ -2206,13 +2212,18 @@ anode_find(const struct scan *sc, uint64_t h, const char *name, size_t len)
 }
 
 static int
-anode_get(struct scan *sc, const char *name, size_t len, size_t *out)
+anode_get(struct scan *sc, const char *name, size_t len, int term, size_t *out)
 {
 	uint64_t h = record_hash(sc->s->key, name, len);
 	size_t i, j;
 
-	if ((*out = anode_find(sc, h, name, len)) != SIZE_MAX)
+	if ((*out = anode_find(sc, h, name, len)) != SIZE_MAX) {
+		if (term && !sc->nodes[*out].term) {
+			sc->nodes[*out].name = name;
+			sc->nodes[*out].term = 1;
+		}
 		return 0;
+	}
 	if ((sc->nnodes + 1) * 2 > sc->acap) {
 		size_t ncap = sc->acap ? sc->acap * 2 : 64;
 		size_t *na = malloc(ncap * sizeof(*na));
@@ -2233,10 +2244,9 @@ anode_get(struct scan *sc, const char *name, size_t len, size_t *out)
 	}
 	if (grow_buf((void **)&sc->nodes, &sc->ncap, sc->nnodes + 1, sizeof(*sc->nodes)) != 0)
 		return ENOMEM;
-	if ((sc->nodes[sc->nnodes].name = malloc(len + 1)) == NULL)
-		return ENOMEM;
-	memcpy(sc->nodes[sc->nnodes].name, name, len);
-	sc->nodes[sc->nnodes].name[len] = 0;
+	sc->nodes[sc->nnodes].name = name;
+	sc->nodes[sc->nnodes].own = NULL;
+	sc->nodes[sc->nnodes].term = term;
 	sc->nodes[sc->nnodes].len = len;
 	sc->nodes[sc->nnodes].h = h;
 	sc->nodes[sc->nnodes].parent = SIZE_MAX;
@@ -2245,6 +2255,30 @@ anode_get(struct scan *sc, const char *name, size_t len, size_t *out)
 	sc->aidx[i] = sc->nnodes;
 	*out = sc->nnodes++;
 	return 0;
+}
+
+/* Sizes the id index for the forest's at most 2 ids an alias, so that it never rehashes. */
+static int
+anode_reserve(struct scan *sc, MDB_txn *txn)
+{
+	MDB_stat st;
+	size_t cap = 64, i;
+	int rc;
+
+	if ((rc = mdb_stat(txn, sc->s->aliases, &st)) != 0)
+		return rc;
+	if (st.ms_entries == 0)
+		return 0;
+	if (st.ms_entries > SIZE_MAX / 8 / sizeof(*sc->nodes))
+		return ENOMEM;
+	while (cap < 4 * st.ms_entries + 2)
+		cap *= 2;
+	if ((sc->aidx = malloc(cap * sizeof(*sc->aidx))) == NULL)
+		return ENOMEM;
+	for (i = 0; i < cap; i++)
+		sc->aidx[i] = SIZE_MAX;
+	sc->acap = cap;
+	return grow_buf((void **)&sc->nodes, &sc->ncap, 2 * st.ms_entries, sizeof(*sc->nodes));
 }
 
 /* Loads the alias forest of the snapshot and finds every id's root. */
@@ -2256,6 +2290,8 @@ load_aliases(struct scan *sc, MDB_txn *txn)
 	size_t a, b, i, hops;
 	int rc;
 
+	if ((rc = anode_reserve(sc, txn)) != 0)
+		return rc;
 	if ((rc = mdb_cursor_open(txn, sc->s->aliases, &c)) != 0)
 		return rc;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
@@ -2264,8 +2300,9 @@ load_aliases(struct scan *sc, MDB_txn *txn)
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		if ((rc = anode_get(sc, k.mv_data, k.mv_size, &a)) != 0 ||
-		    (rc = anode_get(sc, v.mv_data, v.mv_size - 1, &b)) != 0)
+		if ((rc = anode_get(sc, k.mv_data, k.mv_size, 0, &a)) != 0 ||
+		    (rc = anode_get(sc, v.mv_data, v.mv_size - 1,
+		                    ((const char *)v.mv_data)[v.mv_size - 1] == 0, &b)) != 0)
 			break;
 		sc->nodes[a].parent = b;
 	}
@@ -2277,6 +2314,15 @@ load_aliases(struct scan *sc, MDB_txn *txn)
 		     hops++)
 			a = sc->nodes[a].parent;
 		sc->nodes[i].root = a;
+		/* Roots name the emitted journeys: C strings. Only a corrupt forest needs this. */
+		if (!sc->nodes[a].term) {
+			if ((sc->nodes[a].own = malloc(sc->nodes[a].len + 1)) == NULL)
+				return ENOMEM;
+			memcpy(sc->nodes[a].own, sc->nodes[a].name, sc->nodes[a].len);
+			sc->nodes[a].own[sc->nodes[a].len] = 0;
+			sc->nodes[a].name = sc->nodes[a].own;
+			sc->nodes[a].term = 1;
+		}
 	}
 	return 0;
 }
@@ -2516,7 +2562,7 @@ out:
 				mdb_cursor_close(src[i].cur);
 	read_end(s, &snap);
 	for (i = 0; i < sc.nnodes; i++)
-		free(sc.nodes[i].name);
+		free(sc.nodes[i].own);
 	free(sc.nodes);
 	free(sc.aidx);
 	free(sc.ah);
