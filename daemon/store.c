@@ -2161,14 +2161,17 @@ struct anode {
 	size_t parent, root;
 };
 
-/* A record of an aliased customer, held until the merge ends; val points into the map. */
+/*
+ * A record of an aliased customer, held until the merge ends; val points into the map.
+ * 32 bytes: glibc's qsort sorts larger items through pointers, a cache miss a compare.
+ */
 struct stashed {
-	size_t root;
+	uint32_t root;
+	uint16_t len; /* <= RECORD_MAX */
+	uint16_t rank;
 	int64_t ts;
 	uint64_t seq;
 	const uint8_t *val;
-	uint32_t len;
-	int rank;
 };
 
 /* The alias forest's ids by customer hash, met in order as the merge advances. */
@@ -2370,6 +2373,8 @@ alias_index(struct scan *sc)
 
 	if (sc->nnodes == 0)
 		return 0;
+	if (sc->nnodes > UINT32_MAX) /* struct stashed's root */
+		return ENOMEM;
 	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
 		return ENOMEM;
 	for (i = 0; i < sc->nnodes; i++) {
@@ -2415,12 +2420,12 @@ customer(struct scan *sc, struct record *r, size_t n)
 	for (i = 0; i < n; i++) {
 		struct stashed *x = &sc->st[sc->nst++];
 
-		x->root = sc->nodes[a].root;
+		x->root = (uint32_t)sc->nodes[a].root;
 		x->ts = r[i].ts;
 		x->seq = r[i].seq;
-		x->rank = rank_of(r[i].kind);
+		x->rank = (uint16_t)rank_of(r[i].kind);
 		x->val = r[i].val;
-		x->len = (uint32_t)(r[i].end - r[i].val);
+		x->len = (uint16_t)(r[i].end - r[i].val); /* record_parse_scan: <= RECORD_MAX */
 	}
 	return 0;
 }
@@ -2462,6 +2467,62 @@ stash_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Insertion sort of one root's entries: a few customers' already sorted records. */
+static void
+stash_isort(struct stashed *x, size_t n)
+{
+	size_t i, j;
+
+	for (i = 1; i < n; i++) {
+		struct stashed t;
+
+		if (stash_cmp(&x[i - 1], &x[i]) <= 0)
+			continue;
+		t = x[i];
+		for (j = i; j > 0 && stash_cmp(&x[j - 1], &t) > 0; j--)
+			x[j] = x[j - 1];
+		x[j] = t;
+	}
+}
+
+/*
+ * Orders the stash by (root, ts, rank, seq). Roots are dense node indexes, so a counting
+ * sort groups them in two linear passes instead of n log n compares; then only each
+ * root's few entries (its customers' runs, each sorted already) are compared.
+ */
+static int
+stash_sort(struct scan *sc)
+{
+	size_t *cnt, i, j, r;
+	struct stashed *out;
+
+	if ((cnt = calloc(sc->nnodes + 1, sizeof(*cnt))) == NULL)
+		return ENOMEM;
+	if ((out = malloc(sc->nst * sizeof(*out))) == NULL) {
+		free(cnt);
+		return ENOMEM;
+	}
+	for (i = 0; i < sc->nst; i++)
+		cnt[sc->st[i].root + 1]++;
+	for (r = 0; r < sc->nnodes; r++)
+		cnt[r + 1] += cnt[r];
+	for (i = 0; i < sc->nst; i++)
+		out[cnt[sc->st[i].root]++] = sc->st[i];
+	free(cnt);
+	free(sc->st);
+	sc->st = out;
+	sc->stcap = sc->nst;
+	for (i = 0; i < sc->nst; i = j) {
+		for (j = i + 1; j < sc->nst && sc->st[j].root == sc->st[i].root; j++)
+			;
+		if (j - i <= 32)
+			stash_isort(sc->st + i, j - i);
+		else
+			qsort(sc->st + i, j - i, sizeof(*sc->st), stash_cmp);
+	}
+	return 0;
+}
+
 /* The aliased customers, each under its canonical id, after the merge. */
 static int
 emit_stash(struct scan *sc)
@@ -2472,7 +2533,8 @@ emit_stash(struct scan *sc)
 
 	if (sc->nst == 0)
 		return 0;
-	qsort(sc->st, sc->nst, sizeof(*sc->st), stash_cmp);
+	if (stash_sort(sc) != 0)
+		return TP_RESOURCE_EXHAUSTED;
 	for (i = 0; i < sc->nst && rv == 0; i = j) {
 		for (j = i + 1; j < sc->nst && sc->st[j].root == sc->st[i].root; j++)
 			;
