@@ -2177,7 +2177,8 @@ struct stashed {
 /* The alias forest's ids by customer hash, met in order as the merge advances. */
 struct ahash {
 	uint64_t h;
-	size_t node;
+	const char *name; /* the id and its root here: no miss on the node array */
+	uint32_t len, root;
 };
 
 struct scan {
@@ -2365,7 +2366,7 @@ ahash_cmp(const void *a, const void *b)
 	return x->h < y->h ? -1 : x->h > y->h;
 }
 
-/* Sorts the alias forest's ids by hash, for alias_node(). */
+/* Sorts the alias forest's ids by hash, for alias_root_of(). */
 static int
 alias_index(struct scan *sc)
 {
@@ -2379,7 +2380,9 @@ alias_index(struct scan *sc)
 		return ENOMEM;
 	for (i = 0; i < sc->nnodes; i++) {
 		sc->ah[i].h = sc->nodes[i].h;
-		sc->ah[i].node = i;
+		sc->ah[i].name = sc->nodes[i].name;
+		sc->ah[i].len = (uint32_t)sc->nodes[i].len; /* <= RECORD_MAX_STR */
+		sc->ah[i].root = (uint32_t)sc->nodes[i].root;
 	}
 	qsort(sc->ah, sc->nnodes, sizeof(*sc->ah), ahash_cmp);
 	sc->nah = sc->nnodes;
@@ -2387,22 +2390,19 @@ alias_index(struct scan *sc)
 }
 
 /*
- * The alias node of a customer, or SIZE_MAX. Customers come in hash order, so one
+ * The alias root of a customer, or SIZE_MAX. Customers come in hash order, so one
  * forward-moving position replaces a hash-table probe (a cache miss) per customer.
  */
 static size_t
-alias_node(struct scan *sc, uint64_t h, const char *name, size_t len)
+alias_root_of(struct scan *sc, uint64_t h, const char *name, size_t len)
 {
 	size_t k;
 
 	while (sc->apos < sc->nah && sc->ah[sc->apos].h < h)
 		sc->apos++;
-	for (k = sc->apos; k < sc->nah && sc->ah[k].h == h; k++) {
-		const struct anode *a = &sc->nodes[sc->ah[k].node];
-
-		if (a->len == len && memcmp(a->name, name, len) == 0)
-			return sc->ah[k].node;
-	}
+	for (k = sc->apos; k < sc->nah && sc->ah[k].h == h; k++)
+		if (sc->ah[k].len == len && memcmp(sc->ah[k].name, name, len) == 0)
+			return sc->ah[k].root;
 	return SIZE_MAX;
 }
 
@@ -2412,15 +2412,15 @@ customer(struct scan *sc, struct record *r, size_t n)
 {
 	size_t a, i;
 
-	if (sc->nah == 0 || (a = alias_node(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID],
-	                                    r[0].len[REC_CUSTOMER_ID])) == SIZE_MAX)
+	if (sc->nah == 0 || (a = alias_root_of(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID],
+	                                       r[0].len[REC_CUSTOMER_ID])) == SIZE_MAX)
 		return emit(sc, r[0].str[REC_CUSTOMER_ID], r, n);
 	if (grow_buf((void **)&sc->st, &sc->stcap, sc->nst + n, sizeof(*sc->st)) != 0)
 		return TP_RESOURCE_EXHAUSTED;
 	for (i = 0; i < n; i++) {
 		struct stashed *x = &sc->st[sc->nst++];
 
-		x->root = (uint32_t)sc->nodes[a].root;
+		x->root = (uint32_t)a;
 		x->ts = r[i].ts;
 		x->seq = r[i].seq;
 		x->rank = (uint16_t)rank_of(r[i].kind);
