@@ -2523,6 +2523,8 @@ stash_sort(struct scan *sc)
 	return 0;
 }
 
+#define STASH_AHEAD 16 /* stashed values prefetched ahead of their parse */
+
 /* The aliased customers, each under its canonical id, after the merge. */
 static int
 emit_stash(struct scan *sc)
@@ -2542,10 +2544,16 @@ emit_stash(struct scan *sc)
 			rv = TP_RESOURCE_EXHAUSTED;
 			break;
 		}
-		for (k = i; k < j && rv == 0; k++)
+		for (k = i; k < j && rv == 0; k++) {
+			/* The values are scattered over the map: keep a few misses in flight. */
+			if (k + STASH_AHEAD < sc->nst) {
+				__builtin_prefetch(sc->st[k + STASH_AHEAD].val);
+				__builtin_prefetch(sc->st[k + STASH_AHEAD].val + 64);
+			}
 			if (record_parse_scan(sc->st[k].val, sc->st[k].len, &buf[k - i]) != 0)
 				rv =
 				    TP_INTERNAL; /* parsed once already: the map changed under us */
+		}
 		if (rv == 0)
 			rv = emit(sc, sc->nodes[sc->st[i].root].name, buf, j - i);
 	}
