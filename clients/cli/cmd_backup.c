@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "attribution/engine.h"
 #include "cli.h"
 #include "csv.h"
 #include "json.h"
@@ -98,7 +99,7 @@ cmd_backup(struct cli *g, int argc, char **argv)
 	switch (fmt) {
 	case CLI_JSON:
 		printf("{\"dir\": ");
-		json_put_string(stdout, r->dir);
+		attr_json_string(stdout, r->dir);
 		printf(", \"bytes\": %" PRIu64 ", \"events\": %" PRIu64 "}\n", r->bytes, r->events);
 		break;
 	case CLI_CSV:

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "attribution/engine.h"
 #include "cli.h"
 #include "csv.h"
 #include "json.h"
@@ -45,6 +46,7 @@ static void
 journey_cols(const Touchpoint__V1__Event *e, const char **channel, const char **campaign,
              char *detail, size_t dlen)
 {
+	char num[64];
 	size_t i, o = 0;
 
 	*channel = *campaign = "";
@@ -55,10 +57,10 @@ journey_cols(const Touchpoint__V1__Event *e, const char **channel, const char **
 		*campaign = e->touch->campaign;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
-		snprintf(detail, dlen, "%s %.17g%s%s",
-		         e->conversion->name[0] ? e->conversion->name : "conversion",
-		         e->conversion->value, e->conversion->currency[0] ? " " : "",
-		         e->conversion->currency);
+		attr_format_number(num, sizeof(num), e->conversion->value);
+		snprintf(detail, dlen, "%s %s%s%s",
+		         e->conversion->name[0] ? e->conversion->name : "conversion", num,
+		         e->conversion->currency[0] ? " " : "", e->conversion->currency);
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
 		for (i = 0; i < e->identify->n_traits && o < dlen; i++)
@@ -72,7 +74,7 @@ journey_cols(const Touchpoint__V1__Event *e, const char **channel, const char **
 	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
 		*channel = e->spend->channel;
 		*campaign = e->spend->campaign;
-		snprintf(detail, dlen, "%.17g", e->spend->amount);
+		attr_format_number(detail, dlen, e->spend->amount);
 		break;
 	default:
 		break;
@@ -97,15 +99,15 @@ journey_channels(FILE *out, const Touchpoint__V1__JourneyPath *p)
 static void
 journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 {
-	char t[TF_TIME_MAX];
+	char t[TF_TIME_MAX], num[64];
 	size_t i, j;
 
 	printf("{\"customer_id\": ");
-	json_put_string(stdout, r->customer_id);
+	attr_json_string(stdout, r->customer_id);
 	printf(", \"aliases\": [");
 	for (i = 0; i < r->n_aliases; i++) {
 		printf(i ? ", " : "");
-		json_put_string(stdout, r->aliases[i]);
+		attr_json_string(stdout, r->aliases[i]);
 	}
 	printf("], \"events\": [");
 	for (i = 0; i < r->n_events; i++) {
@@ -116,33 +118,34 @@ journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 		journey_cols(e, &ch, &camp, detail, sizeof(detail));
 		tf_format(e->timestamp_us, t, sizeof(t));
 		printf("%s{\"event_id\": ", i ? ", " : "");
-		json_put_string(stdout, e->event_id);
+		attr_json_string(stdout, e->event_id);
 		printf(", \"timestamp\": \"%s\", \"timestamp_us\": %lld, \"type\": \"%s\"", t,
 		       (long long)e->timestamp_us, journey_type(e));
 		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_TOUCH ||
 		    e->kind_case == TOUCHPOINT__V1__EVENT__KIND_SPEND) {
 			printf(", \"channel\": ");
-			json_put_string(stdout, ch);
+			attr_json_string(stdout, ch);
 			printf(", \"campaign\": ");
-			json_put_string(stdout, camp);
+			attr_json_string(stdout, camp);
 		}
 		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION) {
-			printf(", \"value\": %.17g, \"name\": ", e->conversion->value);
-			json_put_string(stdout, e->conversion->name);
+			attr_format_number(num, sizeof(num), e->conversion->value);
+			printf(", \"value\": %s, \"name\": ", num);
+			attr_json_string(stdout, e->conversion->name);
 		}
 		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_IDENTIFY) {
 			printf(", \"traits\": {");
 			for (j = 0; j < e->identify->n_traits; j++) {
 				printf(j ? ", " : "");
-				json_put_string(stdout, e->identify->traits[j]->key);
+				attr_json_string(stdout, e->identify->traits[j]->key);
 				printf(": ");
-				json_put_string(stdout, e->identify->traits[j]->value);
+				attr_json_string(stdout, e->identify->traits[j]->value);
 			}
 			printf("}");
 		}
 		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_ALIAS) {
 			printf(", \"previous_id\": ");
-			json_put_string(stdout, e->alias->previous_id);
+			attr_json_string(stdout, e->alias->previous_id);
 		}
 		printf("}");
 	}
@@ -153,19 +156,20 @@ journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 		printf("%s{\"converting\": %s", i ? ", " : "", p->converting ? "true" : "false");
 		if (p->converting) {
 			printf(", \"conversion_event_id\": ");
-			json_put_string(stdout, p->conversion_event_id);
-			printf(", \"conversion_timestamp_us\": %lld, \"value\": %.17g",
-			       (long long)p->conversion_timestamp_us, p->value);
+			attr_json_string(stdout, p->conversion_event_id);
+			attr_format_number(num, sizeof(num), p->value);
+			printf(", \"conversion_timestamp_us\": %lld, \"value\": %s",
+			       (long long)p->conversion_timestamp_us, num);
 		}
 		printf(", \"touch_event_ids\": [");
 		for (j = 0; j < p->n_touch_event_ids; j++) {
 			printf(j ? ", " : "");
-			json_put_string(stdout, p->touch_event_ids[j]);
+			attr_json_string(stdout, p->touch_event_ids[j]);
 		}
 		printf("], \"channels\": [");
 		for (j = 0; j < p->n_channels; j++) {
 			printf(j ? ", " : "");
-			json_put_string(stdout, p->channels[j]);
+			attr_json_string(stdout, p->channels[j]);
 		}
 		printf("]}");
 	}
@@ -186,7 +190,7 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 
 		journey_cols(e, &ch, &camp, detail, sizeof(detail));
 		tf_format(e->timestamp_us, t, sizeof(t));
-		snprintf(v, sizeof(v), "%.17g", journey_value(e));
+		attr_format_number(v, sizeof(v), journey_value(e));
 		printf("event,%s,%s,", t, journey_type(e));
 		csv_put(stdout, ch);
 		putchar(',');
@@ -209,8 +213,9 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		fclose(m);
 		if (p->converting)
 			tf_format(p->conversion_timestamp_us, t, sizeof(t));
-		printf("%s,%s,path,,,%.17g,", p->converting ? "converting_path" : "null_path",
-		       p->converting ? t : "", p->value);
+		attr_format_number(v, sizeof(v), p->value);
+		printf("%s,%s,path,,,%s,", p->converting ? "converting_path" : "null_path",
+		       p->converting ? t : "", v);
 		csv_put(stdout, p->converting ? p->conversion_event_id : "");
 		putchar(',');
 		csv_put(stdout, buf);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "attribution/engine.h"
 #include "cli.h"
 #include "csv.h"
 #include "json.h"
@@ -239,7 +240,7 @@ cmd_send(struct cli *g, int argc, char **argv)
 	switch (fmt) {
 	case CLI_JSON:
 		printf("{\"event_id\": ");
-		json_put_string(stdout, re.ev.event_id);
+		attr_json_string(stdout, re.ev.event_id);
 		printf(", \"accepted\": %u, \"duplicates\": %u}\n", res.accepted, res.duplicates);
 		break;
 	case CLI_CSV:

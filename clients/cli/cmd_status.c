@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <sysexits.h>
 
+#include "attribution/engine.h"
 #include "cli.h"
 #include "json.h"
 #include "touchpoint/v1/query.pb-c.h"
@@ -57,7 +58,7 @@ cmd_status(struct cli *g, int argc, char **argv)
 	switch (fmt) {
 	case CLI_JSON:
 		printf("{\"version\": ");
-		json_put_string(stdout, r->version);
+		attr_json_string(stdout, r->version);
 		printf(", \"uptime_s\": %" PRIu64 ", \"events\": {\"touch\": %" PRIu64
 		       ", \"conversion\": %" PRIu64 ", \"identify\": %" PRIu64
 		       ", \"alias\": %" PRIu64 ", \"spend\": %" PRIu64 ", \"total\": %" PRIu64

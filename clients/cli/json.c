@@ -443,26 +443,3 @@ json_get(const struct json_value *obj, const char *key)
 			return obj->items[i];
 	return NULL;
 }
-
-void
-json_put_string(FILE *out, const char *s)
-{
-	const unsigned char *p;
-
-	putc('"', out);
-	for (p = (const unsigned char *)(s != NULL ? s : ""); *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", out);
-		else if (*p == '\t')
-			fputs("\\t", out);
-		else if (*p == '\r')
-			fputs("\\r", out);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\u%04x", *p);
-		else
-			putc(*p, out);
-	}
-	putc('"', out);
-}

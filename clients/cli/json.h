@@ -32,7 +32,4 @@ void json_free(struct json_value *v);
 /* The member called key of an object, or NULL. */
 const struct json_value *json_get(const struct json_value *obj, const char *key);
 
-/* Writes s as a JSON string literal (quotes, escapes for ", \ and control characters). */
-void json_put_string(FILE *out, const char *s);
-
 #endif /* TP_CLI_JSON_H */

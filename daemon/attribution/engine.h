@@ -75,5 +75,9 @@ int attr_journey_paths(const struct attr_event *evs, size_t n, int64_t lookback_
 int attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r,
                           enum attr_format f);
 int attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_format f);
+/* The shortest decimal text that reads back as the same double (what every output uses). */
+void attr_format_number(char *buf, size_t len, double v);
+/* s as a JSON string literal: quotes, backslashes and control characters escaped. */
+void attr_json_string(FILE *out, const char *s);
 
 #endif /* TP_ATTR_ENGINE_H */

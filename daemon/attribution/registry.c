@@ -117,9 +117,7 @@ echo_number(struct attr_minst *m, const char *key, double v)
 {
 	char buf[64];
 
-	snprintf(buf, sizeof(buf), "%.15g", v);
-	if (strtod(buf, NULL) != v)
-		snprintf(buf, sizeof(buf), "%.17g", v);
+	attr_format_number(buf, sizeof(buf), v);
 	return echo(m, key, buf);
 }
 

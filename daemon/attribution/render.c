@@ -14,9 +14,8 @@
 typedef Touchpoint__V1__AttributeResponse AResp;
 typedef Touchpoint__V1__ModelResult MRes;
 
-/* Shortest text that reads back as the same double. */
-static void
-fmt_num(char *buf, size_t len, double v)
+void
+attr_format_number(char *buf, size_t len, double v)
 {
 	snprintf(buf, len, "%.15g", v);
 	if (strtod(buf, NULL) != v)
@@ -32,12 +31,12 @@ json_num(FILE *out, double v)
 		fputs("null", out);
 		return;
 	}
-	fmt_num(buf, sizeof(buf), v);
+	attr_format_number(buf, sizeof(buf), v);
 	fputs(buf, out);
 }
 
-static void
-json_str(FILE *out, const char *s)
+void
+attr_json_string(FILE *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)(s ? s : "");
 
@@ -93,7 +92,7 @@ csv_num(FILE *out, double v)
 {
 	char buf[40];
 
-	fmt_num(buf, sizeof(buf), v);
+	attr_format_number(buf, sizeof(buf), v);
 	fputs(buf, out);
 }
 
@@ -153,7 +152,7 @@ json_param(FILE *out, const char *v)
 			return;
 		}
 	}
-	json_str(out, v);
+	attr_json_string(out, v);
 }
 
 static void
@@ -166,11 +165,11 @@ json_models(FILE *out, MRes *const *models, size_t n)
 		const MRes *m = models[i];
 
 		fputs(i ? ", {\"model\": " : "{\"model\": ", out);
-		json_str(out, m->model);
+		attr_json_string(out, m->model);
 		fputs(", \"params\": {", out);
 		for (j = 0; j < m->n_params; j++) {
 			fputs(j ? ", " : "", out);
-			json_str(out, m->params[j]->key);
+			attr_json_string(out, m->params[j]->key);
 			fputs(": ", out);
 			json_param(out, m->params[j]->value);
 		}
@@ -179,7 +178,7 @@ json_models(FILE *out, MRes *const *models, size_t n)
 			const Touchpoint__V1__ChannelCredit *c = m->channels[j];
 
 			fputs(j ? ", {\"channel\": " : "{\"channel\": ", out);
-			json_str(out, c->channel);
+			attr_json_string(out, c->channel);
 			fputs(", \"conversions\": ", out);
 			json_num(out, c->conversions);
 			fputs(", \"value\": ", out);
@@ -198,9 +197,9 @@ json_models(FILE *out, MRes *const *models, size_t n)
 			fputs(", \"transitions\": [", out);
 			for (j = 0; j < m->n_transitions; j++) {
 				fputs(j ? ", {\"from\": " : "{\"from\": ", out);
-				json_str(out, m->transitions[j]->from);
+				attr_json_string(out, m->transitions[j]->from);
 				fputs(", \"to\": ", out);
-				json_str(out, m->transitions[j]->to);
+				attr_json_string(out, m->transitions[j]->to);
 				fputs(", \"probability\": ", out);
 				json_num(out, m->transitions[j]->probability);
 				putc('}', out);
@@ -211,7 +210,7 @@ json_models(FILE *out, MRes *const *models, size_t n)
 			fputs(", \"estimated\": true", out);
 		if (m->note != NULL && m->note[0] != '\0') {
 			fputs(", \"note\": ", out);
-			json_str(out, m->note);
+			attr_json_string(out, m->note);
 		}
 		putc('}', out);
 	}
@@ -238,7 +237,7 @@ json_attribute(FILE *out, const AResp *r)
 	        r->level == TOUCHPOINT__V1__LEVEL__LEVEL_CAMPAIGN ? "campaign" : "channel");
 	if (r->conversion != NULL && r->conversion[0] != '\0') {
 		fputs(", \"conversion\": ", out);
-		json_str(out, r->conversion);
+		attr_json_string(out, r->conversion);
 	}
 	fputs(", \"totals\": ", out);
 	json_totals(out, r->totals);
@@ -246,11 +245,11 @@ json_attribute(FILE *out, const AResp *r)
 	json_models(out, r->models, r->n_models);
 	if (r->by_trait != NULL && r->by_trait[0] != '\0') {
 		fputs(", \"by_trait\": ", out);
-		json_str(out, r->by_trait);
+		attr_json_string(out, r->by_trait);
 		fputs(", \"segments\": [", out);
 		for (i = 0; i < r->n_segments; i++) {
 			fputs(i ? ", {\"segment\": " : "{\"segment\": ", out);
-			json_str(out, r->segments[i]->segment);
+			attr_json_string(out, r->segments[i]->segment);
 			fputs(", \"totals\": ", out);
 			json_totals(out, r->segments[i]->totals);
 			fputs(", \"models\": ", out);
@@ -261,13 +260,13 @@ json_attribute(FILE *out, const AResp *r)
 	}
 	if (r->daily_model != NULL && r->daily_model[0] != '\0') {
 		fputs(", \"daily_model\": ", out);
-		json_str(out, r->daily_model);
+		attr_json_string(out, r->daily_model);
 		fputs(", \"daily\": [", out);
 		for (i = 0; i < r->n_daily; i++) {
 			fputs(i ? ", {\"day\": " : "{\"day\": ", out);
-			json_str(out, r->daily[i]->day);
+			attr_json_string(out, r->daily[i]->day);
 			fputs(", \"channel\": ", out);
-			json_str(out, r->daily[i]->channel);
+			attr_json_string(out, r->daily[i]->channel);
 			fputs(", \"conversions\": ", out);
 			json_num(out, r->daily[i]->conversions);
 			fputs(", \"value\": ", out);
@@ -280,11 +279,11 @@ json_attribute(FILE *out, const AResp *r)
 		fputs(", \"spend\": [", out);
 		for (i = 0; i < r->n_spend; i++) {
 			fputs(i ? ", {\"channel\": " : "{\"channel\": ", out);
-			json_str(out, r->spend[i]->channel);
+			attr_json_string(out, r->spend[i]->channel);
 			fputs(", \"amount\": ", out);
 			json_num(out, r->spend[i]->amount);
 			fputs(", \"currency\": ", out);
-			json_str(out, r->spend[i]->currency);
+			attr_json_string(out, r->spend[i]->currency);
 			putc('}', out);
 		}
 		putc(']', out);
@@ -505,7 +504,7 @@ attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_f
 			fputs(i ? ", {\"path\": [" : "{\"path\": [", out);
 			for (j = 0; j < r->paths[i]->n_channels; j++) {
 				fputs(j ? ", " : "", out);
-				json_str(out, r->paths[i]->channels[j]);
+				attr_json_string(out, r->paths[i]->channels[j]);
 			}
 			fputs("], \"total_conversions\": ", out);
 			json_num(out, r->paths[i]->total_conversions);
