@@ -311,14 +311,49 @@ scan_spend(void *arg, uint32_t channel, uint32_t campaign, int32_t day, double a
 	return 0;
 }
 
-/* Streams every journey into sc->e; TP_OK or the code to answer with (message in msg). */
-static int
-query_scan(struct query *q, struct scan_ctx *sc, char *msg, size_t msglen)
-{
-	int rv = store_scan(q->store, scan_customer, sc);
+/* A fresh engine for one part of a scan, from the request the caller's engine came from. */
+typedef int (*query_engine_fn)(const void *req, struct query *q, struct attr_engine **ep);
 
+/*
+ * Streams every journey into sc->e, on every core: each part of the store's partitioned scan
+ * (and the aliased customers' part) feeds an engine of its own, then the parts are merged into
+ * sc->e in part order, so the result is the same for any thread count. TP_OK or the code to
+ * answer with (message in msg).
+ */
+static int
+query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void *req, char *msg,
+           size_t msglen)
+{
+	struct scan_ctx pc[STORE_SCAN_PARTS + 1];
+	void *args[STORE_SCAN_PARTS + 1];
+	size_t i;
+	int rv = TP_OK;
+
+	memset(pc, 0, sizeof(pc));
+	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+		pc[i].q = q;
+		pc[i].call = sc->call;
+		args[i] = &pc[i];
+		if (i == 0)
+			pc[i].e = sc->e;
+		else if ((rv = mk(req, q, &pc[i].e)) != TP_OK)
+			break;
+	}
+	if (rv == TP_OK)
+		rv = store_scan_parts(q->store, 0, scan_customer, args);
+	/* A part's own code (deadline, shutdown, the engine's) says more than "stopped". */
+	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+		sc->customers += pc[i].customers;
+		if (pc[i].rv != TP_OK && sc->rv == TP_OK)
+			sc->rv = pc[i].rv;
+	}
 	if (sc->rv != TP_OK)
 		rv = sc->rv;
+	for (i = 1; i <= STORE_SCAN_PARTS; i++) {
+		if (rv == TP_OK && pc[i].e != NULL)
+			rv = attr_engine_merge(sc->e, pc[i].e);
+		attr_engine_free(pc[i].e);
+	}
 	/* The client stops waiting at its deadline: do not run the models for nobody. */
 	if (rv == TP_OK && rpc_call_expired(sc->call))
 		rv = TP_DEADLINE_EXCEEDED;
@@ -340,6 +375,25 @@ query_scan(struct query *q, struct scan_ctx *sc, char *msg, size_t msglen)
 		break;
 	}
 	return rv;
+}
+
+static int
+attribute_engine(const void *req, struct query *q, struct attr_engine **ep)
+{
+	char msg[256];
+
+	return attr_engine_new(ep, req, atomic_load(&q->default_lookback_s), store_name, q->store,
+	                       msg, sizeof(msg));
+}
+
+static int
+paths_engine(const void *req, struct query *q, struct attr_engine **ep)
+{
+	const Touchpoint__V1__PathsRequest *r = req;
+	char msg[256];
+
+	return attr_engine_new_paths(ep, r->window, atomic_load(&q->default_lookback_s), store_name,
+	                             q->store, msg, sizeof(msg));
 }
 
 static int64_t
@@ -365,7 +419,7 @@ query_attribute(struct query *q, struct rpc_call *call)
 		rpc_finish(call, rv, NULL, "%s", msg);
 		return;
 	}
-	if ((rv = query_scan(q, &sc, msg, sizeof(msg))) != TP_OK) {
+	if ((rv = query_scan(q, &sc, attribute_engine, req, msg, sizeof(msg))) != TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);
 		goto done;
 	}
@@ -414,7 +468,7 @@ query_paths(struct query *q, struct rpc_call *call)
 		rpc_finish(call, rv, NULL, "%s", msg);
 		return;
 	}
-	if ((rv = query_scan(q, &sc, msg, sizeof(msg))) != TP_OK) {
+	if ((rv = query_scan(q, &sc, paths_engine, req, msg, sizeof(msg))) != TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);
 		goto done;
 	}

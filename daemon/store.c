@@ -2098,9 +2098,10 @@ scan_load(struct msrc *m, struct sahead *a, MDB_cursor_op op)
 
 	if (m->cur == NULL)
 		return msrc_load(m, op);
-	if (op == MDB_FIRST) {
+	if (op == MDB_FIRST || op == MDB_SET_RANGE) {
 		a->eof = 0;
-		if ((rc = sahead_fill(a, m->cur, MDB_FIRST)) != 0)
+		a->k[0] = m->k; /* MDB_SET_RANGE: the key to start at */
+		if ((rc = sahead_fill(a, m->cur, op)) != 0)
 			return rc;
 	} else if (++a->pos >= a->n) {
 		if (a->eof)
@@ -2181,6 +2182,11 @@ struct ahash {
 	uint32_t len, root;
 };
 
+/*
+ * One scanning thread's state. The alias forest (nodes, aidx, ah) is loaded once into the
+ * first worker's and only read through copies of its pointers by the others; views,
+ * traits and the stash are each worker's own.
+ */
 struct scan {
 	struct store *s;
 	store_customer_fn fn;
@@ -2561,92 +2567,361 @@ emit_stash(struct scan *sc)
 	return rv;
 }
 
-int
-store_scan(struct store *s, store_customer_fn fn, void *arg)
-{
-	struct scan sc = { .s = s, .fn = fn, .arg = arg };
-	struct rsnap snap;
-	struct kitem *tail = NULL;
-	struct msrc *src = NULL, **hv = NULL;
-	struct sahead *ahead = NULL;
-	struct mheap hp;
-	struct record *g = NULL;
-	size_t tcap = 0, ntail = 0, ng = 0, gcap = 0, i, nsrc;
-	uint64_t cur = 0;
-	int rc, rv = 0;
+/*
+ * The partitioned scan. The customer-hash space is cut into STORE_SCAN_PARTS fixed,
+ * contiguous ranges; a range is a k-way merge of every run's cursor positioned at its first
+ * key and of its slice of the sorted log tail, so the parts are independent and a fixed
+ * partition makes every part's stream, and so the results, the same for any thread count.
+ * Each thread reads through its own read transaction; all of them hold one snapshot.
+ */
+#define SCAN_PART_SHIFT  60 /* 16 parts: the top 4 bits of the customer hash */
+#define SCAN_MAX_THREADS 8
+#define SCAN_SNAP_TRIES  8
+_Static_assert(STORE_SCAN_PARTS == 1u << (64 - SCAN_PART_SHIFT), "parts are hash prefixes");
 
-	if ((rc = read_begin(s, &snap)) != 0)
-		return status_of(rc);
-	nsrc = snap.n + 1;
-	if ((src = calloc(nsrc, sizeof(*src))) == NULL ||
-	    (hv = calloc(nsrc, sizeof(*hv))) == NULL ||
-	    (ahead = calloc(nsrc, sizeof(*ahead))) == NULL) {
-		rc = ENOMEM;
-		goto out;
+struct pscan {
+	struct store *s;
+	store_customer_fn fn;
+	void *const *args;
+	const struct rsnap *snap;
+	const struct kitem *tail;
+	size_t ntail;
+	atomic_uint next; /* the next part to take */
+	atomic_int stop;  /* set by the first failing part: every worker stops */
+	int res[STORE_SCAN_PARTS];
+};
+
+struct pworker {
+	struct pscan *ps;
+	struct scan sc;
+	MDB_txn *txn;
+	MDB_cursor **cur;
+	struct msrc *src, **hv;
+	struct sahead *ahead;
+	struct record *g;
+	size_t gcap;
+	pthread_t thr;
+	int started, rc;
+};
+
+/* First index of a sorted array whose key is >= h. */
+static size_t
+tail_lower(const struct kitem *t, size_t n, uint64_t h)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t[mid].kh < h)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
-	if ((rc = load_aliases(&sc, snap.txn)) != 0 || (rc = alias_index(&sc)) != 0 ||
-	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
-		goto out;
-	hp.h = hv;
+	return lo;
+}
+
+static size_t
+ahash_lower(const struct ahash *a, size_t n, uint64_t h)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (a[mid].h < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* One part's customers, in hash order, to fn(args[p]); 0 also when told to stop. */
+static int
+scan_part(struct pworker *w, unsigned p)
+{
+	struct pscan *ps = w->ps;
+	struct scan *sc = &w->sc;
+	size_t nruns = ps->snap->n, i, ng = 0, a, b;
+	uint64_t lo = (uint64_t)p << SCAN_PART_SHIFT, hi = (uint64_t)(p + 1) << SCAN_PART_SHIFT;
+	int last = p + 1 == STORE_SCAN_PARTS;
+	uint8_t kb[KEY_LEN];
+	uint64_t cur = 0;
+	struct mheap hp;
+	int rc = 0, rv = 0;
+
+	sc->fn = ps->fn;
+	sc->arg = ps->args[p];
+	sc->apos = ahash_lower(sc->ah, sc->nah, lo);
+	memset(kb, 0, sizeof(kb));
+	be64(kb, lo);
+	memset(w->src, 0, (nruns + 1) * sizeof(*w->src));
+	hp.h = w->hv;
 	hp.n = 0;
-	for (i = 0; i < snap.n; i++) {
-		if ((rc = mdb_cursor_open(snap.txn, snap.dbi[i], &src[i].cur)) != 0 ||
-		    (rc = scan_load(&src[i], &ahead[i], MDB_FIRST)) != 0)
+	for (i = 0; i < nruns; i++) {
+		w->src[i].cur = w->cur[i];
+		w->src[i].k.mv_size = KEY_LEN;
+		w->src[i].k.mv_data = kb;
+		if ((rc = scan_load(&w->src[i], &w->ahead[i], MDB_SET_RANGE)) != 0)
 			goto out;
-		hv[hp.n++] = &src[i];
+		w->hv[hp.n++] = &w->src[i];
 	}
-	src[snap.n].arr = tail;
-	src[snap.n].n = ntail;
-	if ((rc = msrc_load(&src[snap.n], MDB_FIRST)) != 0)
+	a = tail_lower(ps->tail, ps->ntail, lo);
+	b = last ? ps->ntail : tail_lower(ps->tail, ps->ntail, hi);
+	w->src[nruns].arr = ps->tail + a;
+	w->src[nruns].n = b - a;
+	if ((rc = msrc_load(&w->src[nruns], MDB_FIRST)) != 0)
 		goto out;
-	hv[hp.n++] = &src[snap.n];
+	w->hv[hp.n++] = &w->src[nruns];
 	heap_build(&hp);
 
 	while (hp.n > 0) {
 		struct msrc *m = hp.h[0];
 		uint64_t h = m->kh;
 
+		if (!last && h >= hi)
+			break;
 		if (ng > 0 && h != cur) {
-			if ((rv = group(&sc, g, ng)) != 0)
+			if ((rv = group(sc, w->g, ng)) != 0)
 				goto out;
 			ng = 0;
+			/* Another part failed: its error is the answer, this part's is moot. */
+			if (atomic_load_explicit(&ps->stop, memory_order_relaxed))
+				goto out;
 		}
 		cur = h;
-		if ((rc = grow_buf((void **)&g, &gcap, ng + 1, sizeof(*g))) != 0)
+		if ((rc = grow_buf((void **)&w->g, &w->gcap, ng + 1, sizeof(*w->g))) != 0)
 			goto out;
-		if (record_parse_scan(m->v.mv_data, m->v.mv_size, &g[ng]) != 0) {
+		if (record_parse_scan(m->v.mv_data, m->v.mv_size, &w->g[ng]) != 0) {
 			rc = MDB_CORRUPTED;
 			goto out;
 		}
 		ng++;
-		if ((rc = scan_next(&hp, src, ahead)) != 0)
+		if ((rc = scan_next(&hp, w->src, w->ahead)) != 0)
 			goto out;
 	}
-	if (ng > 0 && (rv = group(&sc, g, ng)) != 0)
-		goto out;
-	rv = emit_stash(&sc);
+	if (ng > 0)
+		rv = group(sc, w->g, ng);
 out:
-	if (src != NULL)
-		for (i = 0; i < snap.n; i++)
-			if (src[i].cur != NULL)
-				mdb_cursor_close(src[i].cur);
-	read_end(s, &snap);
-	for (i = 0; i < sc.nnodes; i++)
-		free(sc.nodes[i].own);
-	free(sc.nodes);
-	free(sc.aidx);
-	free(sc.ah);
-	free(sc.st);
-	free(sc.views);
-	free(sc.traits);
-	free(g);
-	free(tail);
-	free(src);
-	free(hv);
-	free(ahead);
 	if (rv != 0)
 		return rv;
 	return rc == MDB_CORRUPTED ? TP_INTERNAL : status_of(rc);
+}
+
+static void *
+scan_worker(void *arg)
+{
+	struct pworker *w = arg;
+	struct pscan *ps = w->ps;
+	size_t nruns = ps->snap->n, i;
+	unsigned p;
+	int r;
+
+	for (i = 0; i < nruns; i++)
+		if ((w->rc = mdb_cursor_open(w->txn, ps->snap->dbi[i], &w->cur[i])) != 0) {
+			w->rc = status_of(w->rc);
+			atomic_store(&ps->stop, 1);
+			return NULL;
+		}
+	while (!atomic_load(&ps->stop) && (p = atomic_fetch_add(&ps->next, 1)) < STORE_SCAN_PARTS) {
+		if ((r = scan_part(w, p)) != 0) {
+			ps->res[p] = r;
+			atomic_store(&ps->stop, 1);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The snapshot and up to *n read transactions on it. A commit between two mdb_txn_begin
+ * calls would give them different snapshots: then all are begun again, and after a few
+ * tries the scan makes do with one. The gate taken by read_begin covers every one of them
+ * (entering it again could deadlock behind a pending map growth).
+ */
+static int
+pscan_begin(struct store *s, struct rsnap *snap, MDB_txn **txn, unsigned *n)
+{
+	unsigned i, tries;
+	int rc;
+
+	for (tries = 0;; tries++) {
+		if ((rc = read_begin(s, snap)) != 0)
+			return rc;
+		txn[0] = snap->txn;
+		for (i = 1; i < *n; i++) {
+			if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn[i])) != 0)
+				break;
+			if (mdb_txn_id(txn[i]) != mdb_txn_id(txn[0])) {
+				mdb_txn_abort(txn[i]);
+				rc = -1;
+				break;
+			}
+		}
+		if (i == *n)
+			return 0;
+		if (rc != -1 && rc != MDB_MAP_RESIZED) {
+			*n = i; /* e.g. MDB_READERS_FULL: fewer threads */
+			return 0;
+		}
+		while (i-- > 1)
+			mdb_txn_abort(txn[i]);
+		if (tries + 1 >= SCAN_SNAP_TRIES) {
+			*n = 1;
+			return 0;
+		}
+		read_end(s, snap);
+		if (rc == MDB_MAP_RESIZED && (rc = grow_map(s, 0)) != 0)
+			return rc;
+	}
+}
+
+static unsigned
+scan_threads(unsigned want)
+{
+	long np;
+
+	if (want == 0) {
+		np = sysconf(_SC_NPROCESSORS_ONLN);
+		want = np < 1 ? 1 : np > SCAN_MAX_THREADS ? SCAN_MAX_THREADS : (unsigned)np;
+	}
+	return want > SCAN_MAX_THREADS ? SCAN_MAX_THREADS : want;
+}
+
+/* The stashes of every worker as one, in worker 0's scan; the order is the sort's. */
+static int
+stash_combine(struct pworker *w, unsigned n)
+{
+	size_t total = 0, at;
+	struct stashed *all;
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		total += w[i].sc.nst;
+	if (n == 1 || total == 0)
+		return 0;
+	if ((all = malloc(total * sizeof(*all))) == NULL)
+		return ENOMEM;
+	for (i = 0, at = 0; i < n; i++) {
+		if (w[i].sc.nst > 0)
+			memcpy(all + at, w[i].sc.st, w[i].sc.nst * sizeof(*all));
+		at += w[i].sc.nst;
+		if (i > 0) {
+			free(w[i].sc.st);
+			w[i].sc.st = NULL;
+			w[i].sc.nst = w[i].sc.stcap = 0;
+		}
+	}
+	free(w[0].sc.st);
+	w[0].sc.st = all;
+	w[0].sc.nst = w[0].sc.stcap = total;
+	return 0;
+}
+
+int
+store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, void *const *args)
+{
+	struct pscan ps = { .s = s, .fn = fn, .args = args };
+	struct pworker w[SCAN_MAX_THREADS];
+	MDB_txn *txn[SCAN_MAX_THREADS];
+	struct rsnap snap;
+	struct kitem *tail = NULL;
+	struct scan *fo = &w[0].sc;
+	size_t tcap = 0, ntail = 0, i;
+	unsigned n = scan_threads(threads), t;
+	int rc, rv = 0;
+
+	memset(w, 0, sizeof(w));
+	if ((rc = pscan_begin(s, &snap, txn, &n)) != 0)
+		return status_of(rc);
+	ps.snap = &snap;
+	fo->s = s;
+	if ((rc = load_aliases(fo, snap.txn)) != 0 || (rc = alias_index(fo)) != 0 ||
+	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
+		goto out;
+	ps.tail = tail;
+	ps.ntail = ntail;
+	atomic_init(&ps.next, 0);
+	atomic_init(&ps.stop, 0);
+	for (t = 0; t < n; t++) {
+		w[t].ps = &ps;
+		w[t].txn = txn[t];
+		w[t].sc.s = s;
+		if (t > 0) {
+			w[t].sc.nodes = fo->nodes;
+			w[t].sc.nnodes = fo->nnodes;
+			w[t].sc.ah = fo->ah;
+			w[t].sc.nah = fo->nah;
+		}
+		if ((w[t].cur = calloc(snap.n + 1, sizeof(*w[t].cur))) == NULL ||
+		    (w[t].src = calloc(snap.n + 1, sizeof(*w[t].src))) == NULL ||
+		    (w[t].hv = calloc(snap.n + 1, sizeof(*w[t].hv))) == NULL ||
+		    (w[t].ahead = calloc(snap.n + 1, sizeof(*w[t].ahead))) == NULL) {
+			rc = ENOMEM;
+			goto out;
+		}
+	}
+	/* Worker 0 is this thread; a thread that cannot start leaves its parts to the rest. */
+	for (t = 1; t < n; t++)
+		if (pthread_create(&w[t].thr, NULL, scan_worker, &w[t]) == 0)
+			w[t].started = 1;
+	scan_worker(&w[0]);
+	for (t = 1; t < n; t++)
+		if (w[t].started)
+			pthread_join(w[t].thr, NULL);
+	for (t = 0; t < n && rv == 0; t++)
+		rv = w[t].rc;
+	for (i = 0; i < STORE_SCAN_PARTS && rv == 0; i++)
+		rv = ps.res[i];
+	if (rv != 0)
+		goto out;
+	/* The aliased customers, from every part's stash, in one fixed order: the last part. */
+	if ((rc = stash_combine(w, n)) != 0)
+		goto out;
+	fo->fn = fn;
+	fo->arg = args[STORE_SCAN_PARTS];
+	rv = emit_stash(fo);
+out:
+	for (t = 0; t < n; t++) {
+		if (w[t].cur != NULL)
+			for (i = 0; i < snap.n; i++)
+				if (w[t].cur[i] != NULL)
+					mdb_cursor_close(w[t].cur[i]);
+		if (t > 0)
+			mdb_txn_abort(txn[t]);
+	}
+	read_end(s, &snap);
+	for (i = 0; i < fo->nnodes; i++)
+		free(fo->nodes[i].own);
+	free(fo->nodes);
+	free(fo->aidx);
+	free(fo->ah);
+	for (t = 0; t < n; t++) {
+		free(w[t].sc.st);
+		free(w[t].sc.views);
+		free(w[t].sc.traits);
+		free(w[t].g);
+		free(w[t].cur);
+		free(w[t].src);
+		free(w[t].hv);
+		free(w[t].ahead);
+	}
+	free(tail);
+	if (rv != 0)
+		return rv;
+	return rc == MDB_CORRUPTED ? TP_INTERNAL : status_of(rc);
+}
+
+int
+store_scan(struct store *s, store_customer_fn fn, void *arg)
+{
+	void *args[STORE_SCAN_PARTS + 1];
+	size_t i;
+
+	/* One thread and one callback: the parts in order are exactly the single pass. */
+	for (i = 0; i <= STORE_SCAN_PARTS; i++)
+		args[i] = arg;
+	return store_scan_parts(s, 1, fn, args);
 }
 
 int

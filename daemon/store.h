@@ -87,6 +87,19 @@ typedef int (*store_customer_fn)(void *arg, const char *customer_id, const struc
 
 int store_scan(struct store *s, store_customer_fn fn, void *arg);
 
+/*
+ * store_scan on several threads. The customer-hash space is cut into STORE_SCAN_PARTS fixed
+ * ranges, streamed in parallel by `threads` threads (0: min(online CPUs, 8)) from one
+ * snapshot; part p's customers go to fn(args[p]), in hash order within the part, one thread
+ * at a time per part. Aliased customers (every part's) then go to fn(args[STORE_SCAN_PARTS])
+ * in a fixed order. What each part receives does not depend on `threads`; with one thread,
+ * the calls come in the order of store_scan. The first non-zero fn value (or error) stops
+ * every thread; the value of the lowest such part is returned.
+ */
+#define STORE_SCAN_PARTS 16
+
+int store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, void *const *args);
+
 /* Spend events whose day lies in [from_day, to_day) (days since the epoch, UTC). */
 typedef int (*store_spend_fn)(void *arg, uint32_t channel, uint32_t campaign, int32_t day,
                               double amount, const char *currency);

@@ -1,6 +1,7 @@
 /*
  * tpbench-walk: the floor under `touchpoint attribute`: a bare cursor walk over a stopped
- * daemon's store (store_walk) and the journey stream without models (store_scan).
+ * daemon's store (store_walk), the journey stream without models on one thread (store_scan)
+ * and on several, as the daemon runs it (store_scan_parts, --threads, 0 = one per CPU up to 8).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -38,6 +39,27 @@ wk_customer(void *arg, const char *customer_id, const struct attr_event *evs, si
 	return 0;
 }
 
+/* The parallel scan: a counter per part, summed afterwards. */
+static int
+wk_parts(struct store *st, unsigned threads, struct wk_count *sum)
+{
+	struct wk_count part[STORE_SCAN_PARTS + 1];
+	void *args[STORE_SCAN_PARTS + 1];
+	size_t i;
+	int rc;
+
+	memset(part, 0, sizeof(part));
+	for (i = 0; i <= STORE_SCAN_PARTS; i++)
+		args[i] = &part[i];
+	if ((rc = store_scan_parts(st, threads, wk_customer, args)) != 0)
+		return rc;
+	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+		sum->customers += part[i].customers;
+		sum->events += part[i].events;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -45,20 +67,22 @@ main(int argc, char **argv)
 		{ "store", required_argument, NULL, 's' },
 		{ "label", required_argument, NULL, 'l' },
 		{ "header", no_argument, NULL, 'H' },
+		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct store_options so = { 0 };
 	struct store *st = NULL;
 	struct store_stats stats;
 	struct stat sb;
-	struct wk_count cnt = { 0, 0 };
+	struct wk_count cnt = { 0, 0 }, pcnt = { 0, 0 };
+	unsigned threads = 0;
 	const char *label = "";
 	char err[256];
 	uint64_t records = 0;
-	double t0, walk_s, scan_s;
+	double t0, walk_s, scan_s, pscan_s;
 	int opt, rc, rv = 1;
 
-	while ((opt = getopt_long(argc, argv, "s:l:H", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:l:Ht:", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			so.path = optarg;
@@ -66,10 +90,14 @@ main(int argc, char **argv)
 		case 'l':
 			label = optarg;
 			break;
+		case 't':
+			threads = (unsigned)strtoul(optarg, NULL, 10);
+			break;
 		case 'H':
 			printf("| store | stored events | walk records | walk s | walk records/s | "
-			       "scan customers | scan events | scan s |\n"
-			       "|---|---|---|---|---|---|---|---|\n");
+			       "scan customers | scan events | scan s | parallel scan customers | "
+			       "parallel scan s |\n"
+			       "|---|---|---|---|---|---|---|---|---|---|\n");
 			return 0;
 		default:
 			goto usage;
@@ -101,10 +129,23 @@ main(int argc, char **argv)
 	if ((rc = store_scan(st, wk_customer, &cnt)) != 0)
 		goto fail;
 	scan_s = wk_now() - t0;
+	t0 = wk_now();
+	if ((rc = wk_parts(st, threads, &pcnt)) != 0)
+		goto fail;
+	pscan_s = wk_now() - t0;
+	/* The same journeys, or the parallel scan is wrong. */
+	if (pcnt.customers != cnt.customers || pcnt.events != cnt.events) {
+		fprintf(stderr,
+		        "tpbench-walk: parallel scan saw %" PRIu64 " customers, %" PRIu64
+		        " events; the scan %" PRIu64 ", %" PRIu64 "\n",
+		        pcnt.customers, pcnt.events, cnt.customers, cnt.events);
+		rc = 1;
+		goto fail;
+	}
 	printf("| %s | %" PRIu64 " | %" PRIu64 " | %.3f | %.0f | %" PRIu64 " | %" PRIu64
-	       " | %.3f |\n",
+	       " | %.3f | %" PRIu64 " | %.3f |\n",
 	       label, stats.events[0], records, walk_s, walk_s > 0 ? (double)records / walk_s : 0.0,
-	       cnt.customers, cnt.events, scan_s);
+	       cnt.customers, cnt.events, scan_s, pcnt.customers, pscan_s);
 	rv = 0;
 fail:
 	if (rv != 0)
@@ -112,6 +153,6 @@ fail:
 	store_close(st);
 	return rv;
 usage:
-	fputs("usage: tpbench-walk --store STATE_DIR/store [--label TEXT]\n", stderr);
+	fputs("usage: tpbench-walk --store STATE_DIR/store [--label TEXT] [--threads N]\n", stderr);
 	return 64;
 }

@@ -372,16 +372,49 @@ on_path(void *arg, int converting, size_t ci, const size_t *ti, size_t k)
 	return TP_OK;
 }
 
+/* The scope of segment name, created (in first-seen order) if new. */
+static int
+segment_get(struct attr_engine *e, const char *name, struct attr_scope **sp)
+{
+	struct attr_scope *s;
+	uint32_t idx;
+	int rv;
+
+	if (attr_smap_get(&e->segmap, name, &idx)) {
+		*sp = e->segs[idx];
+		return TP_OK;
+	}
+	if (e->nsegs >= ATTR_MAX_SEGMENTS)
+		return TP_RESOURCE_EXHAUSTED;
+	if ((e->nsegs & (e->nsegs + 1)) == 0 || e->segs == NULL) {
+		struct attr_scope **ns = realloc(e->segs, (e->nsegs * 2 + 2) * sizeof(*ns));
+
+		if (ns == NULL)
+			return TP_RESOURCE_EXHAUSTED;
+		e->segs = ns;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	if ((s->segment = strdup(name)) == NULL ||
+	    (s->acc = calloc(e->nm ? e->nm : 1, sizeof(*s->acc))) == NULL) {
+		attr_scope_free(s, 0);
+		free(s);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	e->segs[e->nsegs++] = s; /* owned by e from here on */
+	if ((rv = attr_smap_put(&e->segmap, name, (uint32_t)(e->nsegs - 1))) != TP_OK)
+		return rv;
+	*sp = s;
+	return TP_OK;
+}
+
 static int
 find_segment(struct attr_engine *e, const struct attr_event *evs, size_t n, struct attr_scope **sp)
 {
 	const char *best = NULL;
 	int64_t bts = 0;
 	uint64_t bseq = 0;
-	struct attr_scope *s;
-	uint32_t idx;
 	size_t i, j;
-	int rv;
 
 	for (i = 0; i < n; i++) {
 		if (evs[i].kind != ATTR_IDENTIFY)
@@ -399,34 +432,7 @@ find_segment(struct attr_engine *e, const struct attr_event *evs, size_t n, stru
 			}
 		}
 	}
-	if (best == NULL)
-		best = "(none)";
-	if (attr_smap_get(&e->segmap, best, &idx)) {
-		*sp = e->segs[idx];
-		return TP_OK;
-	}
-	if (e->nsegs >= ATTR_MAX_SEGMENTS)
-		return TP_RESOURCE_EXHAUSTED;
-	if ((e->nsegs & (e->nsegs + 1)) == 0 || e->segs == NULL) {
-		struct attr_scope **ns = realloc(e->segs, (e->nsegs * 2 + 2) * sizeof(*ns));
-
-		if (ns == NULL)
-			return TP_RESOURCE_EXHAUSTED;
-		e->segs = ns;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return TP_RESOURCE_EXHAUSTED;
-	if ((s->segment = strdup(best)) == NULL ||
-	    (s->acc = calloc(e->nm ? e->nm : 1, sizeof(*s->acc))) == NULL) {
-		attr_scope_free(s, 0);
-		free(s);
-		return TP_RESOURCE_EXHAUSTED;
-	}
-	e->segs[e->nsegs++] = s; /* owned by e from here on */
-	if ((rv = attr_smap_put(&e->segmap, best, (uint32_t)(e->nsegs - 1))) != TP_OK)
-		return rv;
-	*sp = s;
-	return TP_OK;
+	return segment_get(e, best != NULL ? best : "(none)", sp);
 }
 
 static int
@@ -519,4 +525,206 @@ attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **ou
 	if (e->paths_only)
 		return TP_FAILED_PRECONDITION;
 	return attr_build_result(e, out, err, sizeof(err));
+}
+
+/* src's unit ids in dst: units new to dst are added in src's (first-seen) order. */
+static int
+merge_units(struct attr_engine *dst, const struct attr_engine *src, uint32_t *map)
+{
+	const struct attr_map *sm = &src->units.map;
+	uint64_t *key = NULL;
+	uint8_t *haskey = NULL;
+	uint32_t i, id;
+	size_t k;
+	int rv = TP_OK;
+
+	if (src->units.n == 0)
+		return TP_OK;
+	if ((key = calloc(src->units.n, sizeof(*key))) == NULL ||
+	    (haskey = calloc(src->units.n, 1)) == NULL) {
+		rv = TP_RESOURCE_EXHAUSTED;
+		goto fail;
+	}
+	/* The map is key -> id; the remap needs id -> key. Path-file units have names only. */
+	for (k = 0; k < sm->cap; k++)
+		if (sm->vals[k] != UINT32_MAX && sm->vals[k] < src->units.n) {
+			key[sm->vals[k]] = sm->keys[k];
+			haskey[sm->vals[k]] = 1;
+		}
+	for (i = 0; i < src->units.n; i++) {
+		const char *name = src->units.names[i];
+
+		if (haskey[i] ? attr_map_get(&dst->units.map, key[i], &id)
+		              : attr_smap_get(&dst->units.smap, name, &id)) {
+			map[i] = id;
+			continue;
+		}
+		if ((rv = attr_units_add(&dst->units, name, src->units.chanlen[i], &id)) != TP_OK)
+			goto fail;
+		if (haskey[i])
+			rv = attr_map_put(&dst->units.map, key[i], id);
+		else
+			rv = attr_smap_put(&dst->units.smap, name, id);
+		if (rv != TP_OK)
+			goto fail;
+		map[i] = id;
+	}
+fail:
+	free(key);
+	free(haskey);
+	return rv;
+}
+
+static int
+merge_scope(const struct attr_engine *dst, struct attr_scope *d, const struct attr_engine *src,
+            const struct attr_scope *s, const uint32_t *map, uint32_t **buf, size_t *bufcap)
+{
+	size_t i, m;
+	uint32_t j, n;
+	int rv;
+
+	d->conversions += s->conversions;
+	d->value += s->value;
+	d->unattributed += s->unattributed;
+	d->unattributed_value += s->unattributed_value;
+	d->converting_paths += s->converting_paths;
+	d->null_paths += s->null_paths;
+	/* In src's order: a path new to dst comes after dst's, as in one pass. */
+	for (i = 0; i < s->pt.n; i++) {
+		const struct attr_pent *p = &s->pt.e[i];
+		const uint32_t *u = attr_ptab_units(&s->pt, i);
+
+		if (p->len > *bufcap) {
+			uint32_t *nb = realloc(*buf, p->len * sizeof(*nb));
+
+			if (nb == NULL)
+				return TP_RESOURCE_EXHAUSTED;
+			*buf = nb;
+			*bufcap = p->len;
+		}
+		for (j = 0; j < p->len; j++)
+			(*buf)[j] = map[u[j]];
+		if ((rv = attr_ptab_add(&d->pt, *buf, p->len, p->conversions, p->value,
+		                        p->nulls)) != TP_OK)
+			return rv;
+	}
+	if (s->acc == NULL || d->acc == NULL)
+		return TP_OK;
+	for (m = 0; m < src->nm; m++) {
+		const struct attr_acc *a = &s->acc[m];
+
+		if (a->cap == 0)
+			continue;
+		if ((rv = attr_acc_reserve(&d->acc[m], dst->units.n)) != TP_OK)
+			return rv;
+		n = a->cap < src->units.n ? a->cap : src->units.n;
+		for (j = 0; j < n; j++) {
+			d->acc[m].conversions[map[j]] += a->conversions[j];
+			d->acc[m].value[map[j]] += a->value[j];
+		}
+	}
+	return TP_OK;
+}
+
+static int
+merge_daily(struct attr_engine *dst, const struct attr_engine *src, const uint32_t *map)
+{
+	size_t i;
+	uint32_t idx;
+	int rv;
+
+	for (i = 0; i < src->ndly; i++) {
+		const struct attr_daily *s = &src->dly[i];
+		uint32_t u = map[s->unit];
+		uint64_t key = ((uint64_t)(uint32_t)s->day << 32) | u;
+
+		if (!attr_map_get(&dst->dailymap, key, &idx)) {
+			if (dst->ndly == dst->dlycap) {
+				size_t ncap = dst->dlycap ? dst->dlycap * 2 : 256;
+				struct attr_daily *nd = realloc(dst->dly, ncap * sizeof(*nd));
+
+				if (nd == NULL)
+					return TP_RESOURCE_EXHAUSTED;
+				dst->dly = nd;
+				dst->dlycap = ncap;
+			}
+			if (dst->ndly >= UINT32_MAX - 1)
+				return TP_RESOURCE_EXHAUSTED;
+			idx = (uint32_t)dst->ndly++;
+			dst->dly[idx].name = NULL;
+			dst->dly[idx].day = s->day;
+			dst->dly[idx].unit = u;
+			dst->dly[idx].conversions = dst->dly[idx].value = 0;
+			if ((rv = attr_map_put(&dst->dailymap, key, idx)) != TP_OK)
+				return rv;
+		}
+		dst->dly[idx].conversions += s->conversions;
+		dst->dly[idx].value += s->value;
+	}
+	return TP_OK;
+}
+
+static int
+merge_spend(struct attr_engine *dst, const struct attr_engine *src, const uint32_t *map)
+{
+	size_t i, j;
+
+	for (i = 0; i < src->nspend; i++) {
+		const struct attr_spend *s = &src->spend[i];
+		uint32_t u = map[s->unit];
+
+		for (j = 0; j < dst->nspend; j++)
+			if (dst->spend[j].unit == u &&
+			    strcmp(dst->spend[j].currency, s->currency) == 0)
+				break;
+		if (j == dst->nspend) {
+			if (dst->nspend == dst->spendcap) {
+				size_t ncap = dst->spendcap ? dst->spendcap * 2 : 16;
+				struct attr_spend *ns = realloc(dst->spend, ncap * sizeof(*ns));
+
+				if (ns == NULL)
+					return TP_RESOURCE_EXHAUSTED;
+				dst->spend = ns;
+				dst->spendcap = ncap;
+			}
+			if ((dst->spend[j].currency = strdup(s->currency)) == NULL)
+				return TP_RESOURCE_EXHAUSTED;
+			dst->spend[j].name = NULL;
+			dst->spend[j].unit = u;
+			dst->spend[j].amount = 0;
+			dst->nspend++;
+		}
+		dst->spend[j].amount += s->amount;
+	}
+	return TP_OK;
+}
+
+int
+attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src)
+{
+	uint32_t *map = NULL, *buf = NULL;
+	size_t bufcap = 0, i;
+	struct attr_scope *seg;
+	int rv;
+
+	if (dst == NULL || src == NULL || dst == src || dst->paths_only != src->paths_only ||
+	    dst->nm != src->nm || dst->has_daily != src->has_daily ||
+	    (dst->by_trait == NULL) != (src->by_trait == NULL))
+		return TP_INVALID_ARGUMENT;
+	if (src->units.n > 0 && (map = malloc(src->units.n * sizeof(*map))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	if ((rv = merge_units(dst, src, map)) != TP_OK ||
+	    (rv = merge_scope(dst, &dst->top, src, &src->top, map, &buf, &bufcap)) != TP_OK)
+		goto fail;
+	for (i = 0; i < src->nsegs; i++)
+		if ((rv = segment_get(dst, src->segs[i]->segment, &seg)) != TP_OK ||
+		    (rv = merge_scope(dst, seg, src, src->segs[i], map, &buf, &bufcap)) != TP_OK)
+			goto fail;
+	if ((rv = merge_daily(dst, src, map)) != TP_OK ||
+	    (rv = merge_spend(dst, src, map)) != TP_OK)
+		goto fail;
+fail:
+	free(map);
+	free(buf);
+	return rv;
 }

@@ -791,6 +791,169 @@ test_daily_and_spend(void **state)
 	attr_engine_free(e);
 }
 
+/* Two JSON texts equal but for numbers, which must agree to 1e-12 relative. */
+static void
+json_near(const char *a, const char *b)
+{
+	while (*a != '\0' && *b != '\0') {
+		if ((*a >= '0' && *a <= '9') || *a == '-') {
+			char *ea, *eb;
+			double x = strtod(a, &ea), y = strtod(b, &eb);
+
+			if (ea == a || eb == b || !(fabs(x - y) <= 1e-12 * fabs(y)))
+				fail_msg("%.17g != %.17g at ...%.40s", x, y, a);
+			a = ea;
+			b = eb;
+			continue;
+		}
+		if (*a != *b)
+			fail_msg("differ at ...%.60s / ...%.60s", a, b);
+		a++;
+		b++;
+	}
+	assert_int_equal(*a, *b);
+}
+
+static char *
+render(AResp *r)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	assert_non_null((f = open_memstream(&buf, &len)));
+	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_JSON), TP_OK);
+	fclose(f);
+	return buf;
+}
+
+static char *
+render_paths(struct attr_engine *e)
+{
+	Touchpoint__V1__PathsResponse *p;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	assert_int_equal(attr_engine_paths(e, 0, &p), TP_OK);
+	assert_non_null((f = open_memstream(&buf, &len)));
+	assert_int_equal(attr_render_paths(f, p, ATTR_FORMAT_CSV), TP_OK);
+	fclose(f);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	return buf;
+}
+
+/*
+ * The parts of a stream in their own engines, merged in order, give one engine's result:
+ * every model, segments, daily credits, spend, the matrix; the path table line for line.
+ */
+static void
+test_merge(void **state)
+{
+	static const size_t cut[] = { 0, 1, 37, 37, 150, 299, NCUST };
+	static const struct attr_trait plans[3] = { { "plan", "pro" },
+		                                    { "plan", "free" },
+		                                    { "plan", "team" } };
+	enum { NCUT = sizeof(cut) / sizeof(cut[0]) };
+	struct attr_engine *one, *part[NCUT - 1], *paths1, *pp[NCUT - 1], *bad;
+	struct cust *c = random_set();
+	char err[256], *s1, *s2;
+	struct req q;
+	AResp *r1, *r2;
+	size_t i, k, v;
+
+	(void)state;
+	for (i = 0; i < NCUST; i++)
+		if (i % 4 != 3) { /* an identify first: segments by plan */
+			memmove(c[i].ev + 1, c[i].ev, c[i].n * sizeof(*c[i].ev));
+			memset(&c[i].ev[0], 0, sizeof(c[i].ev[0]));
+			c[i].ev[0].kind = ATTR_IDENTIFY;
+			c[i].ev[0].ts_us = DAY;
+			c[i].ev[0].traits = &plans[i % 3];
+			c[i].ev[0].ntraits = 1;
+			c[i].n++;
+		}
+	for (i = 0; i < NCUST; i++)
+		seqs(c[i].ev, c[i].n);
+	for (v = 0; v < 2; v++) {
+		req_init(&q);
+		req_lookback(&q, 0);
+		q.r.transition_matrix = 1;
+		if (v == 0) {
+			q.r.by_trait = "plan";
+			q.r.daily_model = "linear";
+		} else {
+			q.w.level = TOUCHPOINT__V1__LEVEL__LEVEL_CAMPAIGN;
+			q.w.repeats = TOUCHPOINT__V1__REPEATS__REPEATS_COLLAPSE;
+			q.r.daily_model = "time_decay";
+		}
+		assert_int_equal(attr_engine_new(&one, &q.r, 0, names_fn, NULL, err, sizeof(err)),
+		                 TP_OK);
+		assert_int_equal(
+		    attr_engine_new_paths(&paths1, &q.w, 0, names_fn, NULL, err, sizeof(err)),
+		    TP_OK);
+		for (i = 0; i < NCUST; i++) {
+			assert_int_equal(attr_engine_customer(one, c[i].ev, c[i].n), TP_OK);
+			assert_int_equal(attr_engine_customer(paths1, c[i].ev, c[i].n), TP_OK);
+		}
+		assert_int_equal(attr_engine_spend(one, SEARCH, 0, 1, 10, "EUR"), TP_OK);
+		assert_int_equal(attr_engine_spend(one, SOCIAL, SPRING, 2, 5, "EUR"), TP_OK);
+		for (k = 0; k + 1 < NCUT; k++) {
+			assert_int_equal(
+			    attr_engine_new(&part[k], &q.r, 0, names_fn, NULL, err, sizeof(err)),
+			    TP_OK);
+			assert_int_equal(attr_engine_new_paths(&pp[k], &q.w, 0, names_fn, NULL, err,
+			                                       sizeof(err)),
+			                 TP_OK);
+			for (i = cut[k]; i < cut[k + 1]; i++) {
+				assert_int_equal(attr_engine_customer(part[k], c[i].ev, c[i].n),
+				                 TP_OK);
+				assert_int_equal(attr_engine_customer(pp[k], c[i].ev, c[i].n),
+				                 TP_OK);
+			}
+		}
+		/* spend met by a later part: merged too */
+		assert_int_equal(attr_engine_spend(part[4], SEARCH, 0, 1, 10, "EUR"), TP_OK);
+		assert_int_equal(attr_engine_spend(part[4], SOCIAL, SPRING, 2, 5, "EUR"), TP_OK);
+		for (k = 1; k + 1 < NCUT; k++) {
+			assert_int_equal(attr_engine_merge(part[0], part[k]), TP_OK);
+			assert_int_equal(attr_engine_merge(pp[0], pp[k]), TP_OK);
+		}
+		assert_int_equal(attr_engine_merge(part[0], pp[1]), TP_INVALID_ARGUMENT);
+		assert_int_equal(attr_engine_result(one, &r1), TP_OK);
+		assert_int_equal(attr_engine_result(part[0], &r2), TP_OK);
+		assert_true(r1->n_daily > 0 && r1->n_spend == 2 && r1->n_models > 5);
+		assert_int_equal(r1->n_segments, v == 0 ? 4 : 0);
+		s1 = render(r1);
+		s2 = render(r2);
+		json_near(s2, s1);
+		free(s1);
+		free(s2);
+		s1 = render_paths(paths1);
+		s2 = render_paths(pp[0]);
+		assert_string_equal(s2, s1);
+		free(s1);
+		free(s2);
+		free_resp(r1);
+		free_resp(r2);
+		attr_engine_free(one);
+		attr_engine_free(paths1);
+		for (k = 0; k + 1 < NCUT; k++) {
+			attr_engine_free(part[k]);
+			attr_engine_free(pp[k]);
+		}
+	}
+	/* engines of different requests do not merge */
+	req_init(&q);
+	assert_int_equal(attr_engine_new(&one, &q.r, 0, names_fn, NULL, err, sizeof(err)), TP_OK);
+	req_model(&q, "linear", NULL, NULL);
+	assert_int_equal(attr_engine_new(&bad, &q.r, 0, names_fn, NULL, err, sizeof(err)), TP_OK);
+	assert_int_equal(attr_engine_merge(one, bad), TP_INVALID_ARGUMENT);
+	attr_engine_free(one);
+	attr_engine_free(bad);
+	free_set(c);
+}
+
 static void
 test_render_csv_table(void **state)
 {
@@ -854,6 +1017,7 @@ main(void)
 		cmocka_unit_test(test_shapley_rate_sampled),
 		cmocka_unit_test(test_pathfile_errors),
 		cmocka_unit_test(test_pathfile_round_trip),
+		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_daily_and_spend),
 		cmocka_unit_test(test_render_csv_table),
 	};

@@ -988,6 +988,209 @@ test_reverse_order(void **state)
 	}
 }
 
+/* ---- the partitioned scan ---- */
+
+/* What one part (or a whole scan) streamed: a text line per customer, and a count. */
+struct trace {
+	char *buf;
+	size_t len, cap;
+	uint64_t customers, events;
+	int stop_at; /* > 0: return 7 at this customer */
+};
+
+static void
+trace_put(struct trace *t, const char *s)
+{
+	size_t n = strlen(s);
+
+	while (t->len + n + 1 > t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 4096;
+		t->buf = realloc(t->buf, t->cap);
+		assert_non_null(t->buf);
+	}
+	memcpy(t->buf + t->len, s, n + 1);
+	t->len += n;
+}
+
+static int
+trace_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	struct trace *t = arg;
+	char line[160];
+	size_t i;
+
+	t->customers++;
+	t->events += n;
+	snprintf(line, sizeof(line), "%s:%zu", cid, n);
+	trace_put(t, line);
+	for (i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), " %lld/%d/%llu/%u/%.17g", (long long)evs[i].ts_us,
+		         evs[i].kind, (unsigned long long)evs[i].seq, evs[i].channel, evs[i].value);
+		trace_put(t, line);
+	}
+	trace_put(t, "\n");
+	if (t->stop_at > 0 && t->customers == (uint64_t)t->stop_at)
+		return 7;
+	return 0;
+}
+
+/* Many customers (every part gets some), aliases, several runs and a log tail. */
+static void
+write_parts_store(struct store *s, int customers, int rounds)
+{
+	char eid[32], cid[32], prev[32];
+	int r, c, n = 0;
+
+	for (r = 0; r < rounds; r++) {
+		struct tbatch *t = tb_new((size_t)customers + 8);
+
+		for (c = 0; c < customers; c++) {
+			snprintf(eid, sizeof(eid), "p%d", n++);
+			snprintf(cid, sizeof(cid), "c%d", c);
+			if (c % 17 == 3 && r == 1) {
+				/* c is aliased to c - 1: stashed, emitted in the alias part */
+				snprintf(prev, sizeof(prev), "c%d", c);
+				snprintf(cid, sizeof(cid), "c%d", c - 1);
+				tb_add(t, ev_alias(eid, cid, T0 + r * 1000, prev));
+			} else if ((c + r) % 5 == 0) {
+				tb_add(t, ev_conv(eid, cid, T0 + (int64_t)(r * 7 + c % 3) * 1000000,
+				                  (double)(c % 97) + 0.25, ""));
+			} else {
+				tb_add(t,
+				       ev_touch(eid, cid, T0 + (int64_t)(r * 7 + c % 5) * 1000000,
+				                (c + r) % 3 ? "email" : "search", ""));
+			}
+		}
+		assert_int_equal(tb_write(s, t), TP_OK);
+		tb_free(t);
+	}
+}
+
+/* Every part's stream is the same for any thread count; in order they are store_scan's. */
+static void
+test_scan_parts(void **state)
+{
+	static const unsigned threads[] = { 1, 2, 3, 8, 0 };
+	struct fx *f = *state;
+	struct trace whole = { 0 }, ref[STORE_SCAN_PARTS + 1], got[STORE_SCAN_PARTS + 1];
+	void *args[STORE_SCAN_PARTS + 1];
+	size_t i, k, cat;
+	uint64_t ev;
+
+	f->s = open_store(f->dir, 0, 256);
+	write_parts_store(f->s, 700, 9);
+	assert_int_equal(store_scan(f->s, trace_cb, &whole), TP_OK);
+	assert_true(whole.customers > 600);
+	for (k = 0; k < sizeof(threads) / sizeof(threads[0]); k++) {
+		struct trace *t = k == 0 ? ref : got;
+
+		memset(t, 0, sizeof(ref));
+		for (i = 0; i <= STORE_SCAN_PARTS; i++)
+			args[i] = &t[i];
+		assert_int_equal(store_scan_parts(f->s, threads[k], trace_cb, args), TP_OK);
+		for (i = 0, cat = 0, ev = 0; i <= STORE_SCAN_PARTS; i++) {
+			/* every range is populated here, and the alias part too */
+			assert_true(t[i].customers > 0);
+			ev += t[i].events;
+			if (k == 0) {
+				assert_true(cat + t[i].len <= whole.len);
+				assert_memory_equal(whole.buf + cat, t[i].buf, t[i].len);
+				cat += t[i].len;
+			} else {
+				assert_int_equal(t[i].len, ref[i].len);
+				assert_memory_equal(t[i].buf, ref[i].buf, t[i].len);
+				free(t[i].buf);
+			}
+		}
+		assert_int_equal(ev, whole.events);
+		if (k == 0)
+			assert_int_equal(cat, whole.len);
+	}
+	/* A callback's non-zero value stops every thread and is returned. */
+	memset(got, 0, sizeof(got));
+	for (i = 0; i <= STORE_SCAN_PARTS; i++)
+		args[i] = &got[i];
+	got[5].stop_at = 3;
+	assert_int_equal(store_scan_parts(f->s, 4, trace_cb, args), 7);
+	assert_int_equal(got[5].customers, 3);
+	assert_int_equal(got[STORE_SCAN_PARTS].customers, 0); /* aliases come after all parts */
+	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+		free(got[i].buf);
+		free(ref[i].buf);
+	}
+	free(whole.buf);
+}
+
+struct pwriter {
+	struct store *s;
+	atomic_int *stop;
+};
+
+/* Groups of exactly 50 new events: every snapshot holds a multiple of 50. */
+static void *
+pwriter_thread(void *p)
+{
+	struct pwriter *pw = p;
+	char eid[32], cid[32];
+	int g, i;
+
+	for (g = 0; g < 120; g++) {
+		struct tbatch *t = tb_new(50);
+
+		for (i = 0; i < 50; i++) {
+			snprintf(eid, sizeof(eid), "w%d-%d", g, i);
+			snprintf(cid, sizeof(cid), "u%d", (g * 50 + i) % 400);
+			tb_add(t, ev_touch(eid, cid, T0 + (int64_t)g * 1000000 + i, "email", ""));
+		}
+		if (tb_write(pw->s, t) != TP_OK)
+			fail_msg("write failed");
+		tb_free(t);
+	}
+	*pw->stop = 1;
+	return NULL;
+}
+
+/* The threads of one scan share one snapshot while the writer commits, flushes, grows. */
+static void
+test_scan_parts_snapshot(void **state)
+{
+	struct fx *f = *state;
+	struct pwriter pw;
+	struct trace t[STORE_SCAN_PARTS + 1];
+	void *args[STORE_SCAN_PARTS + 1];
+	atomic_int stop = 0;
+	pthread_t th;
+	uint64_t ev, last = 0;
+	size_t i;
+	int scans = 0;
+
+	f->s = open_store(f->dir, 64 * 1024, 16);
+	pw.s = f->s;
+	pw.stop = &stop;
+	assert_int_equal(pthread_create(&th, NULL, pwriter_thread, &pw), 0);
+	for (;;) {
+		int done = atomic_load(&stop); /* then this scan sees the last group */
+
+		memset(t, 0, sizeof(t));
+		for (i = 0; i <= STORE_SCAN_PARTS; i++)
+			args[i] = &t[i];
+		assert_int_equal(store_scan_parts(f->s, 4, trace_cb, args), TP_OK);
+		for (i = 0, ev = 0; i <= STORE_SCAN_PARTS; i++) {
+			ev += t[i].events;
+			free(t[i].buf);
+		}
+		assert_int_equal(ev % 50, 0);
+		assert_true(ev >= last);
+		last = ev;
+		scans++;
+		if (done)
+			break;
+	}
+	pthread_join(th, NULL);
+	assert_true(scans > 1);
+	assert_int_equal(last, 120 * 50);
+}
+
 /*
  * Customers are counted exactly up to 65 536, across reopens, then estimated by the
  * HyperLogLog (within 2 % here) once the exact set has been dropped.
@@ -1047,6 +1250,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_customer_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_parts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_parts_snapshot, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
