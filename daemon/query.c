@@ -265,12 +265,28 @@ query_backup(struct query *q, struct rpc_call *call)
 
 /* ---- Attribution */
 
+struct scan_merge;
+
 struct scan_ctx {
 	struct query *q;
 	struct rpc_call *call;
 	struct attr_engine *e;
 	uint64_t customers;
 	int rv;
+	struct scan_merge *merge;
+};
+
+/*
+ * Parts of a scan are merged into the first part's engine in part order, as soon as the
+ * parts before them are: by whichever scan thread finishes a part that makes the next one
+ * mergeable, outside the lock, while the other threads go on scanning.
+ */
+struct scan_merge {
+	pthread_mutex_t mu;
+	struct scan_ctx *pc;
+	uint8_t done[STORE_SCAN_NPARTS];
+	unsigned next; /* parts before it are in pc[0].e */
+	int merging;
 };
 
 static int
@@ -314,25 +330,64 @@ scan_spend(void *arg, uint32_t channel, uint32_t campaign, int32_t day, double a
 /* A fresh engine for one part of a scan, from the request the caller's engine came from. */
 typedef int (*query_engine_fn)(const void *req, struct query *q, struct attr_engine **ep);
 
+static int
+scan_part_done(void *arg, unsigned part)
+{
+	struct scan_ctx *sc = arg;
+	struct scan_merge *m = sc->merge;
+	unsigned k;
+	int rv = TP_OK;
+
+	pthread_mutex_lock(&m->mu);
+	m->done[part] = 1;
+	if (m->merging) {
+		pthread_mutex_unlock(&m->mu);
+		return 0;
+	}
+	m->merging = 1;
+	while (rv == TP_OK && m->next < STORE_SCAN_NPARTS && m->done[m->next]) {
+		k = m->next;
+		pthread_mutex_unlock(&m->mu);
+		if (k > 0) {
+			rv = attr_engine_merge(m->pc[0].e, m->pc[k].e);
+			attr_engine_free(m->pc[k].e);
+			m->pc[k].e = NULL;
+		}
+		pthread_mutex_lock(&m->mu);
+		m->next++;
+	}
+	m->merging = 0;
+	pthread_mutex_unlock(&m->mu);
+	if (rv != TP_OK) {
+		sc->rv = rv;
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * Streams every journey into sc->e, on every core: each part of the store's partitioned scan
- * (and the aliased customers' part) feeds an engine of its own, then the parts are merged into
- * sc->e in part order, so the result is the same for any thread count. TP_OK or the code to
- * answer with (message in msg).
+ * feeds an engine of its own, merged into sc->e in part order, so the result is the same for
+ * any thread count. TP_OK or the code to answer with (message in msg).
  */
 static int
 query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void *req, char *msg,
            size_t msglen)
 {
-	struct scan_ctx pc[STORE_SCAN_PARTS + 1];
-	void *args[STORE_SCAN_PARTS + 1];
+	struct scan_ctx pc[STORE_SCAN_NPARTS];
+	void *args[STORE_SCAN_NPARTS];
+	struct scan_merge m;
 	size_t i;
 	int rv = TP_OK;
 
 	memset(pc, 0, sizeof(pc));
-	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+	memset(&m, 0, sizeof(m));
+	pthread_mutex_init(&m.mu, NULL);
+	m.pc = pc;
+	for (i = 0; i < STORE_SCAN_NPARTS; i++) {
 		pc[i].q = q;
 		pc[i].call = sc->call;
+		pc[i].merge = &m;
 		args[i] = &pc[i];
 		if (i == 0)
 			pc[i].e = sc->e;
@@ -340,20 +395,20 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 			break;
 	}
 	if (rv == TP_OK)
-		rv = store_scan_parts(q->store, 0, scan_customer, args);
+		rv = store_scan_parts(q->store, 0, scan_customer, scan_part_done, args);
 	/* A part's own code (deadline, shutdown, the engine's) says more than "stopped". */
-	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+	for (i = 0; i < STORE_SCAN_NPARTS; i++) {
 		sc->customers += pc[i].customers;
 		if (pc[i].rv != TP_OK && sc->rv == TP_OK)
 			sc->rv = pc[i].rv;
 	}
 	if (sc->rv != TP_OK)
 		rv = sc->rv;
-	for (i = 1; i <= STORE_SCAN_PARTS; i++) {
-		if (rv == TP_OK && pc[i].e != NULL)
-			rv = attr_engine_merge(sc->e, pc[i].e);
+	if (rv == TP_OK && m.next != STORE_SCAN_NPARTS)
+		rv = TP_INTERNAL; /* every part was done: all were merged */
+	for (i = 1; i < STORE_SCAN_NPARTS; i++)
 		attr_engine_free(pc[i].e);
-	}
+	pthread_mutex_destroy(&m.mu);
 	/* The client stops waiting at its deadline: do not run the models for nobody. */
 	if (rv == TP_OK && rpc_call_expired(sc->call))
 		rv = TP_DEADLINE_EXCEEDED;

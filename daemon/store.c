@@ -2492,19 +2492,20 @@ stash_isort(struct stashed *x, size_t n)
 }
 
 /*
- * Orders the stash by (root, ts, rank, seq). Roots are dense node indexes, so a counting
- * sort groups them in two linear passes instead of n log n compares; then only each
- * root's few entries (its customers' runs, each sorted already) are compared.
+ * Groups the stash by root, in root order: roots are dense node indexes, so a counting sort
+ * does it in two linear passes instead of n log n compares. first[r] is where root r's
+ * entries begin (first[nnodes] = nst). Each root's few entries (its customers' runs, each
+ * sorted already) are ordered later, by the alias part that emits them.
  */
 static int
-stash_sort(struct scan *sc)
+stash_group(struct scan *sc, size_t **firstp)
 {
-	size_t *cnt, i, j, r;
-	struct stashed *out;
+	size_t *cnt, i, r;
+	struct stashed *out = NULL;
 
 	if ((cnt = calloc(sc->nnodes + 1, sizeof(*cnt))) == NULL)
 		return ENOMEM;
-	if ((out = malloc(sc->nst * sizeof(*out))) == NULL) {
+	if (sc->nst > 0 && (out = malloc(sc->nst * sizeof(*out))) == NULL) {
 		free(cnt);
 		return ENOMEM;
 	}
@@ -2512,56 +2513,56 @@ stash_sort(struct scan *sc)
 		cnt[sc->st[i].root + 1]++;
 	for (r = 0; r < sc->nnodes; r++)
 		cnt[r + 1] += cnt[r];
-	for (i = 0; i < sc->nst; i++)
-		out[cnt[sc->st[i].root]++] = sc->st[i];
-	free(cnt);
-	free(sc->st);
-	sc->st = out;
-	sc->stcap = sc->nst;
-	for (i = 0; i < sc->nst; i = j) {
-		for (j = i + 1; j < sc->nst && sc->st[j].root == sc->st[i].root; j++)
-			;
-		if (j - i <= 32)
-			stash_isort(sc->st + i, j - i);
-		else
-			qsort(sc->st + i, j - i, sizeof(*sc->st), stash_cmp);
+	if (out != NULL) {
+		for (i = 0; i < sc->nst; i++)
+			out[cnt[sc->st[i].root]++] = sc->st[i];
+		free(sc->st);
+		sc->st = out;
+		sc->stcap = sc->nst;
 	}
+	/* cnt[r] now ends root r: shifted by one, it is where root r begins. */
+	memmove(cnt + 1, cnt, sc->nnodes * sizeof(*cnt));
+	cnt[0] = 0;
+	*firstp = cnt;
 	return 0;
 }
 
 #define STASH_AHEAD 16 /* stashed values prefetched ahead of their parse */
 
-/* The aliased customers, each under its canonical id, after the merge. */
+/*
+ * The aliased customers whose entries are st[lo, hi) (whole roots), each ordered by
+ * (ts, rank, seq) and emitted under its canonical id.
+ */
 static int
-emit_stash(struct scan *sc)
+emit_stash(struct scan *sc, struct stashed *st, size_t lo, size_t hi)
 {
 	struct record *buf = NULL;
 	size_t i, j, k, cap = 0;
 	int rv = 0;
 
-	if (sc->nst == 0)
-		return 0;
-	if (stash_sort(sc) != 0)
-		return TP_RESOURCE_EXHAUSTED;
-	for (i = 0; i < sc->nst && rv == 0; i = j) {
-		for (j = i + 1; j < sc->nst && sc->st[j].root == sc->st[i].root; j++)
+	for (i = lo; i < hi && rv == 0; i = j) {
+		for (j = i + 1; j < hi && st[j].root == st[i].root; j++)
 			;
+		if (j - i <= 32)
+			stash_isort(st + i, j - i);
+		else
+			qsort(st + i, j - i, sizeof(*st), stash_cmp);
 		if (grow_buf((void **)&buf, &cap, j - i, sizeof(*buf)) != 0) {
 			rv = TP_RESOURCE_EXHAUSTED;
 			break;
 		}
 		for (k = i; k < j && rv == 0; k++) {
 			/* The values are scattered over the map: keep a few misses in flight. */
-			if (k + STASH_AHEAD < sc->nst) {
-				__builtin_prefetch(sc->st[k + STASH_AHEAD].val);
-				__builtin_prefetch(sc->st[k + STASH_AHEAD].val + 64);
+			if (k + STASH_AHEAD < hi) {
+				__builtin_prefetch(st[k + STASH_AHEAD].val);
+				__builtin_prefetch(st[k + STASH_AHEAD].val + 64);
 			}
-			if (record_parse_scan(sc->st[k].val, sc->st[k].len, &buf[k - i]) != 0)
+			if (record_parse_scan(st[k].val, st[k].len, &buf[k - i]) != 0)
 				rv =
 				    TP_INTERNAL; /* parsed once already: the map changed under us */
 		}
 		if (rv == 0)
-			rv = emit(sc, sc->nodes[sc->st[i].root].name, buf, j - i);
+			rv = emit(sc, sc->nodes[st[i].root].name, buf, j - i);
 	}
 	free(buf);
 	return rv;
@@ -2582,13 +2583,18 @@ _Static_assert(STORE_SCAN_PARTS == 1u << (64 - SCAN_PART_SHIFT), "parts are hash
 struct pscan {
 	struct store *s;
 	store_customer_fn fn;
+	store_part_fn done;
 	void *const *args;
 	const struct rsnap *snap;
 	const struct kitem *tail;
 	size_t ntail;
+	struct stashed *st; /* the alias phase: every worker's stash, grouped by root */
+	const size_t *first;
+	size_t nnodes;
+	unsigned end;     /* the phase: STORE_SCAN_PARTS (hash ranges), then STORE_SCAN_NPARTS */
 	atomic_uint next; /* the next part to take */
 	atomic_int stop;  /* set by the first failing part: every worker stops */
-	int res[STORE_SCAN_PARTS];
+	int res[STORE_SCAN_NPARTS];
 };
 
 struct pworker {
@@ -2709,6 +2715,22 @@ out:
 	return rc == MDB_CORRUPTED ? TP_INTERNAL : status_of(rc);
 }
 
+/* Alias part a: the roots of the a-th of STORE_SCAN_ALIAS_PARTS equal slices of the forest. */
+static int
+alias_part(struct pworker *w, unsigned a)
+{
+	struct pscan *ps = w->ps;
+	size_t r0 = ps->nnodes * a / STORE_SCAN_ALIAS_PARTS;
+	size_t r1 = ps->nnodes * (a + 1) / STORE_SCAN_ALIAS_PARTS;
+
+	w->sc.fn = ps->fn;
+	w->sc.arg = ps->args[STORE_SCAN_PARTS + a];
+	if (ps->first == NULL)
+		return 0;
+	return emit_stash(&w->sc, ps->st, ps->first[r0], ps->first[r1]);
+}
+
+/* Takes parts in order until none is left or one failed. */
 static void *
 scan_worker(void *arg)
 {
@@ -2718,19 +2740,38 @@ scan_worker(void *arg)
 	unsigned p;
 	int r;
 
-	for (i = 0; i < nruns; i++)
-		if ((w->rc = mdb_cursor_open(w->txn, ps->snap->dbi[i], &w->cur[i])) != 0) {
+	for (i = 0; i < nruns && ps->end == STORE_SCAN_PARTS; i++)
+		if (w->cur[i] == NULL &&
+		    (w->rc = mdb_cursor_open(w->txn, ps->snap->dbi[i], &w->cur[i])) != 0) {
 			w->rc = status_of(w->rc);
 			atomic_store(&ps->stop, 1);
 			return NULL;
 		}
-	while (!atomic_load(&ps->stop) && (p = atomic_fetch_add(&ps->next, 1)) < STORE_SCAN_PARTS) {
-		if ((r = scan_part(w, p)) != 0) {
+	while (!atomic_load(&ps->stop) && (p = atomic_fetch_add(&ps->next, 1)) < ps->end) {
+		r = p < STORE_SCAN_PARTS ? scan_part(w, p) : alias_part(w, p - STORE_SCAN_PARTS);
+		/* A part cut short by another's failure is not done: no call. */
+		if (r == 0 && ps->done != NULL && !atomic_load(&ps->stop))
+			r = ps->done(ps->args[p], p);
+		if (r != 0) {
 			ps->res[p] = r;
 			atomic_store(&ps->stop, 1);
 		}
 	}
 	return NULL;
+}
+
+/* Runs parts [next, end) on n workers, this thread being worker 0. */
+static void
+run_pool(struct pworker *w, unsigned n)
+{
+	unsigned t;
+
+	for (t = 1; t < n; t++)
+		w[t].started = pthread_create(&w[t].thr, NULL, scan_worker, &w[t]) == 0;
+	scan_worker(&w[0]);
+	for (t = 1; t < n; t++)
+		if (w[t].started)
+			pthread_join(w[t].thr, NULL);
 }
 
 /*
@@ -2819,15 +2860,16 @@ stash_combine(struct pworker *w, unsigned n)
 }
 
 int
-store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, void *const *args)
+store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_part_fn done,
+                 void *const *args)
 {
-	struct pscan ps = { .s = s, .fn = fn, .args = args };
+	struct pscan ps = { .s = s, .fn = fn, .done = done, .args = args };
 	struct pworker w[SCAN_MAX_THREADS];
 	MDB_txn *txn[SCAN_MAX_THREADS];
 	struct rsnap snap;
 	struct kitem *tail = NULL;
 	struct scan *fo = &w[0].sc;
-	size_t tcap = 0, ntail = 0, i;
+	size_t tcap = 0, ntail = 0, i, *first = NULL;
 	unsigned n = scan_threads(threads), t;
 	int rc, rv = 0;
 
@@ -2841,6 +2883,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, void *
 		goto out;
 	ps.tail = tail;
 	ps.ntail = ntail;
+	ps.end = STORE_SCAN_PARTS;
 	atomic_init(&ps.next, 0);
 	atomic_init(&ps.stop, 0);
 	for (t = 0; t < n; t++) {
@@ -2861,26 +2904,28 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, void *
 			goto out;
 		}
 	}
-	/* Worker 0 is this thread; a thread that cannot start leaves its parts to the rest. */
-	for (t = 1; t < n; t++)
-		if (pthread_create(&w[t].thr, NULL, scan_worker, &w[t]) == 0)
-			w[t].started = 1;
-	scan_worker(&w[0]);
-	for (t = 1; t < n; t++)
-		if (w[t].started)
-			pthread_join(w[t].thr, NULL);
+	/* The hash ranges; a thread that cannot start leaves its parts to the others. */
+	run_pool(w, n);
 	for (t = 0; t < n && rv == 0; t++)
 		rv = w[t].rc;
 	for (i = 0; i < STORE_SCAN_PARTS && rv == 0; i++)
 		rv = ps.res[i];
 	if (rv != 0)
 		goto out;
-	/* The aliased customers, from every part's stash, in one fixed order: the last part. */
-	if ((rc = stash_combine(w, n)) != 0)
+	/*
+	 * The aliased customers: every range's stash, grouped by root, then cut into fixed
+	 * slices of the forest's roots, emitted in parallel too.
+	 */
+	if ((rc = stash_combine(w, n)) != 0 || (rc = stash_group(fo, &first)) != 0)
 		goto out;
-	fo->fn = fn;
-	fo->arg = args[STORE_SCAN_PARTS];
-	rv = emit_stash(fo);
+	ps.st = fo->st;
+	ps.first = first;
+	ps.nnodes = fo->nnodes;
+	ps.end = STORE_SCAN_NPARTS;
+	atomic_store(&ps.next, STORE_SCAN_PARTS);
+	run_pool(w, n);
+	for (i = STORE_SCAN_PARTS; i < STORE_SCAN_NPARTS && rv == 0; i++)
+		rv = ps.res[i];
 out:
 	for (t = 0; t < n; t++) {
 		if (w[t].cur != NULL)
@@ -2906,6 +2951,7 @@ out:
 		free(w[t].hv);
 		free(w[t].ahead);
 	}
+	free(first);
 	free(tail);
 	if (rv != 0)
 		return rv;
@@ -2915,13 +2961,13 @@ out:
 int
 store_scan(struct store *s, store_customer_fn fn, void *arg)
 {
-	void *args[STORE_SCAN_PARTS + 1];
+	void *args[STORE_SCAN_NPARTS];
 	size_t i;
 
 	/* One thread and one callback: the parts in order are exactly the single pass. */
-	for (i = 0; i <= STORE_SCAN_PARTS; i++)
+	for (i = 0; i < STORE_SCAN_NPARTS; i++)
 		args[i] = arg;
-	return store_scan_parts(s, 1, fn, args);
+	return store_scan_parts(s, 1, fn, NULL, args);
 }
 
 int

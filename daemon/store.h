@@ -88,17 +88,24 @@ typedef int (*store_customer_fn)(void *arg, const char *customer_id, const struc
 int store_scan(struct store *s, store_customer_fn fn, void *arg);
 
 /*
- * store_scan on several threads. The customer-hash space is cut into STORE_SCAN_PARTS fixed
- * ranges, streamed in parallel by `threads` threads (0: min(online CPUs, 8)) from one
- * snapshot; part p's customers go to fn(args[p]), in hash order within the part, one thread
- * at a time per part. Aliased customers (every part's) then go to fn(args[STORE_SCAN_PARTS])
- * in a fixed order. What each part receives does not depend on `threads`; with one thread,
- * the calls come in the order of store_scan. The first non-zero fn value (or error) stops
- * every thread; the value of the lowest such part is returned.
+ * store_scan on several threads, `threads` of them (0: min(online CPUs, 8)), from one
+ * snapshot. The customer-hash space is cut into STORE_SCAN_PARTS fixed ranges: part p
+ * (0 <= p < STORE_SCAN_PARTS) streams its customers, in hash order, to fn(args[p]). Then the
+ * aliased customers (every range's), cut into STORE_SCAN_ALIAS_PARTS fixed slices of the
+ * alias forest, go to fn(args[STORE_SCAN_PARTS + a]). One thread at a time streams a part;
+ * what each part streams does not depend on `threads`, and with one thread the calls come in
+ * store_scan's order. done (may be NULL) is called as done(args[p], p) by the thread that
+ * streamed part p, right after its last customer. A non-zero fn or done value (or an error)
+ * stops every thread; the value of the lowest such part is returned.
  */
-#define STORE_SCAN_PARTS 16
+#define STORE_SCAN_PARTS       16
+#define STORE_SCAN_ALIAS_PARTS 8
+#define STORE_SCAN_NPARTS      (STORE_SCAN_PARTS + STORE_SCAN_ALIAS_PARTS)
 
-int store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, void *const *args);
+typedef int (*store_part_fn)(void *arg, unsigned part);
+
+int store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_part_fn done,
+                     void *const *args);
 
 /* Spend events whose day lies in [from_day, to_day) (days since the epoch, UTC). */
 typedef int (*store_spend_fn)(void *arg, uint32_t channel, uint32_t campaign, int32_t day,

@@ -43,17 +43,17 @@ wk_customer(void *arg, const char *customer_id, const struct attr_event *evs, si
 static int
 wk_parts(struct store *st, unsigned threads, struct wk_count *sum)
 {
-	struct wk_count part[STORE_SCAN_PARTS + 1];
-	void *args[STORE_SCAN_PARTS + 1];
+	struct wk_count part[STORE_SCAN_NPARTS];
+	void *args[STORE_SCAN_NPARTS];
 	size_t i;
 	int rc;
 
 	memset(part, 0, sizeof(part));
-	for (i = 0; i <= STORE_SCAN_PARTS; i++)
+	for (i = 0; i < STORE_SCAN_NPARTS; i++)
 		args[i] = &part[i];
-	if ((rc = store_scan_parts(st, threads, wk_customer, args)) != 0)
+	if ((rc = store_scan_parts(st, threads, wk_customer, NULL, args)) != 0)
 		return rc;
-	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+	for (i = 0; i < STORE_SCAN_NPARTS; i++) {
 		sum->customers += part[i].customers;
 		sum->events += part[i].events;
 	}

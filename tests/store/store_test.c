@@ -996,7 +996,20 @@ struct trace {
 	size_t len, cap;
 	uint64_t customers, events;
 	int stop_at; /* > 0: return 7 at this customer */
+	int done;    /* done() calls */
+	unsigned part;
+	int done_rv; /* what done() returns */
 };
+
+static int
+trace_done(void *arg, unsigned part)
+{
+	struct trace *t = arg;
+
+	t->done++;
+	t->part = part;
+	return t->done_rv;
+}
 
 static void
 trace_put(struct trace *t, const char *s)
@@ -1072,10 +1085,10 @@ test_scan_parts(void **state)
 {
 	static const unsigned threads[] = { 1, 2, 3, 8, 0 };
 	struct fx *f = *state;
-	struct trace whole = { 0 }, ref[STORE_SCAN_PARTS + 1], got[STORE_SCAN_PARTS + 1];
-	void *args[STORE_SCAN_PARTS + 1];
+	struct trace whole = { 0 }, ref[STORE_SCAN_NPARTS], got[STORE_SCAN_NPARTS];
+	void *args[STORE_SCAN_NPARTS];
 	size_t i, k, cat;
-	uint64_t ev;
+	uint64_t ev, na;
 
 	f->s = open_store(f->dir, 0, 256);
 	write_parts_store(f->s, 700, 9);
@@ -1085,12 +1098,16 @@ test_scan_parts(void **state)
 		struct trace *t = k == 0 ? ref : got;
 
 		memset(t, 0, sizeof(ref));
-		for (i = 0; i <= STORE_SCAN_PARTS; i++)
+		for (i = 0; i < STORE_SCAN_NPARTS; i++)
 			args[i] = &t[i];
-		assert_int_equal(store_scan_parts(f->s, threads[k], trace_cb, args), TP_OK);
-		for (i = 0, cat = 0, ev = 0; i <= STORE_SCAN_PARTS; i++) {
-			/* every range is populated here, and the alias part too */
-			assert_true(t[i].customers > 0);
+		assert_int_equal(store_scan_parts(f->s, threads[k], trace_cb, trace_done, args),
+		                 TP_OK);
+		for (i = 0, cat = 0, ev = 0, na = 0; i < STORE_SCAN_NPARTS; i++) {
+			/* every range is populated here; every part is done once */
+			assert_true(i >= STORE_SCAN_PARTS || t[i].customers > 0);
+			na += i >= STORE_SCAN_PARTS ? t[i].customers : 0;
+			assert_int_equal(t[i].done, 1);
+			assert_int_equal(t[i].part, i);
 			ev += t[i].events;
 			if (k == 0) {
 				assert_true(cat + t[i].len <= whole.len);
@@ -1103,21 +1120,33 @@ test_scan_parts(void **state)
 			}
 		}
 		assert_int_equal(ev, whole.events);
+		assert_true(na >= 30); /* the aliased customers */
 		if (k == 0)
 			assert_int_equal(cat, whole.len);
 	}
 	/* A callback's non-zero value stops every thread and is returned. */
 	memset(got, 0, sizeof(got));
-	for (i = 0; i <= STORE_SCAN_PARTS; i++)
+	for (i = 0; i < STORE_SCAN_NPARTS; i++)
 		args[i] = &got[i];
 	got[5].stop_at = 3;
-	assert_int_equal(store_scan_parts(f->s, 4, trace_cb, args), 7);
+	assert_int_equal(store_scan_parts(f->s, 4, trace_cb, trace_done, args), 7);
 	assert_int_equal(got[5].customers, 3);
-	assert_int_equal(got[STORE_SCAN_PARTS].customers, 0); /* aliases come after all parts */
-	for (i = 0; i <= STORE_SCAN_PARTS; i++) {
+	assert_int_equal(got[5].done, 0);
+	for (i = STORE_SCAN_PARTS; i < STORE_SCAN_NPARTS; i++)
+		assert_int_equal(got[i].customers, 0); /* aliases come after all ranges */
+	for (i = 0; i < STORE_SCAN_NPARTS; i++) {
 		free(got[i].buf);
 		free(ref[i].buf);
 	}
+	/* So does done's. */
+	memset(got, 0, sizeof(got));
+	got[2].done_rv = 9;
+	assert_int_equal(store_scan_parts(f->s, 3, trace_cb, trace_done, args), 9);
+	assert_int_equal(got[2].done, 1);
+	for (i = STORE_SCAN_PARTS; i < STORE_SCAN_NPARTS; i++)
+		assert_int_equal(got[i].done, 0);
+	for (i = 0; i < STORE_SCAN_NPARTS; i++)
+		free(got[i].buf);
 	free(whole.buf);
 }
 
@@ -1156,8 +1185,8 @@ test_scan_parts_snapshot(void **state)
 {
 	struct fx *f = *state;
 	struct pwriter pw;
-	struct trace t[STORE_SCAN_PARTS + 1];
-	void *args[STORE_SCAN_PARTS + 1];
+	struct trace t[STORE_SCAN_NPARTS];
+	void *args[STORE_SCAN_NPARTS];
 	atomic_int stop = 0;
 	pthread_t th;
 	uint64_t ev, last = 0;
@@ -1172,10 +1201,10 @@ test_scan_parts_snapshot(void **state)
 		int done = atomic_load(&stop); /* then this scan sees the last group */
 
 		memset(t, 0, sizeof(t));
-		for (i = 0; i <= STORE_SCAN_PARTS; i++)
+		for (i = 0; i < STORE_SCAN_NPARTS; i++)
 			args[i] = &t[i];
-		assert_int_equal(store_scan_parts(f->s, 4, trace_cb, args), TP_OK);
-		for (i = 0, ev = 0; i <= STORE_SCAN_PARTS; i++) {
+		assert_int_equal(store_scan_parts(f->s, 4, trace_cb, NULL, args), TP_OK);
+		for (i = 0, ev = 0; i < STORE_SCAN_NPARTS; i++) {
 			ev += t[i].events;
 			free(t[i].buf);
 		}
