@@ -267,8 +267,9 @@ query_backup(struct query *q, struct rpc_call *call)
 
 struct scan_merge;
 
+/* One per part; aligned so that two threads counting customers share no cache line. */
 struct scan_ctx {
-	struct query *q;
+	_Alignas(64) struct query *q;
 	struct rpc_call *call;
 	struct attr_engine *e;
 	uint64_t customers;

@@ -2597,8 +2597,9 @@ struct pscan {
 	int res[STORE_SCAN_NPARTS];
 };
 
+/* Aligned: the workers' hot fields (the scan's position, counts) share no cache line. */
 struct pworker {
-	struct pscan *ps;
+	_Alignas(64) struct pscan *ps;
 	struct scan sc;
 	MDB_txn *txn;
 	MDB_cursor **cur;
