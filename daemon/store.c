@@ -2202,7 +2202,7 @@ struct scan {
 	struct stashed *st;
 	size_t nst, stcap;
 	struct ahash *ah;
-	size_t nah, apos;
+	size_t nah, apos, aend; /* ah[apos, aend): the part's ids still ahead */
 };
 
 static size_t
@@ -2372,7 +2372,7 @@ ahash_cmp(const void *a, const void *b)
 	return x->h < y->h ? -1 : x->h > y->h;
 }
 
-/* Sorts the alias forest's ids by hash, for alias_root_of(). */
+/* The alias forest's ids with their hashes, for alias_root_of() once sorted by hash. */
 static int
 alias_index(struct scan *sc)
 {
@@ -2390,7 +2390,6 @@ alias_index(struct scan *sc)
 		sc->ah[i].len = (uint32_t)sc->nodes[i].len; /* <= RECORD_MAX_STR */
 		sc->ah[i].root = (uint32_t)sc->nodes[i].root;
 	}
-	qsort(sc->ah, sc->nnodes, sizeof(*sc->ah), ahash_cmp);
 	sc->nah = sc->nnodes;
 	return 0;
 }
@@ -2404,9 +2403,9 @@ alias_root_of(struct scan *sc, uint64_t h, const char *name, size_t len)
 {
 	size_t k;
 
-	while (sc->apos < sc->nah && sc->ah[sc->apos].h < h)
+	while (sc->apos < sc->aend && sc->ah[sc->apos].h < h)
 		sc->apos++;
-	for (k = sc->apos; k < sc->nah && sc->ah[k].h == h; k++)
+	for (k = sc->apos; k < sc->aend && sc->ah[k].h == h; k++)
 		if (sc->ah[k].len == len && memcmp(sc->ah[k].name, name, len) == 0)
 			return sc->ah[k].root;
 	return SIZE_MAX;
@@ -2491,42 +2490,6 @@ stash_isort(struct stashed *x, size_t n)
 	}
 }
 
-/*
- * Groups the stash by root, in root order: roots are dense node indexes, so a counting sort
- * does it in two linear passes instead of n log n compares. first[r] is where root r's
- * entries begin (first[nnodes] = nst). Each root's few entries (its customers' runs, each
- * sorted already) are ordered later, by the alias part that emits them.
- */
-static int
-stash_group(struct scan *sc, size_t **firstp)
-{
-	size_t *cnt, i, r;
-	struct stashed *out = NULL;
-
-	if ((cnt = calloc(sc->nnodes + 1, sizeof(*cnt))) == NULL)
-		return ENOMEM;
-	if (sc->nst > 0 && (out = malloc(sc->nst * sizeof(*out))) == NULL) {
-		free(cnt);
-		return ENOMEM;
-	}
-	for (i = 0; i < sc->nst; i++)
-		cnt[sc->st[i].root + 1]++;
-	for (r = 0; r < sc->nnodes; r++)
-		cnt[r + 1] += cnt[r];
-	if (out != NULL) {
-		for (i = 0; i < sc->nst; i++)
-			out[cnt[sc->st[i].root]++] = sc->st[i];
-		free(sc->st);
-		sc->st = out;
-		sc->stcap = sc->nst;
-	}
-	/* cnt[r] now ends root r: shifted by one, it is where root r begins. */
-	memmove(cnt + 1, cnt, sc->nnodes * sizeof(*cnt));
-	cnt[0] = 0;
-	*firstp = cnt;
-	return 0;
-}
-
 #define STASH_AHEAD 16 /* stashed values prefetched ahead of their parse */
 
 /*
@@ -2591,6 +2554,7 @@ struct pscan {
 	struct stashed *st; /* the alias phase: every worker's stash, grouped by root */
 	const size_t *first;
 	size_t nnodes;
+	size_t abeg[STORE_SCAN_PARTS + 1]; /* the alias ids of part p: ah[abeg[p], abeg[p + 1]) */
 	unsigned end;     /* the phase: STORE_SCAN_PARTS (hash ranges), then STORE_SCAN_NPARTS */
 	atomic_uint next; /* the next part to take */
 	atomic_int stop;  /* set by the first failing part: every worker stops */
@@ -2611,6 +2575,33 @@ struct pworker {
 	int started, rc;
 };
 
+/*
+ * Groups the alias ids by part (a counting sort on the hash's top bits): each part sorts its
+ * own by hash when it starts, in parallel, and reads only those.
+ */
+static int
+alias_buckets(struct scan *sc, size_t *abeg)
+{
+	size_t cnt[STORE_SCAN_PARTS + 1] = { 0 }, i;
+	struct ahash *out;
+
+	memset(abeg, 0, (STORE_SCAN_PARTS + 1) * sizeof(*abeg));
+	if (sc->nah == 0)
+		return 0;
+	if ((out = malloc(sc->nah * sizeof(*out))) == NULL)
+		return ENOMEM;
+	for (i = 0; i < sc->nah; i++)
+		cnt[(sc->ah[i].h >> SCAN_PART_SHIFT) + 1]++;
+	for (i = 0; i < STORE_SCAN_PARTS; i++)
+		cnt[i + 1] += cnt[i];
+	memcpy(abeg, cnt, sizeof(cnt));
+	for (i = 0; i < sc->nah; i++)
+		out[cnt[sc->ah[i].h >> SCAN_PART_SHIFT]++] = sc->ah[i];
+	free(sc->ah);
+	sc->ah = out;
+	return 0;
+}
+
 /* First index of a sorted array whose key is >= h. */
 static size_t
 tail_lower(const struct kitem *t, size_t n, uint64_t h)
@@ -2621,22 +2612,6 @@ tail_lower(const struct kitem *t, size_t n, uint64_t h)
 		size_t mid = lo + (hi - lo) / 2;
 
 		if (t[mid].kh < h)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static size_t
-ahash_lower(const struct ahash *a, size_t n, uint64_t h)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (a[mid].h < h)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -2660,7 +2635,10 @@ scan_part(struct pworker *w, unsigned p)
 
 	sc->fn = ps->fn;
 	sc->arg = ps->args[p];
-	sc->apos = ahash_lower(sc->ah, sc->nah, lo);
+	sc->apos = ps->abeg[p];
+	sc->aend = ps->abeg[p + 1];
+	if (sc->aend > sc->apos)
+		qsort(sc->ah + sc->apos, sc->aend - sc->apos, sizeof(*sc->ah), ahash_cmp);
 	memset(kb, 0, sizeof(kb));
 	be64(kb, lo);
 	memset(w->src, 0, (nruns + 1) * sizeof(*w->src));
@@ -2830,33 +2808,47 @@ scan_threads(unsigned want)
 	return want > SCAN_MAX_THREADS ? SCAN_MAX_THREADS : want;
 }
 
-/* The stashes of every worker as one, in worker 0's scan; the order is the sort's. */
+/*
+ * Every worker's stash as one, in worker 0's scan, grouped by root in root order: roots are
+ * dense node indexes, so a counting sort does it in two linear passes instead of n log n
+ * compares. first[r] is where root r's entries begin (first[nnodes] = the total). Each
+ * root's few entries (its customers' runs, each sorted already) are ordered later, by the
+ * alias part that emits them, so the order the workers stashed in does not matter.
+ */
 static int
-stash_combine(struct pworker *w, unsigned n)
+stash_group(struct pworker *w, unsigned n, size_t **firstp)
 {
-	size_t total = 0, at;
-	struct stashed *all;
-	unsigned i;
+	struct scan *fo = &w[0].sc;
+	size_t *cnt, i, r, total = 0;
+	struct stashed *out = NULL;
+	unsigned t;
 
-	for (i = 0; i < n; i++)
-		total += w[i].sc.nst;
-	if (n == 1 || total == 0)
-		return 0;
-	if ((all = malloc(total * sizeof(*all))) == NULL)
+	for (t = 0; t < n; t++)
+		total += w[t].sc.nst;
+	if ((cnt = calloc(fo->nnodes + 1, sizeof(*cnt))) == NULL)
 		return ENOMEM;
-	for (i = 0, at = 0; i < n; i++) {
-		if (w[i].sc.nst > 0)
-			memcpy(all + at, w[i].sc.st, w[i].sc.nst * sizeof(*all));
-		at += w[i].sc.nst;
-		if (i > 0) {
-			free(w[i].sc.st);
-			w[i].sc.st = NULL;
-			w[i].sc.nst = w[i].sc.stcap = 0;
-		}
+	if (total > 0 && (out = malloc(total * sizeof(*out))) == NULL) {
+		free(cnt);
+		return ENOMEM;
 	}
-	free(w[0].sc.st);
-	w[0].sc.st = all;
-	w[0].sc.nst = w[0].sc.stcap = total;
+	for (t = 0; t < n; t++)
+		for (i = 0; i < w[t].sc.nst; i++)
+			cnt[w[t].sc.st[i].root + 1]++;
+	for (r = 0; r < fo->nnodes; r++)
+		cnt[r + 1] += cnt[r];
+	for (t = 0; t < n; t++) {
+		for (i = 0; i < w[t].sc.nst; i++)
+			out[cnt[w[t].sc.st[i].root]++] = w[t].sc.st[i];
+		free(w[t].sc.st);
+		w[t].sc.st = NULL;
+		w[t].sc.nst = w[t].sc.stcap = 0;
+	}
+	fo->st = out;
+	fo->nst = fo->stcap = total;
+	/* cnt[r] now ends root r: shifted by one, it is where root r begins. */
+	memmove(cnt + 1, cnt, fo->nnodes * sizeof(*cnt));
+	cnt[0] = 0;
+	*firstp = cnt;
 	return 0;
 }
 
@@ -2880,6 +2872,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	ps.snap = &snap;
 	fo->s = s;
 	if ((rc = load_aliases(fo, snap.txn)) != 0 || (rc = alias_index(fo)) != 0 ||
+	    (rc = alias_buckets(fo, ps.abeg)) != 0 ||
 	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
@@ -2917,7 +2910,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	 * The aliased customers: every range's stash, grouped by root, then cut into fixed
 	 * slices of the forest's roots, emitted in parallel too.
 	 */
-	if ((rc = stash_combine(w, n)) != 0 || (rc = stash_group(fo, &first)) != 0)
+	if ((rc = stash_group(w, n, &first)) != 0)
 		goto out;
 	ps.st = fo->st;
 	ps.first = first;
