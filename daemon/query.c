@@ -329,7 +329,8 @@ scan_spend(void *arg, uint32_t channel, uint32_t campaign, int32_t day, double a
 }
 
 /* A fresh engine for one part of a scan, from the request the caller's engine came from. */
-typedef int (*query_engine_fn)(const void *req, struct query *q, struct attr_engine **ep);
+typedef int (*query_engine_fn)(const void *req, struct query *q, int64_t lookback_s,
+                               struct attr_engine **ep);
 
 static int
 scan_part_done(void *arg, unsigned part)
@@ -372,8 +373,8 @@ scan_part_done(void *arg, unsigned part)
  * any thread count. TP_OK or the code to answer with (message in msg).
  */
 static int
-query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void *req, char *msg,
-           size_t msglen)
+query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void *req,
+           int64_t lookback_s, char *msg, size_t msglen)
 {
 	struct scan_ctx pc[STORE_SCAN_NPARTS];
 	void *args[STORE_SCAN_NPARTS];
@@ -392,7 +393,7 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 		args[i] = &pc[i];
 		if (i == 0)
 			pc[i].e = sc->e;
-		else if ((rv = mk(req, q, &pc[i].e)) != TP_OK)
+		else if ((rv = mk(req, q, lookback_s, &pc[i].e)) != TP_OK)
 			break;
 	}
 	if (rv == TP_OK)
@@ -434,22 +435,21 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 }
 
 static int
-attribute_engine(const void *req, struct query *q, struct attr_engine **ep)
+attribute_engine(const void *req, struct query *q, int64_t lookback_s, struct attr_engine **ep)
 {
 	char msg[256];
 
-	return attr_engine_new(ep, req, atomic_load(&q->default_lookback_s), store_name, q->store,
-	                       msg, sizeof(msg));
+	return attr_engine_new(ep, req, lookback_s, store_name, q->store, msg, sizeof(msg));
 }
 
 static int
-paths_engine(const void *req, struct query *q, struct attr_engine **ep)
+paths_engine(const void *req, struct query *q, int64_t lookback_s, struct attr_engine **ep)
 {
 	const Touchpoint__V1__PathsRequest *r = req;
 	char msg[256];
 
-	return attr_engine_new_paths(ep, r->window, atomic_load(&q->default_lookback_s), store_name,
-	                             q->store, msg, sizeof(msg));
+	return attr_engine_new_paths(ep, r->window, lookback_s, store_name, q->store, msg,
+	                             sizeof(msg));
 }
 
 static int64_t
@@ -467,15 +467,17 @@ query_attribute(struct query *q, struct rpc_call *call)
 	struct scan_ctx sc = { .q = q, .call = call };
 	char msg[512] = "";
 	int32_t from_day = INT32_MIN, to_day = INT32_MAX;
+	/* Read once: every part's engine must have the same, whatever SIGHUP does meanwhile. */
+	int64_t lookback_s = atomic_load(&q->default_lookback_s);
 	int rv;
 
-	rv = attr_engine_new(&sc.e, req, atomic_load(&q->default_lookback_s), store_name, q->store,
-	                     msg, sizeof(msg));
+	rv = attr_engine_new(&sc.e, req, lookback_s, store_name, q->store, msg, sizeof(msg));
 	if (rv != TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);
 		return;
 	}
-	if ((rv = query_scan(q, &sc, attribute_engine, req, msg, sizeof(msg))) != TP_OK) {
+	if ((rv = query_scan(q, &sc, attribute_engine, req, lookback_s, msg, sizeof(msg))) !=
+	    TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);
 		goto done;
 	}
@@ -516,15 +518,16 @@ query_paths(struct query *q, struct rpc_call *call)
 	Touchpoint__V1__PathsResponse *resp = NULL;
 	struct scan_ctx sc = { .q = q, .call = call };
 	char msg[512] = "";
+	int64_t lookback_s = atomic_load(&q->default_lookback_s); /* once: see query_attribute */
 	int rv;
 
-	rv = attr_engine_new_paths(&sc.e, req->window, atomic_load(&q->default_lookback_s),
-	                           store_name, q->store, msg, sizeof(msg));
+	rv = attr_engine_new_paths(&sc.e, req->window, lookback_s, store_name, q->store, msg,
+	                           sizeof(msg));
 	if (rv != TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);
 		return;
 	}
-	if ((rv = query_scan(q, &sc, paths_engine, req, msg, sizeof(msg))) != TP_OK) {
+	if ((rv = query_scan(q, &sc, paths_engine, req, lookback_s, msg, sizeof(msg))) != TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);
 		goto done;
 	}
