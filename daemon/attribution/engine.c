@@ -709,7 +709,9 @@ attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src)
 
 	if (dst == NULL || src == NULL || dst == src || dst->paths_only != src->paths_only ||
 	    dst->nm != src->nm || dst->has_daily != src->has_daily ||
-	    (dst->by_trait == NULL) != (src->by_trait == NULL))
+	    (dst->by_trait == NULL) != (src->by_trait == NULL) ||
+	    dst->lookback_s != src->lookback_s || dst->collapse != src->collapse ||
+	    dst->campaign != src->campaign)
 		return TP_INVALID_ARGUMENT;
 	if (src->units.n > 0 && (map = malloc(src->units.n * sizeof(*map))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;

@@ -949,6 +949,11 @@ test_merge(void **state)
 	req_model(&q, "linear", NULL, NULL);
 	assert_int_equal(attr_engine_new(&bad, &q.r, 0, names_fn, NULL, err, sizeof(err)), TP_OK);
 	assert_int_equal(attr_engine_merge(one, bad), TP_INVALID_ARGUMENT);
+	attr_engine_free(bad);
+	req_init(&q);
+	assert_int_equal(attr_engine_new(&bad, &q.r, 3600, names_fn, NULL, err, sizeof(err)),
+	                 TP_OK);
+	assert_int_equal(attr_engine_merge(one, bad), TP_INVALID_ARGUMENT); /* another lookback */
 	attr_engine_free(one);
 	attr_engine_free(bad);
 	free_set(c);
