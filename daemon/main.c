@@ -352,6 +352,7 @@ main(int argc, char **argv)
 	qo.threads = cfg.query_threads;
 	qo.queue_depth = cfg.contexts;
 	qo.default_lookback_s = cfg.default_lookback_s;
+	qo.max_reply_bytes = cfg.max_message_bytes;
 	if ((rv = query_start(&query, &qo, err, sizeof(err))) != TP_OK) {
 		log_err("%s", err);
 		goto out;

@@ -66,7 +66,21 @@ struct query {
 	struct query_lane lane_light, lane_any;
 	int stop;
 	struct query_method methods[5];
+
+	/*
+	 * The path table of the last paged Paths query, so that the next pages come from the
+	 * same snapshot without another scan. One table: a new paged query replaces it.
+	 */
+	pthread_mutex_t pmu;
+	struct attr_engine *pe;
+	uint64_t ptoken, pserial;
+	uint32_t ptop;
+	int64_t pused_us;
+	size_t max_reply_bytes;
 };
+
+#define QUERY_PAGE_IDLE_US (600 * (int64_t)1000000) /* a paged table is kept this long idle */
+#define QUERY_PAGE_SLACK   4096 /* room for the envelope, totals and counters of a page */
 
 static int64_t
 query_mono_us(void)
@@ -510,6 +524,52 @@ done:
 	attr_engine_free(sc.e);
 }
 
+/* Drops the kept path table if it is older than QUERY_PAGE_IDLE_US (or always). Under pmu. */
+static void
+paths_drop(struct query *q, int always)
+{
+	if (q->pe != NULL && (always || query_mono_us() - q->pused_us > QUERY_PAGE_IDLE_US)) {
+		attr_engine_free(q->pe);
+		q->pe = NULL;
+		q->ptoken = 0;
+	}
+}
+
+/* A later page of the kept table: FAILED_PRECONDITION if it is gone. */
+static void
+paths_next_page(struct query *q, struct rpc_call *call, const Touchpoint__V1__PathsRequest *req)
+{
+	Touchpoint__V1__PathsResponse *resp = NULL;
+	int rv;
+
+	pthread_mutex_lock(&q->pmu);
+	paths_drop(q, 0);
+	if (q->pe == NULL || q->ptoken != req->snapshot || q->ptop != req->top) {
+		pthread_mutex_unlock(&q->pmu);
+		rpc_finish(
+		    call, TP_FAILED_PRECONDITION, NULL,
+		    "snapshot: path table %llu is gone (idle over 10 minutes, replaced by "
+		    "a newer paged query, or touchpointd restarted): start again at offset 0",
+		    (unsigned long long)req->snapshot);
+		return;
+	}
+	rv = attr_engine_paths_page(q->pe, req->top, req->offset, req->limit,
+	                            q->max_reply_bytes - QUERY_PAGE_SLACK, &resp);
+	if (rv == TP_OK) {
+		resp->snapshot = q->ptoken;
+		q->pused_us = query_mono_us();
+		if (resp->next_offset == 0)
+			paths_drop(q, 1); /* the last page: nobody needs the table any more */
+	}
+	pthread_mutex_unlock(&q->pmu);
+	if (rv != TP_OK) {
+		rpc_finish(call, rv, NULL, "path table failed");
+		return;
+	}
+	rpc_finish(call, TP_OK, &resp->base, NULL);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+}
+
 static void
 query_paths(struct query *q, struct rpc_call *call)
 {
@@ -521,6 +581,10 @@ query_paths(struct query *q, struct rpc_call *call)
 	int64_t lookback_s = atomic_load(&q->default_lookback_s); /* once: see query_attribute */
 	int rv;
 
+	if (req->snapshot != 0) {
+		paths_next_page(q, call, req);
+		return;
+	}
 	rv = attr_engine_new_paths(&sc.e, req->window, lookback_s, store_name, q->store, msg,
 	                           sizeof(msg));
 	if (rv != TP_OK) {
@@ -531,11 +595,29 @@ query_paths(struct query *q, struct rpc_call *call)
 		rpc_finish(call, rv, NULL, "%s", msg);
 		goto done;
 	}
-	if ((rv = attr_engine_paths(sc.e, req->top, &resp)) != TP_OK) {
+	/* Unpaged (limit 0), the whole table must fit: rpc.c refuses a reply over the limit. */
+	rv = attr_engine_paths_page(
+	    sc.e, req->top, req->offset, req->limit,
+	    req->limit > 0 ? q->max_reply_bytes - QUERY_PAGE_SLACK : SIZE_MAX, &resp);
+	if (rv != TP_OK) {
 		log_err("paths: failed: code=%d customers=%llu", rv,
 		        (unsigned long long)sc.customers);
 		rpc_finish(call, rv, NULL, "path table failed");
 		goto done;
+	}
+	if (resp->next_offset != 0) {
+		/* More pages to come: keep the table, under a token nobody can guess by accident.
+		 */
+		pthread_mutex_lock(&q->pmu);
+		paths_drop(q, 1);
+		q->pe = sc.e;
+		sc.e = NULL;
+		q->ptop = req->top;
+		q->ptoken = (uint64_t)q->start_us << 20 ^ ++q->pserial;
+		q->ptoken += q->ptoken == 0; /* 0 means "compute" */
+		q->pused_us = query_mono_us();
+		resp->snapshot = q->ptoken;
+		pthread_mutex_unlock(&q->pmu);
 	}
 	rpc_finish(call, TP_OK, &resp->base, NULL);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
@@ -627,6 +709,9 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		goto nomem;
 	q->store = o->store;
+	q->max_reply_bytes =
+	    o->max_reply_bytes > 2 * QUERY_PAGE_SLACK ? o->max_reply_bytes : 2 * QUERY_PAGE_SLACK;
+	pthread_mutex_init(&q->pmu, NULL);
 	atomic_init(&q->default_lookback_s, o->default_lookback_s);
 	atomic_init(&q->abort, 0);
 	q->start_us = query_mono_us();
@@ -665,6 +750,7 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 nomem:
 	snprintf(errbuf, errlen, "query: out of memory");
 	if (q != NULL) {
+		pthread_mutex_destroy(&q->pmu);
 		free(q->light.items);
 		free(q->heavy.items);
 		free(q->threads);
@@ -705,6 +791,8 @@ query_stop(struct query *q)
 		pthread_join(q->threads[i], NULL);
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->mu);
+	paths_drop(q, 1);
+	pthread_mutex_destroy(&q->pmu);
 	free(q->threads);
 	free(q->light.items);
 	free(q->heavy.items);

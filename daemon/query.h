@@ -20,6 +20,7 @@ struct query_options {
 	unsigned threads;           /* query_threads (plus one for light calls) */
 	size_t queue_depth;         /* queries waiting; full: RESOURCE_EXHAUSTED */
 	int64_t default_lookback_s; /* when a request gives none (SIGHUP may change it) */
+	size_t max_reply_bytes;     /* max_message_bytes: a page of paths fills at most this */
 };
 
 int query_start(struct query **qp, const struct query_options *o, char *errbuf, size_t errlen);

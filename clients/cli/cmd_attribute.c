@@ -8,12 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cmd_attribute.h"
 #include "timefmt.h"
 #ifdef TP_HAVE_ENGINE
 #include "attribution/engine.h"
+
+/* Rows asked per page of export paths; the daemon ends a page sooner when it is full. */
+#define EXPORT_PAGE_ROWS 1000000
 #endif
 
 /* The models of an empty list (SPEC §4), in the engine's order. */
@@ -353,6 +357,103 @@ static const char paths_help[] =
     "  window options: --lookback, --from, --to, --repeats, --level, --conversion\n"
     "                  (as for attribute)\n";
 
+#ifdef TP_HAVE_ENGINE
+/*
+ * export paths: the whole table, page by page (a large store's table is bigger than one
+ * message), every page from the snapshot the first one computed.
+ */
+static int
+export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
+{
+	Touchpoint__V1__PathsResponse *r = NULL;
+	FILE *f = stdout;
+	int rv = EX_OK;
+
+	if (out != NULL && (f = fopen(out, "w")) == NULL) {
+		perror(out);
+		return EX_CANTCREAT;
+	}
+	fputs(ATTR_PATHS_CSV_HEADER "\r\n", f);
+	req->limit = EXPORT_PAGE_ROWS;
+	for (;;) {
+		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
+		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
+		if (rv != EX_OK)
+			break;
+		if (attr_render_path_rows(f, r) != TP_OK) {
+			rv = EX_IOERR;
+			break;
+		}
+		req->offset = r->next_offset;
+		req->snapshot = r->snapshot;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		r = NULL;
+		if (req->offset == 0)
+			break;
+	}
+	if (r != NULL)
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	if (f != stdout ? fclose(f) != 0 : fflush(f) != 0) {
+		if (rv == EX_OK)
+			perror(out != NULL ? out : "stdout");
+		rv = rv == EX_OK ? EX_IOERR : rv;
+	}
+	if (rv != EX_OK && out != NULL)
+		unlink(out); /* no half table that looks whole */
+	return rv;
+}
+#endif
+
+#ifdef TP_HAVE_ENGINE
+int
+attr_paths_fetch(tp_client *c, Touchpoint__V1__PathsRequest *req,
+                 Touchpoint__V1__PathsResponse **out)
+{
+	Touchpoint__V1__PathsResponse *r = NULL, *pg = NULL;
+	int rv;
+
+	*out = NULL;
+	req->limit = EXPORT_PAGE_ROWS;
+	req->offset = req->snapshot = 0;
+	rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
+	             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
+	while (rv == EX_OK && r->next_offset != 0) {
+		Touchpoint__V1__PathRow **np;
+
+		req->offset = r->next_offset;
+		req->snapshot = r->snapshot;
+		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
+		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&pg);
+		if (rv != EX_OK)
+			break;
+		np = realloc(r->paths, (r->n_paths + pg->n_paths + 1) * sizeof(*np));
+		if (np == NULL) {
+			fprintf(stderr, "touchpoint: out of memory joining the path table\n");
+			rv = EX_OSERR;
+			break;
+		}
+		r->paths = np;
+		memcpy(r->paths + r->n_paths, pg->paths, pg->n_paths * sizeof(*np));
+		r->n_paths += pg->n_paths;
+		pg->n_paths = 0; /* the rows are r's now */
+		r->next_offset = pg->next_offset;
+		protobuf_c_message_free_unpacked(&pg->base, NULL);
+		pg = NULL;
+	}
+	if (pg != NULL)
+		protobuf_c_message_free_unpacked(&pg->base, NULL);
+	if (rv != EX_OK) {
+		if (r != NULL)
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		return rv;
+	}
+	r->snapshot = 0;
+	*out = r;
+	return EX_OK;
+}
+
+#endif
+
 static int
 paths_run(struct cli *g, int argc, char **argv, int export)
 {
@@ -367,7 +468,6 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 	tp_client *c = NULL;
 	unsigned long top = export ? 0 : 20;
 	char *end;
-	FILE *f;
 	int ch, rv, st;
 
 	attr_longopts_build(longopts, NULL, 0);
@@ -401,20 +501,17 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 	if ((rv = cli_connect(g, &c)) != EX_OK)
 		return rv;
 	tp_set_timeout(c, 600000);
+	if (export) {
+		rv = export_pages(c, &req, out);
+		tp_close(c);
+		return rv;
+	}
 	rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req.base,
 	             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
 	tp_close(c);
 	if (rv != EX_OK)
 		return rv;
-	f = stdout;
-	if (out != NULL && (f = fopen(out, "w")) == NULL) {
-		perror(out);
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-		return EX_CANTCREAT;
-	}
-	st = attr_render_paths(f, r, attr_fmt(fmt));
-	if (f != stdout && fclose(f) != 0)
-		st = TP_INTERNAL;
+	st = attr_render_paths(stdout, r, attr_fmt(fmt));
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return st == TP_OK ? EX_OK : EX_IOERR;
 #else

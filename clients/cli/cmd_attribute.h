@@ -57,4 +57,12 @@ int attr_opts_finish(struct attr_opts *o, const char *cmd);
  * needs room for 32. */
 void attr_longopts_build(struct option *out, const char *extra, int extra_val);
 
+/*
+ * The whole path table of req (its top), read page by page from one snapshot and joined
+ * into one response; an exit code (EX_OK). For callers that need every row in memory.
+ */
+struct tp_client;
+int attr_paths_fetch(struct tp_client *c, Touchpoint__V1__PathsRequest *req,
+                     Touchpoint__V1__PathsResponse **out);
+
 #endif /* TP_CLI_CMD_ATTRIBUTE_H */

@@ -73,8 +73,7 @@ cmd_report(struct cli *g, int argc, char **argv)
 	rv = cli_rpc(c, "/touchpoint.v1.Attribution/Attribute", &o.req.base,
 	             &touchpoint__v1__attribute_response__descriptor, (ProtobufCMessage **)&ar);
 	if (rv == EX_OK)
-		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &preq.base,
-		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&pr);
+		rv = attr_paths_fetch(c, &preq, &pr);
 	tp_close(c);
 	if (rv != EX_OK)
 		goto done;

@@ -102,6 +102,7 @@ attr_engine_free(struct attr_engine *e)
 	free(e->useq);
 	free(e->uts);
 	free(e->w);
+	free(e->porder);
 	free(e);
 }
 

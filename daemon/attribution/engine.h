@@ -59,6 +59,14 @@ int attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign
 int attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out);
 /* Paths sorted by conversions, then nulls, descending (then by path); top 0 = every path. */
 int attr_engine_paths(struct attr_engine *e, uint32_t top, Touchpoint__V1__PathsResponse **out);
+/*
+ * One page of that table: rows [offset, offset + limit) of the first top (limit 0: all),
+ * ending early once the rows would pack into more than max_bytes (always at least one);
+ * next_offset says where the next page starts (0: none). The sorted order is computed once
+ * and kept in e, so paging through a table sorts it once. Not after more input.
+ */
+int attr_engine_paths_page(struct attr_engine *e, uint32_t top, uint64_t offset, uint32_t limit,
+                           size_t max_bytes, Touchpoint__V1__PathsResponse **out);
 void attr_engine_free(struct attr_engine *e);
 
 /*
@@ -85,6 +93,9 @@ int attr_journey_paths(const struct attr_event *evs, size_t n, int64_t lookback_
 int attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r,
                           enum attr_format f);
 int attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_format f);
+/* The CSV rows alone, without the header: for a table read page by page. */
+#define ATTR_PATHS_CSV_HEADER "path,total_conversions,total_conversion_value,total_null"
+int attr_render_path_rows(FILE *out, const Touchpoint__V1__PathsResponse *r);
 /* The shortest decimal text that reads back as the same double (what every output uses). */
 void attr_format_number(char *buf, size_t len, double v);
 /* s as a JSON string literal: quotes, backslashes and control characters escaped. */

@@ -141,6 +141,9 @@ struct attr_engine {
 	uint32_t lastkey_valid;
 	uint64_t lastkey;
 	uint32_t lastunit;
+
+	size_t *porder; /* the path table's sorted order, kept for paging (result.c) */
+	size_t nporder;
 };
 
 /* registry.c */

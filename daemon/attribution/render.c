@@ -476,6 +476,26 @@ csv_path(FILE *out, const Touchpoint__V1__PathRow *p)
 }
 
 int
+attr_render_path_rows(FILE *out, const Touchpoint__V1__PathsResponse *r)
+{
+	size_t i;
+
+	if (out == NULL || r == NULL)
+		return TP_INVALID_ARGUMENT;
+	for (i = 0; i < r->n_paths; i++) {
+		csv_path(out, r->paths[i]);
+		putc(',', out);
+		csv_num(out, r->paths[i]->total_conversions);
+		putc(',', out);
+		csv_num(out, r->paths[i]->total_conversion_value);
+		putc(',', out);
+		csv_num(out, r->paths[i]->total_null);
+		fputs("\r\n", out);
+	}
+	return ferror(out) ? TP_INTERNAL : TP_OK;
+}
+
+int
 attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_format f)
 {
 	size_t i, j;
@@ -484,18 +504,8 @@ attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_f
 		return TP_INVALID_ARGUMENT;
 	switch (f) {
 	case ATTR_FORMAT_CSV:
-		fputs("path,total_conversions,total_conversion_value,total_null\r\n", out);
-		for (i = 0; i < r->n_paths; i++) {
-			csv_path(out, r->paths[i]);
-			putc(',', out);
-			csv_num(out, r->paths[i]->total_conversions);
-			putc(',', out);
-			csv_num(out, r->paths[i]->total_conversion_value);
-			putc(',', out);
-			csv_num(out, r->paths[i]->total_null);
-			fputs("\r\n", out);
-		}
-		break;
+		fputs(ATTR_PATHS_CSV_HEADER "\r\n", out);
+		return attr_render_path_rows(out, r);
 	case ATTR_FORMAT_JSON:
 		fprintf(out, "{\"distinct_paths\": %" PRIu64 ", \"totals\": ", r->distinct_paths);
 		json_totals(out, r->totals);

@@ -2,6 +2,7 @@
  * result: runs the requested models over a scope's path table and builds the
  * AttributeResponse and PathsResponse messages (plain malloc, freed by protobuf-c).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -466,71 +467,118 @@ cmp_prow(const void *a, const void *b)
 	return x->p->len < y->p->len ? -1 : x->p->len > y->p->len;
 }
 
+/* The table's order, sorted once per engine (paging asks for it page after page). */
 static int
-build_paths(struct attr_engine *e, uint32_t top, Touchpoint__V1__PathsResponse *r,
-            struct prow *rows)
+paths_order(struct attr_engine *e)
 {
 	const struct attr_ptab *pt = &e->top.pt;
-	size_t n = pt->n, i;
+	struct prow *rows;
+	size_t i;
+
+	if (e->porder != NULL || pt->n == 0)
+		return TP_OK;
+	if ((rows = calloc(pt->n, sizeof(*rows))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	if ((e->porder = malloc(pt->n * sizeof(*e->porder))) == NULL) {
+		free(rows);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	for (i = 0; i < pt->n; i++) {
+		rows[i].p = &pt->e[i];
+		rows[i].u = attr_ptab_units(pt, i);
+		rows[i].names = e->units.names;
+	}
+	if (pt->n > 1)
+		qsort(rows, pt->n, sizeof(*rows), cmp_prow);
+	for (i = 0; i < pt->n; i++)
+		e->porder[i] = (size_t)(rows[i].p - pt->e);
+	e->nporder = pt->n;
+	free(rows);
+	return TP_OK;
+}
+
+/* An upper bound of a row's packed size inside a PathsResponse. */
+static size_t
+path_row_bytes(const struct attr_engine *e, const uint32_t *u, uint32_t len)
+{
+	size_t b = 4 + 3 * 9;
+	uint32_t j;
+
+	for (j = 0; j < len; j++)
+		b += strlen(e->units.names[u[j]]) + 4;
+	return b;
+}
+
+static int
+build_paths(struct attr_engine *e, uint32_t top, uint64_t offset, uint32_t limit, size_t max_bytes,
+            Touchpoint__V1__PathsResponse *r)
+{
+	const struct attr_ptab *pt = &e->top.pt;
+	size_t n = pt->n, i, end, bytes = 0;
 	uint32_t j;
 	int rv;
 
 	if ((rv = totals_of(&e->top, &r->totals)) != TP_OK)
 		return rv;
 	r->distinct_paths = n;
-	for (i = 0; i < n; i++) {
-		rows[i].p = &pt->e[i];
-		rows[i].u = attr_ptab_units(pt, i);
-		rows[i].names = e->units.names;
-	}
-	if (n > 1)
-		qsort(rows, n, sizeof(*rows), cmp_prow);
+	if ((rv = paths_order(e)) != TP_OK)
+		return rv;
 	if (top > 0 && top < n)
 		n = top;
-	if (n > 0 && (r->paths = calloc(n, sizeof(*r->paths))) == NULL)
+	if (offset >= n)
+		return TP_OK;
+	end = limit > 0 && n - offset > limit ? (size_t)offset + limit : n;
+	if ((r->paths = calloc(end - offset, sizeof(*r->paths))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
-	for (i = 0; i < n; i++) {
+	for (i = offset; i < end; i++) {
+		size_t k = e->porder[i];
+		const struct attr_pent *p = &pt->e[k];
+		const uint32_t *u = attr_ptab_units(pt, k);
 		Touchpoint__V1__PathRow *row;
 
+		bytes += path_row_bytes(e, u, p->len);
+		if (bytes > max_bytes && i > offset)
+			break;
 		NEW(Touchpoint__V1__PathRow, touchpoint__v1__path_row__init, row);
 		r->paths[r->n_paths++] = row;
-		if ((row->channels = calloc(rows[i].p->len, sizeof(*row->channels))) == NULL)
+		if ((row->channels = calloc(p->len ? p->len : 1, sizeof(*row->channels))) == NULL)
 			return TP_RESOURCE_EXHAUSTED;
-		for (j = 0; j < rows[i].p->len; j++) {
-			if ((rv = setstr(&row->channels[j], e->units.names[rows[i].u[j]])) != TP_OK)
+		for (j = 0; j < p->len; j++) {
+			if ((rv = setstr(&row->channels[j], e->units.names[u[j]])) != TP_OK)
 				return rv;
 			row->n_channels++;
 		}
-		row->total_conversions = rows[i].p->conversions;
-		row->total_conversion_value = rows[i].p->value;
-		row->total_null = rows[i].p->nulls;
+		row->total_conversions = p->conversions;
+		row->total_conversion_value = p->value;
+		row->total_null = p->nulls;
 	}
+	r->next_offset = i < n ? i : 0;
+	return TP_OK;
+}
+
+int
+attr_engine_paths_page(struct attr_engine *e, uint32_t top, uint64_t offset, uint32_t limit,
+                       size_t max_bytes, Touchpoint__V1__PathsResponse **out)
+{
+	Touchpoint__V1__PathsResponse *r;
+	int rv;
+
+	if (e == NULL || out == NULL)
+		return TP_INVALID_ARGUMENT;
+	*out = NULL;
+	if ((r = malloc(sizeof(*r))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	touchpoint__v1__paths_response__init(r);
+	if ((rv = build_paths(e, top, offset, limit, max_bytes, r)) != TP_OK) {
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		return rv;
+	}
+	*out = r;
 	return TP_OK;
 }
 
 int
 attr_engine_paths(struct attr_engine *e, uint32_t top, Touchpoint__V1__PathsResponse **out)
 {
-	Touchpoint__V1__PathsResponse *r;
-	struct prow *rows;
-	int rv;
-
-	if (e == NULL || out == NULL)
-		return TP_INVALID_ARGUMENT;
-	*out = NULL;
-	if ((rows = calloc(e->top.pt.n ? e->top.pt.n : 1, sizeof(*rows))) == NULL)
-		return TP_RESOURCE_EXHAUSTED;
-	if ((r = malloc(sizeof(*r))) == NULL) {
-		free(rows);
-		return TP_RESOURCE_EXHAUSTED;
-	}
-	touchpoint__v1__paths_response__init(r);
-	rv = build_paths(e, top, r, rows);
-	free(rows);
-	if (rv != TP_OK) {
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-		return rv;
-	}
-	*out = r;
-	return TP_OK;
+	return attr_engine_paths_page(e, top, 0, 0, SIZE_MAX, out);
 }

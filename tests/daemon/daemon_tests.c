@@ -897,6 +897,30 @@ test_attribute(void)
 				      near(r->total_conversion_value, 50));
 		}
 	}
+	/* Paged one row at a time: the same rows in the same order, then the snapshot is gone. */
+	pr.limit = 1;
+	for (size_t i = 0; i < 3; i++) {
+		Touchpoint__V1__PathsResponse *pg;
+
+		CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+		pg = tpd_payload(rep, &touchpoint__v1__paths_response__descriptor);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		CHECK(pg->n_paths == 1 && pg->distinct_paths == 3);
+		CHECK(pg->paths[0]->n_channels == paths->paths[i]->n_channels);
+		CHECK(strcmp(pg->paths[0]->channels[0], paths->paths[i]->channels[0]) == 0);
+		CHECK(pg->paths[0]->total_null == paths->paths[i]->total_null);
+		CHECK(pg->next_offset == (i < 2 ? i + 1 : 0));
+		CHECK(i == 2 || pg->snapshot != 0);
+		pr.offset = pg->next_offset;
+		if (i < 2)
+			pr.snapshot = pg->snapshot;
+		touchpoint__v1__paths_response__free_unpacked(pg, NULL);
+	}
+	/* The last page dropped the table: asking it again is FAILED_PRECONDITION. */
+	pr.offset = 2;
+	CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status->code == 9 && strstr(rep->status->message, "snapshot") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
 	touchpoint__v1__paths_response__free_unpacked(paths, NULL);
 	evs_free(evs, n);
 	nng_close(s);

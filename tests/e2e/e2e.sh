@@ -59,4 +59,17 @@ for f in index.html attribution.csv model_comparison.png model_comparison.svg \
 	markov_transitions.png path_length.svg top_paths.png spend_roas.png; do
 	[ -s "$dir/report/$f" ] || { echo "report lacks $f"; exit 1; }
 done
+# Restarted with 8 KiB messages, the table no longer fits one reply: export pages through
+# it and writes the same bytes; the unpaged call says why it cannot answer.
+kill -TERM "$pid"; wait "$pid"; pid=
+printf 'metrics =\nmax_message_bytes = 8K\n' >"$dir/small.conf"
+"$tpd" -d -f "$dir/small.conf" --state-dir "$dir" 2>"$dir/tpd2.log" &
+pid=$!
+for _ in $(seq 200); do "$tp" status >/dev/null 2>&1 && break; sleep 0.05; done
+"$tp" export paths --out "$dir/paged.csv"
+cmp "$dir/paths.csv" "$dir/paged.csv"
+[ "$(wc -l <"$dir/paged.csv")" -gt 200 ] || { echo "too few paths to need pages"; exit 1; }
+rc=0; "$tp" paths --top 0 --format csv >/dev/null 2>"$dir/unpaged.err" || rc=$?
+[ "$rc" -ne 0 ] && grep -q max_message_bytes "$dir/unpaged.err" ||
+	{ echo "unpaged paths over the limit: exit $rc"; cat "$dir/unpaged.err"; exit 1; }
 echo "e2e: $rows events, every model agrees between the daemon, the path table and the report"
