@@ -305,13 +305,15 @@ done
 
 echo "## Attribution (\`touchpoint attribute --model all --format json\`, warm) vs a bare walk"
 echo
-echo "| stored events | attribute s | touchpointd VmHWM | load | walk s | scan (journeys, no models) s | attribute / walk | attribute / scan |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| stored events | attribute s | touchpointd VmHWM | load | walk s | scan, 1 thread s | scan, all cores s | attribute / walk | attribute / scan (all cores) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 # walk.md rows: | label | stored | records | walk s | rec/s | customers | events | scan s |
+#               parallel customers | parallel scan s |
 awk -F'\t' 'NR == FNR { a[$1] = $2; m[$1] = $3; l[$1] = $4; next }
 	{ split($0, f, "|"); k = f[2]; gsub(/ /, "", k)
-	  if (k in a) printf "| %s | %s | %s | %s | %s | %s | %.1fx | %.1fx |\n", f[3] + 0, a[k], m[k],
-	      l[k], f[5] + 0, f[9] + 0, (f[5] > 0 ? a[k] / f[5] : 0), (f[9] > 0 ? a[k] / f[9] : 0) }' \
+	  if (k in a) printf "| %s | %s | %s | %s | %s | %s | %s | %.1fx | %.1fx |\n", f[3] + 0, a[k],
+	      m[k], l[k], f[5] + 0, f[9] + 0, f[11] + 0, (f[5] > 0 ? a[k] / f[5] : 0),
+	      (f[11] > 0 ? a[k] / f[11] : 0) }' \
 	"$work/attr.tsv" "$work/walk.md"
 echo
 echo "Bare walk and journey scan (tpbench-walk, daemon stopped):"
