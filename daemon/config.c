@@ -18,6 +18,7 @@
  *   queue_depth = 256                      batches waiting for the writer (1..65536)
  *   contexts = 64                          requests in flight at once (1..4096)
  *   query_threads = 2                      threads for queries (1..64)
+ *   scan_threads = 0                       threads of one attribution scan (0: CPUs; 0..8)
  *   map_size = 1G                          initial LMDB map size (>= 1M; grows)
  *   sync = full                            full (durable) | none (benchmarks only)
  *   run_events = 65536                     events per sorted run (>= 1024)
@@ -82,6 +83,7 @@ config_defaults(struct config *c)
 	c->queue_depth = 256;
 	c->contexts = 64;
 	c->query_threads = 2;
+	c->scan_threads = 0;
 	c->map_size = (size_t)1 << 30;
 	c->sync = CONFIG_SYNC_FULL;
 	c->run_events = 65536;
@@ -218,6 +220,10 @@ config_set(struct config *c, const char *k, const char *v, char *msg, size_t msg
 		if (config_count(v, 1, 64, &n) != 0)
 			goto bad;
 		c->query_threads = (unsigned)n;
+	} else if (strcmp(k, "scan_threads") == 0) {
+		if (config_count(v, 0, 8, &n) != 0)
+			goto bad;
+		c->scan_threads = (unsigned)n;
 	} else if (strcmp(k, "map_size") == 0) {
 		if (config_size(v, (uint64_t)1 << 50, &n) != 0 || n < ((uint64_t)1 << 20))
 			goto bad;

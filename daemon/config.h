@@ -29,6 +29,7 @@ struct config {
 	size_t queue_depth;       /* queue_depth = 256 (batches waiting for the writer) */
 	unsigned contexts;        /* contexts = 64 (concurrent requests in flight) */
 	unsigned query_threads;   /* query_threads = 2 */
+	unsigned scan_threads;    /* scan_threads = 0 (one per CPU, at most 8) */
 	size_t map_size;          /* map_size = 1G (initial; grows) */
 	enum config_sync sync;    /* sync = full|none */
 	size_t run_events;        /* run_events = 65536 */

@@ -251,6 +251,7 @@ reload(const char *path, struct config *cur, const struct flags *fl, struct quer
 	RESTART_IF(nc.queue_depth != cur->queue_depth, "queue_depth");
 	RESTART_IF(nc.contexts != cur->contexts, "contexts");
 	RESTART_IF(nc.query_threads != cur->query_threads, "query_threads");
+	RESTART_IF(nc.scan_threads != cur->scan_threads, "scan_threads");
 	RESTART_IF(nc.map_size != cur->map_size, "map_size");
 	RESTART_IF(nc.sync != cur->sync, "sync");
 	RESTART_IF(nc.run_events != cur->run_events, "run_events");
@@ -350,6 +351,7 @@ main(int argc, char **argv)
 	}
 	qo.store = store;
 	qo.threads = cfg.query_threads;
+	qo.scan_threads = cfg.scan_threads;
 	qo.queue_depth = cfg.contexts;
 	qo.default_lookback_s = cfg.default_lookback_s;
 	qo.max_reply_bytes = cfg.max_message_bytes;

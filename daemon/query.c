@@ -77,6 +77,7 @@ struct query {
 	uint32_t ptop;
 	int64_t pused_us;
 	size_t max_reply_bytes;
+	unsigned scan_threads;
 };
 
 #define QUERY_PAGE_IDLE_US (600 * (int64_t)1000000) /* a paged table is kept this long idle */
@@ -411,7 +412,8 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 			break;
 	}
 	if (rv == TP_OK)
-		rv = store_scan_parts(q->store, 0, scan_customer, scan_part_done, args);
+		rv = store_scan_parts(q->store, q->scan_threads, scan_customer, scan_part_done,
+		                      args);
 	/* A part's own code (deadline, shutdown, the engine's) says more than "stopped". */
 	for (i = 0; i < STORE_SCAN_NPARTS; i++) {
 		sc->customers += pc[i].customers;
@@ -712,6 +714,7 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	q->max_reply_bytes =
 	    o->max_reply_bytes > 2 * QUERY_PAGE_SLACK ? o->max_reply_bytes : 2 * QUERY_PAGE_SLACK;
 	pthread_mutex_init(&q->pmu, NULL);
+	q->scan_threads = o->scan_threads;
 	atomic_init(&q->default_lookback_s, o->default_lookback_s);
 	atomic_init(&q->abort, 0);
 	q->start_us = query_mono_us();

@@ -18,6 +18,7 @@ struct query;
 struct query_options {
 	struct store *store;
 	unsigned threads;           /* query_threads (plus one for light calls) */
+	unsigned scan_threads;      /* threads of one scan; 0: one per CPU, at most 8 */
 	size_t queue_depth;         /* queries waiting; full: RESOURCE_EXHAUSTED */
 	int64_t default_lookback_s; /* when a request gives none (SIGHUP may change it) */
 	size_t max_reply_bytes;     /* max_message_bytes: a page of paths fills at most this */

@@ -51,6 +51,7 @@ test_config(void)
 	CHECK(strcmp(c.state_dir, ".") == 0);
 	CHECK(c.nlisten == 0 && c.max_message_bytes == 16u << 20 && c.contexts == 64);
 	CHECK(c.queue_depth == 256 && c.query_threads == 2 && c.max_batch_events == 100000);
+	CHECK(c.scan_threads == 0);
 	CHECK(c.ipc_permissions == 0660 && c.sync == CONFIG_SYNC_FULL);
 	CHECK(c.default_lookback_s == 30 * 86400 && c.log_level == LOG_LEVEL_INFO);
 	CHECK(strcmp(c.metrics_listen, "http://127.0.0.1:9464/metrics") == 0);
@@ -65,6 +66,7 @@ test_config(void)
 	           "listen = ipc:///run/x.sock\nlisten=tcp://127.0.0.1:7000\n"
 	           "ipc_permissions = 0600\nmax_message_bytes = 4M\nmap_size = 2G\n"
 	           "max_batch_events = 5000\nqueue_depth = 8\ncontexts = 16\nquery_threads = 4\n"
+	           "scan_threads = 1\n"
 	           "sync = none\nrun_events = 4096\nmetrics =\nlog_level = debug\n"
 	           "default_lookback = 12h\n",
 	           err, sizeof(err)) == TP_OK);
@@ -73,6 +75,7 @@ test_config(void)
 	CHECK(c.ipc_permissions == 0600 && c.max_message_bytes == 4u << 20);
 	CHECK(c.map_size == (size_t)2 << 30 && c.max_batch_events == 5000);
 	CHECK(c.queue_depth == 8 && c.contexts == 16 && c.query_threads == 4);
+	CHECK(c.scan_threads == 1);
 	CHECK(c.sync == CONFIG_SYNC_NONE && c.run_events == 4096);
 	CHECK(c.metrics_listen[0] == '\0' && c.log_level == LOG_LEVEL_DEBUG);
 	CHECK(c.default_lookback_s == 12 * 3600);
