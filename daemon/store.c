@@ -22,7 +22,8 @@
 #include "store.h"
 #include "touchpoint/touchpoint.h"
 
-#define STORE_SCHEMA      3 /* 2: ids values are a second hash; 3: exact small customer counts */
+/* 2: ids values are a second hash; 3: exact small customer counts; 4: lean records */
+#define STORE_SCHEMA      4
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
 #define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
@@ -126,7 +127,7 @@ struct store {
 	uint32_t dict_n, dict_committed;
 	struct went *went;
 	size_t went_cap;
-	uint8_t enc[RECORD_MAX];
+	uint8_t enc[RECORD_PREFIX + RECORD_MAX];
 	struct kitem *fl, *fltmp;
 	size_t fl_cap, fltmp_cap;
 
@@ -195,6 +196,12 @@ static uint64_t
 bias(int64_t ts)
 {
 	return (uint64_t)ts ^ (UINT64_C(1) << 63);
+}
+
+static int64_t
+unbias(uint64_t tsb)
+{
+	return (int64_t)(tsb ^ (UINT64_C(1) << 63));
 }
 
 static int
@@ -818,21 +825,26 @@ log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, str
 		return rc;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct record r;
 		struct kitem *it;
+		const void *rec;
+		size_t rlen;
+		uint64_t cust;
+		int64_t ts;
 
-		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+		/* The run key is the prefix and the log key; the run value is what follows. */
+		if (k.mv_size != 8 ||
+		    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
 		if ((rc = grow_buf((void **)items, cap, *n + 1, sizeof(**items))) != 0)
 			break;
 		it = &(*items)[(*n)++];
-		it->kh = r.cust;
-		it->kt = bias(r.ts);
-		it->ks = r.seq;
-		it->val = v.mv_data;
-		it->len = v.mv_size;
+		it->kh = cust;
+		it->kt = bias(ts);
+		it->ks = rd_be64(k.mv_data);
+		it->val = rec;
+		it->len = rlen;
 	}
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
@@ -950,7 +962,9 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
 		kind = ATTR_TOUCH;
 		if ((rc = intern(s, txn, ev->touch->channel, &ids.channel)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0)
+		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, ev->touch->source, &ids.source)) != 0 ||
+		    (rc = intern(s, txn, ev->touch->medium, &ids.medium)) != 0)
 			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
@@ -984,9 +998,11 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	}
 	if (kind != ATTR_SPEND && cid[0] == 0)
 		return EINVAL;
-	if (record_encode(ev, &ids, s->enc, sizeof(s->enc), &len) != 0)
+	record_prefix_put(s->enc, ids.cust, ev->timestamp_us);
+	if (record_encode(ev, &ids, s->enc + RECORD_PREFIX, sizeof(s->enc) - RECORD_PREFIX, &len) !=
+	    0)
 		return EINVAL;
-	v.mv_size = len;
+	v.mv_size = RECORD_PREFIX + len;
 	v.mv_data = s->enc;
 	if (kind == ATTR_SPEND) {
 		be32(kb, (uint32_t)ids.day ^ UINT32_C(0x80000000));
@@ -2550,7 +2566,8 @@ emit_stash(struct scan *sc)
 				__builtin_prefetch(sc->st[k + STASH_AHEAD].val);
 				__builtin_prefetch(sc->st[k + STASH_AHEAD].val + 64);
 			}
-			if (record_parse_scan(sc->st[k].val, sc->st[k].len, &buf[k - i]) != 0)
+			if (record_parse_scan(sc->st[k].val, sc->st[k].len, 0, sc->st[k].ts,
+			                      sc->st[k].seq, &buf[k - i]) != 0)
 				rv =
 				    TP_INTERNAL; /* parsed once already: the map changed under us */
 		}
@@ -2614,7 +2631,8 @@ store_scan(struct store *s, store_customer_fn fn, void *arg)
 		cur = h;
 		if ((rc = grow_buf((void **)&g, &gcap, ng + 1, sizeof(*g))) != 0)
 			goto out;
-		if (record_parse_scan(m->v.mv_data, m->v.mv_size, &g[ng]) != 0) {
+		if (record_parse_scan(m->v.mv_data, m->v.mv_size, m->kh, unbias(m->kt), m->ks,
+		                      &g[ng]) != 0) {
 			rc = MDB_CORRUPTED;
 			goto out;
 		}
@@ -2707,16 +2725,27 @@ collect(struct store *s, struct rsnap *snap, const char *id, struct record **out
 		for (rc = mdb_cursor_get(c, &k, &v, op); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 			struct record r;
+			const void *rec = v.mv_data;
+			size_t rlen = v.mv_size;
+			uint64_t cust, seq;
+			int64_t ts;
 
-			if (i < snap->n && (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h))
-				break;
-			if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+			if (i < snap->n) {
+				if (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h)
+					break;
+				cust = h;
+				ts = unbias(rd_be64((const uint8_t *)k.mv_data + 8));
+				seq = rd_be64((const uint8_t *)k.mv_data + 16);
+			} else if (k.mv_size != 8 || record_prefix_get(v.mv_data, v.mv_size, &cust,
+			                                               &ts, &rec, &rlen) != 0) {
 				rc = MDB_CORRUPTED;
 				break;
+			} else {
+				seq = rd_be64(k.mv_data);
 			}
-			if (r.cust != h)
+			if (cust != h)
 				continue;
-			if (record_parse(v.mv_data, v.mv_size, &r) != 0) {
+			if (record_parse(rec, rlen, cust, ts, seq, &r) != 0) {
 				rc = MDB_CORRUPTED;
 				break;
 			}
@@ -2908,8 +2937,16 @@ store_spend(struct store *s, int32_t from_day, int32_t to_day, store_spend_fn fn
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 			struct record r;
 			const char *cur;
+			const void *rec;
+			size_t rlen;
+			uint64_t cust;
+			int64_t ts;
 
-			if (record_parse(v.mv_data, v.mv_size, &r) != 0 || r.kind != ATTR_SPEND) {
+			if (k.mv_size != sizeof(kb) ||
+			    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0 ||
+			    record_parse(rec, rlen, cust, ts,
+			                 rd_be64((const uint8_t *)k.mv_data + 4), &r) != 0 ||
+			    r.kind != ATTR_SPEND) {
 				rc = MDB_CORRUPTED;
 				break;
 			}
