@@ -17,7 +17,7 @@
  * RECORD_PREFIX-byte prefix (their key holds the seq), which a run flush strips. Absent
  * fields take no bytes; numbers are LEB128 varints; strings are a varint length, the bytes
  * and a NUL, so that a view can point straight into the map. What the scan reads comes
- * first, so that a touch's scan touches one cache line:
+ * first (≈ 30 bytes of a typical touch, up to customer_id's end):
  *   u8 kind (bits 0-2) | flags (RECORD_F_NAME_DFLT)
  *   u8 mask of the fields present (RECORD_M_*), then in this order those present:
  *     u8 interaction, varint channel, campaign, name, currency, f64 num (host order)

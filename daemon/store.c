@@ -32,7 +32,6 @@
 #define STORE_MAX_HOPS    1024    /* alias chain length */
 #define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
-#define MERGE_FANIN       8     /* runs per merge: fewer rewrites of each event than 4 */
 #define DROP_FORCE        16    /* retired runs that make the compactor wait for readers */
 #define MERGE_CHUNK       16384 /* records per compaction write transaction (a few ms) */
 #define KEY_LEN           24    /* run key: customer hash | biased ts | seq */
@@ -45,6 +44,13 @@
 #define HLL_M             (1u << HLL_P)
 #define RUN_COMPLETE      0
 #define RUN_BUILDING      1
+/*
+ * Runs per merge: fewer rewrites of each event than 4. Overridable at build time to measure
+ * the trade against the scan's wider merge (docs/BENCHMARKS.md, "Session 3").
+ */
+#ifndef MERGE_FANIN
+#define MERGE_FANIN 8
+#endif
 
 struct run {
 	uint64_t id;
