@@ -7,16 +7,29 @@
 
 #include "record.h"
 
-static void
-put_str(uint8_t **pp, const char *s, size_t n)
-{
-	uint16_t l = (uint16_t)n;
+/* Upper bound of a varint of 32 bits and of a string field of RECORD_MAX_STR bytes. */
+#define VARINT_MAX 5
+#define STR_MAX    (2 + RECORD_MAX_STR + 1)
 
-	memcpy(*pp, &l, 2);
+static uint8_t *
+put_varint(uint8_t *p, uint32_t x)
+{
+	while (x >= 0x80) {
+		*p++ = (uint8_t)(x | 0x80);
+		x >>= 7;
+	}
+	*p++ = (uint8_t)x;
+	return p;
+}
+
+static uint8_t *
+put_str(uint8_t *p, const char *s, size_t n)
+{
+	p = put_varint(p, (uint32_t)n);
 	if (n > 0)
-		memcpy(*pp + 2, s, n);
-	(*pp)[2 + n] = 0;
-	*pp += 3 + n;
+		memcpy(p, s, n);
+	p[n] = 0;
+	return p + n + 1;
 }
 
 static const char *
@@ -25,25 +38,32 @@ nz(const char *s)
 	return s != NULL ? s : "";
 }
 
+static uint64_t
+bits_of(double d)
+{
+	uint64_t b;
+
+	memcpy(&b, &d, 8);
+	return b;
+}
+
 int
 record_encode(const Touchpoint__V1__Event *ev, const struct record_ids *ids, uint8_t *buf,
               size_t cap, size_t *len)
 {
-	const char *s[REC_NSTR] = { nz(ev->event_id), nz(ev->customer_id), "", "", "", "" };
-	size_t sl[REC_NSTR], need = RECORD_HDR, ntraits = 0, i;
-	uint8_t kind = 0, interaction = 0, flags = 0, *p;
+	const char *eid = nz(ev->event_id), *cid = nz(ev->customer_id), *extra = NULL;
+	size_t el = strlen(eid), cl = strlen(cid), xl = 0, need, ntraits = 0, i;
+	uint8_t kind = 0, flags = 0, mask = 0, interaction = 0, *p;
 	double num = 0;
 
 	switch (ev->kind_case) {
 	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
 		kind = ATTR_TOUCH;
-		s[REC_SOURCE] = nz(ev->touch->source);
-		s[REC_MEDIUM] = nz(ev->touch->medium);
 		if (ev->touch->interaction < 0 || ev->touch->interaction > 255)
 			return -1;
 		interaction = (uint8_t)ev->touch->interaction;
 		if (ev->touch->cost_present_case == TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST) {
-			flags |= RECORD_F_COST;
+			mask |= RECORD_M_NUM;
 			num = ev->touch->cost;
 		}
 		break;
@@ -61,145 +81,259 @@ record_encode(const Touchpoint__V1__Event *ev, const struct record_ids *ids, uin
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
 		kind = ATTR_ALIAS;
-		s[REC_PREVIOUS_ID] = nz(ev->alias->previous_id);
+		extra = nz(ev->alias->previous_id);
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
 		kind = ATTR_SPEND;
-		s[REC_DAY] = nz(ev->spend->day);
+		extra = nz(ev->spend->day);
 		num = ev->spend->amount;
 		break;
 	default:
 		return -1;
 	}
-	for (i = 0; i < REC_NSTR; i++) {
-		sl[i] = strlen(s[i]);
-		if (sl[i] > RECORD_MAX_STR)
-			return -1;
-		need += 3 + sl[i];
-	}
+	/* -0.0 and NaN payloads come back bit for bit: only all-zero bits are left out. */
+	if (kind != ATTR_TOUCH && bits_of(num) != 0)
+		mask |= RECORD_M_NUM;
+	mask |=
+	    (interaction != 0 ? RECORD_M_INTER : 0) | (ids->channel != 0 ? RECORD_M_CHANNEL : 0) |
+	    (ids->campaign != 0 ? RECORD_M_CAMPAIGN : 0) | (ids->name != 0 ? RECORD_M_NAME : 0) |
+	    (ids->currency != 0 ? RECORD_M_CURRENCY : 0) |
+	    (ids->source != 0 ? RECORD_M_SOURCE : 0) | (ids->medium != 0 ? RECORD_M_MEDIUM : 0);
+	if (extra != NULL)
+		xl = strlen(extra);
+	if (el > RECORD_MAX_STR || cl > RECORD_MAX_STR || xl > RECORD_MAX_STR)
+		return -1;
+	/* A bound, not the exact size: every varint counted at its largest. */
+	need = 3 + 6 * VARINT_MAX + 8 + 3 * STR_MAX + 4 + 1;
 	for (i = 0; i < ntraits; i++) {
 		const Touchpoint__V1__Trait *t = ev->identify->traits[i];
 
 		if (t == NULL || strlen(nz(t->key)) > RECORD_MAX_STR ||
 		    strlen(nz(t->value)) > RECORD_MAX_STR)
 			return -1;
-		need += 6 + strlen(nz(t->key)) + strlen(nz(t->value));
+		need += 2 * STR_MAX;
 	}
 	if (need > cap || need > RECORD_MAX)
 		return -1;
 
-	memset(buf, 0, RECORD_HDR);
-	buf[0] = RECORD_VERSION;
-	buf[1] = kind;
-	buf[2] = interaction;
-	buf[3] = flags;
-	buf[4] = (uint8_t)ntraits;
-	memcpy(buf + 8, &ids->channel, 4);
-	memcpy(buf + 12, &ids->campaign, 4);
-	memcpy(buf + 16, &ids->name, 4);
-	memcpy(buf + 20, &ids->currency, 4);
-	memcpy(buf + 24, &ev->timestamp_us, 8);
-	memcpy(buf + 32, &ids->seq, 8);
-	memcpy(buf + 40, &ids->cust, 8);
-	memcpy(buf + 48, &num, 8);
-	memcpy(buf + 56, &ids->day, 4);
-	p = buf + RECORD_HDR;
-	for (i = 0; i < REC_NSTR; i++)
-		put_str(&p, s[i], sl[i]);
-	for (i = 0; i < ntraits; i++) {
-		const Touchpoint__V1__Trait *t = ev->identify->traits[i];
+	p = buf;
+	*p++ = (uint8_t)(kind | flags);
+	*p++ = mask;
+	if (mask & RECORD_M_INTER)
+		*p++ = interaction;
+	if (mask & RECORD_M_CHANNEL)
+		p = put_varint(p, ids->channel);
+	if (mask & RECORD_M_CAMPAIGN)
+		p = put_varint(p, ids->campaign);
+	if (mask & RECORD_M_NAME)
+		p = put_varint(p, ids->name);
+	if (mask & RECORD_M_CURRENCY)
+		p = put_varint(p, ids->currency);
+	if (mask & RECORD_M_NUM) {
+		memcpy(p, &num, 8);
+		p += 8;
+	}
+	p = put_str(p, cid, cl);
+	p = put_str(p, eid, el);
+	if (mask & RECORD_M_SOURCE)
+		p = put_varint(p, ids->source);
+	if (mask & RECORD_M_MEDIUM)
+		p = put_varint(p, ids->medium);
+	switch (kind) {
+	case ATTR_ALIAS:
+		p = put_str(p, extra, xl);
+		break;
+	case ATTR_SPEND:
+		memcpy(p, &ids->day, 4);
+		p = put_str(p + 4, extra, xl);
+		break;
+	case ATTR_IDENTIFY:
+		*p++ = (uint8_t)ntraits;
+		for (i = 0; i < ntraits; i++) {
+			const Touchpoint__V1__Trait *t = ev->identify->traits[i];
 
-		put_str(&p, nz(t->key), strlen(nz(t->key)));
-		put_str(&p, nz(t->value), strlen(nz(t->value)));
+			p = put_str(p, nz(t->key), strlen(nz(t->key)));
+			p = put_str(p, nz(t->value), strlen(nz(t->value)));
+		}
+		break;
+	default:
+		break;
 	}
 	*len = (size_t)(p - buf);
 	return 0;
 }
 
+void
+record_prefix_put(uint8_t *p, uint64_t cust, int64_t ts)
+{
+	memcpy(p, &cust, 8);
+	memcpy(p + 8, &ts, 8);
+}
+
 int
-record_header(const void *p, size_t len, struct record *r)
+record_prefix_get(const void *p, size_t len, uint64_t *cust, int64_t *ts, const void **rec,
+                  size_t *rlen)
 {
 	const uint8_t *b = p;
 
-	if (len < RECORD_HDR || b[0] != RECORD_VERSION)
+	if (len < RECORD_PREFIX)
 		return -1;
-	r->kind = b[1];
-	r->interaction = b[2];
-	r->flags = b[3];
-	r->ntraits = b[4];
-	memcpy(&r->channel, b + 8, 4);
-	memcpy(&r->campaign, b + 12, 4);
-	memcpy(&r->name, b + 16, 4);
-	memcpy(&r->currency, b + 20, 4);
-	memcpy(&r->ts, b + 24, 8);
-	memcpy(&r->seq, b + 32, 8);
-	memcpy(&r->cust, b + 40, 8);
-	memcpy(&r->num, b + 48, 8);
-	memcpy(&r->day, b + 56, 4);
-	r->val = b;
-	r->end = b + len;
+	memcpy(cust, b, 8);
+	memcpy(ts, b + 8, 8);
+	*rec = b + RECORD_PREFIX;
+	*rlen = len - RECORD_PREFIX;
 	return 0;
+}
+
+/* Reads a varint of at most 32 bits at *pp and steps over it. */
+static int
+get_varint(const uint8_t **pp, const uint8_t *end, uint32_t *x)
+{
+	const uint8_t *q = *pp;
+	uint32_t v = 0;
+	unsigned shift;
+
+	for (shift = 0; shift < 35; shift += 7) {
+		if (q >= end)
+			return -1;
+		if (shift == 28 && *q > 0x0f)
+			return -1; /* more than 32 bits */
+		v |= (uint32_t)(*q & 0x7f) << shift;
+		if ((*q++ & 0x80) == 0) {
+			*x = v;
+			*pp = q;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* Checks one length-prefixed, NUL-terminated string at *pp and steps over it. */
 static int
 get_str(const uint8_t **pp, const uint8_t *end, const char **s, uint16_t *l)
 {
-	uint16_t n;
+	const uint8_t *q = *pp;
+	uint32_t n;
 
-	if (end - *pp < 3)
+	/* The common case first: a one-byte length, bounds checked once. */
+	if (q < end && *q < 0x80) {
+		n = *q++;
+	} else if (get_varint(&q, end, &n) != 0 || n > RECORD_MAX_STR) {
 		return -1;
-	memcpy(&n, *pp, 2);
-	if (n > RECORD_MAX_STR || end - *pp < 3 + (ptrdiff_t)n || (*pp)[2 + n] != 0)
+	}
+	if (end - q < (ptrdiff_t)n + 1 || q[n] != 0)
 		return -1;
 	if (s != NULL)
-		*s = (const char *)*pp + 2;
+		*s = (const char *)q;
 	if (l != NULL)
-		*l = n;
-	*pp += 3 + n;
+		*l = (uint16_t)n;
+	*pp = q + n + 1;
 	return 0;
 }
 
-int
-record_parse(const void *p, size_t len, struct record *r)
+/* The fixed fields and customer_id; *qp is left after customer_id. */
+static int
+parse_head(const uint8_t *b, size_t len, uint64_t cust, int64_t ts, uint64_t seq, struct record *r,
+           const uint8_t **qp)
 {
-	const uint8_t *b = p, *end = b + len, *q;
-	unsigned i;
+	const uint8_t *q = b, *end = b + len;
+	unsigned mask;
 
-	if (record_header(p, len, r) != 0 || r->kind < ATTR_TOUCH || r->kind > ATTR_SPEND ||
-	    r->ntraits > RECORD_MAX_TRAIT || len > RECORD_MAX)
+	if (len < 2 || len > RECORD_MAX)
 		return -1;
-	q = b + RECORD_HDR;
-	for (i = 0; i < REC_NSTR; i++)
-		if (get_str(&q, end, &r->str[i], &r->len[i]) != 0)
-			return -1;
-	r->traits = q;
-	for (i = 0; i < 2 * r->ntraits; i++)
-		if (get_str(&q, end, NULL, NULL) != 0)
-			return -1;
-	if (q != end)
+	r->kind = b[0] & 0x07;
+	r->flags = b[0] & RECORD_F_NAME_DFLT;
+	mask = b[1];
+	q += 2;
+	if (r->kind < ATTR_TOUCH || r->kind > ATTR_SPEND || (b[0] & ~(0x07 | RECORD_F_NAME_DFLT)))
 		return -1;
-	r->end = end;
-	return 0;
-}
-
-int
-record_parse_scan(const void *p, size_t len, struct record *r)
-{
-	const uint8_t *b = p, *q = b + RECORD_HDR;
-
-	if (record_header(p, len, r) != 0 || r->kind < ATTR_TOUCH || r->kind > ATTR_SPEND ||
-	    r->ntraits > RECORD_MAX_TRAIT || len > RECORD_MAX)
-		return -1;
-	if (r->kind == ATTR_IDENTIFY)
-		return record_parse(p, len, r);
-	r->end = b + len;
-	if (get_str(&q, r->end, &r->str[REC_EVENT_ID], &r->len[REC_EVENT_ID]) != 0 ||
-	    get_str(&q, r->end, &r->str[REC_CUSTOMER_ID], &r->len[REC_CUSTOMER_ID]) != 0)
-		return -1;
+	r->interaction = 0;
+	r->channel = r->campaign = r->name = r->currency = r->source = r->medium = 0;
+	r->num = 0;
+	r->day = 0;
 	r->ntraits = 0;
 	r->traits = NULL;
-	return 0;
+	r->cust = cust;
+	r->ts = ts;
+	r->seq = seq;
+	r->val = b;
+	r->end = end;
+	if (mask & RECORD_M_INTER) {
+		if (q >= end)
+			return -1;
+		r->interaction = *q++;
+	}
+	if (((mask & RECORD_M_CHANNEL) && get_varint(&q, end, &r->channel) != 0) ||
+	    ((mask & RECORD_M_CAMPAIGN) && get_varint(&q, end, &r->campaign) != 0) ||
+	    ((mask & RECORD_M_NAME) && get_varint(&q, end, &r->name) != 0) ||
+	    ((mask & RECORD_M_CURRENCY) && get_varint(&q, end, &r->currency) != 0))
+		return -1;
+	if (mask & RECORD_M_NUM) {
+		if (end - q < 8)
+			return -1;
+		memcpy(&r->num, q, 8);
+		q += 8;
+		if (r->kind == ATTR_TOUCH)
+			r->flags |= RECORD_F_COST;
+	}
+	if (get_str(&q, end, &r->str[REC_CUSTOMER_ID], &r->len[REC_CUSTOMER_ID]) != 0)
+		return -1;
+	*qp = q;
+	return mask;
+}
+
+int
+record_parse(const void *p, size_t len, uint64_t cust, int64_t ts, uint64_t seq, struct record *r)
+{
+	const uint8_t *b = p, *end = b + len, *q;
+	int mask;
+	unsigned i;
+
+	if ((mask = parse_head(b, len, cust, ts, seq, r, &q)) < 0 ||
+	    get_str(&q, end, &r->str[REC_EVENT_ID], &r->len[REC_EVENT_ID]) != 0)
+		return -1;
+	if (((mask & RECORD_M_SOURCE) && get_varint(&q, end, &r->source) != 0) ||
+	    ((mask & RECORD_M_MEDIUM) && get_varint(&q, end, &r->medium) != 0))
+		return -1;
+	r->str[REC_PREVIOUS_ID] = r->str[REC_DAY] = "";
+	r->len[REC_PREVIOUS_ID] = r->len[REC_DAY] = 0;
+	switch (r->kind) {
+	case ATTR_ALIAS:
+		if (get_str(&q, end, &r->str[REC_PREVIOUS_ID], &r->len[REC_PREVIOUS_ID]) != 0)
+			return -1;
+		break;
+	case ATTR_SPEND:
+		if (end - q < 4)
+			return -1;
+		memcpy(&r->day, q, 4);
+		q += 4;
+		if (get_str(&q, end, &r->str[REC_DAY], &r->len[REC_DAY]) != 0)
+			return -1;
+		break;
+	case ATTR_IDENTIFY:
+		if (q >= end || *q > RECORD_MAX_TRAIT)
+			return -1;
+		r->ntraits = *q++;
+		r->traits = q;
+		for (i = 0; i < 2 * r->ntraits; i++)
+			if (get_str(&q, end, NULL, NULL) != 0)
+				return -1;
+		break;
+	default:
+		break;
+	}
+	return q == end ? 0 : -1;
+}
+
+int
+record_parse_scan(const void *p, size_t len, uint64_t cust, int64_t ts, uint64_t seq,
+                  struct record *r)
+{
+	const uint8_t *q;
+
+	if (len >= 1 && (((const uint8_t *)p)[0] & 0x07) == ATTR_IDENTIFY)
+		return record_parse(p, len, cust, ts, seq, r);
+	return parse_head(p, len, cust, ts, seq, r, &q) < 0 ? -1 : 0;
 }
 
 void
@@ -279,8 +413,8 @@ record_to_event(const struct record *r, const char *(*name)(void *, uint32_t), v
 		ev->touch = t;
 		t->channel = dup_name(r->channel, name, arg);
 		t->campaign = dup_name(r->campaign, name, arg);
-		t->source = dup_n(r->str[REC_SOURCE], r->len[REC_SOURCE]);
-		t->medium = dup_n(r->str[REC_MEDIUM], r->len[REC_MEDIUM]);
+		t->source = dup_name(r->source, name, arg);
+		t->medium = dup_name(r->medium, name, arg);
 		t->interaction = (Touchpoint__V1__Interaction)r->interaction;
 		if (r->flags & RECORD_F_COST) {
 			t->cost_present_case = TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST;

@@ -12,38 +12,47 @@
 #include "touchpoint/v1/event.pb-c.h"
 
 /*
- * Layout (host byte order, like LMDB's own file): a 64-byte header read without parsing
- * strings, then RECORD_NSTR strings and ntraits key/value pairs, each a u16 length, the
- * bytes and a NUL, so that a view can point straight into the map.
- *   0 u8 version  1 u8 kind  2 u8 interaction  3 u8 flags  4 u8 ntraits  5..7 zero
- *   8 u32 channel  12 u32 campaign  16 u32 name  20 u32 currency
- *   24 i64 timestamp_us  32 u64 seq  40 u64 customer hash  48 f64 value/cost/amount
- *   56 i32 day (spend)  60 u32 zero
+ * Layout of a record (schema 4). A run's key holds the customer hash, the timestamp and the
+ * seq, so the record does not repeat them; log and spend values carry the first two in a
+ * RECORD_PREFIX-byte prefix (their key holds the seq), which a run flush strips. Absent
+ * fields take no bytes; numbers are LEB128 varints; strings are a varint length, the bytes
+ * and a NUL, so that a view can point straight into the map. What the scan reads comes
+ * first (≈ 30 bytes of a typical touch, up to customer_id's end):
+ *   u8 kind (bits 0-2) | flags (RECORD_F_NAME_DFLT)
+ *   u8 mask of the fields present (RECORD_M_*), then in this order those present:
+ *     u8 interaction, varint channel, campaign, name, currency, f64 num (host order)
+ *   customer_id
+ *   event_id
+ *   varint source, varint medium (interned, if present in the mask)
+ *   alias: previous_id; spend: i32 day (host order), day string; identify: u8 ntraits,
+ *   then ntraits key/value string pairs.
+ * A touch's num is its cost, present iff set; a conversion's value and a spend's amount are
+ * stored iff their bits are not all zero.
  */
-#define RECORD_VERSION   1
-#define RECORD_HDR       64
+#define RECORD_PREFIX    16  /* log/spend values: u64 customer hash, i64 timestamp_us */
 #define RECORD_MAX_STR   256 /* longest string field we accept (SPEC §2's largest) */
 #define RECORD_MAX_TRAIT 32
 #define RECORD_MAX       16384 /* bound of an encoded record, see record_encode() */
 
-#define RECORD_F_COST      0x01 /* touch: cost present */
-#define RECORD_F_NAME_DFLT 0x02 /* conversion: name was empty ("conversion" is interned) */
+#define RECORD_F_COST      0x01 /* struct record's flags: touch: cost present */
+#define RECORD_F_NAME_DFLT 0x08 /* conversion: name was empty ("conversion" is interned) */
 
-enum record_str {
-	REC_EVENT_ID,
-	REC_CUSTOMER_ID,
-	REC_SOURCE,
-	REC_MEDIUM,
-	REC_PREVIOUS_ID,
-	REC_DAY,
-	REC_NSTR
-};
+#define RECORD_M_CHANNEL  0x01
+#define RECORD_M_CAMPAIGN 0x02
+#define RECORD_M_NAME     0x04
+#define RECORD_M_CURRENCY 0x08
+#define RECORD_M_NUM      0x10
+#define RECORD_M_INTER    0x20
+#define RECORD_M_SOURCE   0x40
+#define RECORD_M_MEDIUM   0x80
+
+enum record_str { REC_EVENT_ID, REC_CUSTOMER_ID, REC_PREVIOUS_ID, REC_DAY, REC_NSTR };
 
 /* Interned ids and derived values the store computes before encoding. */
 struct record_ids {
-	uint32_t channel, campaign, name, currency;
-	uint64_t seq;
-	uint64_t cust; /* customer hash */
+	uint32_t channel, campaign, name, currency, source, medium;
+	uint64_t seq;  /* not encoded: in the key */
+	uint64_t cust; /* customer hash; not encoded: in the key or the prefix */
 	int32_t day;   /* spend: days since the epoch */
 	int name_default;
 };
@@ -52,7 +61,7 @@ struct record_ids {
 struct record {
 	int kind, interaction, flags;
 	unsigned ntraits;
-	uint32_t channel, campaign, name, currency;
+	uint32_t channel, campaign, name, currency, source, medium;
 	int64_t ts;
 	uint64_t seq, cust;
 	double num;
@@ -63,21 +72,36 @@ struct record {
 	const uint8_t *val, *end; /* the encoded bytes */
 };
 
-/* Encodes ev into buf (cap bytes); 0 and *len, or -1 if a field exceeds the bounds above. */
+/*
+ * Encodes ev into buf (cap bytes), without the prefix; 0 and *len, or -1 if a field
+ * exceeds the bounds above.
+ */
 int record_encode(const Touchpoint__V1__Event *ev, const struct record_ids *ids, uint8_t *buf,
                   size_t cap, size_t *len);
 
-/* Parses and bounds-checks a record; -1 if it is corrupt. */
-int record_parse(const void *p, size_t len, struct record *r);
+/* Writes the log/spend prefix (RECORD_PREFIX bytes) of a record. */
+void record_prefix_put(uint8_t *p, uint64_t cust, int64_t ts);
 
 /*
- * What a scan needs: the header, event_id and customer_id checked (and everything for an
+ * Reads a log/spend value's prefix: *cust, *ts, and the record that follows (*rec, *rlen);
+ * -1 if too short.
+ */
+int record_prefix_get(const void *p, size_t len, uint64_t *cust, int64_t *ts, const void **rec,
+                      size_t *rlen);
+
+/*
+ * Parses and bounds-checks a record whose key (or prefix and key) gave cust, ts and seq;
+ * -1 if it is corrupt.
+ */
+int record_parse(const void *p, size_t len, uint64_t cust, int64_t ts, uint64_t seq,
+                 struct record *r);
+
+/*
+ * What a scan needs: the fixed fields and customer_id checked (and everything for an
  * identify event, whose traits are used); the other strings are left unset.
  */
-int record_parse_scan(const void *p, size_t len, struct record *r);
-
-/* Fast path: the header fields only (kind, ids, ts, seq, cust, num); -1 if too short. */
-int record_header(const void *p, size_t len, struct record *r);
+int record_parse_scan(const void *p, size_t len, uint64_t cust, int64_t ts, uint64_t seq,
+                      struct record *r);
 
 /* Fills out[0..r->ntraits) with pointers into the record. */
 void record_traits(const struct record *r, struct attr_trait *out);

@@ -22,7 +22,8 @@
 #include "store.h"
 #include "touchpoint/touchpoint.h"
 
-#define STORE_SCHEMA      3 /* 2: ids values are a second hash; 3: exact small customer counts */
+/* 2: ids values are a second hash; 3: exact small customer counts; 4: lean records */
+#define STORE_SCHEMA      4
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
 #define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
@@ -31,7 +32,6 @@
 #define STORE_MAX_HOPS    1024    /* alias chain length */
 #define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
-#define MERGE_FANIN       8     /* runs per merge: fewer rewrites of each event than 4 */
 #define DROP_FORCE        16    /* retired runs that make the compactor wait for readers */
 #define MERGE_CHUNK       16384 /* records per compaction write transaction (a few ms) */
 #define KEY_LEN           24    /* run key: customer hash | biased ts | seq */
@@ -44,6 +44,13 @@
 #define HLL_M             (1u << HLL_P)
 #define RUN_COMPLETE      0
 #define RUN_BUILDING      1
+/*
+ * Runs per merge: fewer rewrites of each event than 4. Overridable at build time to measure
+ * the trade against the scan's wider merge (docs/BENCHMARKS.md, "Session 3").
+ */
+#ifndef MERGE_FANIN
+#define MERGE_FANIN 8
+#endif
 
 struct run {
 	uint64_t id;
@@ -126,7 +133,7 @@ struct store {
 	uint32_t dict_n, dict_committed;
 	struct went *went;
 	size_t went_cap;
-	uint8_t enc[RECORD_MAX];
+	uint8_t enc[RECORD_PREFIX + RECORD_MAX];
 	struct kitem *fl, *fltmp;
 	size_t fl_cap, fltmp_cap;
 
@@ -195,6 +202,12 @@ static uint64_t
 bias(int64_t ts)
 {
 	return (uint64_t)ts ^ (UINT64_C(1) << 63);
+}
+
+static int64_t
+unbias(uint64_t tsb)
+{
+	return (int64_t)(tsb ^ (UINT64_C(1) << 63));
 }
 
 static int
@@ -818,21 +831,26 @@ log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, str
 		return rc;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct record r;
 		struct kitem *it;
+		const void *rec;
+		size_t rlen;
+		uint64_t cust;
+		int64_t ts;
 
-		if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+		/* The run key is the prefix and the log key; the run value is what follows. */
+		if (k.mv_size != 8 ||
+		    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
 		if ((rc = grow_buf((void **)items, cap, *n + 1, sizeof(**items))) != 0)
 			break;
 		it = &(*items)[(*n)++];
-		it->kh = r.cust;
-		it->kt = bias(r.ts);
-		it->ks = r.seq;
-		it->val = v.mv_data;
-		it->len = v.mv_size;
+		it->kh = cust;
+		it->kt = bias(ts);
+		it->ks = rd_be64(k.mv_data);
+		it->val = rec;
+		it->len = rlen;
 	}
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
@@ -950,7 +968,9 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
 		kind = ATTR_TOUCH;
 		if ((rc = intern(s, txn, ev->touch->channel, &ids.channel)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0)
+		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, ev->touch->source, &ids.source)) != 0 ||
+		    (rc = intern(s, txn, ev->touch->medium, &ids.medium)) != 0)
 			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
@@ -984,9 +1004,11 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	}
 	if (kind != ATTR_SPEND && cid[0] == 0)
 		return EINVAL;
-	if (record_encode(ev, &ids, s->enc, sizeof(s->enc), &len) != 0)
+	record_prefix_put(s->enc, ids.cust, ev->timestamp_us);
+	if (record_encode(ev, &ids, s->enc + RECORD_PREFIX, sizeof(s->enc) - RECORD_PREFIX, &len) !=
+	    0)
 		return EINVAL;
-	v.mv_size = len;
+	v.mv_size = RECORD_PREFIX + len;
 	v.mv_data = s->enc;
 	if (kind == ATTR_SPEND) {
 		be32(kb, (uint32_t)ids.day ^ UINT32_C(0x80000000));
@@ -2520,7 +2542,8 @@ emit_stash(struct scan *sc, struct stashed *st, size_t lo, size_t hi)
 				__builtin_prefetch(st[k + STASH_AHEAD].val);
 				__builtin_prefetch(st[k + STASH_AHEAD].val + 64);
 			}
-			if (record_parse_scan(st[k].val, st[k].len, &buf[k - i]) != 0)
+			if (record_parse_scan(st[k].val, st[k].len, 0, st[k].ts, st[k].seq,
+			                      &buf[k - i]) != 0)
 				rv =
 				    TP_INTERNAL; /* parsed once already: the map changed under us */
 		}
@@ -2678,7 +2701,8 @@ scan_part(struct pworker *w, unsigned p)
 		cur = h;
 		if ((rc = grow_buf((void **)&w->g, &w->gcap, ng + 1, sizeof(*w->g))) != 0)
 			goto out;
-		if (record_parse_scan(m->v.mv_data, m->v.mv_size, &w->g[ng]) != 0) {
+		if (record_parse_scan(m->v.mv_data, m->v.mv_size, m->kh, unbias(m->kt), m->ks,
+		                      &w->g[ng]) != 0) {
 			rc = MDB_CORRUPTED;
 			goto out;
 		}
@@ -3022,16 +3046,27 @@ collect(struct store *s, struct rsnap *snap, const char *id, struct record **out
 		for (rc = mdb_cursor_get(c, &k, &v, op); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 			struct record r;
+			const void *rec = v.mv_data;
+			size_t rlen = v.mv_size;
+			uint64_t cust, seq;
+			int64_t ts;
 
-			if (i < snap->n && (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h))
-				break;
-			if (record_header(v.mv_data, v.mv_size, &r) != 0) {
+			if (i < snap->n) {
+				if (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h)
+					break;
+				cust = h;
+				ts = unbias(rd_be64((const uint8_t *)k.mv_data + 8));
+				seq = rd_be64((const uint8_t *)k.mv_data + 16);
+			} else if (k.mv_size != 8 || record_prefix_get(v.mv_data, v.mv_size, &cust,
+			                                               &ts, &rec, &rlen) != 0) {
 				rc = MDB_CORRUPTED;
 				break;
+			} else {
+				seq = rd_be64(k.mv_data);
 			}
-			if (r.cust != h)
+			if (cust != h)
 				continue;
-			if (record_parse(v.mv_data, v.mv_size, &r) != 0) {
+			if (record_parse(rec, rlen, cust, ts, seq, &r) != 0) {
 				rc = MDB_CORRUPTED;
 				break;
 			}
@@ -3223,8 +3258,16 @@ store_spend(struct store *s, int32_t from_day, int32_t to_day, store_spend_fn fn
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 			struct record r;
 			const char *cur;
+			const void *rec;
+			size_t rlen;
+			uint64_t cust;
+			int64_t ts;
 
-			if (record_parse(v.mv_data, v.mv_size, &r) != 0 || r.kind != ATTR_SPEND) {
+			if (k.mv_size != sizeof(kb) ||
+			    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0 ||
+			    record_parse(rec, rlen, cust, ts,
+			                 rd_be64((const uint8_t *)k.mv_data + 4), &r) != 0 ||
+			    r.kind != ATTR_SPEND) {
 				rc = MDB_CORRUPTED;
 				break;
 			}

@@ -4,6 +4,7 @@
  * growth, crash recovery, leftovers of an interrupted merge, statistics and backup.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
+#include "record.h"
 #include "store_util.h"
 #include "touchpoint/touchpoint.h"
 
@@ -220,6 +222,101 @@ test_roundtrip(void **state)
 	assert_int_equal(store_spend(f->s, 19783, 20000, spend_cb, &sp), TP_OK);
 	assert_int_equal(sp.n, 0);
 	tb_free(t);
+}
+
+/*
+ * Schema 4's optional fields: absent vs zero (a cost of 0, a value of -0.0), interned source
+ * and medium, long ids (two-byte lengths), read back exactly from a run and from the log.
+ */
+static void
+test_lean_record(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(8);
+	Touchpoint__V1__Event *e;
+	struct store_journey *j;
+	char longid[RECORD_MAX_STR + 1];
+	size_t i, pass;
+
+	f->s = open_store(f->dir, 0, 4);
+	memset(longid, 'x', RECORD_MAX_STR);
+	longid[RECORD_MAX_STR] = 0;
+	e = ev_touch("l1", longid, T0 + 1, "email", "");
+	e->touch->cost_present_case = TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST;
+	e->touch->cost = 0;
+	free(e->touch->source);
+	e->touch->source = xstrdup("newsletter");
+	tb_add(t, e);
+	e = ev_touch(longid, longid, T0 + 2, "", "c");
+	free(e->touch->medium);
+	e->touch->medium = xstrdup("cpc");
+	e->touch->interaction = TOUCHPOINT__V1__INTERACTION__INTERACTION_EMAIL_OPEN;
+	tb_add(t, e);
+	tb_add(t, ev_conv("l3", longid, T0 + 3, -0.0, "x"));
+	tb_add(t, ev_conv("l4", longid, T0 - 4, 1e300, ""));
+	tb_add(t, ev_alias("l5", longid, T0 + 5, "anon-l5"));
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(t->b.accepted, 5);
+	/* 5 events in the log (run_events 4): the next write flushes them into a run */
+	for (pass = 0; pass < 2; pass++) {
+		assert_int_equal(store_journey(f->s, longid, &j), TP_OK);
+		assert_int_equal(j->n, 5);
+		/* stored order: by time, so l4 (T0 - 4) first */
+		assert_same_event(j->events[0], t->b.events[3]);
+		for (i = 1; i < 4; i++)
+			assert_same_event(j->events[i], t->b.events[i - 1]);
+		assert_same_event(j->events[4], t->b.events[4]);
+		assert_true(j->events[3]->conversion->value == 0 &&
+		            signbit(j->events[3]->conversion->value));
+		assert_int_equal(j->events[1]->touch->cost_present_case,
+		                 TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST);
+		assert_int_equal(j->events[2]->touch->cost_present_case,
+		                 TOUCHPOINT__V1__TOUCH__COST_PRESENT__NOT_SET);
+		store_journey_free(j);
+		if (pass == 0) {
+			struct tbatch *u = tb_new(1);
+			struct store_stats st;
+
+			tb_add(u, ev_touch("l6", "other", T0, "email", ""));
+			assert_int_equal(tb_write(f->s, u), TP_OK);
+			assert_int_equal(store_stats(f->s, &st), TP_OK);
+			assert_true(st.runs >= 1);
+			tb_free(u);
+		}
+	}
+	tb_free(t);
+}
+
+/* A store of another schema (3: the records before the lean format) is refused, untouched. */
+static void
+test_old_schema(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o = { f->dir, 0, 1, 0 };
+	struct store *s = NULL;
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_val k = { 7, (void *)"version" }, v;
+	uint32_t three = 3;
+	char err[256];
+
+	f->s = open_store(f->dir, 0, 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
+	assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	v.mv_size = sizeof(three);
+	v.mv_data = &three;
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	assert_int_not_equal(store_open(&s, &o, err, sizeof(err)), TP_OK);
+	assert_null(s);
+	assert_non_null(strstr(err, "store schema 3, expected 4"));
 }
 
 static void
@@ -779,10 +876,9 @@ test_corrupt_record(void **state)
 	store_close(f->s);
 	f->s = NULL;
 	memset(junk, 0, sizeof(junk));
-	junk[0] = 1;
-	junk[1] = ATTR_TOUCH;
-	junk[64] = 0xff; /* a string length past the end */
-	junk[65] = 0x7f;
+	junk[RECORD_PREFIX] = ATTR_TOUCH; /* after the log value's prefix: kind, empty mask */
+	junk[RECORD_PREFIX + 2] = 0xff;   /* a customer_id length past the end */
+	junk[RECORD_PREFIX + 3] = 0x7f;
 	assert_int_equal(mdb_env_create(&env), 0);
 	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
 	assert_int_equal(mdb_env_open(env, f->dir, 0, 0640), 0);
@@ -1267,6 +1363,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lean_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reverse_order, setup, teardown),
