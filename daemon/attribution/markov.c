@@ -23,7 +23,17 @@
 #define MK_INV_MAX 1536 /* order 1 with up to this many states: one dense inverse */
 #endif
 /* Gauss–Seidel stops when the largest update (about the residual) is below this, relative. */
+#ifndef MK_TOL
 #define MK_TOL 1e-14
+#endif
+/*
+ * ... and a removal's lane when its largest update is below this times its largest δ: the
+ * removal effects come out within about twice this, relative, of the exact ones (checked
+ * against a solve at 1e-15 through MARKOV_BENCH_DUMP, docs/BENCHMARKS.md).
+ */
+#ifndef MK_LANE_TOL
+#define MK_LANE_TOL 1e-13
+#endif
 #ifndef MK_LANES
 #define MK_LANES 4 /* removals solved together in one pass over the graph (at most 8) */
 #endif
@@ -72,6 +82,10 @@ struct mk_chain {
 	double *qpr;
 	double *r, *g; /* P(s -> conversion), value rate vsum/wout */
 	uint32_t *scc;
+	size_t nscc;
+	size_t *sp; /* per SCC, its first state (SCCs are contiguous, numbered in order) */
+	size_t *dp; /* per SCC, its successor SCCs: the condensation, as CSR */
+	uint32_t *dcol;
 	uint32_t start;
 	size_t *up; /* per unit, the states containing it */
 	uint32_t *ust;
@@ -80,13 +94,13 @@ struct mk_chain {
 /* Work space of the solver (the removals: one per thread, sharing v read-only). */
 struct mk_solver {
 	const struct mk_chain *c;
-	double *v;      /* expected visits in the full chain */
-	double *lv;     /* per state, MK_LANES lanes of visits with one unit removed each */
+	double *v;  /* expected visits in the full chain */
+	double *lv; /* per state, MK_LANES lanes of δ = v − v₋u, one removal each; 0 between */
 	uint8_t *lane;  /* bit j: the state holds lane j's unit */
-	uint64_t *bits; /* states to solve */
+	uint64_t *bits; /* states (full chain) or SCCs (removals) to solve */
 	uint32_t *grp;  /* one SCC's members */
-	uint32_t *list; /* the states of the current removal, for restoring afterwards */
-	double *dl;     /* per position in grp, MK_LANES lanes of the last 3 sweeps' updates */
+	uint32_t *list; /* the SCCs of the current removal, for restoring afterwards */
+	float *dl;      /* per position in grp, MK_LANES lanes of the last 3 sweeps' updates */
 	int32_t *loc;   /* dense index in the current SCC, -1 elsewhere */
 	double *a, *b;  /* dense system */
 };
@@ -413,6 +427,9 @@ mk_chain_free(struct mk_chain *c)
 	free(c->r);
 	free(c->g);
 	free(c->scc);
+	free(c->sp);
+	free(c->dp);
+	free(c->dcol);
 	free(c->up);
 	free(c->ust);
 	memset(c, 0, sizeof(*c));
@@ -518,6 +535,38 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 	for (i = n; i > 0; i--)
 		c->qp[i] = c->qp[i - 1];
 	c->qp[0] = 0;
+
+	/*
+	 * SCC ranges and the condensation DAG: a removal marks the SCCs downstream of its
+	 * states, and every state of a marked SCC is solved, so it walks SCCs, not states.
+	 */
+	c->nscc = n > 0 ? (size_t)c->scc[n - 1] + 1 : 0;
+	c->sp = calloc(c->nscc + 1, sizeof(*c->sp));
+	c->dp = calloc(c->nscc + 1, sizeof(*c->dp));
+	c->dcol = malloc((ne ? ne : 1) * sizeof(*c->dcol));
+	if (c->sp == NULL || c->dp == NULL || c->dcol == NULL)
+		goto fail;
+	for (i = 0; i < n; i++)
+		c->sp[c->scc[i] + 1]++;
+	for (i = 0; i < c->nscc; i++)
+		c->sp[i + 1] += c->sp[i];
+	memset(newid, 0xff, n * sizeof(*newid)); /* reused: the SCC that last listed one */
+	for (i = 0, e = 0; i < c->nscc; i++) {
+		size_t v, f;
+
+		c->dp[i] = e;
+		for (v = c->sp[i]; v < c->sp[i + 1]; v++) {
+			for (f = c->rp[v]; f < c->rp[v + 1]; f++) {
+				uint32_t t = c->scc[c->col[f]];
+
+				if (t == i || newid[t] == i)
+					continue;
+				newid[t] = (uint32_t)i;
+				c->dcol[e++] = t;
+			}
+		}
+	}
+	c->dp[c->nscc] = e;
 
 	/* Per unit, the states holding it (each state once per distinct unit). */
 	for (i = 0; i < n; i++) {
@@ -717,26 +766,47 @@ mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
 }
 
 /*
- * The same for MK_LANES removals at once, sharing each pass over the graph: lane j of
- * state s is forced to 0 where s holds lane j's unit (its incoming traffic goes to null).
+ * The same for MK_LANES removals at once, sharing each pass over the graph. Lane j holds
+ * δ = v − v₋u, the visits that removing lane j's unit takes away, not v₋u itself: where
+ * the removal is rare δ is tiny next to v, and v − v₋u would lose its digits to
+ * cancellation. δ_s = v_s where s holds the unit (its incoming traffic goes to null), and
+ * elsewhere δ = Qᵀδ. Each lane stops on its own scale: its largest update below
+ * MK_LANE_TOL times its largest δ, so a rare unit is solved to the same relative accuracy
+ * as a popular one.
  */
 static int
 mk_lane_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
-	size_t i, e, sweep, maxsweep = m == 1 ? 1 : MK_MAX_SWEEPS, L = MK_LANES;
-	double om = m == 1 ? 1.0 : MK_OMEGA, prevd = 0, c1[MK_LANES], c0[MK_LANES];
-	double *cur = s->dl, *d1 = s->dl + m * L, *d2 = s->dl + 2 * m * L, *tmp;
+	size_t i, e, sweep, L = MK_LANES;
+	double om = MK_OMEGA, prevd = 0, c1[MK_LANES], c0[MK_LANES];
+	float *cur = s->dl, *d1 = s->dl + m * L, *d2 = s->dl + 2 * m * L, *tmp;
 	int j, xp = m > MK_DENSE_MAX ? MK_XP_MAX : 0, hist = 0, any, ok[MK_LANES];
 	struct mk_fit f[MK_LANES];
 
+	/* A state alone (no self-loops): its predecessors are solved, one pass is exact. */
+	if (m == 1) {
+		uint32_t v = s->grp[0];
+		double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * L;
+
+		for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+			const double *src = s->lv + (size_t)c->qcol[e] * L;
+			double p = c->qpr[e];
+
+			for (j = 0; j < MK_LANES; j++)
+				acc[j] += p * src[j];
+		}
+		for (j = 0; j < MK_LANES; j++)
+			lv[j] = (s->lane[v] >> j & 1) ? s->v[v] : acc[j];
+		return TP_OK;
+	}
 	/* Over-relaxation turns modes negative, which the jumps fit worse than they help. */
 	if (xp > 0)
 		om = 1.0;
 
-	for (sweep = 0; sweep < maxsweep; sweep++) {
-		double maxd = 0, maxv = 0;
-		int fit = xp > 0 && hist >= 2;
+	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
+		double sum = 0, maxd[MK_LANES] = { 0 }, maxv[MK_LANES] = { 0 };
+		int fit = xp > 0 && hist >= 2, done = 1;
 
 		memset(f, 0, sizeof(f));
 		for (i = 0; i < m; i++) {
@@ -752,11 +822,11 @@ mk_lane_group(struct mk_solver *s, size_t m)
 			}
 			for (j = 0; j < MK_LANES; j++) {
 				double nv =
-				    (s->lane[v] >> j & 1) ? 0 : lv[j] + om * (acc[j] - lv[j]);
+				    (s->lane[v] >> j & 1) ? s->v[v] : lv[j] + om * (acc[j] - lv[j]);
 				double d = nv - lv[j];
 
 				if (xp > 0)
-					cur[i * L + (size_t)j] = d;
+					cur[i * L + (size_t)j] = (float)d;
 				if (fit) {
 					double x1 = d1[i * L + (size_t)j],
 					       x2 = d2[i * L + (size_t)j];
@@ -770,14 +840,18 @@ mk_lane_group(struct mk_solver *s, size_t m)
 				}
 				lv[j] = nv;
 				d = fabs(d);
-				maxd = d > maxd ? d : maxd;
-				maxv = nv > maxv ? nv : maxv;
+				maxd[j] = d > maxd[j] ? d : maxd[j];
+				maxv[j] = nv > maxv[j] ? nv : maxv[j];
 			}
 		}
-		if (maxd <= MK_TOL * maxv)
+		for (j = 0; j < MK_LANES; j++) {
+			done &= maxd[j] <= MK_LANE_TOL * maxv[j];
+			sum += maxv[j] > 0 ? maxd[j] / maxv[j] : 0;
+		}
+		if (done)
 			return TP_OK;
-		om = mk_omega(om, maxd, prevd);
-		prevd = maxd;
+		om = mk_omega(om, sum, prevd);
+		prevd = sum;
 		if (xp == 0)
 			continue;
 		hist++;
@@ -808,7 +882,7 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		d1 = cur;
 		cur = tmp;
 	}
-	return m == 1 ? TP_OK : TP_INTERNAL;
+	return TP_INTERNAL;
 }
 
 /* Solve the states flagged in bits, SCC by SCC, sources first; clears the flags. */
@@ -845,34 +919,63 @@ mk_solve(struct mk_solver *s, int lanes)
 	return TP_OK;
 }
 
+/* Solve the SCCs flagged in bits (whole), sinks last; the flags stay for mk_remove. */
+static int
+mk_solve_sccs(struct mk_solver *s)
+{
+	const struct mk_chain *c = s->c;
+	size_t w, i, lo, m;
+	int rv;
+
+	for (w = (c->nscc + 63) / 64; w-- > 0;) {
+		uint64_t bits = s->bits[w];
+
+		while (bits != 0) {
+			int hi = 63 - __builtin_clzll(bits);
+			size_t k = w * 64 + (size_t)hi;
+
+			bits &= ~((uint64_t)1 << hi);
+			lo = c->sp[k];
+			m = c->sp[k + 1] - lo;
+			/* From the highest state down, as the full chain's solve goes. */
+			for (i = 0; i < m; i++)
+				s->grp[i] = (uint32_t)(lo + m - 1 - i);
+			if ((rv = mk_lane_group(s, m)) != TP_OK)
+				return rv;
+		}
+	}
+	return TP_OK;
+}
+
 /*
  * Remove units u[0..nu-1] (nu <= MK_LANES), one per lane. Only the states holding one of
- * them and their descendants see different visits, so only those are solved. Leaves in
- * dconv[j] = P(conv) − P₋u(conv) and in dval[j] = Σ_s (q_s − q₋u,s)·m_s, then restores.
+ * them and their descendants see different visits, so only the SCCs downstream of those
+ * states are solved. Leaves in dconv[j] = P(conv) − P₋u(conv) = Σ_s δ_s·r_s and in
+ * dval[j] = Σ_s (q_s − q₋u,s)·m_s = Σ_s δ_s·g_s, then zeroes the lanes it used.
  */
 static int
 mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double *dval)
 {
 	const struct mk_chain *c = s->c;
-	size_t i, e, head = 0, tail = 0;
+	size_t i, e, v, head = 0, tail = 0;
 	int j, rv;
 
 	for (j = 0; j < nu; j++) {
 		for (i = c->up[u[j]]; i < c->up[u[j] + 1]; i++) {
-			uint32_t v = c->ust[i];
+			uint32_t k = c->scc[c->ust[i]];
 
-			s->lane[v] |= (uint8_t)(1u << j);
-			if (s->bits[v / 64] >> (v % 64) & 1)
+			s->lane[c->ust[i]] |= (uint8_t)(1u << j);
+			if (s->bits[k / 64] >> (k % 64) & 1)
 				continue;
-			s->bits[v / 64] |= (uint64_t)1 << (v % 64);
-			s->list[tail++] = v;
+			s->bits[k / 64] |= (uint64_t)1 << (k % 64);
+			s->list[tail++] = k;
 		}
 	}
 	while (head < tail) {
-		uint32_t v = s->list[head++];
+		uint32_t k = s->list[head++];
 
-		for (e = c->rp[v]; e < c->rp[v + 1]; e++) {
-			uint32_t t = c->col[e];
+		for (e = c->dp[k]; e < c->dp[k + 1]; e++) {
+			uint32_t t = c->dcol[e];
 
 			if (s->bits[t / 64] >> (t % 64) & 1)
 				continue;
@@ -880,19 +983,23 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 			s->list[tail++] = t;
 		}
 	}
-	rv = mk_solve(s, 1);
+	rv = mk_solve_sccs(s);
 	for (j = 0; j < MK_LANES; j++)
 		dconv[j] = dval[j] = 0;
 	for (i = 0; i < tail; i++) {
-		uint32_t v = s->list[i];
-		double *lv = s->lv + (size_t)v * MK_LANES;
+		uint32_t k = s->list[i];
 
-		for (j = 0; j < MK_LANES; j++) {
-			dconv[j] += (s->v[v] - lv[j]) * c->r[v];
-			dval[j] += (s->v[v] - lv[j]) * c->g[v];
-			lv[j] = s->v[v];
+		s->bits[k / 64] &= ~((uint64_t)1 << (k % 64));
+		for (v = c->sp[k]; v < c->sp[k + 1]; v++) {
+			double *lv = s->lv + v * MK_LANES;
+
+			for (j = 0; j < MK_LANES; j++) {
+				dconv[j] += lv[j] * c->r[v];
+				dval[j] += lv[j] * c->g[v];
+				lv[j] = 0;
+			}
+			s->lane[v] = 0;
 		}
-		s->lane[v] = 0;
 	}
 	return rv;
 }
@@ -936,9 +1043,6 @@ mk_worker_free(struct mk_worker *w)
 static int
 mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain *c, double *v)
 {
-	size_t i;
-	int j;
-
 	memset(w, 0, sizeof(*w));
 	w->pool = pool;
 	w->s.c = c;
@@ -946,19 +1050,16 @@ mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain 
 	/* One state's lanes share a cache line: a sweep is bound by these random reads. */
 	w->s.lv = aligned_alloc(64, (c->n * MK_LANES * sizeof(double) + 63) / 64 * 64);
 	w->s.lane = calloc(c->n, 1);
-	w->s.bits = calloc((c->n + 63) / 64, sizeof(uint64_t));
+	w->s.bits = calloc((c->nscc + 63) / 64 + 1, sizeof(uint64_t));
 	w->s.grp = malloc(c->n * sizeof(uint32_t));
-	w->s.list = malloc(c->n * sizeof(uint32_t));
-	w->s.dl = malloc(3 * (pool->maxscc ? pool->maxscc : 1) * MK_LANES * sizeof(double));
+	w->s.list = malloc((c->nscc + 1) * sizeof(uint32_t));
+	w->s.dl = malloc(3 * (pool->maxscc ? pool->maxscc : 1) * MK_LANES * sizeof(float));
 	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
 	    w->s.list == NULL || w->s.dl == NULL) {
 		mk_worker_free(w);
 		return TP_RESOURCE_EXHAUSTED;
 	}
-	for (i = 0; i < c->n; i++) {
-		for (j = 0; j < MK_LANES; j++)
-			w->s.lv[i * MK_LANES + (size_t)j] = v[i];
-	}
+	memset(w->s.lv, 0, c->n * MK_LANES * sizeof(double));
 	return TP_OK;
 }
 
