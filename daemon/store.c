@@ -338,6 +338,26 @@ grow_map(struct store *s, size_t seen)
 	return rc;
 }
 
+/*
+ * A store the map grew for is larger than map_size says: LMDB then opens it with a map
+ * exactly as large as its data, and the first commit (ours, at open) would hit
+ * MDB_MAP_FULL before the writer could grow anything. Give it room first.
+ */
+static int
+open_headroom(MDB_env *env)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	size_t used, want;
+	int rc;
+
+	if ((rc = mdb_env_info(env, &info)) != 0 || (rc = mdb_env_stat(env, &st)) != 0)
+		return rc;
+	used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+	want = used + used / 4 + ((size_t)64 << 20);
+	return info.me_mapsize >= want ? 0 : mdb_env_set_mapsize(env, want);
+}
+
 /* mdb_env_info() reads the meta pages in the map: under the gate, like a transaction. */
 static size_t
 map_size(struct store *s)
@@ -1951,6 +1971,10 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 		goto fail;
 	}
 	mdb_reader_check(s->env, &dead);
+	if ((rc = open_headroom(s->env)) != 0) {
+		set_err(errbuf, errlen, "store: map size", rc);
+		goto fail;
+	}
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &s->log)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "ids", MDB_CREATE, &s->ids)) != 0 ||

@@ -223,6 +223,23 @@ one_round(unsigned round)
 	assert_int_equal(c.events, touches);
 	assert_int_equal(c.customers, NCUST); /* every anon id went to one of them */
 	store_close(s);
+
+	/* Reopened with the 64 KiB map_size it started from: the store is far larger now. */
+	assert_int_equal(store_open(&s, &o, NULL, 0), TP_OK);
+	assert_int_equal(store_stats(s, &st), TP_OK);
+	assert_true(st.map_size >= st.store_bytes + st.store_bytes / 8); /* room to write */
+	{
+		struct tbatch *t = tb_new(1);
+
+		tb_add(t, ev_touch("after-reopen", "cust1", T0 + 86400000000LL, "email", ""));
+		assert_int_equal(tb_write(s, t), TP_OK);
+		assert_int_equal(t->b.accepted, 1);
+		tb_free(t);
+	}
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(store_scan(s, count_cb, &c), TP_OK);
+	assert_int_equal(c.events, touches + 1);
+	store_close(s);
 	rm_store_dir(dir);
 }
 
