@@ -765,24 +765,6 @@ mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
 	       fabs(*c0) < MK_XP_LAM;
 }
 
-/* acc[j] = Σ over v's predecessors of p · lane j (the Gauss–Seidel gather of one state). */
-static inline void
-mk_gather(const struct mk_solver *s, const struct mk_chain *c, uint32_t v, double *acc)
-{
-	size_t e;
-	int j;
-
-	for (j = 0; j < MK_LANES; j++)
-		acc[j] = 0;
-	for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
-		const double *src = s->lv + (size_t)c->qcol[e] * MK_LANES;
-		double p = c->qpr[e];
-
-		for (j = 0; j < MK_LANES; j++)
-			acc[j] += p * src[j];
-	}
-}
-
 /*
  * The same for MK_LANES removals at once, sharing each pass over the graph. Lane j holds
  * δ = v − v₋u, the visits that removing lane j's unit takes away, not v₋u itself: where
@@ -796,7 +778,7 @@ static int
 mk_lane_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
-	size_t i, sweep, L = MK_LANES;
+	size_t i, e, sweep, L = MK_LANES;
 	double om = MK_OMEGA, prevd = 0, c1[MK_LANES], c0[MK_LANES];
 	float *cur = s->dl, *d1 = s->dl + m * L, *d2 = s->dl + 2 * m * L, *tmp;
 	int j, xp = m > MK_DENSE_MAX ? MK_XP_MAX : 0, hist = 0, any, ok[MK_LANES];
@@ -805,9 +787,15 @@ mk_lane_group(struct mk_solver *s, size_t m)
 	/* A state alone (no self-loops): its predecessors are solved, one pass is exact. */
 	if (m == 1) {
 		uint32_t v = s->grp[0];
-		double acc[MK_LANES], *lv = s->lv + (size_t)v * L;
+		double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * L;
 
-		mk_gather(s, c, v, acc);
+		for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+			const double *src = s->lv + (size_t)c->qcol[e] * L;
+			double p = c->qpr[e];
+
+			for (j = 0; j < MK_LANES; j++)
+				acc[j] += p * src[j];
+		}
 		for (j = 0; j < MK_LANES; j++)
 			lv[j] = (s->lane[v] >> j & 1) ? s->v[v] : acc[j];
 		return TP_OK;
@@ -823,9 +811,15 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		memset(f, 0, sizeof(f));
 		for (i = 0; i < m; i++) {
 			uint32_t v = s->grp[i];
-			double acc[MK_LANES], *lv = s->lv + (size_t)v * L;
+			double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * L;
 
-			mk_gather(s, c, v, acc);
+			for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
+				const double *src = s->lv + (size_t)c->qcol[e] * L;
+				double p = c->qpr[e];
+
+				for (j = 0; j < MK_LANES; j++)
+					acc[j] += p * src[j];
+			}
 			for (j = 0; j < MK_LANES; j++) {
 				double nv =
 				    (s->lane[v] >> j & 1) ? s->v[v] : lv[j] + om * (acc[j] - lv[j]);
