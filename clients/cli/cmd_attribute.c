@@ -358,100 +358,109 @@ static const char paths_help[] =
     "                  (as for attribute)\n";
 
 #ifdef TP_HAVE_ENGINE
+typedef int (*paths_page_fn)(void *arg, Touchpoint__V1__PathsResponse *page);
+
 /*
- * export paths: the whole table, page by page (a large store's table is bigger than one
- * message), every page from the snapshot the first one computed.
+ * Every page of req's table, in order, to fn (an exit code; the page is freed after): a large
+ * store's table is bigger than one message, and each page comes from the snapshot the
+ * first one computed.
  */
+static int
+paths_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, paths_page_fn fn, void *arg)
+{
+	Touchpoint__V1__PathsResponse *r = NULL;
+	int rv;
+
+	req->limit = EXPORT_PAGE_ROWS;
+	req->offset = req->snapshot = 0;
+	do {
+		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
+		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
+		if (rv != EX_OK)
+			return rv;
+		rv = fn(arg, r);
+		req->offset = r->next_offset;
+		req->snapshot = r->snapshot;
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	} while (rv == EX_OK && req->offset != 0);
+	return rv;
+}
+
+static int
+export_page(void *arg, Touchpoint__V1__PathsResponse *page)
+{
+	return attr_render_path_rows(arg, page) == TP_OK ? EX_OK : EX_IOERR;
+}
+
+/* export paths: the CSV header, then every page's rows; no half file left on an error. */
 static int
 export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 {
-	Touchpoint__V1__PathsResponse *r = NULL;
 	FILE *f = stdout;
-	int rv = EX_OK;
+	int rv;
 
 	if (out != NULL && (f = fopen(out, "w")) == NULL) {
 		perror(out);
 		return EX_CANTCREAT;
 	}
 	fputs(ATTR_PATHS_CSV_HEADER "\r\n", f);
-	req->limit = EXPORT_PAGE_ROWS;
-	for (;;) {
-		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
-		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
-		if (rv != EX_OK)
-			break;
-		if (attr_render_path_rows(f, r) != TP_OK) {
-			rv = EX_IOERR;
-			break;
-		}
-		req->offset = r->next_offset;
-		req->snapshot = r->snapshot;
-		protobuf_c_message_free_unpacked(&r->base, NULL);
-		r = NULL;
-		if (req->offset == 0)
-			break;
-	}
-	if (r != NULL)
-		protobuf_c_message_free_unpacked(&r->base, NULL);
+	rv = paths_pages(c, req, export_page, f);
 	if (f != stdout ? fclose(f) != 0 : fflush(f) != 0) {
 		if (rv == EX_OK)
 			perror(out != NULL ? out : "stdout");
 		rv = rv == EX_OK ? EX_IOERR : rv;
 	}
 	if (rv != EX_OK && out != NULL)
-		unlink(out); /* no half table that looks whole */
+		unlink(out);
 	return rv;
 }
-#endif
 
-#ifdef TP_HAVE_ENGINE
+/* The pages joined: rows and totals move out of each page into one response. */
+struct paths_join {
+	Touchpoint__V1__PathsResponse *all;
+};
+
+static int
+join_page(void *arg, Touchpoint__V1__PathsResponse *page)
+{
+	Touchpoint__V1__PathsResponse *all = ((struct paths_join *)arg)->all;
+	Touchpoint__V1__PathRow **np;
+
+	np = realloc(all->paths, (all->n_paths + page->n_paths + 1) * sizeof(*np));
+	if (np == NULL) {
+		fprintf(stderr, "touchpoint: out of memory joining the path table\n");
+		return EX_OSERR;
+	}
+	all->paths = np;
+	memcpy(all->paths + all->n_paths, page->paths, page->n_paths * sizeof(*np));
+	all->n_paths += page->n_paths;
+	page->n_paths = 0; /* the rows are all's now */
+	if (all->totals == NULL) {
+		all->totals = page->totals;
+		page->totals = NULL;
+		all->distinct_paths = page->distinct_paths;
+	}
+	return EX_OK;
+}
+
 int
 attr_paths_fetch(tp_client *c, Touchpoint__V1__PathsRequest *req,
                  Touchpoint__V1__PathsResponse **out)
 {
-	Touchpoint__V1__PathsResponse *r = NULL, *pg = NULL;
+	struct paths_join j;
 	int rv;
 
 	*out = NULL;
-	req->limit = EXPORT_PAGE_ROWS;
-	req->offset = req->snapshot = 0;
-	rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
-	             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
-	while (rv == EX_OK && r->next_offset != 0) {
-		Touchpoint__V1__PathRow **np;
-
-		req->offset = r->next_offset;
-		req->snapshot = r->snapshot;
-		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
-		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&pg);
-		if (rv != EX_OK)
-			break;
-		np = realloc(r->paths, (r->n_paths + pg->n_paths + 1) * sizeof(*np));
-		if (np == NULL) {
-			fprintf(stderr, "touchpoint: out of memory joining the path table\n");
-			rv = EX_OSERR;
-			break;
-		}
-		r->paths = np;
-		memcpy(r->paths + r->n_paths, pg->paths, pg->n_paths * sizeof(*np));
-		r->n_paths += pg->n_paths;
-		pg->n_paths = 0; /* the rows are r's now */
-		r->next_offset = pg->next_offset;
-		protobuf_c_message_free_unpacked(&pg->base, NULL);
-		pg = NULL;
-	}
-	if (pg != NULL)
-		protobuf_c_message_free_unpacked(&pg->base, NULL);
-	if (rv != EX_OK) {
-		if (r != NULL)
-			protobuf_c_message_free_unpacked(&r->base, NULL);
+	if ((j.all = malloc(sizeof(*j.all))) == NULL)
+		return EX_OSERR;
+	touchpoint__v1__paths_response__init(j.all);
+	if ((rv = paths_pages(c, req, join_page, &j)) != EX_OK) {
+		protobuf_c_message_free_unpacked(&j.all->base, NULL);
 		return rv;
 	}
-	r->snapshot = 0;
-	*out = r;
+	*out = j.all;
 	return EX_OK;
 }
-
 #endif
 
 static int
