@@ -33,6 +33,8 @@ struct cli {
 /* sysexits code for a tp status (SPEC §6). */
 int cli_exit_code(int status);
 int cli_parse_format(const char *s, enum cli_format *f);
+/* A decimal count in [min, max] (an option's value); 0, or -1 if it is not one. */
+int cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 /* Prints "touchpoint CMD: message" and a --help hint to stderr; returns 64. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints usage (stdout) and returns 0. */

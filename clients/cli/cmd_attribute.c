@@ -476,7 +476,6 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 	const char *out = NULL;
 	tp_client *c = NULL;
 	unsigned long top = export ? 0 : 20;
-	char *end;
 	int ch, rv, st;
 
 	attr_longopts_build(longopts, NULL, 0);
@@ -489,8 +488,7 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 			if (cli_parse_format(optarg, &fmt) != 0)
 				return cli_usage(cmd, "bad --format '%s'", optarg);
 		} else if (ch == ATTR_OPT_TOP && !export) {
-			top = strtoul(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || top > UINT32_MAX)
+			if (cli_parse_count(optarg, 0, UINT32_MAX, &top) != 0)
 				return cli_usage(cmd, "bad --top '%s'", optarg);
 		} else if (ch == 'o' && export) {
 			out = optarg;

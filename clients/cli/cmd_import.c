@@ -801,7 +801,7 @@ cmd_import(struct cli *g, int argc, char **argv)
 	struct imp m = { 0 };
 	enum cli_format fmt = CLI_TABLE;
 	const char *informat = NULL, *path;
-	char base[4096], *end;
+	char base[4096];
 	unsigned long batch = 1000, jobs = 4;
 	pthread_t tids[IMP_MAX_JOBS];
 	size_t i, nthreads = 0;
@@ -820,16 +820,10 @@ cmd_import(struct cli *g, int argc, char **argv)
 				return cli_usage("import", "--input-format is csv or ndjson");
 			informat = optarg;
 		} else if (ch == 'b') {
-			errno = 0;
-			batch = strtoul(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' || batch == 0 ||
-			    batch > IMP_MAX_BATCH)
+			if (cli_parse_count(optarg, 1, IMP_MAX_BATCH, &batch) != 0)
 				return cli_usage("import", "--batch is 1..%d", IMP_MAX_BATCH);
 		} else if (ch == 'j') {
-			errno = 0;
-			jobs = strtoul(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' || jobs == 0 ||
-			    jobs > IMP_MAX_JOBS)
+			if (cli_parse_count(optarg, 1, IMP_MAX_JOBS, &jobs) != 0)
 				return cli_usage("import", "--jobs is 1..%d", IMP_MAX_JOBS);
 		} else {
 			return cli_usage("import", "unknown or incomplete option");

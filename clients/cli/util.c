@@ -2,6 +2,7 @@
  * Shared CLI plumbing: exit codes, common options, connecting and calling with errors
  * reported the same way everywhere.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -31,6 +32,20 @@ cli_exit_code(int status)
 	default:
 		return EX_SOFTWARE;
 	}
+}
+
+int
+cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 int
