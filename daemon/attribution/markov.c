@@ -618,6 +618,30 @@ fail:
 	return rv;
 }
 
+/*
+ * Partial pivoting of both dense eliminations: the row at or below k (rows of w values)
+ * whose column k is largest in magnitude is swapped into row k; its index is returned.
+ */
+static size_t
+mk_pivot(double *a, size_t w, size_t n, size_t k)
+{
+	size_t i, j, piv = k;
+
+	for (i = k + 1; i < n; i++) {
+		if (fabs(a[i * w + k]) > fabs(a[piv * w + k]))
+			piv = i;
+	}
+	if (piv != k) {
+		for (j = 0; j < w; j++) {
+			double t = a[k * w + j];
+
+			a[k * w + j] = a[piv * w + j];
+			a[piv * w + j] = t;
+		}
+	}
+	return piv;
+}
+
 /* Gaussian elimination with partial pivoting on the m x m system a x = b (b gets x). */
 static void
 mk_dense(double *a, double *b, size_t m)
@@ -625,18 +649,7 @@ mk_dense(double *a, double *b, size_t m)
 	size_t i, j, k, piv;
 
 	for (k = 0; k < m; k++) {
-		piv = k;
-		for (i = k + 1; i < m; i++) {
-			if (fabs(a[i * m + k]) > fabs(a[piv * m + k]))
-				piv = i;
-		}
-		if (piv != k) {
-			for (j = 0; j < m; j++) {
-				double t = a[k * m + j];
-
-				a[k * m + j] = a[piv * m + j];
-				a[piv * m + j] = t;
-			}
+		if ((piv = mk_pivot(a, m, m, k)) != k) {
 			double t = b[k];
 
 			b[k] = b[piv];
@@ -1180,21 +1193,9 @@ mk_order1(const struct mk_chain *c, uint32_t nunits, double *re, double *vc)
 			g[i * w + c->col[e]] -= c->p[e];
 	}
 	for (k = 0; k < n; k++) {
-		size_t piv = k;
 		double d;
 
-		for (i = k + 1; i < n; i++) {
-			if (fabs(g[i * w + k]) > fabs(g[piv * w + k]))
-				piv = i;
-		}
-		if (piv != k) {
-			for (j = 0; j < w; j++) {
-				double t = g[k * w + j];
-
-				g[k * w + j] = g[piv * w + j];
-				g[piv * w + j] = t;
-			}
-		}
+		mk_pivot(g, w, n, k);
 		d = g[k * w + k];
 		for (j = k; j < w; j++)
 			g[k * w + j] /= d;
