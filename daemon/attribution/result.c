@@ -536,8 +536,9 @@ build_paths(struct attr_engine *e, uint32_t top, uint64_t offset, uint32_t limit
 		const uint32_t *u = attr_ptab_units(pt, k);
 		Touchpoint__V1__PathRow *row;
 
-		bytes += path_row_bytes(e, u, p->len);
-		if (bytes > max_bytes && i > offset)
+		/* Only a bounded page counts its bytes (strlen of every name). */
+		if (max_bytes != SIZE_MAX && (bytes += path_row_bytes(e, u, p->len)) > max_bytes &&
+		    i > offset)
 			break;
 		NEW(Touchpoint__V1__PathRow, touchpoint__v1__path_row__init, row);
 		r->paths[r->n_paths++] = row;
