@@ -79,11 +79,15 @@ struct went {
 	uint32_t b, i, ord;
 };
 
+/* Names an event interns, at most STORE_NAMES, in the order of ev_names(). */
+#define STORE_NAMES 4
+
 /* See store_prepare(): one allocation, the arrays follow the header. */
 struct store_prepared {
 	size_t n;
 	struct went *went; /* n entries in key order (went_cmp); b = 0, ord = i */
 	uint64_t *cust;    /* customer id hashes, by index in the batch */
+	uint64_t *names;   /* STORE_NAMES hashes of ev_names() an event, by index */
 };
 
 /* A log record with its run key decoded (customer hash, biased ts, seq); val points into the map.
@@ -535,12 +539,11 @@ dict_add_mem(struct store *s, const char *name, size_t len, uint64_t h)
 	return 0;
 }
 
-/* Interns name within txn; *id = 0 for the empty string. */
+/* Interns name, whose keyed hash is h (store_prepare), within txn; *id = 0 for "". */
 static int
-intern(struct store *s, MDB_txn *txn, const char *name, uint32_t *id)
+intern(struct store *s, MDB_txn *txn, const char *name, uint64_t h, uint32_t *id)
 {
 	size_t len = name != NULL ? strlen(name) : 0, i;
-	uint64_t h;
 	uint8_t kb[4];
 	MDB_val k, v;
 	int rc;
@@ -550,7 +553,6 @@ intern(struct store *s, MDB_txn *txn, const char *name, uint32_t *id)
 		return 0;
 	if (len > RECORD_MAX_STR)
 		return EINVAL;
-	h = record_hash(s->key, name, len);
 	for (i = h & (s->dcap - 1); s->dcap > 0 && s->dtab[i].id != 0;
 	     i = (i + 1) & (s->dcap - 1)) {
 		if (s->dtab[i].h == h && strcmp(dict_at(s, s->dtab[i].id), name) == 0) {
@@ -979,10 +981,48 @@ customers_now(const struct store *s)
 	return s->cust_exact != CUST_INEXACT ? s->cust_exact : hll_estimate(s->hll);
 }
 
+/*
+ * The names ev interns, in a fixed order per kind (NULL: none); store_prepare() hashes
+ * them and put_event() interns them with those hashes.
+ */
+static void
+ev_names(const Touchpoint__V1__Event *ev, const char *nm[STORE_NAMES])
+{
+	memset(nm, 0, STORE_NAMES * sizeof(*nm));
+	switch (ev->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		if (ev->touch == NULL)
+			break;
+		nm[0] = ev->touch->channel;
+		nm[1] = ev->touch->campaign;
+		nm[2] = ev->touch->source;
+		nm[3] = ev->touch->medium;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		if (ev->conversion == NULL)
+			break;
+		nm[0] = ev->conversion->name == NULL || ev->conversion->name[0] == 0
+		            ? "conversion"
+		            : ev->conversion->name;
+		nm[1] = ev->conversion->currency;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		if (ev->spend == NULL)
+			break;
+		nm[0] = ev->spend->channel;
+		nm[1] = ev->spend->campaign;
+		nm[2] = ev->spend->currency;
+		break;
+	default:
+		break;
+	}
+}
+
 static int
 put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64_t seq,
-          uint64_t cust)
+          uint64_t cust, const uint64_t *nh)
 {
+	const char *nm[STORE_NAMES];
 	struct record_ids ids = { 0 };
 	const char *cid = ev->customer_id != NULL ? ev->customer_id : "";
 	uint8_t kb[12];
@@ -992,21 +1032,21 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 
 	ids.seq = seq;
 	ids.cust = cust;
+	ev_names(ev, nm);
 	switch (ev->kind_case) {
 	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
 		kind = ATTR_TOUCH;
-		if ((rc = intern(s, txn, ev->touch->channel, &ids.channel)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->source, &ids.source)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->medium, &ids.medium)) != 0)
+		if ((rc = intern(s, txn, nm[0], nh[0], &ids.channel)) != 0 ||
+		    (rc = intern(s, txn, nm[1], nh[1], &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, nm[2], nh[2], &ids.source)) != 0 ||
+		    (rc = intern(s, txn, nm[3], nh[3], &ids.medium)) != 0)
 			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
 		kind = ATTR_CONVERSION;
 		ids.name_default = ev->conversion->name == NULL || ev->conversion->name[0] == 0;
-		if ((rc = intern(s, txn, ids.name_default ? "conversion" : ev->conversion->name,
-		                 &ids.name)) != 0 ||
-		    (rc = intern(s, txn, ev->conversion->currency, &ids.currency)) != 0)
+		if ((rc = intern(s, txn, nm[0], nh[0], &ids.name)) != 0 ||
+		    (rc = intern(s, txn, nm[1], nh[1], &ids.currency)) != 0)
 			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
@@ -1022,9 +1062,9 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
 		kind = ATTR_SPEND;
 		if ((rc = spend_day(ev, &ids.day)) != 0 ||
-		    (rc = intern(s, txn, ev->spend->channel, &ids.channel)) != 0 ||
-		    (rc = intern(s, txn, ev->spend->campaign, &ids.campaign)) != 0 ||
-		    (rc = intern(s, txn, ev->spend->currency, &ids.currency)) != 0)
+		    (rc = intern(s, txn, nm[0], nh[0], &ids.channel)) != 0 ||
+		    (rc = intern(s, txn, nm[1], nh[1], &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, nm[2], nh[2], &ids.currency)) != 0)
 			return rc;
 		break;
 	default:
@@ -1127,7 +1167,8 @@ write_group(struct store *s, struct store_batch *const *batches,
 			if (batches[j]->dup[i])
 				continue;
 			if ((rc = put_event(s, txn, batches[j]->events[i], s->next_seq + total,
-			                    prep[j]->cust[i])) != 0)
+			                    prep[j]->cust[i], prep[j]->names + i * STORE_NAMES)) !=
+			    0)
 				goto fail;
 		}
 	}
@@ -1186,16 +1227,18 @@ store_prepare(struct store *s, Touchpoint__V1__Event *const *events, size_t n,
 	if (n > STORE_MAX_GROUP || (n > 0 && events == NULL))
 		return TP_INVALID_ARGUMENT;
 	/* went (8-byte aligned members) first, then cust: both aligned after the header. */
-	if ((p = malloc(sizeof(*p) + n * (sizeof(struct went) + sizeof(uint64_t)))) == NULL)
+	if ((p = malloc(sizeof(*p) +
+	                n * (sizeof(struct went) + (1 + STORE_NAMES) * sizeof(uint64_t)))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
 	p->n = n;
 	p->went = (struct went *)(p + 1);
 	p->cust = (uint64_t *)(p->went + n);
+	p->names = p->cust + n;
 	for (i = 0; i < n; i++) {
 		const Touchpoint__V1__Event *ev = events[i];
 		struct went *w = &p->went[i];
-		const char *cid;
-		size_t elen;
+		const char *cid, *nm[STORE_NAMES];
+		size_t elen, k;
 
 		if (ev == NULL || ev->event_id == NULL)
 			goto invalid;
@@ -1210,6 +1253,12 @@ store_prepare(struct store *s, Touchpoint__V1__Event *const *events, size_t n,
 		w->ord = (uint32_t)i;
 		cid = ev->customer_id != NULL ? ev->customer_id : "";
 		p->cust[i] = record_hash(s->key, cid, strlen(cid));
+		ev_names(ev, nm);
+		for (k = 0; k < STORE_NAMES; k++)
+			p->names[i * STORE_NAMES + k] =
+			    nm[k] != NULL && nm[k][0] != 0
+			        ? record_hash(s->key, nm[k], strlen(nm[k]))
+			        : 0;
 	}
 	qsort(p->went, n, sizeof(*p->went), went_cmp);
 	*pp = p;

@@ -53,7 +53,8 @@ int store_write(struct store *s, struct store_batch *const *batches, size_t nbat
 
 /*
  * The per-event work of store_write() that needs no transaction: the keyed hashes of the
- * event and customer ids, the biased timestamps and the batch's dedup entries in key order.
+ * event and customer ids and of the names it interns, the biased timestamps and the
+ * batch's dedup entries in key order.
  * Any thread, concurrently (it reads only the store's keys), so that the daemon does it on
  * the ingest threads and the writer only does the serial part. TP_INVALID_ARGUMENT for an
  * event without a valid event_id (as store_write()). Free with store_prepared_free().
