@@ -1,6 +1,8 @@
 /*
- * ingest: Ingest/Send. Decoding and validation run here, on NNG's threads, so they scale
- * with them; only valid batches reach the writer, which does nothing but I/O.
+ * ingest: Ingest/Send. Decoding, validation and the per-event work of the store that needs
+ * no transaction (store_prepare: hashes, dedup keys in order) run here, on NNG's threads, so
+ * they scale with them; only valid, prepared batches reach the writer, which does only what
+ * must be serial.
  */
 #include "ingest.h"
 
@@ -62,6 +64,7 @@ ingest_send(void *arg, struct rpc_call *call)
 	    (const Touchpoint__V1__SendRequest *)rpc_call_request(call);
 	Touchpoint__V1__SendResponse empty = TOUCHPOINT__V1__SEND_RESPONSE__INIT;
 	struct validate_report r;
+	struct store_prepared *prep = NULL;
 	const uint8_t *wire;
 	size_t len, n = req->n_events, bad;
 	int rv;
@@ -87,7 +90,17 @@ ingest_send(void *arg, struct rpc_call *call)
 		ingest_reject(call, req, wire, len, bad);
 		return;
 	}
-	rv = writer_submit(in->writer, call, req->events, n);
+	if ((rv = store_prepare(in->store, req->events, n, &prep)) != TP_OK) {
+		metrics_ingest(0, 0, n);
+		rpc_finish(call, rv, NULL,
+		           rv == TP_RESOURCE_EXHAUSTED
+		               ? "out of memory, retry later"
+		               : "batch has an event without a valid event_id");
+		return;
+	}
+	rv = writer_submit(in->writer, call, req->events, n, prep);
+	if (rv != TP_OK)
+		store_prepared_free(prep);
 	if (rv == TP_RESOURCE_EXHAUSTED)
 		rpc_finish(call, rv, NULL, "ingest queue full, retry");
 	else if (rv != TP_OK)

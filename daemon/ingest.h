@@ -16,6 +16,7 @@
 
 struct ingest {
 	struct writer *writer;
+	struct store *store; /* for store_prepare() only: the writer owns store_write() */
 	size_t max_batch_events;
 };
 

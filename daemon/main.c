@@ -369,6 +369,7 @@ main(int argc, char **argv)
 	ro.max_message_bytes = cfg.max_message_bytes;
 	ro.ipc_permissions = cfg.ipc_permissions;
 	in.writer = writer;
+	in.store = store;
 	in.max_batch_events = cfg.max_batch_events;
 	if ((rv = rpc_new(&rpc, &ro, err, sizeof(err))) != TP_OK ||
 	    (rv = ingest_register(&in, rpc)) != TP_OK ||

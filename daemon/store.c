@@ -79,6 +79,17 @@ struct went {
 	uint32_t b, i, ord;
 };
 
+/* Names an event interns, at most STORE_NAMES, in the order of ev_names(). */
+#define STORE_NAMES 4
+
+/* See store_prepare(): one allocation, the arrays follow the header. */
+struct store_prepared {
+	size_t n;
+	struct went *went; /* n entries in key order (went_cmp); b = 0, ord = i */
+	uint64_t *cust;    /* customer id hashes, by index in the batch */
+	uint64_t *names;   /* STORE_NAMES hashes of ev_names() an event, by index */
+};
+
 /* A log record with its run key decoded (customer hash, biased ts, seq); val points into the map.
  */
 struct kitem {
@@ -131,8 +142,8 @@ struct store {
 	struct dslot *dtab;
 	size_t dcap; /* power of two */
 	uint32_t dict_n, dict_committed;
-	struct went *went;
-	size_t went_cap;
+	struct went *went, *wtmp; /* the group's dedup entries; wtmp: scratch of the merge */
+	size_t went_cap, wtmp_cap;
 	uint8_t enc[RECORD_PREFIX + RECORD_MAX];
 	struct kitem *fl, *fltmp;
 	size_t fl_cap, fltmp_cap;
@@ -528,12 +539,11 @@ dict_add_mem(struct store *s, const char *name, size_t len, uint64_t h)
 	return 0;
 }
 
-/* Interns name within txn; *id = 0 for the empty string. */
+/* Interns name, whose keyed hash is h (store_prepare), within txn; *id = 0 for "". */
 static int
-intern(struct store *s, MDB_txn *txn, const char *name, uint32_t *id)
+intern(struct store *s, MDB_txn *txn, const char *name, uint64_t h, uint32_t *id)
 {
 	size_t len = name != NULL ? strlen(name) : 0, i;
-	uint64_t h;
 	uint8_t kb[4];
 	MDB_val k, v;
 	int rc;
@@ -543,7 +553,6 @@ intern(struct store *s, MDB_txn *txn, const char *name, uint32_t *id)
 		return 0;
 	if (len > RECORD_MAX_STR)
 		return EINVAL;
-	h = record_hash(s->key, name, len);
 	for (i = h & (s->dcap - 1); s->dcap > 0 && s->dtab[i].id != 0;
 	     i = (i + 1) & (s->dcap - 1)) {
 		if (s->dtab[i].h == h && strcmp(dict_at(s, s->dtab[i].id), name) == 0) {
@@ -972,9 +981,48 @@ customers_now(const struct store *s)
 	return s->cust_exact != CUST_INEXACT ? s->cust_exact : hll_estimate(s->hll);
 }
 
-static int
-put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64_t seq)
+/*
+ * The names ev interns, in a fixed order per kind (NULL: none); store_prepare() hashes
+ * them and put_event() interns them with those hashes.
+ */
+static void
+ev_names(const Touchpoint__V1__Event *ev, const char *nm[STORE_NAMES])
 {
+	memset(nm, 0, STORE_NAMES * sizeof(*nm));
+	switch (ev->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		if (ev->touch == NULL)
+			break;
+		nm[0] = ev->touch->channel;
+		nm[1] = ev->touch->campaign;
+		nm[2] = ev->touch->source;
+		nm[3] = ev->touch->medium;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		if (ev->conversion == NULL)
+			break;
+		nm[0] = ev->conversion->name == NULL || ev->conversion->name[0] == 0
+		            ? "conversion"
+		            : ev->conversion->name;
+		nm[1] = ev->conversion->currency;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		if (ev->spend == NULL)
+			break;
+		nm[0] = ev->spend->channel;
+		nm[1] = ev->spend->campaign;
+		nm[2] = ev->spend->currency;
+		break;
+	default:
+		break;
+	}
+}
+
+static int
+put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64_t seq,
+          uint64_t cust, const uint64_t *nh)
+{
+	const char *nm[STORE_NAMES];
 	struct record_ids ids = { 0 };
 	const char *cid = ev->customer_id != NULL ? ev->customer_id : "";
 	uint8_t kb[12];
@@ -983,22 +1031,22 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	int rc = 0, kind = 0;
 
 	ids.seq = seq;
-	ids.cust = record_hash(s->key, cid, strlen(cid));
+	ids.cust = cust;
+	ev_names(ev, nm);
 	switch (ev->kind_case) {
 	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
 		kind = ATTR_TOUCH;
-		if ((rc = intern(s, txn, ev->touch->channel, &ids.channel)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->campaign, &ids.campaign)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->source, &ids.source)) != 0 ||
-		    (rc = intern(s, txn, ev->touch->medium, &ids.medium)) != 0)
+		if ((rc = intern(s, txn, nm[0], nh[0], &ids.channel)) != 0 ||
+		    (rc = intern(s, txn, nm[1], nh[1], &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, nm[2], nh[2], &ids.source)) != 0 ||
+		    (rc = intern(s, txn, nm[3], nh[3], &ids.medium)) != 0)
 			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
 		kind = ATTR_CONVERSION;
 		ids.name_default = ev->conversion->name == NULL || ev->conversion->name[0] == 0;
-		if ((rc = intern(s, txn, ids.name_default ? "conversion" : ev->conversion->name,
-		                 &ids.name)) != 0 ||
-		    (rc = intern(s, txn, ev->conversion->currency, &ids.currency)) != 0)
+		if ((rc = intern(s, txn, nm[0], nh[0], &ids.name)) != 0 ||
+		    (rc = intern(s, txn, nm[1], nh[1], &ids.currency)) != 0)
 			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
@@ -1014,9 +1062,9 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
 		kind = ATTR_SPEND;
 		if ((rc = spend_day(ev, &ids.day)) != 0 ||
-		    (rc = intern(s, txn, ev->spend->channel, &ids.channel)) != 0 ||
-		    (rc = intern(s, txn, ev->spend->campaign, &ids.campaign)) != 0 ||
-		    (rc = intern(s, txn, ev->spend->currency, &ids.currency)) != 0)
+		    (rc = intern(s, txn, nm[0], nh[0], &ids.channel)) != 0 ||
+		    (rc = intern(s, txn, nm[1], nh[1], &ids.campaign)) != 0 ||
+		    (rc = intern(s, txn, nm[2], nh[2], &ids.currency)) != 0)
 			return rc;
 		break;
 	default:
@@ -1064,8 +1112,9 @@ struct wsnap {
 
 /* One attempt at writing the group; returns an LMDB/errno code. */
 static int
-write_group(struct store *s, struct store_batch *const *batches, size_t nb, size_t total,
-            struct wsnap *ws, struct run *newrun, int *flushed)
+write_group(struct store *s, struct store_batch *const *batches,
+            const struct store_prepared *const *prep, size_t nb, size_t total, struct wsnap *ws,
+            struct run *newrun, int *flushed)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *ic = NULL;
@@ -1117,7 +1166,8 @@ write_group(struct store *s, struct store_batch *const *batches, size_t nb, size
 		for (i = 0; i < batches[j]->n; i++, total++) {
 			if (batches[j]->dup[i])
 				continue;
-			if ((rc = put_event(s, txn, batches[j]->events[i], s->next_seq + total)) !=
+			if ((rc = put_event(s, txn, batches[j]->events[i], s->next_seq + total,
+			                    prep[j]->cust[i], prep[j]->names + i * STORE_NAMES)) !=
 			    0)
 				goto fail;
 		}
@@ -1167,59 +1217,176 @@ fail:
 }
 
 int
+store_prepare(struct store *s, Touchpoint__V1__Event *const *events, size_t n,
+              struct store_prepared **pp)
+{
+	struct store_prepared *p;
+	size_t i;
+
+	*pp = NULL;
+	if (n > STORE_MAX_GROUP || (n > 0 && events == NULL))
+		return TP_INVALID_ARGUMENT;
+	/* went (8-byte aligned members) first, then cust: both aligned after the header. */
+	if ((p = malloc(sizeof(*p) +
+	                n * (sizeof(struct went) + (1 + STORE_NAMES) * sizeof(uint64_t)))) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	p->n = n;
+	p->went = (struct went *)(p + 1);
+	p->cust = (uint64_t *)(p->went + n);
+	p->names = p->cust + n;
+	for (i = 0; i < n; i++) {
+		const Touchpoint__V1__Event *ev = events[i];
+		struct went *w = &p->went[i];
+		const char *cid, *nm[STORE_NAMES];
+		size_t elen, k;
+
+		if (ev == NULL || ev->event_id == NULL)
+			goto invalid;
+		elen = strlen(ev->event_id);
+		if (elen == 0 || elen > RECORD_MAX_STR)
+			goto invalid;
+		w->tsb = bias(ev->timestamp_us);
+		w->h = record_hash(s->key, ev->event_id, elen);
+		w->h2 = record_hash(s->key2, ev->event_id, elen);
+		w->b = 0;
+		w->i = (uint32_t)i;
+		w->ord = (uint32_t)i;
+		cid = ev->customer_id != NULL ? ev->customer_id : "";
+		p->cust[i] = record_hash(s->key, cid, strlen(cid));
+		ev_names(ev, nm);
+		for (k = 0; k < STORE_NAMES; k++)
+			p->names[i * STORE_NAMES + k] =
+			    nm[k] != NULL && nm[k][0] != 0
+			        ? record_hash(s->key, nm[k], strlen(nm[k]))
+			        : 0;
+	}
+	qsort(p->went, n, sizeof(*p->went), went_cmp);
+	*pp = p;
+	return TP_OK;
+invalid:
+	free(p);
+	return TP_INVALID_ARGUMENT;
+}
+
+void
+store_prepared_free(struct store_prepared *p)
+{
+	free(p);
+}
+
+/*
+ * The group's dedup entries in key order: each batch's (sorted by store_prepare) are
+ * copied with their group-wide ord, then the runs are merged pairwise. ord grows with the
+ * batch, so a stable merge of (tsb, h) equals a sort by went_cmp: of two equal events the
+ * earlier-arriving one comes first and is the one stored.
+ */
+static int
+went_group(struct store *s, struct store_batch *const *batches,
+           const struct store_prepared *const *prep, size_t nb, size_t total, size_t *bound)
+{
+	size_t j, i, off = 0, nr = nb;
+	struct went *t;
+
+	if (grow_buf((void **)&s->went, &s->went_cap, total + 1, sizeof(*s->went)) != 0 ||
+	    grow_buf((void **)&s->wtmp, &s->wtmp_cap, total + 1, sizeof(*s->wtmp)) != 0)
+		return ENOMEM;
+	for (j = 0; j < nb; j++) {
+		bound[j] = off;
+		for (i = 0; i < batches[j]->n; i++) {
+			struct went *w = &s->went[off + i];
+
+			*w = prep[j]->went[i];
+			w->b = (uint32_t)j;
+			w->ord = (uint32_t)(off + w->i);
+		}
+		off += batches[j]->n;
+	}
+	bound[nb] = total;
+	while (nr > 1) {
+		size_t r, k = 0;
+
+		for (r = 0; r < nr; r += 2) {
+			size_t a = bound[r], ae = bound[r + 1], b = ae;
+			size_t be = r + 2 <= nr ? bound[r + 2] : ae, o = a;
+
+			while (a < ae && b < be)
+				s->wtmp[o++] = went_cmp(&s->went[b], &s->went[a]) < 0
+				                   ? s->went[b++]
+				                   : s->went[a++];
+			while (a < ae)
+				s->wtmp[o++] = s->went[a++];
+			while (b < be)
+				s->wtmp[o++] = s->went[b++];
+			bound[k++] = bound[r];
+		}
+		bound[k] = total;
+		nr = k;
+		t = s->went;
+		s->went = s->wtmp;
+		s->wtmp = t;
+		i = s->went_cap;
+		s->went_cap = s->wtmp_cap;
+		s->wtmp_cap = i;
+	}
+	return 0;
+}
+
+int
 store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 {
 	struct wsnap *ws = NULL;
 	struct run newrun;
+	struct store_prepared **own = NULL;
+	const struct store_prepared **prep = NULL;
+	size_t *bound = NULL;
 	size_t total = 0, j, i, tries;
-	uint32_t ord = 0;
-	int rc, flushed;
+	int rc, flushed, st;
 
 	for (j = 0; j < nb; j++) {
 		if (batches[j] == NULL ||
-		    (batches[j]->n > 0 && (batches[j]->events == NULL || batches[j]->dup == NULL)))
+		    (batches[j]->n > 0 &&
+		     (batches[j]->events == NULL || batches[j]->dup == NULL)) ||
+		    (batches[j]->prep != NULL && batches[j]->prep->n != batches[j]->n))
 			return TP_INVALID_ARGUMENT;
 		total += batches[j]->n;
 		if (total > STORE_MAX_GROUP)
 			return TP_INVALID_ARGUMENT;
 	}
-	if (grow_buf((void **)&s->went, &s->went_cap, total + 1, sizeof(*s->went)) != 0)
-		return TP_RESOURCE_EXHAUSTED;
-	for (j = 0; j < nb; j++) {
-		for (i = 0; i < batches[j]->n; i++) {
-			const Touchpoint__V1__Event *ev = batches[j]->events[i];
-			struct went *w = &s->went[ord];
-
-			size_t elen;
-
-			if (ev == NULL || ev->event_id == NULL)
-				return TP_INVALID_ARGUMENT;
-			elen = strlen(ev->event_id);
-			if (elen == 0 || elen > RECORD_MAX_STR)
-				return TP_INVALID_ARGUMENT;
-			w->tsb = bias(ev->timestamp_us);
-			w->h = record_hash(s->key, ev->event_id, elen);
-			w->h2 = record_hash(s->key2, ev->event_id, elen);
-			w->b = (uint32_t)j;
-			w->i = (uint32_t)i;
-			w->ord = ord++;
-		}
+	if ((own = calloc(nb + 1, sizeof(*own))) == NULL ||
+	    (prep = calloc(nb + 1, sizeof(*prep))) == NULL ||
+	    (bound = calloc(nb + 1, sizeof(*bound))) == NULL) {
+		st = TP_RESOURCE_EXHAUSTED;
+		goto out;
 	}
-	qsort(s->went, total, sizeof(*s->went), went_cmp);
-	if ((ws = malloc(sizeof(*ws))) == NULL)
-		return TP_RESOURCE_EXHAUSTED;
+	/* Callers without the daemon's ingest threads (tests, benchmarks) prepare here. */
+	for (j = 0; j < nb; j++) {
+		if (batches[j]->prep == NULL &&
+		    (st = store_prepare(s, batches[j]->events, batches[j]->n, &own[j])) != TP_OK)
+			goto out;
+		prep[j] = batches[j]->prep != NULL ? batches[j]->prep : own[j];
+	}
+	if (went_group(s, batches, prep, nb, total, bound) != 0) {
+		st = TP_RESOURCE_EXHAUSTED;
+		goto out;
+	}
+	if ((ws = malloc(sizeof(*ws))) == NULL) {
+		st = TP_RESOURCE_EXHAUSTED;
+		goto out;
+	}
 	for (tries = 0;; tries++) {
 		size_t seen = map_size(s);
 
-		rc = write_group(s, batches, nb, total, ws, &newrun, &flushed);
+		rc = write_group(s, batches, prep, nb, total, ws, &newrun, &flushed);
 		if (rc != MDB_MAP_FULL || tries >= STORE_GROW_TRIES)
 			break;
 		if ((rc = grow_map(s, seen)) != 0)
 			break;
 	}
 	free(ws);
-	if (rc != 0)
-		return status_of(rc);
+	if (rc != 0) {
+		st = status_of(rc);
+		goto out;
+	}
 
 	atomic_store_explicit(&s->dict_pub, s->dict_n, memory_order_release);
 	s->dict_committed = s->dict_n;
@@ -1239,7 +1406,15 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 		pthread_cond_signal(&s->ccv);
 		pthread_mutex_unlock(&s->cmu);
 	}
-	return TP_OK;
+	st = TP_OK;
+out:
+	if (own != NULL)
+		for (j = 0; j < nb; j++)
+			store_prepared_free(own[j]);
+	free(own);
+	free(prep);
+	free(bound);
+	return st;
 }
 
 /* ---- compaction ---- */
@@ -1907,6 +2082,7 @@ store_free(struct store *s)
 	}
 	free(s->dtab);
 	free(s->went);
+	free(s->wtmp);
 	free(s->fl);
 	free(s->fltmp);
 	pthread_mutex_destroy(&s->gmu);

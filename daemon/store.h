@@ -37,15 +37,31 @@ void store_close(struct store *s);
  * both; a client that reuses an event_id with a different timestamp gets a second event
  * (not supported: the dedup index is keyed by time so that live ingest stays local).
  */
+struct store_prepared;
+
 struct store_batch {
 	Touchpoint__V1__Event **events;
 	size_t n;
+	/* store_prepare() of these events, or NULL: store_write() prepares them itself. */
+	const struct store_prepared *prep;
 	uint8_t *dup;        /* n flags, filled in */
 	uint32_t accepted;   /* filled in */
 	uint32_t duplicates; /* filled in */
 };
 
 int store_write(struct store *s, struct store_batch *const *batches, size_t nbatches);
+
+/*
+ * The per-event work of store_write() that needs no transaction: the keyed hashes of the
+ * event and customer ids and of the names it interns, the biased timestamps and the
+ * batch's dedup entries in key order.
+ * Any thread, concurrently (it reads only the store's keys), so that the daemon does it on
+ * the ingest threads and the writer only does the serial part. TP_INVALID_ARGUMENT for an
+ * event without a valid event_id (as store_write()). Free with store_prepared_free().
+ */
+int store_prepare(struct store *s, Touchpoint__V1__Event *const *events, size_t n,
+                  struct store_prepared **pp);
+void store_prepared_free(struct store_prepared *p);
 
 struct store_stats {
 	uint64_t events[6]; /* by enum attr_kind; [0] = total */

@@ -23,6 +23,7 @@ struct writer_item {
 	struct rpc_call *call;
 	Touchpoint__V1__Event **events;
 	size_t n;
+	struct store_prepared *prep; /* freed by the writer after the commit */
 };
 
 struct writer {
@@ -129,6 +130,7 @@ writer_commit(struct writer *w, size_t ngroup)
 			continue;
 		b->events = it->events;
 		b->n = it->n;
+		b->prep = it->prep;
 		b->dup = w->dup + off;
 		b->accepted = 0;
 		b->duplicates = 0;
@@ -211,6 +213,10 @@ writer_main(void *arg)
 		metrics_queue_depth(depth);
 		if (ngroup > 0) {
 			writer_commit(w, ngroup);
+			for (size_t i = 0; i < ngroup; i++) {
+				store_prepared_free(w->group[i].prep);
+				w->group[i].prep = NULL;
+			}
 			atomic_fetch_add(&w->beat, 1);
 		}
 	}
@@ -267,7 +273,8 @@ fail:
 }
 
 int
-writer_submit(struct writer *w, struct rpc_call *call, Touchpoint__V1__Event **events, size_t n)
+writer_submit(struct writer *w, struct rpc_call *call, Touchpoint__V1__Event **events, size_t n,
+              struct store_prepared *prep)
 {
 	int rv = TP_OK;
 
@@ -282,6 +289,7 @@ writer_submit(struct writer *w, struct rpc_call *call, Touchpoint__V1__Event **e
 		it->call = call;
 		it->events = events;
 		it->n = n;
+		it->prep = prep;
 		w->len++;
 		pthread_cond_signal(&w->cv);
 	}

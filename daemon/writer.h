@@ -32,9 +32,11 @@ int writer_start(struct writer **wp, const struct writer_options *o, char *errbu
  * with a SendResponse after the commit, or with the store's error, or DEADLINE_EXCEEDED if
  * the call's deadline passed while queued. Returns TP_OK when queued, else
  * TP_RESOURCE_EXHAUSTED (queue full) or TP_UNAVAILABLE (stopping): the caller answers.
+ * prep (store_prepare() of the events, or NULL) is the writer's when queued, else the
+ * caller's.
  */
-int writer_submit(struct writer *w, struct rpc_call *call, Touchpoint__V1__Event **events,
-                  size_t n);
+int writer_submit(struct writer *w, struct rpc_call *call, Touchpoint__V1__Event **events, size_t n,
+                  struct store_prepared *prep);
 /* Advances at least every beat_ms while the writer is healthy, and after each commit. */
 uint64_t writer_heartbeat(struct writer *w);
 /* Commits and answers everything queued, then joins the thread and frees w. */

@@ -377,6 +377,63 @@ test_duplicates(void **state)
 	tb_free(d);
 }
 
+/*
+ * A group mixing batches prepared by store_prepare() (as the daemon's ingest threads do)
+ * and unprepared ones: the merged dedup order keeps the first arrival, across batches.
+ */
+static void
+test_prepared(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *a = tb_new(4), *b = tb_new(4), *c = tb_new(4), *e = tb_new(2);
+	struct store_prepared *pa = NULL, *pc = NULL, *pe = NULL;
+	struct store_batch *grp[3];
+	struct store_journey *j;
+	static const uint8_t wb[] = { 1, 0, 1 }, wc[] = { 1, 0, 1, 0 };
+
+	f->s = open_store(f->dir, 0, 0);
+	tb_add(a, ev_touch("y3", "c1", T0 + 2, "email", ""));
+	tb_add(a, ev_touch("y1", "c1", T0, "email", ""));
+	tb_add(a, ev_touch("y2", "c1", T0 + 1, "search", ""));
+	tb_add(b, ev_touch("y1", "c1", T0, "email", ""));
+	tb_add(b, ev_touch("y4", "c1", T0 + 3, "social", ""));
+	tb_add(b, ev_touch("y2", "c1", T0 + 1, "search", ""));
+	tb_add(c, ev_touch("y4", "c1", T0 + 3, "social", ""));
+	tb_add(c, ev_touch("y0", "c1", T0 - 1, "email", ""));
+	tb_add(c, ev_touch("y3", "c1", T0 + 2, "email", ""));
+	tb_add(c, ev_touch("y1", "c1", T0 + 5, "email", "")); /* same id, other time: new */
+	assert_int_equal(store_prepare(f->s, a->b.events, a->b.n, &pa), TP_OK);
+	assert_int_equal(store_prepare(f->s, c->b.events, c->b.n, &pc), TP_OK);
+	a->b.prep = pa;
+	c->b.prep = pc;
+	grp[0] = &a->b;
+	grp[1] = &b->b;
+	grp[2] = &c->b;
+	assert_int_equal(store_write(f->s, grp, 3), TP_OK);
+	for (size_t i = 0; i < a->b.n; i++)
+		assert_int_equal(a->b.dup[i], 0);
+	for (size_t i = 0; i < b->b.n; i++)
+		assert_int_equal(b->b.dup[i], wb[i]);
+	for (size_t i = 0; i < c->b.n; i++)
+		assert_int_equal(c->b.dup[i], wc[i]);
+	assert_int_equal(c->b.accepted, 2);
+	assert_int_equal(store_journey(f->s, "c1", &j), TP_OK);
+	assert_int_equal(j->n, 6);
+	store_journey_free(j);
+	/* a prep of other events than the batch's is refused, as is an event without an id */
+	a->b.prep = pc;
+	assert_int_equal(store_write(f->s, grp, 1), TP_INVALID_ARGUMENT);
+	tb_add(e, ev_touch("", "c1", T0, "email", ""));
+	assert_int_equal(store_prepare(f->s, e->b.events, e->b.n, &pe), TP_INVALID_ARGUMENT);
+	assert_null(pe);
+	store_prepared_free(pa);
+	store_prepared_free(pc);
+	tb_free(a);
+	tb_free(b);
+	tb_free(c);
+	tb_free(e);
+}
+
 static void
 test_order(void **state)
 {
@@ -1366,6 +1423,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lean_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reverse_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_compaction, setup, teardown),
