@@ -2199,6 +2199,8 @@ read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_
  * snapshot outlives the scan's use of it); own is a NUL-terminated copy made only for a
  * root whose name came from a key, which has no NUL (a value keeps its NUL).
  */
+#define AHASH_HEAD 24
+
 struct anode {
 	const char *name;
 	char *own;
@@ -2206,6 +2208,7 @@ struct anode {
 	int term; /* name[len] == 0 */
 	uint64_t h;
 	size_t parent, root;
+	char head[AHASH_HEAD]; /* for struct ahash, copied while the name is in cache */
 };
 
 /*
@@ -2222,8 +2225,6 @@ struct stashed {
 };
 
 /* The alias forest's ids by customer hash, met in order as the merge advances. */
-#define AHASH_HEAD 24
-
 struct ahash {
 	uint64_t h;
 	const char *name; /* the id and its root here: no miss on the node array */
@@ -2313,6 +2314,7 @@ anode_get(struct scan *sc, const char *name, size_t len, int term, size_t *out)
 	sc->nodes[sc->nnodes].len = len;
 	sc->nodes[sc->nnodes].h = h;
 	sc->nodes[sc->nnodes].parent = SIZE_MAX;
+	memcpy(sc->nodes[sc->nnodes].head, name, len < AHASH_HEAD ? len : AHASH_HEAD);
 	for (i = h & (sc->acap - 1); sc->aidx[i] != SIZE_MAX; i = (i + 1) & (sc->acap - 1))
 		;
 	sc->aidx[i] = sc->nnodes;
@@ -2442,7 +2444,7 @@ alias_index(struct scan *sc)
 		sc->ah[i].name = sc->nodes[i].name;
 		sc->ah[i].len = (uint32_t)sc->nodes[i].len; /* <= RECORD_MAX_STR */
 		sc->ah[i].root = (uint32_t)sc->nodes[i].root;
-		memcpy(sc->ah[i].head, sc->nodes[i].name,
+		memcpy(sc->ah[i].head, sc->nodes[i].head,
 		       sc->nodes[i].len < AHASH_HEAD ? sc->nodes[i].len : AHASH_HEAD);
 	}
 	sc->nah = sc->nnodes;
