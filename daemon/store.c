@@ -2199,8 +2199,6 @@ read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_
  * snapshot outlives the scan's use of it); own is a NUL-terminated copy made only for a
  * root whose name came from a key, which has no NUL (a value keeps its NUL).
  */
-#define AHASH_HEAD 24
-
 struct anode {
 	const char *name;
 	char *own;
@@ -2208,7 +2206,6 @@ struct anode {
 	int term; /* name[len] == 0 */
 	uint64_t h;
 	size_t parent, root;
-	char head[AHASH_HEAD]; /* for struct ahash, copied while the name is in cache */
 };
 
 /*
@@ -2229,11 +2226,6 @@ struct ahash {
 	uint64_t h;
 	const char *name; /* the id and its root here: no miss on the node array */
 	uint32_t len, root;
-	/*
-	 * The id's first bytes: a customer found here is compared without reading the name in
-	 * the map (a cache miss per aliased customer) when the id fits, as most ids do.
-	 */
-	char head[AHASH_HEAD];
 };
 
 /*
@@ -2314,7 +2306,6 @@ anode_get(struct scan *sc, const char *name, size_t len, int term, size_t *out)
 	sc->nodes[sc->nnodes].len = len;
 	sc->nodes[sc->nnodes].h = h;
 	sc->nodes[sc->nnodes].parent = SIZE_MAX;
-	memcpy(sc->nodes[sc->nnodes].head, name, len < AHASH_HEAD ? len : AHASH_HEAD);
 	for (i = h & (sc->acap - 1); sc->aidx[i] != SIZE_MAX; i = (i + 1) & (sc->acap - 1))
 		;
 	sc->aidx[i] = sc->nnodes;
@@ -2436,21 +2427,19 @@ alias_root_of(struct scan *sc, uint64_t h, const char *name, size_t len)
 {
 	size_t k;
 
-	while (sc->apos < sc->aend && sc->ah[sc->apos].h < h)
-		sc->apos++;
-	for (k = sc->apos; k < sc->aend && sc->ah[k].h == h; k++) {
-		const struct ahash *a = &sc->ah[k];
-
-		if (a->len != len)
-			continue;
-		if (len <= AHASH_HEAD) {
-			if (memcmp(a->head, name, len) == 0)
-				return a->root;
-		} else if (memcmp(a->head, name, AHASH_HEAD) == 0 &&
-		           memcmp(a->name + AHASH_HEAD, name + AHASH_HEAD, len - AHASH_HEAD) == 0) {
-			return a->root;
-		}
+	if (sc->apos < sc->aend && sc->ah[sc->apos].h < h) {
+		while (sc->apos < sc->aend && sc->ah[sc->apos].h < h)
+			sc->apos++;
+		/*
+		 * The next aliased id's name lives in the map (a miss when its customer comes):
+		 * fetched now, many customers ahead, it is in cache by then.
+		 */
+		if (sc->apos < sc->aend)
+			__builtin_prefetch(sc->ah[sc->apos].name);
 	}
+	for (k = sc->apos; k < sc->aend && sc->ah[k].h == h; k++)
+		if (sc->ah[k].len == len && memcmp(sc->ah[k].name, name, len) == 0)
+			return sc->ah[k].root;
 	return SIZE_MAX;
 }
 
@@ -2649,7 +2638,6 @@ alias_buckets(struct scan *sc, size_t *abeg)
 		a->name = nd->name;
 		a->len = (uint32_t)nd->len; /* <= RECORD_MAX_STR */
 		a->root = (uint32_t)nd->root;
-		memcpy(a->head, nd->head, nd->len < AHASH_HEAD ? nd->len : AHASH_HEAD);
 	}
 	sc->nah = sc->nnodes;
 	return 0;
