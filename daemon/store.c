@@ -2594,28 +2594,6 @@ ahash_cmp(const void *a, const void *b)
 	return x->h < y->h ? -1 : x->h > y->h;
 }
 
-/* The alias forest's ids with their hashes, for alias_root_of() once sorted by hash. */
-static int
-alias_index(struct scan *sc)
-{
-	size_t i;
-
-	if (sc->nnodes == 0)
-		return 0;
-	if (sc->nnodes > UINT32_MAX) /* struct stashed's root */
-		return ENOMEM;
-	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
-		return ENOMEM;
-	for (i = 0; i < sc->nnodes; i++) {
-		sc->ah[i].h = sc->nodes[i].h;
-		sc->ah[i].name = sc->nodes[i].name;
-		sc->ah[i].len = (uint32_t)sc->nodes[i].len; /* <= RECORD_MAX_STR */
-		sc->ah[i].root = (uint32_t)sc->nodes[i].root;
-	}
-	sc->nah = sc->nnodes;
-	return 0;
-}
-
 /*
  * The alias root of a customer, or SIZE_MAX. Customers come in hash order, so one
  * forward-moving position replaces a hash-table probe (a cache miss) per customer.
@@ -2625,8 +2603,16 @@ alias_root_of(struct scan *sc, uint64_t h, const char *name, size_t len)
 {
 	size_t k;
 
-	while (sc->apos < sc->aend && sc->ah[sc->apos].h < h)
-		sc->apos++;
+	if (sc->apos < sc->aend && sc->ah[sc->apos].h < h) {
+		while (sc->apos < sc->aend && sc->ah[sc->apos].h < h)
+			sc->apos++;
+		/*
+		 * The next aliased id's name lives in the map (a miss when its customer comes):
+		 * fetched now, many customers ahead, it is in cache by then.
+		 */
+		if (sc->apos < sc->aend)
+			__builtin_prefetch(sc->ah[sc->apos].name);
+	}
 	for (k = sc->apos; k < sc->aend && sc->ah[k].h == h; k++)
 		if (sc->ah[k].len == len && memcmp(sc->ah[k].name, name, len) == 0)
 			return sc->ah[k].root;
@@ -2806,22 +2792,30 @@ static int
 alias_buckets(struct scan *sc, size_t *abeg)
 {
 	size_t cnt[STORE_SCAN_PARTS + 1] = { 0 }, i;
-	struct ahash *out;
 
 	memset(abeg, 0, (STORE_SCAN_PARTS + 1) * sizeof(*abeg));
-	if (sc->nah == 0)
+	if (sc->nnodes == 0)
 		return 0;
-	if ((out = malloc(sc->nah * sizeof(*out))) == NULL)
+	if (sc->nnodes > UINT32_MAX) /* struct stashed's root */
 		return ENOMEM;
-	for (i = 0; i < sc->nah; i++)
-		cnt[(sc->ah[i].h >> SCAN_PART_SHIFT) + 1]++;
+	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
+		return ENOMEM;
+	for (i = 0; i < sc->nnodes; i++)
+		cnt[(sc->nodes[i].h >> SCAN_PART_SHIFT) + 1]++;
 	for (i = 0; i < STORE_SCAN_PARTS; i++)
 		cnt[i + 1] += cnt[i];
 	memcpy(abeg, cnt, sizeof(cnt));
-	for (i = 0; i < sc->nah; i++)
-		out[cnt[sc->ah[i].h >> SCAN_PART_SHIFT]++] = sc->ah[i];
-	free(sc->ah);
-	sc->ah = out;
+	/* straight from the nodes into their part's place: one pass, no second copy */
+	for (i = 0; i < sc->nnodes; i++) {
+		const struct anode *nd = &sc->nodes[i];
+		struct ahash *a = &sc->ah[cnt[nd->h >> SCAN_PART_SHIFT]++];
+
+		a->h = nd->h;
+		a->name = nd->name;
+		a->len = (uint32_t)nd->len; /* <= RECORD_MAX_STR */
+		a->root = (uint32_t)nd->root;
+	}
+	sc->nah = sc->nnodes;
 	return 0;
 }
 
@@ -3095,8 +3089,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 		return status_of(rc);
 	ps.snap = &snap;
 	fo->s = s;
-	if ((rc = load_aliases(fo, snap.txn)) != 0 || (rc = alias_index(fo)) != 0 ||
-	    (rc = alias_buckets(fo, ps.abeg)) != 0 ||
+	if ((rc = load_aliases(fo, snap.txn)) != 0 || (rc = alias_buckets(fo, ps.abeg)) != 0 ||
 	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;

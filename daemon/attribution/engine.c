@@ -578,7 +578,8 @@ fail:
 
 static int
 merge_scope(const struct attr_engine *dst, struct attr_scope *d, const struct attr_engine *src,
-            const struct attr_scope *s, const uint32_t *map, uint32_t **buf, size_t *bufcap)
+            const struct attr_scope *s, const uint32_t *map, int identity, uint32_t **buf,
+            size_t *bufcap)
 {
 	size_t i, m;
 	uint32_t j, n;
@@ -590,11 +591,20 @@ merge_scope(const struct attr_engine *dst, struct attr_scope *d, const struct at
 	d->unattributed_value += s->unattributed_value;
 	d->converting_paths += s->converting_paths;
 	d->null_paths += s->null_paths;
+	if (s->pt.n > 0 && (rv = attr_ptab_reserve(&d->pt, s->pt.n, s->pt.alen)) != TP_OK)
+		return rv;
 	/* In src's order: a path new to dst comes after dst's, as in one pass. */
 	for (i = 0; i < s->pt.n; i++) {
 		const struct attr_pent *p = &s->pt.e[i];
 		const uint32_t *u = attr_ptab_units(&s->pt, i);
 
+		if (identity) {
+			/* the same units: the same hash, nothing to rewrite */
+			if ((rv = attr_ptab_add_hashed(&d->pt, p->hash, u, p->len, p->conversions,
+			                               p->value, p->nulls)) != TP_OK)
+				return rv;
+			continue;
+		}
 		if (p->len > *bufcap) {
 			uint32_t *nb = realloc(*buf, p->len * sizeof(*nb));
 
@@ -703,10 +713,10 @@ merge_spend(struct attr_engine *dst, const struct attr_engine *src, const uint32
 int
 attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src)
 {
-	uint32_t *map = NULL, *buf = NULL;
+	uint32_t *map = NULL, *buf = NULL, u;
 	size_t bufcap = 0, i;
 	struct attr_scope *seg;
-	int rv;
+	int identity, rv;
 
 	if (dst == NULL || src == NULL || dst == src || dst->paths_only != src->paths_only ||
 	    dst->nm != src->nm || dst->has_daily != src->has_daily ||
@@ -716,12 +726,18 @@ attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src)
 		return TP_INVALID_ARGUMENT;
 	if (src->units.n > 0 && (map = malloc(src->units.n * sizeof(*map))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
-	if ((rv = merge_units(dst, src, map)) != TP_OK ||
-	    (rv = merge_scope(dst, &dst->top, src, &src->top, map, &buf, &bufcap)) != TP_OK)
+	if ((rv = merge_units(dst, src, map)) != TP_OK)
+		goto fail;
+	for (u = 0; u < src->units.n && map[u] == u; u++)
+		;
+	identity = u == src->units.n;
+	if ((rv = merge_scope(dst, &dst->top, src, &src->top, map, identity, &buf, &bufcap)) !=
+	    TP_OK)
 		goto fail;
 	for (i = 0; i < src->nsegs; i++)
 		if ((rv = segment_get(dst, src->segs[i]->segment, &seg)) != TP_OK ||
-		    (rv = merge_scope(dst, seg, src, src->segs[i], map, &buf, &bufcap)) != TP_OK)
+		    (rv = merge_scope(dst, seg, src, src->segs[i], map, identity, &buf, &bufcap)) !=
+		        TP_OK)
 			goto fail;
 	if ((rv = merge_daily(dst, src, map)) != TP_OK ||
 	    (rv = merge_spend(dst, src, map)) != TP_OK)

@@ -193,11 +193,14 @@ attr_smap_free(struct attr_smap *m)
 	memset(m, 0, sizeof(*m));
 }
 
+#define PT_TAG(h) ((h)&0xffffffff00000000ULL)
+
+/* Rebuilds the slots at ncap (a power of two, > 2 × the entries). */
 static int
-ptab_grow_slots(struct attr_ptab *t)
+ptab_rehash(struct attr_ptab *t, size_t ncap)
 {
-	size_t ncap = t->nslots ? t->nslots * 2 : 256, i, mask = ncap - 1;
-	uint32_t *slots = calloc(ncap, sizeof(*slots));
+	size_t i, mask = ncap - 1;
+	uint64_t *slots = calloc(ncap, sizeof(*slots));
 
 	if (slots == NULL)
 		return TP_RESOURCE_EXHAUSTED;
@@ -206,7 +209,7 @@ ptab_grow_slots(struct attr_ptab *t)
 
 		while (slots[j] != 0)
 			j = (j + 1) & mask;
-		slots[j] = (uint32_t)(i + 1);
+		slots[j] = PT_TAG(t->e[i].hash) | (uint64_t)(i + 1);
 	}
 	free(t->slots);
 	t->slots = slots;
@@ -218,14 +221,18 @@ static long
 ptab_lookup(const struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t len, size_t *slot)
 {
 	size_t mask = t->nslots - 1, j;
+	uint64_t tag = PT_TAG(h), s;
 
-	for (j = h & mask; t->slots[j] != 0; j = (j + 1) & mask) {
-		const struct attr_pent *p = &t->e[t->slots[j] - 1];
+	for (j = h & mask; (s = t->slots[j]) != 0; j = (j + 1) & mask) {
+		const struct attr_pent *p;
 
+		if ((s & 0xffffffff00000000ULL) != tag)
+			continue;
+		p = &t->e[(uint32_t)s - 1];
 		if (p->hash == h && p->len == len &&
 		    memcmp(t->arena + p->off, u, len * sizeof(*u)) == 0) {
 			*slot = j;
-			return (long)(t->slots[j] - 1);
+			return (long)((uint32_t)s - 1);
 		}
 	}
 	*slot = j;
@@ -243,16 +250,52 @@ attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len)
 }
 
 int
-attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conversions,
-              double value, double nulls)
+attr_ptab_reserve(struct attr_ptab *t, size_t n, size_t units)
 {
-	uint64_t h = attr_hash_units(u, len);
+	size_t need, ncap;
+
+	if (n > PT_MAX_ENTRIES - t->n)
+		return TP_RESOURCE_EXHAUSTED;
+	need = t->n + n;
+	if (need > t->cap) {
+		/* at least doubling: a merge after a merge must not copy the table each time */
+		size_t ncap = need > 2 * t->cap ? need : 2 * t->cap;
+		struct attr_pent *ne = realloc(t->e, ncap * sizeof(*ne));
+
+		if (ne == NULL)
+			return TP_RESOURCE_EXHAUSTED;
+		t->e = ne;
+		t->cap = ncap;
+	}
+	if (units > SIZE_MAX / 2 / sizeof(*t->arena) - t->alen)
+		return TP_RESOURCE_EXHAUSTED;
+	if (t->alen + units > t->acap) {
+		size_t ncap = t->alen + units > 2 * t->acap ? t->alen + units : 2 * t->acap;
+		uint32_t *na = realloc(t->arena, ncap * sizeof(*na));
+
+		if (na == NULL)
+			return TP_RESOURCE_EXHAUSTED;
+		t->arena = na;
+		t->acap = ncap;
+	}
+	/* the same load bound as attr_ptab_add's: need * 2 <= nslots */
+	for (ncap = t->nslots ? t->nslots : 256; need * 2 > ncap; ncap *= 2)
+		;
+	if (ncap != t->nslots)
+		return ptab_rehash(t, ncap);
+	return TP_OK;
+}
+
+int
+attr_ptab_add_hashed(struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t len,
+                     double conversions, double value, double nulls)
+{
 	struct attr_pent *p;
 	size_t slot;
 	long i;
 	int rv;
 
-	if (t->nslots == 0 && (rv = ptab_grow_slots(t)) != TP_OK)
+	if (t->nslots == 0 && (rv = ptab_rehash(t, 256)) != TP_OK)
 		return rv;
 	if ((i = ptab_lookup(t, h, u, len, &slot)) < 0) {
 		if (t->n >= PT_MAX_ENTRIES)
@@ -284,9 +327,9 @@ attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conve
 		p->len = len;
 		p->conversions = p->value = p->nulls = 0;
 		t->alen += len;
-		t->slots[slot] = (uint32_t)(t->n + 1);
+		t->slots[slot] = PT_TAG(h) | (uint64_t)(t->n + 1);
 		i = (long)t->n++;
-		if (t->n * 2 > t->nslots && (rv = ptab_grow_slots(t)) != TP_OK)
+		if (t->n * 2 > t->nslots && (rv = ptab_rehash(t, t->nslots * 2)) != TP_OK)
 			return rv;
 	}
 	p = &t->e[i];
@@ -294,6 +337,13 @@ attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conve
 	p->value += value;
 	p->nulls += nulls;
 	return TP_OK;
+}
+
+int
+attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conversions,
+              double value, double nulls)
+{
+	return attr_ptab_add_hashed(t, attr_hash_units(u, len), u, len, conversions, value, nulls);
 }
 
 void

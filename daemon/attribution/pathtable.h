@@ -45,7 +45,11 @@ struct attr_pent {
 struct attr_ptab {
 	struct attr_pent *e; /* distinct paths, in first-seen order */
 	size_t n, cap;
-	uint32_t *slots; /* entry index + 1; 0 = empty */
+	/*
+	 * Low 32 bits: entry index + 1 (0 = empty); high 32: the path hash's top bits, so a
+	 * probe rejects a foreign path without touching its entry (a cache miss) or arena.
+	 */
+	uint64_t *slots;
 	size_t nslots;
 	uint32_t *arena; /* the unit sequences, back to back */
 	size_t alen, acap;
@@ -54,6 +58,14 @@ struct attr_ptab {
 /* Adds counts to the path u[0..len) (len >= 1), creating it if new. */
 int attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conversions,
                   double value, double nulls);
+/*
+ * Room for n more paths of units more units in all, with slots for them: the merge adds
+ * a whole table at once, and growing step by step copies it over and over.
+ */
+int attr_ptab_reserve(struct attr_ptab *t, size_t n, size_t units);
+/* attr_ptab_add with h = attr_hash_units(u, len) already known. */
+int attr_ptab_add_hashed(struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t len,
+                         double conversions, double value, double nulls);
 /* Index of the path u[0..len), or -1. */
 long attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len);
 static inline const uint32_t *

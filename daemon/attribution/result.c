@@ -2,6 +2,8 @@
  * result: runs the requested models over a scope's path table and builds the
  * AttributeResponse and PathsResponse messages (plain malloc, freed by protobuf-c).
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,16 +217,105 @@ fail:
 	return rv;
 }
 
-static void
-run_free(struct run *ru)
+/* A scope's models run on two threads from this many distinct paths: below, a thread costs more. */
+#define RESULT_PAR_PATHS 4096
+
+/* One thread's share of a scope's models: it takes the next model until none is left. */
+struct mworker {
+	struct run ru; /* the shared view, its own scratch */
+	Touchpoint__V1__ModelResult **models;
+	atomic_size_t *next;
+	size_t failed; /* the model that failed, or SIZE_MAX */
+	int rv;
+	char err[256];
+};
+
+static int
+scratch_alloc(struct run *ru, uint32_t nunits)
 {
-	free(ru->paths);
-	free(ru->present);
+	ru->conv = calloc(nunits ? nunits : 1, sizeof(double));
+	ru->val = calloc(nunits ? nunits : 1, sizeof(double));
+	ru->re = calloc(nunits ? nunits : 1, sizeof(double));
+	ru->rows = calloc(nunits ? nunits : 1, sizeof(*ru->rows));
+	ru->w = malloc((ru->maxlen ? ru->maxlen : 1) * sizeof(double));
+	if (!ru->conv || !ru->val || !ru->re || !ru->rows || !ru->w)
+		return TP_RESOURCE_EXHAUSTED;
+	return TP_OK;
+}
+
+static void
+scratch_free(struct run *ru)
+{
 	free(ru->conv);
 	free(ru->val);
 	free(ru->re);
 	free(ru->w);
 	free(ru->rows);
+}
+
+static void *
+mworker_main(void *arg)
+{
+	struct mworker *w = arg;
+	size_t i;
+
+	while ((i = atomic_fetch_add(w->next, 1)) < w->ru.e->nm)
+		if ((w->rv = model_result(&w->ru, i, &w->models[i], w->err, sizeof(w->err))) !=
+		    TP_OK) {
+			w->failed = i;
+			break;
+		}
+	return NULL;
+}
+
+/*
+ * The models of a big scope on two threads (the query's and one more): each model reads
+ * the table and writes only its own result, so the results are those of one thread.
+ */
+static int
+models_parallel(struct run *ru, Touchpoint__V1__ModelResult **models, char *errbuf, size_t errlen)
+{
+	struct mworker w[2];
+	atomic_size_t next;
+	pthread_t tid;
+	int started, rv = TP_OK, k;
+	size_t i, first = SIZE_MAX;
+
+	atomic_init(&next, 0);
+	memset(w, 0, sizeof(w));
+	for (k = 0; k < 2; k++) {
+		w[k].ru = *ru;
+		w[k].models = models;
+		w[k].next = &next;
+		w[k].failed = SIZE_MAX;
+	}
+	/* w[0] uses the run's scratch; w[1] its own */
+	w[1].ru.conv = w[1].ru.val = w[1].ru.re = w[1].ru.w = NULL;
+	w[1].ru.rows = NULL;
+	if ((rv = scratch_alloc(&w[1].ru, ru->e->units.n)) != TP_OK)
+		goto fail;
+	started = pthread_create(&tid, NULL, mworker_main, &w[1]) == 0;
+	mworker_main(&w[0]);
+	if (started)
+		pthread_join(tid, NULL);
+	else
+		mworker_main(&w[1]); /* no thread: the models left run here */
+	for (k = 0; k < 2; k++)
+		if (w[k].rv != TP_OK && w[k].failed < first) {
+			first = w[k].failed;
+			rv = w[k].rv;
+			snprintf(errbuf, errlen, "%s", w[k].err);
+		}
+	if (rv != TP_OK)
+		/* the other thread may have stopped early: results are not contiguous */
+		for (i = 0; i < ru->e->nm; i++) {
+			if (models[i] != NULL)
+				protobuf_c_message_free_unpacked(&models[i]->base, NULL);
+			models[i] = NULL;
+		}
+fail:
+	scratch_free(&w[1].ru);
+	return rv;
 }
 
 static int
@@ -244,11 +335,7 @@ scope_models(struct attr_engine *e, struct attr_scope *s, int top,
 		return TP_RESOURCE_EXHAUSTED;
 	ru.paths = calloc(s->pt.n ? s->pt.n : 1, sizeof(*ru.paths));
 	ru.present = calloc(nunits ? nunits : 1, 1);
-	ru.conv = calloc(nunits ? nunits : 1, sizeof(double));
-	ru.val = calloc(nunits ? nunits : 1, sizeof(double));
-	ru.re = calloc(nunits ? nunits : 1, sizeof(double));
-	ru.rows = calloc(nunits ? nunits : 1, sizeof(*ru.rows));
-	if (!ru.paths || !ru.present || !ru.conv || !ru.val || !ru.re || !ru.rows)
+	if (!ru.paths || !ru.present)
 		goto fail;
 	for (i = 0; i < s->pt.n; i++) {
 		const struct attr_pent *p = &s->pt.e[i];
@@ -265,12 +352,18 @@ scope_models(struct attr_engine *e, struct attr_scope *s, int top,
 		for (j = 0; j < p->len; j++)
 			ru.present[ru.paths[i].units[j]] = 1;
 	}
-	if ((ru.w = malloc((ru.maxlen ? ru.maxlen : 1) * sizeof(double))) == NULL)
+	if ((rv = scratch_alloc(&ru, nunits)) != TP_OK)
 		goto fail;
 	ru.table.paths = ru.paths;
 	ru.table.npaths = s->pt.n;
 	ru.table.nunits = nunits;
 	ru.table.unit_names = (const char *const *)e->units.names;
+	if (e->nm >= 2 && s->pt.n >= RESULT_PAR_PATHS) {
+		rv = models_parallel(&ru, *models, errbuf, errlen);
+		for (i = 0; i < e->nm && (*models)[i] != NULL; i++)
+			(*nmodels)++;
+		goto fail;
+	}
 	for (i = 0; i < e->nm; i++) {
 		rv = model_result(&ru, i, &(*models)[i], errbuf, errlen);
 		if ((*models)[i] != NULL)
@@ -280,7 +373,9 @@ scope_models(struct attr_engine *e, struct attr_scope *s, int top,
 	}
 	rv = TP_OK;
 fail:
-	run_free(&ru);
+	free(ru.paths);
+	free(ru.present);
+	scratch_free(&ru);
 	return rv;
 }
 

@@ -24,7 +24,18 @@ to_set(uint32_t *u, uint32_t len)
 {
 	uint32_t i, n = 0;
 
-	qsort(u, len, sizeof(*u), cmp_u32);
+	if (len > 32) {
+		qsort(u, len, sizeof(*u), cmp_u32);
+	} else {
+		/* paths are short: an insertion sort beats qsort's calls through a pointer */
+		for (i = 1; i < len; i++) {
+			uint32_t x = u[i], j = i;
+
+			for (; j > 0 && u[j - 1] > x; j--)
+				u[j] = u[j - 1];
+			u[j] = x;
+		}
+	}
 	for (i = 0; i < len; i++)
 		if (n == 0 || u[n - 1] != u[i])
 			u[n++] = u[i];

@@ -600,6 +600,66 @@ test_invariants(void **state)
 	free_set(c);
 }
 
+/*
+ * A scope of over 4 096 distinct paths runs its models on two threads: each model's result
+ * is exactly the one it gives alone (one model, one thread).
+ */
+#define NMANY 6000
+
+static void
+test_models_two_threads(void **state)
+{
+	static const uint32_t ch[6] = { SEARCH, EMAIL, DIRECT, DISPLAY, SOCIAL, NNAMES + 3 };
+	struct cust *c = calloc(NMANY, sizeof(*c));
+	struct req q, one;
+	AResp *all, *r;
+	size_t i, j, k;
+
+	(void)state;
+	assert_non_null(c);
+	for (i = 0; i < NMANY; i++) {
+		size_t x = i;
+		int64_t t = DAY;
+
+		assert_non_null(c[i].ev = calloc(6, sizeof(*c[i].ev)));
+		for (j = 0; j < 5; j++, x /= 6) {
+			t += (1 + (int64_t)j) * HOUR;
+			c[i].ev[c[i].n++] = TOUCH(t, ch[x % 6], 0);
+		}
+		if (i % 3 != 0)
+			c[i].ev[c[i].n++] = CONV(t + HOUR, 1 + (double)(i % 97), 0);
+	}
+	req_init(&q);
+	req_lookback(&q, 0);
+	all = run(&q, c, NMANY, NULL); /* every default model */
+	assert_true(all->n_models >= 2);
+	assert_true(all->totals->converting_paths + all->totals->null_paths >= 4096);
+	for (k = 0; k < all->n_models; k++) {
+		const Touchpoint__V1__ModelResult *m = all->models[k], *o;
+
+		req_init(&one);
+		req_lookback(&one, 0);
+		req_model(&one, m->model, NULL, NULL);
+		r = run(&one, c, NMANY, NULL);
+		assert_int_equal(r->n_models, 1);
+		o = r->models[0];
+		assert_string_equal(o->model, m->model);
+		assert_int_equal(o->n_channels, m->n_channels);
+		for (j = 0; j < m->n_channels; j++) {
+			assert_string_equal(o->channels[j]->channel, m->channels[j]->channel);
+			assert_true(o->channels[j]->conversions == m->channels[j]->conversions);
+			assert_true(o->channels[j]->value == m->channels[j]->value);
+			assert_true(o->channels[j]->removal_effect ==
+			            m->channels[j]->removal_effect);
+		}
+		free_resp(r);
+	}
+	free_resp(all);
+	for (i = 0; i < NMANY; i++)
+		free(c[i].ev);
+	free(c);
+}
+
 static void
 test_shapley_rate(void **state)
 {
@@ -1023,6 +1083,7 @@ main(void)
 		cmocka_unit_test(test_pathfile_errors),
 		cmocka_unit_test(test_pathfile_round_trip),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_models_two_threads),
 		cmocka_unit_test(test_daily_and_spend),
 		cmocka_unit_test(test_render_csv_table),
 	};
