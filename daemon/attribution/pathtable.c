@@ -226,7 +226,7 @@ ptab_lookup(const struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t l
 	for (j = h & mask; (s = t->slots[j]) != 0; j = (j + 1) & mask) {
 		const struct attr_pent *p;
 
-		if ((s & 0xffffffff00000000ULL) != tag)
+		if (PT_TAG(s) != tag)
 			continue;
 		p = &t->e[(uint32_t)s - 1];
 		if (p->hash == h && p->len == len &&
@@ -249,20 +249,22 @@ attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len)
 	return ptab_lookup(t, attr_hash_units(u, len), u, len, &slot);
 }
 
-int
-attr_ptab_reserve(struct attr_ptab *t, size_t n, size_t units)
+/*
+ * Room for n more entries and units more arena units, at least doubling either (a merge
+ * after a merge, or path after path, must not copy the table each time).
+ */
+static int
+ptab_room(struct attr_ptab *t, size_t n, size_t units)
 {
-	size_t need, ncap;
-
 	if (n > PT_MAX_ENTRIES - t->n)
 		return TP_RESOURCE_EXHAUSTED;
-	need = t->n + n;
-	if (need > t->cap) {
-		/* at least doubling: a merge after a merge must not copy the table each time */
-		size_t ncap = need > 2 * t->cap ? need : 2 * t->cap;
-		struct attr_pent *ne = realloc(t->e, ncap * sizeof(*ne));
+	if (t->n + n > t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 256;
+		struct attr_pent *ne;
 
-		if (ne == NULL)
+		if (ncap < t->n + n)
+			ncap = t->n + n;
+		if ((ne = realloc(t->e, ncap * sizeof(*ne))) == NULL)
 			return TP_RESOURCE_EXHAUSTED;
 		t->e = ne;
 		t->cap = ncap;
@@ -270,14 +272,28 @@ attr_ptab_reserve(struct attr_ptab *t, size_t n, size_t units)
 	if (units > SIZE_MAX / 2 / sizeof(*t->arena) - t->alen)
 		return TP_RESOURCE_EXHAUSTED;
 	if (t->alen + units > t->acap) {
-		size_t ncap = t->alen + units > 2 * t->acap ? t->alen + units : 2 * t->acap;
-		uint32_t *na = realloc(t->arena, ncap * sizeof(*na));
+		size_t ncap = t->acap ? t->acap * 2 : 4096;
+		uint32_t *na;
 
-		if (na == NULL)
+		while (ncap < t->alen + units)
+			ncap *= 2;
+		if ((na = realloc(t->arena, ncap * sizeof(*na))) == NULL)
 			return TP_RESOURCE_EXHAUSTED;
 		t->arena = na;
 		t->acap = ncap;
 	}
+	return TP_OK;
+}
+
+int
+attr_ptab_reserve(struct attr_ptab *t, size_t n, size_t units)
+{
+	size_t need, ncap;
+	int rv;
+
+	if ((rv = ptab_room(t, n, units)) != TP_OK)
+		return rv;
+	need = t->n + n;
 	/* the same load bound as attr_ptab_add's: need * 2 <= nslots */
 	for (ncap = t->nslots ? t->nslots : 256; need * 2 > ncap; ncap *= 2)
 		;
@@ -298,28 +314,8 @@ attr_ptab_add_hashed(struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_
 	if (t->nslots == 0 && (rv = ptab_rehash(t, 256)) != TP_OK)
 		return rv;
 	if ((i = ptab_lookup(t, h, u, len, &slot)) < 0) {
-		if (t->n >= PT_MAX_ENTRIES)
-			return TP_RESOURCE_EXHAUSTED;
-		if (t->n == t->cap) {
-			size_t ncap = t->cap ? t->cap * 2 : 256;
-			struct attr_pent *ne = realloc(t->e, ncap * sizeof(*ne));
-
-			if (ne == NULL)
-				return TP_RESOURCE_EXHAUSTED;
-			t->e = ne;
-			t->cap = ncap;
-		}
-		if (t->alen + len > t->acap) {
-			size_t ncap = t->acap ? t->acap * 2 : 4096;
-			uint32_t *na;
-
-			while (ncap < t->alen + len)
-				ncap *= 2;
-			if ((na = realloc(t->arena, ncap * sizeof(*na))) == NULL)
-				return TP_RESOURCE_EXHAUSTED;
-			t->arena = na;
-			t->acap = ncap;
-		}
+		if ((rv = ptab_room(t, 1, len)) != TP_OK)
+			return rv;
 		memcpy(t->arena + t->alen, u, len * sizeof(*u));
 		p = &t->e[t->n];
 		p->hash = h;
