@@ -981,6 +981,13 @@ customers_now(const struct store *s)
 	return s->cust_exact != CUST_INEXACT ? s->cust_exact : hll_estimate(s->hll);
 }
 
+/* A conversion without a name is stored as "conversion" (SPEC §2), flagged as defaulted. */
+static int
+conv_unnamed(const Touchpoint__V1__Conversion *c)
+{
+	return c->name == NULL || c->name[0] == 0;
+}
+
 /*
  * The names ev interns, in a fixed order per kind (NULL: none); store_prepare() hashes
  * them and put_event() interns them with those hashes.
@@ -1001,9 +1008,7 @@ ev_names(const Touchpoint__V1__Event *ev, const char *nm[STORE_NAMES])
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
 		if (ev->conversion == NULL)
 			break;
-		nm[0] = ev->conversion->name == NULL || ev->conversion->name[0] == 0
-		            ? "conversion"
-		            : ev->conversion->name;
+		nm[0] = conv_unnamed(ev->conversion) ? "conversion" : ev->conversion->name;
 		nm[1] = ev->conversion->currency;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
@@ -1044,7 +1049,7 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
 		kind = ATTR_CONVERSION;
-		ids.name_default = ev->conversion->name == NULL || ev->conversion->name[0] == 0;
+		ids.name_default = conv_unnamed(ev->conversion);
 		if ((rc = intern(s, txn, nm[0], nh[0], &ids.name)) != 0 ||
 		    (rc = intern(s, txn, nm[1], nh[1], &ids.currency)) != 0)
 			return rc;
