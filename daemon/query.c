@@ -5,6 +5,7 @@
 #include "query.h"
 
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -658,6 +659,7 @@ query_main(void *arg)
 	struct query *q = lane->q;
 	int light_only = lane->light_only;
 
+	(void)prctl(PR_SET_NAME, light_only ? "tp-query-light" : "tp-query");
 	for (;;) {
 		struct query_item it;
 		int got;

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,9 @@ struct store {
 
 	/* Ingest waiting for LMDB's write lock: the compactor lets it go first. */
 	_Atomic unsigned wwant;
+	/* Where the write path's time goes (store_stats, /metrics): nanoseconds and counts. */
+	_Atomic uint64_t t_wait_ns, t_commit_ns;
+	_Atomic uint64_t t_chunks, t_chunk_ns, t_chunk_records;
 
 	/* Compactor. */
 	pthread_t cthr;
@@ -292,6 +296,15 @@ dir_del(MDB_txn *txn, struct store *s, uint64_t id)
 	k[0] = 'r';
 	be64(k + 1, id);
 	return mdb_del(txn, s->meta, &key, NULL);
+}
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the gate ---- */
@@ -1126,6 +1139,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 	size_t j, i;
 	uint32_t dups = 0;
 	int rc, dup, dirlock = 0;
+	uint64_t t0 = mono_ns();
 
 	*flushed = 0;
 	atomic_fetch_add(&s->wwant, 1);
@@ -1133,6 +1147,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 	atomic_fetch_sub(&s->wwant, 1);
 	if (rc != 0)
 		return rc;
+	atomic_fetch_add(&s->t_wait_ns, mono_ns() - t0);
 	ws->next_seq = s->next_seq;
 	ws->log_count = s->log_count;
 	ws->cnt = s->cnt;
@@ -1191,10 +1206,12 @@ write_group(struct store *s, struct store_batch *const *batches,
 		pthread_mutex_lock(&s->dmu);
 		dirlock = 1;
 	}
+	t0 = mono_ns();
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
 	if (rc != 0)
 		goto fail;
+	atomic_fetch_add(&s->t_commit_ns, mono_ns() - t0);
 	if (*flushed) {
 		s->runs[s->nruns++] = *newrun;
 		pthread_mutex_unlock(&s->dmu);
@@ -1692,10 +1709,12 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 	MDB_cursor *oc = NULL;
 	MDB_txn *txn;
 	size_t j, n = 0;
+	uint64_t t0;
 	int rc;
 
 	if ((rc = write_begin(s, &txn)) != 0)
 		return rc;
+	t0 = mono_ns();
 	memset(src, 0, sizeof(src));
 	for (j = 0; j < nin; j++) {
 		nstarted[j] = started[j];
@@ -1739,6 +1758,9 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 		return rc;
 	}
 	gate_leave(s);
+	atomic_fetch_add(&s->t_chunk_ns, mono_ns() - t0);
+	atomic_fetch_add(&s->t_chunks, 1);
+	atomic_fetch_add(&s->t_chunk_records, n);
 	for (j = 0; j < nin; j++) {
 		started[j] = nstarted[j];
 		memcpy(last[j], nlast[j], KEY_LEN);
@@ -1848,6 +1870,7 @@ compactor(void *arg)
 	struct timespec ts;
 	int dead;
 
+	(void)prctl(PR_SET_NAME, "tp-compactor");
 	pthread_mutex_lock(&s->cmu);
 	while (!s->cstop) {
 		if (!s->ckick) {
@@ -3511,6 +3534,11 @@ store_stats(struct store *s, struct store_stats *st)
 	pthread_mutex_lock(&s->dmu);
 	st->runs = s->nruns;
 	pthread_mutex_unlock(&s->dmu);
+	st->wait_ns = atomic_load(&s->t_wait_ns);
+	st->commit_ns = atomic_load(&s->t_commit_ns);
+	st->chunks = atomic_load(&s->t_chunks);
+	st->chunk_ns = atomic_load(&s->t_chunk_ns);
+	st->chunk_records = atomic_load(&s->t_chunk_records);
 	gate_enter(s);
 	if ((rc = mdb_env_info(s->env, &info)) == 0)
 		rc = mdb_env_stat(s->env, &est);

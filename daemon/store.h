@@ -71,6 +71,13 @@ struct store_stats {
 	uint64_t map_size;
 	uint64_t runs;
 	uint64_t readers;
+	/*
+	 * Since open, where ingest's time goes: the writer waiting for LMDB's write lock (held
+	 * by a compaction chunk) and in mdb_txn_commit (page writes, syncs), in nanoseconds;
+	 * the compactor's chunks (count, write lock held, records merged).
+	 */
+	uint64_t wait_ns, commit_ns;
+	uint64_t chunks, chunk_ns, chunk_records;
 };
 
 int store_stats(struct store *s, struct store_stats *st);

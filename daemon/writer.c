@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,7 @@ writer_main(void *arg)
 {
 	struct writer *w = arg;
 
+	(void)prctl(PR_SET_NAME, "tp-writer"); /* for top -H, perf and ps -L; best effort */
 	for (;;) {
 		struct timespec ts;
 		size_t ngroup = 0, events = 0, depth;

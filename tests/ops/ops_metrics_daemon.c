@@ -112,6 +112,17 @@ main(void)
 	          "store_events{conversion}");
 	OPS_CHECK(ops_metric(body, "touchpointd_store_map_bytes") > 0, "map bytes");
 	OPS_CHECK(ops_metric(body, "touchpointd_store_bytes") > 0, "store bytes");
+	/* The write path's split: a commit took time, and its parts are within the whole. */
+	OPS_CHECK(ops_metric(body, "touchpointd_store_commit_sync_seconds_total") > 0,
+	          "commit_sync_seconds_total = %g",
+	          ops_metric(body, "touchpointd_store_commit_sync_seconds_total"));
+	OPS_CHECK(ops_metric(body, "touchpointd_store_commit_sync_seconds_total") +
+	                  ops_metric(body, "touchpointd_store_write_lock_wait_seconds_total") <=
+	              ops_metric(body, "touchpointd_commit_duration_seconds_sum") + 1e-6,
+	          "commit sync + lock wait exceed the commit durations");
+	OPS_CHECK(ops_metric(body, "touchpointd_store_compaction_chunks_total") == 0 &&
+	              ops_metric(body, "touchpointd_store_compacted_records_total") == 0,
+	          "compaction without runs to merge");
 	/* No customer id anywhere in the exposition. */
 	OPS_CHECK(strstr(body, "cust-metrics") == NULL, "a customer id leaked into metrics");
 	free(body);

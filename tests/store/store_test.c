@@ -671,6 +671,10 @@ test_runs_compaction(void **state)
 	assert_int_equal(store_stats(f->s, &st), TP_OK);
 	assert_int_equal(st.events[0], (uint64_t)nmodel);
 	assert_int_equal(st.customers, NCUST); /* exact while small */
+	/* The write path's timings: commits took time, at least one merge of 8 runs of 16. */
+	assert_true(st.commit_ns > 0);
+	assert_true(st.chunks >= 1 && st.chunk_ns > 0);
+	assert_true(st.chunk_records >= 8 * 16);
 	assert_int_equal(store_walk(f->s, &walked), TP_OK);
 	assert_int_equal(walked, (uint64_t)nmodel);
 	/* reopen: the runs, the log tail and the dictionary come back */
