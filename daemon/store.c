@@ -33,9 +33,8 @@
 #define STORE_MAX_HOPS    1024    /* alias chain length */
 #define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
-#define DROP_FORCE        16    /* retired runs that make the compactor wait for readers */
-#define MERGE_CHUNK       16384 /* records per compaction write transaction (a few ms) */
-#define KEY_LEN           24    /* run key: customer hash | biased ts | seq */
+#define DROP_FORCE        16 /* retired runs that make the compactor wait for readers */
+#define KEY_LEN           24 /* run key: customer hash | biased ts | seq */
 #define DICT_CHUNK_BITS   12
 #define DICT_CHUNK        (1u << DICT_CHUNK_BITS)
 #define DICT_CHUNKS       16384
@@ -51,6 +50,10 @@
  */
 #ifndef MERGE_FANIN
 #define MERGE_FANIN 8
+#endif
+/* Records per compaction write transaction (a few ms); overridable the same way. */
+#ifndef MERGE_CHUNK
+#define MERGE_CHUNK 16384
 #endif
 
 struct run {
