@@ -135,8 +135,10 @@ metric() { # name regex -> value (sum over matching lines)
 ingest_run() { # label clients mode count seed start [extra tpbench-ingest args]
 	local label=$1 clients=$2 mode=$3 count=$4 seed=$5 start=$6
 	shift 6
-	local c0 s0 e0 n0 row c1 s1 e1 n1
+	local c0 s0 e0 n0 w0 y0 row c1 s1 e1 n1 w1 y1
 	c0=$(cpu_s)
+	w0=$(metric '^touchpointd_store_write_lock_wait_seconds_total')
+	y0=$(metric '^touchpointd_store_commit_sync_seconds_total')
 	s0=$(metric '^touchpointd_commit_duration_seconds_sum')
 	n0=$(metric '^touchpointd_commit_duration_seconds_count')
 	e0=$(metric '^touchpointd_commit_events_sum')
@@ -144,19 +146,23 @@ ingest_run() { # label clients mode count seed start [extra tpbench-ingest args]
 		timeout "$step_timeout" "$ingest" -e "$endpoint" --mode "$mode" -c "$clients" \
 			--label "$label" --expect-new --chunk 500000 "$@")
 	c1=$(cpu_s)
+	w1=$(metric '^touchpointd_store_write_lock_wait_seconds_total')
+	y1=$(metric '^touchpointd_store_commit_sync_seconds_total')
 	s1=$(metric '^touchpointd_commit_duration_seconds_sum')
 	n1=$(metric '^touchpointd_commit_duration_seconds_count')
 	e1=$(metric '^touchpointd_commit_events_sum')
 	echo "$row"
 	# Where the time went, from the daemon's own clocks.
 	awk -v row="$row" -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" -v n0="$n0" \
-		-v n1="$n1" -v e0="$e0" -v e1="$e1" -v hwm="$(hwm)" -v label="$label" \
+		-v n1="$n1" -v e0="$e0" -v e1="$e1" -v w0="$w0" -v w1="$w1" -v y0="$y0" \
+		-v y1="$y1" -v hwm="$(hwm)" -v label="$label" \
 		-v load="$(cut -d' ' -f1 /proc/loadavg)" '
 		BEGIN {
 			c = c1 - c0; s = s1 - s0; n = n1 - n0; e = e1 - e0
 			split(row, f, "|"); wall = f[7] + 0; ev = f[6] + 0
-			printf "%s\t%.2f\t%.1f\t%.0f%%\t%.2f\t%.0f\t%s\t%s\n", label,
+			printf "%s\t%.2f\t%.1f\t%.0f%%\t%.0f%%\t%.0f%%\t%.2f\t%.0f\t%s\t%s\n", label,
 			    ev ? c / ev * 1e6 : 0, n ? s / n * 1e3 : 0, wall ? 100 * s / wall : 0,
+			    wall ? 100 * (w1 - w0) / wall : 0, wall ? 100 * (y1 - y0) / wall : 0,
 			    ev ? c / wall : 0, n ? e / n : 0, hwm, load
 		}' >>"$work/breakdown.tsv"
 }
@@ -165,9 +171,9 @@ breakdown_table() {
 	echo
 	echo "Where the daemon's time went (from /proc/PID/stat and its /metrics):"
 	echo
-	echo "| run | daemon CPU µs/event | mean group commit ms | writer busy (commit time / wall) | daemon cores used | events per commit | touchpointd VmHWM | load (1 min) |"
-	echo "|---|---|---|---|---|---|---|---|"
-	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8}' \
+	echo "| run | daemon CPU µs/event | mean group commit ms | writer busy (commit time / wall) | … waiting for the write lock | … in mdb_txn_commit | daemon cores used | events per commit | touchpointd VmHWM | load (1 min) |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
+	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' \
 		"$work/breakdown.tsv"
 	: >"$work/breakdown.tsv"
 }
