@@ -602,6 +602,7 @@ dict_rollback(struct store *s)
 
 	if (s->dict_n == s->dict_committed)
 		return;
+	atomic_store_explicit(&s->dict_pub, s->dict_committed, memory_order_release);
 	for (id = s->dict_committed; id < s->dict_n; id++) {
 		free(s->dchunk[id >> DICT_CHUNK_BITS][id & (DICT_CHUNK - 1)]);
 		s->dchunk[id >> DICT_CHUNK_BITS][id & (DICT_CHUNK - 1)] = NULL;
@@ -1209,6 +1210,13 @@ write_group(struct store *s, struct store_batch *const *batches,
 		pthread_mutex_lock(&s->dmu);
 		dirlock = 1;
 	}
+	/*
+	 * Names first: a reader whose snapshot begins right after the commit may meet this
+	 * group's records, and must find their names. A name published for a commit that then
+	 * fails is never looked up (no committed record holds its id); dict_rollback()
+	 * withdraws it.
+	 */
+	atomic_store_explicit(&s->dict_pub, s->dict_n, memory_order_release);
 	t0 = mono_ns();
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -1413,7 +1421,6 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 		goto out;
 	}
 
-	atomic_store_explicit(&s->dict_pub, s->dict_n, memory_order_release);
 	s->dict_committed = s->dict_n;
 	pthread_mutex_lock(&s->smu);
 	s->cnt_pub = s->cnt;
