@@ -238,24 +238,22 @@ metrics_render_hist(struct metrics_buf *b, const char *name, const char *labels,
 	               labels[0] != '\0' ? "}" : "", (unsigned long long)cum);
 }
 
+/* One counter's family and value; ns != 0: v is nanoseconds, shown in seconds. */
 static void
-metrics_render_counter(struct metrics_buf *b, const char *name, const char *help,
-                       _Atomic uint64_t *v)
-{
-	metrics_family(b, name, "counter", help);
-	metrics_printf(b, "%s %llu\n", name,
-	               (unsigned long long)atomic_load_explicit(v, memory_order_relaxed));
-}
-
-/* A monotonic store counter; ns != 0: v is nanoseconds, shown in seconds. */
-static void
-metrics_store_counter(struct metrics_buf *b, const char *name, const char *help, uint64_t v, int ns)
+metrics_counter_value(struct metrics_buf *b, const char *name, const char *help, uint64_t v, int ns)
 {
 	metrics_family(b, name, "counter", help);
 	if (ns)
 		metrics_printf(b, "%s %.9g\n", name, (double)v / 1e9);
 	else
 		metrics_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void
+metrics_render_counter(struct metrics_buf *b, const char *name, const char *help,
+                       _Atomic uint64_t *v)
+{
+	metrics_counter_value(b, name, help, atomic_load_explicit(v, memory_order_relaxed), 0);
 }
 
 static void
@@ -310,21 +308,21 @@ metrics_render_store(struct metrics_buf *b)
 	metrics_printf(b, "touchpointd_store_runs %llu\n", (unsigned long long)ss.runs);
 	metrics_family(b, "touchpointd_store_readers", "gauge", "LMDB reader slots in use.");
 	metrics_printf(b, "touchpointd_store_readers %llu\n", (unsigned long long)ss.readers);
-	metrics_store_counter(b, "touchpointd_store_write_lock_wait_seconds_total",
+	metrics_counter_value(b, "touchpointd_store_write_lock_wait_seconds_total",
 	                      "Time the ingest writer waited for LMDB's write lock (held by a "
 	                      "compaction chunk), part of touchpointd_commit_duration_seconds.",
 	                      ss.wait_ns, 1);
-	metrics_store_counter(
+	metrics_counter_value(
 	    b, "touchpointd_store_commit_sync_seconds_total",
 	    "Time the ingest writer spent in mdb_txn_commit (page writes and syncs "
 	    "to disk), part of touchpointd_commit_duration_seconds.",
 	    ss.commit_ns, 1);
-	metrics_store_counter(b, "touchpointd_store_compaction_chunks_total",
+	metrics_counter_value(b, "touchpointd_store_compaction_chunks_total",
 	                      "Compaction write transactions (chunks of a merge of sorted runs).",
 	                      ss.chunks, 0);
-	metrics_store_counter(b, "touchpointd_store_compaction_seconds_total",
+	metrics_counter_value(b, "touchpointd_store_compaction_seconds_total",
 	                      "Time compaction held LMDB's write lock.", ss.chunk_ns, 1);
-	metrics_store_counter(b, "touchpointd_store_compacted_records_total",
+	metrics_counter_value(b, "touchpointd_store_compacted_records_total",
 	                      "Records rewritten by compaction.", ss.chunk_records, 0);
 }
 
