@@ -24,7 +24,7 @@
 #include "touchpoint/touchpoint.h"
 
 /* 2: ids values are a second hash; 3: exact small customer counts; 4: lean records */
-#define STORE_SCHEMA      4
+#define STORE_SCHEMA      5 /* 4 is opened and upgraded in place */
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
 #define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
@@ -35,6 +35,7 @@
 #define STORE_GROW_TRIES  40
 #define DROP_FORCE        16 /* retired runs that make the compactor wait for readers */
 #define KEY_LEN           24 /* run key: customer hash | biased ts | seq */
+#define RUNB_ID0          (UINT64_C(1) << 63) /* runs.mdb's run ids: after every main one */
 #define DICT_CHUNK_BITS   12
 #define DICT_CHUNK        (1u << DICT_CHUNK_BITS)
 #define DICT_CHUNKS       16384
@@ -56,10 +57,12 @@
 #define MERGE_CHUNK 16384
 #endif
 
+/* A run lives in the main environment (tier 0, and older stores' merges) or in runs.mdb. */
 struct run {
 	uint64_t id;
 	MDB_dbi dbi;
 	uint32_t tier;
+	int inb; /* in runs.mdb */
 	uint64_t count;
 };
 
@@ -110,6 +113,16 @@ struct dslot {
 struct store {
 	MDB_env *env;
 	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta, cust;
+	/*
+	 * runs.mdb: the compactor's merged runs, in an environment of their own so that a
+	 * merge never holds the writer's LMDB lock (nor queues its commits behind fdatasync).
+	 * Its meta holds its run directory and, under "x" + id, the main runs a merge consumed
+	 * and that the main environment has not dropped yet.
+	 */
+	MDB_env *envb;
+	MDB_dbi metab;
+	/* Held by a backup while it copies, and by the compactor while it changes the runs. */
+	pthread_mutex_t bmu;
 	uint8_t key[16];
 	uint8_t key2[16]; /* key with every bit flipped: the ids value's hash */
 	size_t run_events;
@@ -257,12 +270,12 @@ set_err(char *errbuf, size_t errlen, const char *what, int rc)
 }
 
 static int
-meta_get(MDB_txn *txn, struct store *s, const char *k, void *out, size_t len)
+meta_get(MDB_txn *txn, MDB_dbi meta, const char *k, void *out, size_t len)
 {
 	MDB_val key = { strlen(k), (void *)k }, v;
 	int rc;
 
-	if ((rc = mdb_get(txn, s->meta, &key, &v)) != 0)
+	if ((rc = mdb_get(txn, meta, &key, &v)) != 0)
 		return rc;
 	if (v.mv_size != len)
 		return MDB_CORRUPTED;
@@ -271,15 +284,15 @@ meta_get(MDB_txn *txn, struct store *s, const char *k, void *out, size_t len)
 }
 
 static int
-meta_put(MDB_txn *txn, struct store *s, const char *k, const void *in, size_t len)
+meta_put(MDB_txn *txn, MDB_dbi meta, const char *k, const void *in, size_t len)
 {
 	MDB_val key = { strlen(k), (void *)k }, v = { len, (void *)in };
 
-	return mdb_put(txn, s->meta, &key, &v, 0);
+	return mdb_put(txn, meta, &key, &v, 0);
 }
 
 static int
-dir_put(MDB_txn *txn, struct store *s, uint64_t id, uint32_t tier, uint32_t state, uint64_t count)
+dir_put(MDB_txn *txn, MDB_dbi meta, uint64_t id, uint32_t tier, uint32_t state, uint64_t count)
 {
 	uint8_t k[9];
 	struct dirent_v d = { tier, state, count };
@@ -287,18 +300,18 @@ dir_put(MDB_txn *txn, struct store *s, uint64_t id, uint32_t tier, uint32_t stat
 
 	k[0] = 'r';
 	be64(k + 1, id);
-	return mdb_put(txn, s->meta, &key, &v, 0);
+	return mdb_put(txn, meta, &key, &v, 0);
 }
 
 static int
-dir_del(MDB_txn *txn, struct store *s, uint64_t id)
+dir_del(MDB_txn *txn, MDB_dbi meta, uint64_t id)
 {
 	uint8_t k[9];
 	MDB_val key = { sizeof(k), k };
 
 	k[0] = 'r';
 	be64(k + 1, id);
-	return mdb_del(txn, s->meta, &key, NULL);
+	return mdb_del(txn, meta, &key, NULL);
 }
 
 static uint64_t
@@ -337,7 +350,7 @@ gate_leave(struct store *s)
  * the meantime, nothing more is done.
  */
 static int
-grow_map(struct store *s, size_t seen)
+grow_map(struct store *s, MDB_env *env, size_t seen)
 {
 	MDB_envinfo info;
 	int rc = 0;
@@ -351,11 +364,11 @@ grow_map(struct store *s, size_t seen)
 	pthread_mutex_unlock(&s->gmu);
 
 	if (seen == 0) {
-		rc = mdb_env_set_mapsize(s->env, 0);
-	} else if ((rc = mdb_env_info(s->env, &info)) == 0 && info.me_mapsize <= seen) {
+		rc = mdb_env_set_mapsize(env, 0);
+	} else if ((rc = mdb_env_info(env, &info)) == 0 && info.me_mapsize <= seen) {
 		size_t next = seen < ((size_t)1 << 30) ? seen * 2 : seen + ((size_t)1 << 30);
 
-		rc = mdb_env_set_mapsize(s->env, next);
+		rc = mdb_env_set_mapsize(env, next);
 	}
 
 	pthread_mutex_lock(&s->gmu);
@@ -387,13 +400,13 @@ open_headroom(MDB_env *env)
 
 /* mdb_env_info() reads the meta pages in the map: under the gate, like a transaction. */
 static size_t
-map_size(struct store *s)
+map_size(struct store *s, MDB_env *env)
 {
 	MDB_envinfo info;
 	int rc;
 
 	gate_enter(s);
-	rc = mdb_env_info(s->env, &info);
+	rc = mdb_env_info(env, &info);
 	gate_leave(s);
 	return rc == 0 ? info.me_mapsize : 0;
 }
@@ -404,14 +417,16 @@ map_size(struct store *s)
  * it too, so the run handles copied here are exactly the runs of the snapshot.
  */
 struct rsnap {
-	MDB_txn *txn;
+	MDB_txn *txn, *txnb; /* main, then runs.mdb: begun in that order, under dmu */
 	MDB_dbi dbi[STORE_MAX_RUNS];
+	unsigned char inb[STORE_MAX_RUNS];
 	size_t n;
 };
 
 static int
 read_begin(struct store *s, struct rsnap *r)
 {
+	MDB_env *grow;
 	size_t i;
 	int rc;
 
@@ -423,12 +438,24 @@ read_begin(struct store *s, struct rsnap *r)
 		s->run_readers++;
 		pthread_mutex_unlock(&s->gmu);
 
+		/*
+		 * Main first: runs.mdb's snapshot is then the later one, and a main run it says a
+		 * merge consumed is left out of the list below (dmu orders it with those commits).
+		 */
 		pthread_mutex_lock(&s->dmu);
+		grow = s->env;
 		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
 		if (rc == 0) {
+			grow = s->envb;
+			if ((rc = mdb_txn_begin(s->envb, NULL, MDB_RDONLY, &r->txnb)) != 0)
+				mdb_txn_abort(r->txn);
+		}
+		if (rc == 0) {
 			r->n = s->nruns;
-			for (i = 0; i < s->nruns; i++)
+			for (i = 0; i < s->nruns; i++) {
 				r->dbi[i] = s->runs[i].dbi;
+				r->inb[i] = (unsigned char)s->runs[i].inb;
+			}
 		}
 		pthread_mutex_unlock(&s->dmu);
 		if (rc != MDB_MAP_RESIZED)
@@ -438,7 +465,7 @@ read_begin(struct store *s, struct rsnap *r)
 			pthread_cond_broadcast(&s->gcv);
 		pthread_mutex_unlock(&s->gmu);
 		gate_leave(s);
-		if ((rc = grow_map(s, 0)) != 0)
+		if ((rc = grow_map(s, grow, 0)) != 0)
 			return rc;
 	}
 	if (rc != 0) {
@@ -454,6 +481,7 @@ read_begin(struct store *s, struct rsnap *r)
 static void
 read_end(struct store *s, struct rsnap *r)
 {
+	mdb_txn_abort(r->txnb);
 	mdb_txn_abort(r->txn);
 	pthread_mutex_lock(&s->gmu);
 	if (--s->run_readers == 0)
@@ -464,20 +492,27 @@ read_end(struct store *s, struct rsnap *r)
 
 /* A write transaction under the gate; MDB_MAP_RESIZED is handled here. */
 static int
-write_begin(struct store *s, MDB_txn **txn)
+write_begin(struct store *s, MDB_env *env, MDB_txn **txn)
 {
 	int rc;
 
 	for (;;) {
 		gate_enter(s);
-		if ((rc = mdb_txn_begin(s->env, NULL, 0, txn)) == 0)
+		if ((rc = mdb_txn_begin(env, NULL, 0, txn)) == 0)
 			return 0;
 		gate_leave(s);
 		if (rc != MDB_MAP_RESIZED)
 			return rc;
-		if ((rc = grow_map(s, 0)) != 0)
+		if ((rc = grow_map(s, env, 0)) != 0)
 			return rc;
 	}
+}
+
+/* The transaction a snapshot reads run i through. */
+static MDB_txn *
+run_txn(const struct rsnap *r, MDB_txn *txn, MDB_txn *txnb, size_t i)
+{
+	return r->inb[i] ? txnb : txn;
 }
 
 /* ---- dictionary ---- */
@@ -928,7 +963,7 @@ flush_run(struct store *s, MDB_txn *txn, struct run *out)
 
 	if ((rc = log_sorted(s, txn, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap, &n)) != 0)
 		return rc;
-	if ((rc = meta_get(txn, s, "nextrun", &id, sizeof(id))) != 0)
+	if ((rc = meta_get(txn, s->meta, "nextrun", &id, sizeof(id))) != 0)
 		return rc;
 	snprintf(name, sizeof(name), "run.%" PRIu64, id);
 	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi)) != 0 ||
@@ -948,14 +983,15 @@ flush_run(struct store *s, MDB_txn *txn, struct run *out)
 	mdb_cursor_close(c);
 	c = NULL;
 	if ((rc = mdb_drop(txn, s->log, 0)) != 0 ||
-	    (rc = dir_put(txn, s, id, 0, RUN_COMPLETE, n)) != 0)
+	    (rc = dir_put(txn, s->meta, id, 0, RUN_COMPLETE, n)) != 0)
 		return rc;
 	id++;
-	if ((rc = meta_put(txn, s, "nextrun", &id, sizeof(id))) != 0)
+	if ((rc = meta_put(txn, s->meta, "nextrun", &id, sizeof(id))) != 0)
 		return rc;
 	out->id = id - 1;
 	out->dbi = dbi;
 	out->tier = 0;
+	out->inb = 0;
 	out->count = n;
 	return 0;
 fail:
@@ -1147,7 +1183,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 
 	*flushed = 0;
 	atomic_fetch_add(&s->wwant, 1);
-	rc = write_begin(s, &txn);
+	rc = write_begin(s, s->env, &txn);
 	atomic_fetch_sub(&s->wwant, 1);
 	if (rc != 0)
 		return rc;
@@ -1198,13 +1234,13 @@ write_group(struct store *s, struct store_batch *const *batches,
 	}
 	s->next_seq += total;
 	s->cnt.duplicates += dups;
-	if ((rc = meta_put(txn, s, "seq", &s->next_seq, 8)) != 0 ||
-	    (rc = meta_put(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0)
+	if ((rc = meta_put(txn, s->meta, "seq", &s->next_seq, 8)) != 0 ||
+	    (rc = meta_put(txn, s->meta, "counters", &s->cnt, sizeof(s->cnt))) != 0)
 		goto fail;
-	if (s->hll_dirty && (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0)
+	if (s->hll_dirty && (rc = meta_put(txn, s->meta, "hll", s->hll, HLL_M)) != 0)
 		goto fail;
 	if (s->cust_exact != ws->cust_exact &&
-	    (rc = meta_put(txn, s, "custx", &s->cust_exact, 8)) != 0)
+	    (rc = meta_put(txn, s->meta, "custx", &s->cust_exact, 8)) != 0)
 		goto fail;
 	if (*flushed) {
 		pthread_mutex_lock(&s->dmu);
@@ -1407,12 +1443,12 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 		goto out;
 	}
 	for (tries = 0;; tries++) {
-		size_t seen = map_size(s);
+		size_t seen = map_size(s, s->env);
 
 		rc = write_group(s, batches, prep, nb, total, ws, &newrun, &flushed);
 		if (rc != MDB_MAP_FULL || tries >= STORE_GROW_TRIES)
 			break;
-		if ((rc = grow_map(s, seen)) != 0)
+		if ((rc = grow_map(s, s->env, seen)) != 0)
 			break;
 	}
 	free(ws);
@@ -1593,12 +1629,75 @@ yield_to_writer(struct store *s)
 		nanosleep(&ts, NULL);
 }
 
-/* Drops retired runs once no reader can hold their handles. */
+/* Consumed-run marker in runs.mdb's meta: "x" + the main run's id (big-endian). */
+static int
+mark_consumed(MDB_txn *txn, MDB_dbi meta, uint64_t id, int del)
+{
+	uint8_t k[9];
+	MDB_val key = { sizeof(k), k }, v = { 0, k };
+
+	k[0] = 'x';
+	be64(k + 1, id);
+	if (!del)
+		return mdb_put(txn, meta, &key, &v, 0);
+	return mdb_del(txn, meta, &key, NULL);
+}
+
+/*
+ * Drops the retired runs of one environment in one transaction; a main run's directory
+ * entry goes with it (the merge only marked it consumed in runs.mdb), and runs.mdb's
+ * transaction clears the markers of the main runs dropped before it (unmark).
+ * mdb_drop() closes the handle even if the commit then fails: on failure the named
+ * databases stay as orphans, or consumed, and are dropped at the next open.
+ */
+static int
+drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64_t *dropped,
+        size_t *ndropped)
+{
+	MDB_txn *txn;
+	size_t i, n = 0;
+	int rc;
+
+	*ndropped = 0;
+	pthread_mutex_lock(&s->dmu);
+	for (i = 0; i < s->nretired; i++)
+		n += s->retired[i].inb == inb;
+	pthread_mutex_unlock(&s->dmu);
+	if (n == 0 && nunmark == 0)
+		return 0;
+	if ((rc = mdb_txn_begin(inb ? s->envb : s->env, NULL, 0, &txn)) != 0)
+		return rc;
+	n = 0;
+	pthread_mutex_lock(&s->dmu);
+	for (i = 0; i < s->nretired && rc == 0; i++) {
+		if (s->retired[i].inb != inb)
+			continue;
+		rc = mdb_drop(txn, s->retired[i].dbi, 1);
+		if (rc == 0 && !inb &&
+		    (rc = dir_del(txn, s->meta, s->retired[i].id)) == MDB_NOTFOUND)
+			rc = 0;
+		dropped[n++] = s->retired[i].id;
+	}
+	pthread_mutex_unlock(&s->dmu);
+	for (i = 0; i < nunmark && rc == 0; i++)
+		if ((rc = mark_consumed(txn, s->metab, unmark[i], 1)) == MDB_NOTFOUND)
+			rc = 0;
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return rc;
+	*ndropped = n;
+	return 0;
+}
+
+/* Drops retired runs once no reader can hold their handles. Under bmu. */
 static void
 drop_retired(struct store *s)
 {
-	MDB_txn *txn;
-	size_t i, n;
+	uint64_t gone[STORE_MAX_RUNS], other[STORE_MAX_RUNS];
+	size_t n, na = 0, nb = 0;
 	int rc;
 
 	pthread_mutex_lock(&s->dmu);
@@ -1622,20 +1721,13 @@ drop_retired(struct store *s)
 		pthread_cond_wait(&s->gcv, &s->gmu);
 	pthread_mutex_unlock(&s->gmu);
 
-	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	if (rc == 0) {
-		pthread_mutex_lock(&s->dmu);
-		/* mdb_drop() closes the handle even if the commit then fails: forget them all. */
-		for (i = 0; i < s->nretired && rc == 0; i++)
-			rc = mdb_drop(txn, s->retired[i].dbi, 1);
-		s->nretired = 0;
-		pthread_mutex_unlock(&s->dmu);
-		if (rc == 0)
-			rc = mdb_txn_commit(txn);
-		else
-			mdb_txn_abort(txn);
-		/* On failure the named databases stay as orphans, dropped at the next open. */
-	}
+	/* Main runs first (the writer's lock, briefly), then runs.mdb with their markers. */
+	yield_to_writer(s);
+	rc = drop_in(s, 0, NULL, 0, gone, &na);
+	rc = drop_in(s, 1, gone, na, other, &nb);
+	pthread_mutex_lock(&s->dmu);
+	s->nretired = 0; /* what a failed drop closed is forgotten too */
+	pthread_mutex_unlock(&s->dmu);
 	pthread_mutex_lock(&s->gmu);
 	s->dropping = 0;
 	pthread_cond_broadcast(&s->gcv);
@@ -1668,7 +1760,7 @@ pick_merge(struct store *s, struct run *in)
 	return best != UINT32_MAX;
 }
 
-/* Creates the output run, marked building. */
+/* Creates the output run in runs.mdb, marked building. */
 static int
 merge_create(struct store *s, uint32_t tier, struct run *out)
 {
@@ -1678,18 +1770,19 @@ merge_create(struct store *s, uint32_t tier, struct run *out)
 	int rc;
 
 	for (;;) {
-		size_t seen = map_size(s);
+		size_t seen = map_size(s, s->envb);
 
-		if ((rc = write_begin(s, &txn)) != 0)
+		if ((rc = write_begin(s, s->envb, &txn)) != 0)
 			return rc;
-		if ((rc = meta_get(txn, s, "nextrun", &id, sizeof(id))) == 0) {
+		if ((rc = meta_get(txn, s->metab, "nextrun", &id, sizeof(id))) == 0) {
 			snprintf(name, sizeof(name), "run.%" PRIu64, id);
 			out->id = id++;
 			out->tier = tier;
+			out->inb = 1;
 			out->count = 0;
 			if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->dbi)) == 0 &&
-			    (rc = meta_put(txn, s, "nextrun", &id, sizeof(id))) == 0 &&
-			    (rc = dir_put(txn, s, out->id, tier, RUN_BUILDING, 0)) == 0) {
+			    (rc = meta_put(txn, s->metab, "nextrun", &id, sizeof(id))) == 0 &&
+			    (rc = dir_put(txn, s->metab, out->id, tier, RUN_BUILDING, 0)) == 0) {
 				rc = mdb_txn_commit(txn);
 				txn = NULL;
 			}
@@ -1699,14 +1792,15 @@ merge_create(struct store *s, uint32_t tier, struct run *out)
 		gate_leave(s);
 		if (rc != MDB_MAP_FULL)
 			return rc;
-		if ((rc = grow_map(s, seen)) != 0)
+		if ((rc = grow_map(s, s->envb, seen)) != 0)
 			return rc;
 	}
 }
 
 /*
- * One chunk of the merge in its own write transaction: inputs are repositioned after the
- * last key consumed (last[j], or from the start), up to MERGE_CHUNK records are appended.
+ * One chunk of the merge in its own write transaction of runs.mdb (main runs are read
+ * through a read transaction begun with it): inputs are repositioned after the last key
+ * consumed (last[j], or from the start), up to MERGE_CHUNK records are appended.
  */
 static int
 merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
@@ -1717,19 +1811,23 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 	uint8_t nlast[MERGE_FANIN][KEY_LEN];
 	int nstarted[MERGE_FANIN];
 	MDB_cursor *oc = NULL;
-	MDB_txn *txn;
+	MDB_txn *txn, *rtxn = NULL;
 	size_t j, n = 0;
 	uint64_t t0;
 	int rc;
 
-	if ((rc = write_begin(s, &txn)) != 0)
+	if ((rc = write_begin(s, s->envb, &txn)) != 0)
 		return rc;
 	t0 = mono_ns();
 	memset(src, 0, sizeof(src));
 	for (j = 0; j < nin; j++) {
+		/* Under the gate write_begin took: entering it again could wait on a growth. */
+		if (!in[j].inb && rtxn == NULL &&
+		    (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rtxn)) != 0)
+			goto fail;
 		nstarted[j] = started[j];
 		memcpy(nlast[j], last[j], KEY_LEN);
-		if ((rc = mdb_cursor_open(txn, in[j].dbi, &src[j].cur)) != 0)
+		if ((rc = mdb_cursor_open(in[j].inb ? txn : rtxn, in[j].dbi, &src[j].cur)) != 0)
 			goto fail;
 		if (!started[j]) {
 			rc = msrc_load(&src[j], MDB_FIRST);
@@ -1763,10 +1861,14 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 		mdb_cursor_close(src[j].cur);
 	memset(src, 0, sizeof(src));
 	mdb_cursor_close(oc);
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		gate_leave(s);
-		return rc;
-	}
+	oc = NULL;
+	if (rtxn != NULL)
+		mdb_txn_abort(rtxn);
+	rtxn = NULL;
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		goto fail;
 	gate_leave(s);
 	atomic_fetch_add(&s->t_chunk_ns, mono_ns() - t0);
 	atomic_fetch_add(&s->t_chunks, 1);
@@ -1784,12 +1886,19 @@ fail:
 			mdb_cursor_close(src[j].cur);
 	if (oc != NULL)
 		mdb_cursor_close(oc);
-	mdb_txn_abort(txn);
+	if (rtxn != NULL)
+		mdb_txn_abort(rtxn);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
 	gate_leave(s);
 	return rc;
 }
 
-/* Marks the output complete and retires the inputs, all in one commit. */
+/*
+ * Marks the output complete and retires the inputs, all in one commit of runs.mdb: its
+ * own inputs leave its directory, main ones are marked consumed (the main environment
+ * drops them later, in drop_retired(), or at the next open).
+ */
 static int
 merge_finish(struct store *s, const struct run *in, size_t nin, const struct run *out)
 {
@@ -1797,11 +1906,12 @@ merge_finish(struct store *s, const struct run *in, size_t nin, const struct run
 	size_t j, i, k;
 	int rc;
 
-	if ((rc = write_begin(s, &txn)) != 0)
+	if ((rc = write_begin(s, s->envb, &txn)) != 0)
 		return rc;
-	rc = dir_put(txn, s, out->id, out->tier, RUN_COMPLETE, out->count);
+	rc = dir_put(txn, s->metab, out->id, out->tier, RUN_COMPLETE, out->count);
 	for (j = 0; j < nin && rc == 0; j++)
-		rc = dir_del(txn, s, in[j].id);
+		rc = in[j].inb ? dir_del(txn, s->metab, in[j].id)
+		               : mark_consumed(txn, s->metab, in[j].id, 0);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		gate_leave(s);
@@ -1841,27 +1951,30 @@ merge_once(struct store *s, const struct run *in)
 	if ((rc = merge_create(s, in[0].tier + 1, &out)) != 0)
 		goto fail;
 	while (!finished) {
-		size_t seen = map_size(s);
+		size_t seen = map_size(s, s->envb);
 
 		if (stopping(s)) {
 			rc = ECANCELED; /* the building run is dropped at the next open */
 			goto fail;
 		}
-		yield_to_writer(s);
 		rc = merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished);
 		if (rc == MDB_MAP_FULL)
-			rc = grow_map(s, seen);
+			rc = grow_map(s, s->envb, seen);
+		else if (rc == MDB_MAP_RESIZED) /* the writer grew the main map */
+			rc = grow_map(s, s->env, 0);
 		if (rc != 0)
 			goto fail;
 	}
+	pthread_mutex_lock(&s->bmu);
 	for (;;) {
-		size_t seen = map_size(s);
+		size_t seen = map_size(s, s->envb);
 
 		if ((rc = merge_finish(s, in, MERGE_FANIN, &out)) != MDB_MAP_FULL)
 			break;
-		if ((rc = grow_map(s, seen)) != 0)
+		if ((rc = grow_map(s, s->envb, seen)) != 0)
 			break;
 	}
+	pthread_mutex_unlock(&s->bmu);
 	if (rc != 0)
 		goto fail;
 	return 0;
@@ -1870,6 +1983,15 @@ fail:
 	s->nbuilding--;
 	pthread_mutex_unlock(&s->dmu);
 	return rc;
+}
+
+/* drop_retired() under bmu: a backup copying the two environments sees no run vanish. */
+static void
+drop_retired_locked(struct store *s)
+{
+	pthread_mutex_lock(&s->bmu);
+	drop_retired(s);
+	pthread_mutex_unlock(&s->bmu);
 }
 
 static void *
@@ -1894,11 +2016,12 @@ compactor(void *arg)
 		pthread_mutex_unlock(&s->cmu);
 
 		mdb_reader_check(s->env, &dead);
-		drop_retired(s);
+		mdb_reader_check(s->envb, &dead);
+		drop_retired_locked(s);
 		while (!stopping(s) && pick_merge(s, in)) {
 			if (merge_once(s, in) != 0)
 				break; /* tried again on the next tick */
-			drop_retired(s);
+			drop_retired_locked(s);
 		}
 		pthread_mutex_lock(&s->cmu);
 	}
@@ -1931,55 +2054,23 @@ fill_random(uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Loads or creates the metadata; drops runs left building or orphaned by a crash. */
+/*
+ * Loads one environment's run directory (meta) into runs[]: complete runs are opened,
+ * building ones dropped, and so are named databases "run.N" it does not list (a crash
+ * mid-merge or mid-drop).
+ */
 static int
-open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
+load_dir(struct store *s, MDB_txn *txn, MDB_dbi meta, int inb)
 {
-	uint32_t version;
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
-	MDB_stat st;
 	MDB_dbi main_dbi;
 	uint8_t kb[9];
 	char(*orphans)[32] = NULL;
 	size_t norphans = 0, i;
 	int rc;
 
-	rc = meta_get(txn, s, "version", &version, sizeof(version));
-	if (rc == MDB_NOTFOUND) {
-		uint64_t one = 1;
-
-		version = STORE_SCHEMA;
-		if (fill_random(s->key, sizeof(s->key)) != 0) {
-			snprintf(errbuf, errlen, "no random key: %s", strerror(errno));
-			return EIO;
-		}
-		memset(&s->cnt, 0, sizeof(s->cnt));
-		if ((rc = meta_put(txn, s, "version", &version, sizeof(version))) != 0 ||
-		    (rc = meta_put(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
-		    (rc = meta_put(txn, s, "seq", &one, 8)) != 0 ||
-		    (rc = meta_put(txn, s, "nextrun", &one, 8)) != 0 ||
-		    (rc = meta_put(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
-		    (rc = meta_put(txn, s, "hll", s->hll, HLL_M)) != 0 ||
-		    (rc = meta_put(txn, s, "custx", &s->cust_exact, 8)) != 0)
-			return rc;
-	} else if (rc != 0) {
-		return rc;
-	} else if (version != STORE_SCHEMA) {
-		snprintf(errbuf, errlen, "store schema %u, expected %u", version, STORE_SCHEMA);
-		return MDB_VERSION_MISMATCH;
-	}
-	if ((rc = meta_get(txn, s, "key", s->key, sizeof(s->key))) != 0 ||
-	    (rc = meta_get(txn, s, "seq", &s->next_seq, 8)) != 0 ||
-	    (rc = meta_get(txn, s, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
-	    (rc = meta_get(txn, s, "hll", s->hll, HLL_M)) != 0 ||
-	    (rc = meta_get(txn, s, "custx", &s->cust_exact, 8)) != 0)
-		return rc;
-	for (i = 0; i < sizeof(s->key); i++)
-		s->key2[i] = (uint8_t)~s->key[i];
-
-	/* The run directory: complete runs are opened, building ones dropped. */
-	if ((rc = mdb_cursor_open(txn, s->meta, &c)) != 0)
+	if ((rc = mdb_cursor_open(txn, meta, &c)) != 0)
 		return rc;
 	kb[0] = 'r';
 	memset(kb + 1, 0, 8);
@@ -2012,6 +2103,7 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		s->runs[s->nruns].id = id;
 		s->runs[s->nruns].tier = d.tier;
 		s->runs[s->nruns].count = d.count;
+		s->runs[s->nruns].inb = inb;
 		if ((rc = mdb_dbi_open(txn, name, 0, &s->runs[s->nruns].dbi)) != 0)
 			goto fail;
 		s->nruns++;
@@ -2038,7 +2130,7 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		name[k.mv_size] = 0;
 		id = strtoull(name + 4, &end, 10);
 		for (i = 0; i < s->nruns; i++)
-			known |= s->runs[i].id == id;
+			known |= s->runs[i].id == id && s->runs[i].inb == inb;
 		if (known && *end == 0)
 			continue;
 		if (norphans >= STORE_MAXDBS) {
@@ -2070,6 +2162,66 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	free(orphans);
 	orphans = NULL;
 
+	return 0;
+fail:
+	free(orphans);
+	if (c != NULL)
+		mdb_cursor_close(c);
+	return rc;
+}
+
+/* Loads or creates the metadata; drops runs left building or orphaned by a crash. */
+static int
+open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
+{
+	uint32_t version;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	MDB_stat st;
+	size_t i;
+	int rc;
+
+	rc = meta_get(txn, s->meta, "version", &version, sizeof(version));
+	if (rc == MDB_NOTFOUND) {
+		uint64_t one = 1;
+
+		version = STORE_SCHEMA;
+		if (fill_random(s->key, sizeof(s->key)) != 0) {
+			snprintf(errbuf, errlen, "no random key: %s", strerror(errno));
+			return EIO;
+		}
+		memset(&s->cnt, 0, sizeof(s->cnt));
+		if ((rc = meta_put(txn, s->meta, "version", &version, sizeof(version))) != 0 ||
+		    (rc = meta_put(txn, s->meta, "key", s->key, sizeof(s->key))) != 0 ||
+		    (rc = meta_put(txn, s->meta, "seq", &one, 8)) != 0 ||
+		    (rc = meta_put(txn, s->meta, "nextrun", &one, 8)) != 0 ||
+		    (rc = meta_put(txn, s->meta, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
+		    (rc = meta_put(txn, s->meta, "hll", s->hll, HLL_M)) != 0 ||
+		    (rc = meta_put(txn, s->meta, "custx", &s->cust_exact, 8)) != 0)
+			return rc;
+	} else if (rc != 0) {
+		return rc;
+	} else if (version == STORE_SCHEMA - 1) {
+		/* Schema 4 is schema 5 without runs.mdb: its merged runs stay where they are. */
+		version = STORE_SCHEMA;
+		if ((rc = meta_put(txn, s->meta, "version", &version, sizeof(version))) != 0)
+			return rc;
+	} else if (version != STORE_SCHEMA) {
+		snprintf(errbuf, errlen, "store schema %u, expected %u", version, STORE_SCHEMA);
+		return MDB_VERSION_MISMATCH;
+	}
+	if ((rc = meta_get(txn, s->meta, "key", s->key, sizeof(s->key))) != 0 ||
+	    (rc = meta_get(txn, s->meta, "seq", &s->next_seq, 8)) != 0 ||
+	    (rc = meta_get(txn, s->meta, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
+	    (rc = meta_get(txn, s->meta, "hll", s->hll, HLL_M)) != 0 ||
+	    (rc = meta_get(txn, s->meta, "custx", &s->cust_exact, 8)) != 0)
+		return rc;
+	for (i = 0; i < sizeof(s->key); i++)
+		s->key2[i] = (uint8_t)~s->key[i];
+
+	if ((rc = load_dir(s, txn, s->meta, 0)) != 0)
+		return rc;
+
 	if ((rc = mdb_stat(txn, s->log, &st)) != 0)
 		return rc;
 	s->log_count = st.ms_entries;
@@ -2100,9 +2252,138 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	s->customers_pub = customers_now(s);
 	return 0;
 fail:
-	free(orphans);
 	if (c != NULL)
 		mdb_cursor_close(c);
+	return rc;
+}
+
+/*
+ * Drops the main runs runs.mdb marks consumed (a crash came between a merge's commit and
+ * their drop), then the markers. Main first: a crash in between leaves only markers of
+ * runs that no longer exist, which are cleared here next time.
+ */
+static int
+open_consumed(struct store *s)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	uint8_t kb[9] = { 'x' };
+	uint64_t *ux = NULL, gone[STORE_MAX_RUNS], other[STORE_MAX_RUNS];
+	size_t i, j, nx = 0, na = 0, nb = 0;
+	int rc;
+
+	if ((rc = mdb_txn_begin(s->envb, NULL, MDB_RDONLY, &txn)) != 0 ||
+	    (rc = mdb_cursor_open(txn, s->metab, &c)) != 0)
+		goto fail;
+	k.mv_size = 1;
+	k.mv_data = kb;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		uint64_t id;
+
+		if (k.mv_size != 9 || ((uint8_t *)k.mv_data)[0] != 'x')
+			break;
+		id = rd_be64((uint8_t *)k.mv_data + 1);
+		if (nx % 64 == 0) {
+			void *np = realloc(ux, (nx + 64) * sizeof(*ux));
+
+			if (np == NULL) {
+				rc = ENOMEM;
+				goto fail;
+			}
+			ux = np;
+		}
+		ux[nx++] = id;
+		for (i = 0; i < s->nruns && (s->runs[i].inb || s->runs[i].id != id); i++)
+			;
+		if (i == s->nruns)
+			continue;
+		s->retired[s->nretired++] = s->runs[i];
+		for (j = i + 1; j < s->nruns; j++)
+			s->runs[j - 1] = s->runs[j];
+		s->nruns--;
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		goto fail;
+	mdb_cursor_close(c);
+	c = NULL;
+	mdb_txn_abort(txn);
+	txn = NULL;
+	/* No reader or compactor yet. A failed drop fails the open: the markers stay. */
+	rc = 0;
+	if (nx > 0 && (rc = drop_in(s, 0, NULL, 0, gone, &na)) == 0)
+		rc = drop_in(s, 1, ux, nx, other, &nb);
+	s->nretired = 0;
+	free(ux);
+	return rc;
+fail:
+	if (c != NULL)
+		mdb_cursor_close(c);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	free(ux);
+	return rc;
+}
+
+/* Opens (or creates) runs.mdb next to the main environment and loads its runs. */
+static int
+open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t errlen)
+{
+	char path[4096];
+	MDB_txn *txn = NULL;
+	uint32_t version;
+	uint64_t first = RUNB_ID0 + 1;
+	int rc, dead;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/runs.mdb", o->path) >= sizeof(path)) {
+		snprintf(errbuf, errlen, "store: path too long");
+		return ENAMETOOLONG;
+	}
+	if ((rc = mdb_env_create(&s->envb)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(s->envb, STORE_MAXDBS)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(s->envb, 254)) != 0 ||
+	    (rc = mdb_env_set_mapsize(s->envb, o->map_size ? o->map_size : (size_t)1 << 30)) != 0) {
+		set_err(errbuf, errlen, "store: runs environment", rc);
+		return rc;
+	}
+	if ((rc = mdb_env_open(s->envb, path,
+	                       MDB_NOSUBDIR | MDB_NOTLS | (o->nosync ? MDB_NOSYNC : 0), 0640)) !=
+	    0) {
+		set_err(errbuf, errlen, "store: open runs.mdb", rc);
+		return rc;
+	}
+	mdb_reader_check(s->envb, &dead);
+	if ((rc = open_headroom(s->envb)) != 0 ||
+	    (rc = mdb_txn_begin(s->envb, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->metab)) != 0)
+		goto fail;
+	rc = meta_get(txn, s->metab, "version", &version, sizeof(version));
+	if (rc == MDB_NOTFOUND) {
+		version = STORE_SCHEMA;
+		if ((rc = meta_put(txn, s->metab, "version", &version, sizeof(version))) != 0 ||
+		    (rc = meta_put(txn, s->metab, "nextrun", &first, 8)) != 0)
+			goto fail;
+	} else if (rc != 0) {
+		goto fail;
+	} else if (version != STORE_SCHEMA) {
+		snprintf(errbuf, errlen, "store: runs.mdb schema %u, expected %u", version,
+		         STORE_SCHEMA);
+		rc = MDB_VERSION_MISMATCH;
+		goto fail;
+	}
+	if ((rc = load_dir(s, txn, s->metab, 1)) != 0)
+		goto fail;
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0 || (rc = open_consumed(s)) != 0)
+		goto fail;
+	return 0;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	if (errbuf[0] == 0)
+		set_err(errbuf, errlen, "store: runs.mdb", rc);
 	return rc;
 }
 
@@ -2111,6 +2392,8 @@ store_free(struct store *s)
 {
 	size_t c, i;
 
+	if (s->envb != NULL)
+		mdb_env_close(s->envb);
 	if (s->env != NULL)
 		mdb_env_close(s->env);
 	for (c = 0; c < DICT_CHUNKS && s->dchunk[c] != NULL; c++) {
@@ -2126,6 +2409,7 @@ store_free(struct store *s)
 	pthread_mutex_destroy(&s->gmu);
 	pthread_cond_destroy(&s->gcv);
 	pthread_mutex_destroy(&s->dmu);
+	pthread_mutex_destroy(&s->bmu);
 	pthread_mutex_destroy(&s->smu);
 	pthread_mutex_destroy(&s->cmu);
 	pthread_cond_destroy(&s->ccv);
@@ -2161,6 +2445,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	pthread_mutex_init(&s->gmu, NULL);
 	pthread_cond_init(&s->gcv, NULL);
 	pthread_mutex_init(&s->dmu, NULL);
+	pthread_mutex_init(&s->bmu, NULL);
 	pthread_mutex_init(&s->smu, NULL);
 	pthread_mutex_init(&s->cmu, NULL);
 	pthread_cond_init(&s->ccv, NULL);
@@ -2213,6 +2498,8 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 		set_err(errbuf, errlen, "store: commit", rc);
 		goto fail;
 	}
+	if ((rc = open_runs(s, o, errbuf, errlen)) != 0)
+		goto fail;
 	if ((rc = pthread_create(&s->cthr, NULL, compactor, s)) != 0) {
 		snprintf(errbuf, errlen, "store: compactor thread: %s", strerror(rc));
 		goto fail;
@@ -2812,7 +3099,7 @@ struct pscan {
 struct pworker {
 	_Alignas(64) struct pscan *ps;
 	struct scan sc;
-	MDB_txn *txn;
+	MDB_txn *txn, *txnb;
 	MDB_cursor **cur;
 	struct msrc *src, **hv;
 	struct sahead *ahead;
@@ -2977,7 +3264,8 @@ scan_worker(void *arg)
 
 	for (i = 0; i < nruns && ps->end == STORE_SCAN_PARTS; i++)
 		if (w->cur[i] == NULL &&
-		    (w->rc = mdb_cursor_open(w->txn, ps->snap->dbi[i], &w->cur[i])) != 0) {
+		    (w->rc = mdb_cursor_open(run_txn(ps->snap, w->txn, w->txnb, i),
+		                             ps->snap->dbi[i], &w->cur[i])) != 0) {
 			w->rc = status_of(w->rc);
 			atomic_store(&ps->stop, 1);
 			return NULL;
@@ -3015,9 +3303,28 @@ run_pool(struct pworker *w, unsigned n)
  * tries the scan makes do with one. The gate taken by read_begin covers every one of them
  * (entering it again could deadlock behind a pending map growth).
  */
+/*
+ * A worker's read transaction: in the main environment on the snapshot's txnid (like); in
+ * runs.mdb any later one will do, because the snapshot's runs are complete, immutable and
+ * kept from being dropped while it holds run_readers (like == NULL).
+ */
 static int
-pscan_begin(struct store *s, struct rsnap *snap, MDB_txn **txn, unsigned *n)
+snap_begin(MDB_env *env, MDB_txn *like, MDB_txn **txn)
 {
+	int rc;
+
+	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, txn)) != 0)
+		return rc;
+	if (like == NULL || mdb_txn_id(*txn) == mdb_txn_id(like))
+		return 0;
+	mdb_txn_abort(*txn);
+	return -1;
+}
+
+static int
+pscan_begin(struct store *s, struct rsnap *snap, MDB_txn **txn, MDB_txn **txnb, unsigned *n)
+{
+	MDB_env *grow = NULL;
 	unsigned i, tries;
 	int rc;
 
@@ -3025,12 +3332,14 @@ pscan_begin(struct store *s, struct rsnap *snap, MDB_txn **txn, unsigned *n)
 		if ((rc = read_begin(s, snap)) != 0)
 			return rc;
 		txn[0] = snap->txn;
+		txnb[0] = snap->txnb;
 		for (i = 1; i < *n; i++) {
-			if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn[i])) != 0)
+			grow = s->env;
+			if ((rc = snap_begin(s->env, txn[0], &txn[i])) != 0)
 				break;
-			if (mdb_txn_id(txn[i]) != mdb_txn_id(txn[0])) {
+			grow = s->envb;
+			if ((rc = snap_begin(s->envb, NULL, &txnb[i])) != 0) {
 				mdb_txn_abort(txn[i]);
-				rc = -1;
 				break;
 			}
 		}
@@ -3040,14 +3349,16 @@ pscan_begin(struct store *s, struct rsnap *snap, MDB_txn **txn, unsigned *n)
 			*n = i; /* e.g. MDB_READERS_FULL: fewer threads */
 			return 0;
 		}
-		while (i-- > 1)
+		while (i-- > 1) {
+			mdb_txn_abort(txnb[i]);
 			mdb_txn_abort(txn[i]);
+		}
 		if (tries + 1 >= SCAN_SNAP_TRIES) {
 			*n = 1;
 			return 0;
 		}
 		read_end(s, snap);
-		if (rc == MDB_MAP_RESIZED && (rc = grow_map(s, 0)) != 0)
+		if (rc == MDB_MAP_RESIZED && (rc = grow_map(s, grow, 0)) != 0)
 			return rc;
 	}
 }
@@ -3114,7 +3425,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 {
 	struct pscan ps = { .s = s, .fn = fn, .done = done, .args = args };
 	struct pworker w[SCAN_MAX_THREADS];
-	MDB_txn *txn[SCAN_MAX_THREADS];
+	MDB_txn *txn[SCAN_MAX_THREADS], *txnb[SCAN_MAX_THREADS];
 	struct rsnap snap;
 	struct kitem *tail = NULL;
 	struct scan *fo = &w[0].sc;
@@ -3123,7 +3434,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	int rc, rv = 0;
 
 	memset(w, 0, sizeof(w));
-	if ((rc = pscan_begin(s, &snap, txn, &n)) != 0)
+	if ((rc = pscan_begin(s, &snap, txn, txnb, &n)) != 0)
 		return status_of(rc);
 	ps.snap = &snap;
 	fo->s = s;
@@ -3138,6 +3449,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	for (t = 0; t < n; t++) {
 		w[t].ps = &ps;
 		w[t].txn = txn[t];
+		w[t].txnb = txnb[t];
 		w[t].sc.s = s;
 		if (t > 0) {
 			w[t].sc.nodes = fo->nodes;
@@ -3181,8 +3493,10 @@ out:
 			for (i = 0; i < snap.n; i++)
 				if (w[t].cur[i] != NULL)
 					mdb_cursor_close(w[t].cur[i]);
-		if (t > 0)
+		if (t > 0) {
+			mdb_txn_abort(txnb[t]);
 			mdb_txn_abort(txn[t]);
+		}
 	}
 	read_end(s, &snap);
 	for (i = 0; i < fo->nnodes; i++)
@@ -3233,7 +3547,9 @@ store_walk(struct store *s, uint64_t *records)
 	if ((rc = read_begin(s, &snap)) != 0)
 		return status_of(rc);
 	for (i = 0; i <= snap.n; i++) {
-		if ((rc = mdb_cursor_open(snap.txn, i < snap.n ? snap.dbi[i] : s->log, &c)) != 0)
+		if ((rc = mdb_cursor_open(i < snap.n ? run_txn(&snap, snap.txn, snap.txnb, i)
+		                                     : snap.txn,
+		                          i < snap.n ? snap.dbi[i] : s->log, &c)) != 0)
 			break;
 		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -3266,7 +3582,9 @@ collect(struct store *s, struct rsnap *snap, const char *id, struct record **out
 	for (i = 0; i <= snap->n && rc == 0; i++) {
 		MDB_cursor_op op = MDB_SET_RANGE;
 
-		if ((rc = mdb_cursor_open(snap->txn, i < snap->n ? snap->dbi[i] : s->log, &c)) != 0)
+		if ((rc = mdb_cursor_open(i < snap->n ? run_txn(snap, snap->txn, snap->txnb, i)
+		                                      : snap->txn,
+		                          i < snap->n ? snap->dbi[i] : s->log, &c)) != 0)
 			return rc;
 		if (i == snap->n)
 			op = MDB_FIRST; /* the log is in arrival order: read it all */
@@ -3531,7 +3849,7 @@ count_reader(const char *msg, void *ctx)
 int
 store_stats(struct store *s, struct store_stats *st)
 {
-	MDB_envinfo info;
+	MDB_envinfo info, infob;
 	MDB_stat est;
 	int rc;
 
@@ -3550,12 +3868,13 @@ store_stats(struct store *s, struct store_stats *st)
 	st->chunk_ns = atomic_load(&s->t_chunk_ns);
 	st->chunk_records = atomic_load(&s->t_chunk_records);
 	gate_enter(s);
-	if ((rc = mdb_env_info(s->env, &info)) == 0)
-		rc = mdb_env_stat(s->env, &est);
+	if ((rc = mdb_env_info(s->env, &info)) == 0 && (rc = mdb_env_stat(s->env, &est)) == 0)
+		rc = mdb_env_info(s->envb, &infob);
 	gate_leave(s);
 	if (rc != 0)
 		return status_of(rc);
-	st->store_bytes = (uint64_t)(info.me_last_pgno + 1) * est.ms_psize;
+	/* Both environments (same page size); map_size is each one's, the main one's here. */
+	st->store_bytes = (uint64_t)(info.me_last_pgno + 1 + infob.me_last_pgno + 1) * est.ms_psize;
 	st->map_size = info.me_mapsize;
 	mdb_reader_list(s->env, count_reader, &st->readers);
 	return TP_OK;
@@ -3576,8 +3895,9 @@ fsync_path(const char *path, int dir)
 int
 store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, size_t errlen)
 {
-	char tmp[4096], file[4200], parent[4096], *slash;
-	struct stat sb;
+	char tmp[4096], file[4200], fileb[4200], parent[4096], *slash;
+	struct stat sb, sbb;
+	int fd;
 	char dummy[1];
 	int rc;
 
@@ -3601,15 +3921,32 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 		snprintf(errbuf, errlen, "backup: mkdtemp %s: %s", tmp, strerror(errno));
 		return errno == ENOSPC ? TP_RESOURCE_EXHAUSTED : TP_INVALID_ARGUMENT;
 	}
+	/*
+	 * runs.mdb first, then the main environment, with no merge finishing nor run dropped
+	 * in between (bmu): every main run the copied runs.mdb does not hold is still in the
+	 * later main copy, and one it marks consumed is dropped when the copy is opened.
+	 */
+	snprintf(fileb, sizeof(fileb), "%s/runs.mdb", tmp);
 	snprintf(file, sizeof(file), "%s/data.mdb", tmp);
-	gate_enter(s); /* the copy's read transaction keeps the map from moving */
-	rc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
-	gate_leave(s);
+	pthread_mutex_lock(&s->bmu);
+	if ((fd = open(fileb, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+		rc = errno;
+	} else {
+		gate_enter(s); /* the copy's read transaction keeps the map from moving */
+		if ((rc = mdb_env_copyfd2(s->envb, fd, MDB_CP_COMPACT)) == 0)
+			rc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
+		gate_leave(s);
+		if (rc == 0 && fsync(fd) != 0)
+			rc = errno;
+		if (close(fd) != 0 && rc == 0)
+			rc = errno;
+	}
+	pthread_mutex_unlock(&s->bmu);
 	if (rc != 0) {
 		set_err(errbuf, errlen, "backup: copy", rc);
 		goto fail;
 	}
-	if (fsync_path(file, 0) != 0 || stat(file, &sb) != 0) {
+	if (fsync_path(file, 0) != 0 || stat(file, &sb) != 0 || stat(fileb, &sbb) != 0) {
 		rc = errno;
 		snprintf(errbuf, errlen, "backup: sync: %s", strerror(rc));
 		goto fail;
@@ -3630,10 +3967,11 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 	}
 	(void)fsync_path(parent, 1);
 	if (bytes != NULL)
-		*bytes = (uint64_t)sb.st_size;
+		*bytes = (uint64_t)sb.st_size + (uint64_t)sbb.st_size;
 	return TP_OK;
 fail:
 	unlink(file);
+	unlink(fileb);
 	rmdir(tmp);
 	return status_of(rc);
 }

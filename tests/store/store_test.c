@@ -316,7 +316,7 @@ test_old_schema(void **state)
 	mdb_env_close(env);
 	assert_int_not_equal(store_open(&s, &o, err, sizeof(err)), TP_OK);
 	assert_null(s);
-	assert_non_null(strstr(err, "store schema 3, expected 4"));
+	assert_non_null(strstr(err, "store schema 3, expected 5"));
 }
 
 static void
@@ -920,6 +920,196 @@ test_building_dropped(void **state)
 	mdb_env_close(env);
 }
 
+static uint64_t
+rd_be64_test(const uint8_t *p)
+{
+	uint64_t x = 0;
+
+	for (int i = 0; i < 8; i++)
+		x = x << 8 | p[i];
+	return x;
+}
+
+/* The main environment (dir) or runs.mdb in it (b), opened behind the store's back. */
+static MDB_env *
+raw_env(const char *dir, int b)
+{
+	char path[512];
+	MDB_env *env;
+
+	snprintf(path, sizeof(path), b ? "%s/runs.mdb" : "%s", dir);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
+	assert_int_equal(mdb_env_open(env, path, b ? MDB_NOSUBDIR : 0, 0640), 0);
+	return env;
+}
+
+/* Schema 4 (no runs.mdb) is opened and upgraded in place; merges then go to runs.mdb. */
+static void
+test_schema4_upgrade(void **state)
+{
+	struct fx *f = *state;
+	char path[512];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_val k = { 7, (void *)"version" }, v;
+	uint32_t four = 4, version;
+	uint64_t walked;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	write_random(f->s, 3, 5); /* about 30 events: one run and a log, no merge */
+	store_close(f->s);
+	f->s = NULL;
+	env = raw_env(f->dir, 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	v.mv_size = sizeof(four);
+	v.mv_data = &four;
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	snprintf(path, sizeof(path), "%s/runs.mdb", f->dir);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/runs.mdb-lock", f->dir);
+	assert_int_equal(unlink(path), 0);
+
+	f->s = open_store(f->dir, 0, 16);
+	check_scan(f->s, ident);
+	write_random(f->s, 60, 5);
+	wait_runs(f->s, SETTLED_RUNS);
+	check_scan(f->s, ident);
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+	store_close(f->s);
+	f->s = NULL;
+
+	env = raw_env(f->dir, 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_get(txn, meta, &k, &v), 0);
+	assert_int_equal(v.mv_size, sizeof(version));
+	memcpy(&version, v.mv_data, sizeof(version));
+	assert_int_equal(version, 5);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
+/*
+ * A crash after a merge committed in runs.mdb and before its main inputs were dropped:
+ * runs.mdb marks them consumed, and the open drops them instead of reading their events
+ * twice. Also a run left building and an orphan in runs.mdb, dropped like the main ones.
+ */
+static void
+test_consumed_dropped(void **state)
+{
+	struct fx *f = *state;
+	MDB_env *env, *envb;
+	MDB_txn *txn, *txnb;
+	MDB_dbi meta, metab, src, dst, orphan, building;
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint8_t rk[9] = { 'r' }, dk[9] = { 'r', 0, 0, 0, 0, 0, 0, 0x03, 0xde }; /* id 990 */
+	uint8_t xk[9] = { 'x', 0, 0, 0, 0, 0, 0, 0x03, 0xde };
+	uint8_t bk[9] = { 'r', 0x80, 0, 0, 0, 0, 0, 0x03, 0xe7 }; /* runs.mdb id 2^63 + 999 */
+	uint32_t dirent[4] = { 0, 0, 0, 0 }, bdirent[4] = { 2, 1, 0, 0 };
+	uint64_t copied = 0, walked;
+	char name[48];
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	write_random(f->s, 60, 5);
+	wait_runs(f->s, SETTLED_RUNS);
+	check_scan(f->s, ident);
+	store_close(f->s);
+	f->s = NULL;
+
+	/* Copy runs.mdb's first complete run into the main environment as run 990. */
+	envb = raw_env(f->dir, 1);
+	env = raw_env(f->dir, 0);
+	assert_int_equal(mdb_txn_begin(envb, NULL, 0, &txnb), 0);
+	assert_int_equal(mdb_dbi_open(txnb, "meta", 0, &metab), 0);
+	assert_int_equal(mdb_cursor_open(txnb, metab, &c), 0);
+	k.mv_size = 1;
+	k.mv_data = rk;
+	assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_SET_RANGE), 0);
+	assert_int_equal(k.mv_size, 9);
+	assert_int_equal(((uint8_t *)k.mv_data)[0], 'r');
+	snprintf(name, sizeof(name), "run.%llu",
+	         (unsigned long long)rd_be64_test((uint8_t *)k.mv_data + 1));
+	mdb_cursor_close(c);
+	assert_int_equal(mdb_dbi_open(txnb, name, 0, &src), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_dbi_open(txn, "run.990", MDB_CREATE, &dst), 0);
+	assert_int_equal(mdb_cursor_open(txnb, src, &c), 0);
+	for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), copied++)
+		assert_int_equal(mdb_put(txn, dst, &k, &v, MDB_APPEND), 0);
+	mdb_cursor_close(c);
+	assert_true(copied > 0);
+	memcpy(&dirent[2], &copied, sizeof(copied));
+	k.mv_size = sizeof(dk);
+	k.mv_data = dk;
+	v.mv_size = sizeof(dirent);
+	v.mv_data = dirent;
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	/* runs.mdb: the marker, a building run and an orphan. */
+	k.mv_size = sizeof(xk);
+	k.mv_data = xk;
+	v.mv_size = 0;
+	v.mv_data = xk;
+	assert_int_equal(mdb_put(txnb, metab, &k, &v, 0), 0);
+	k.mv_size = sizeof(bk);
+	k.mv_data = bk;
+	v.mv_size = sizeof(bdirent);
+	v.mv_data = bdirent;
+	assert_int_equal(mdb_put(txnb, metab, &k, &v, 0), 0);
+	assert_int_equal(mdb_dbi_open(txnb, "run.9223372036854776807", MDB_CREATE, &building), 0);
+	assert_int_equal(mdb_dbi_open(txnb, "run.77", MDB_CREATE, &orphan), 0);
+	k.mv_size = 24;
+	k.mv_data = name; /* not a valid record: scanning it would fail */
+	v.mv_size = 3;
+	v.mv_data = name;
+	assert_int_equal(mdb_put(txnb, building, &k, &v, 0), 0);
+	assert_int_equal(mdb_put(txnb, orphan, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txnb), 0);
+	mdb_env_close(env);
+	mdb_env_close(envb);
+
+	f->s = open_store(f->dir, 0, 16);
+	check_scan(f->s, ident); /* run 990's events once, not twice */
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+	store_close(f->s);
+	f->s = NULL;
+
+	env = raw_env(f->dir, 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "run.990", 0, &dst), MDB_NOTFOUND);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	k.mv_size = sizeof(dk);
+	k.mv_data = dk;
+	assert_int_equal(mdb_get(txn, meta, &k, &v), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	envb = raw_env(f->dir, 1);
+	assert_int_equal(mdb_txn_begin(envb, NULL, MDB_RDONLY, &txnb), 0);
+	assert_int_equal(mdb_dbi_open(txnb, "run.9223372036854776807", 0, &building), MDB_NOTFOUND);
+	assert_int_equal(mdb_dbi_open(txnb, "run.77", 0, &orphan), MDB_NOTFOUND);
+	assert_int_equal(mdb_dbi_open(txnb, "meta", 0, &metab), 0);
+	k.mv_size = sizeof(xk);
+	k.mv_data = xk;
+	assert_int_equal(mdb_get(txnb, metab, &k, &v), MDB_NOTFOUND);
+	k.mv_size = sizeof(bk);
+	k.mv_data = bk;
+	assert_int_equal(mdb_get(txnb, metab, &k, &v), MDB_NOTFOUND);
+	mdb_txn_abort(txnb);
+	mdb_env_close(envb);
+}
+
 static void
 test_corrupt_record(void **state)
 {
@@ -985,6 +1175,7 @@ test_stats_backup(void **state)
 	tb_add(t, ev_touch("s0", "u0", T0, "a", "")); /* duplicate */
 	assert_int_equal(tb_write(f->s, t), TP_OK);
 	write_random(f->s, 40, 5);
+	wait_runs(f->s, 10); /* merged runs (from about 22): the backup must copy them */
 	assert_int_equal(store_stats(f->s, &st), TP_OK);
 	assert_int_equal(st.events[ATTR_TOUCH] + st.events[ATTR_CONVERSION], 5 + (uint64_t)nmodel);
 	assert_int_equal(st.events[ATTR_CONVERSION] >= 2, 1);
@@ -1436,6 +1627,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_building_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema4_upgrade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_consumed_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_customer_count, setup, teardown),

@@ -144,6 +144,10 @@ rm_store_dir(const char *dir)
 	unlink(p);
 	snprintf(p, sizeof(p), "%s/lock.mdb", dir);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s/runs.mdb", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/runs.mdb-lock", dir);
+	unlink(p);
 	rmdir(dir);
 }
 
