@@ -294,10 +294,10 @@ metrics_render_store(struct metrics_buf *b)
 	               "Distinct customers in the store (HyperLogLog estimate).");
 	metrics_printf(b, "touchpointd_store_customers %llu\n", (unsigned long long)ss.customers);
 	metrics_family(b, "touchpointd_store_bytes", "gauge",
-	               "Bytes of the LMDB data file in use.");
+	               "Bytes of the LMDB data files in use (data.mdb and runs.mdb).");
 	metrics_printf(b, "touchpointd_store_bytes %llu\n", (unsigned long long)ss.store_bytes);
 	metrics_family(b, "touchpointd_store_map_bytes", "gauge",
-	               "Current LMDB map size in bytes (grows by itself).");
+	               "Current LMDB map sizes in bytes, both environments (grow by themselves).");
 	metrics_printf(b, "touchpointd_store_map_bytes %llu\n", (unsigned long long)ss.map_size);
 	metrics_family(b, "touchpointd_store_map_used_ratio", "gauge",
 	               "touchpointd_store_bytes / touchpointd_store_map_bytes.");
@@ -306,11 +306,16 @@ metrics_render_store(struct metrics_buf *b)
 	metrics_family(b, "touchpointd_store_runs", "gauge",
 	               "Sorted runs in the store (compaction keeps this O(log events)).");
 	metrics_printf(b, "touchpointd_store_runs %llu\n", (unsigned long long)ss.runs);
+	metrics_family(b, "touchpointd_store_log_segments", "gauge",
+	               "Log segments not yet sorted into runs, the writer's included (normally 1-2).");
+	metrics_printf(b, "touchpointd_store_log_segments %llu\n",
+	               (unsigned long long)ss.segments);
 	metrics_family(b, "touchpointd_store_readers", "gauge", "LMDB reader slots in use.");
 	metrics_printf(b, "touchpointd_store_readers %llu\n", (unsigned long long)ss.readers);
 	metrics_counter_value(b, "touchpointd_store_write_lock_wait_seconds_total",
-	                      "Time the ingest writer waited for LMDB's write lock (held by a "
-	                      "compaction chunk), part of touchpointd_commit_duration_seconds.",
+	                      "Time the ingest writer waited for LMDB's write lock (held while "
+	                      "the compactor drops flushed segments and consumed runs), part of "
+	                      "touchpointd_commit_duration_seconds.",
 	                      ss.wait_ns, 1);
 	metrics_counter_value(
 	    b, "touchpointd_store_commit_sync_seconds_total",

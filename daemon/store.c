@@ -27,7 +27,8 @@
 #define STORE_SCHEMA      5 /* 4 is opened and upgraded in place */
 #define STORE_MAXDBS      512
 #define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
-#define STORE_FLUSH_LIMIT 400     /* above this many runs the writer lets the log grow */
+#define STORE_FLUSH_LIMIT 400     /* above this many runs the compactor lets the log grow */
+#define STORE_MAX_SEGS    32      /* log segments; past it the writer appends to the last */
 #define STORE_MAX_GROUP   4000000 /* events in one store_write() */
 #define STORE_MAX_PROBE   64      /* ids: linear probes past a hash collision */
 #define STORE_MAX_HOPS    1024    /* alias chain length */
@@ -57,12 +58,16 @@
 #define MERGE_CHUNK 16384
 #endif
 
-/* A run lives in the main environment (tier 0, and older stores' merges) or in runs.mdb. */
+/*
+ * A run lives in runs.mdb or (schema-4 stores) in the main environment. A log segment
+ * (islog: id is its number, "log" for 0 or "log.N") is retired the same way once flushed.
+ */
 struct run {
 	uint64_t id;
 	MDB_dbi dbi;
 	uint32_t tier;
-	int inb; /* in runs.mdb */
+	int inb;   /* in runs.mdb */
+	int islog; /* a log segment of the main environment */
 	uint64_t count;
 };
 
@@ -142,12 +147,20 @@ struct store {
 	pthread_mutex_t dmu;
 	struct run runs[STORE_MAX_RUNS];
 	size_t nruns;
-	struct run retired[STORE_MAX_RUNS];
+	struct run retired[STORE_MAX_RUNS + STORE_MAX_SEGS];
 	size_t nretired;
 	size_t nbuilding;
+	/*
+	 * The log's segments, oldest first; the last is the one the writer appends to. The
+	 * compactor flushes the others into runs of runs.mdb; segments below nflushed are in
+	 * runs (runs.mdb's "flushed"), and dropped.
+	 */
+	struct run segs[STORE_MAX_SEGS];
+	size_t nsegs;
+	uint64_t nflushed;
 
 	/* Writer state: only store_write() touches it. */
-	uint64_t next_seq, log_count;
+	uint64_t next_seq, log_count, curseg;
 	struct counters cnt;
 	uint8_t hll[HLL_M];
 	int hll_dirty;
@@ -421,6 +434,8 @@ struct rsnap {
 	MDB_dbi dbi[STORE_MAX_RUNS];
 	unsigned char inb[STORE_MAX_RUNS];
 	size_t n;
+	MDB_dbi logs[STORE_MAX_SEGS]; /* the log's segments, all in the main snapshot */
+	size_t nlogs;
 };
 
 static int
@@ -456,6 +471,9 @@ read_begin(struct store *s, struct rsnap *r)
 				r->dbi[i] = s->runs[i].dbi;
 				r->inb[i] = (unsigned char)s->runs[i].inb;
 			}
+			r->nlogs = s->nsegs;
+			for (i = 0; i < s->nsegs; i++)
+				r->logs[i] = s->segs[i].dbi;
 		}
 		pthread_mutex_unlock(&s->dmu);
 		if (rc != MDB_MAP_RESIZED)
@@ -895,20 +913,15 @@ grow_buf(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-/*
- * Reads every record of the log (committed pages only) into *items, sorted by run key;
- * values point into the map. tmp is scratch for the sort.
- */
+/* Appends one log segment's records to *items (values point into the map). */
 static int
-log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, struct kitem **tmp,
-           size_t *tcap, size_t *n)
+log_read(MDB_txn *txn, MDB_dbi seg, struct kitem **items, size_t *cap, size_t *n)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
 	int rc;
 
-	*n = 0;
-	if ((rc = mdb_cursor_open(txn, s->log, &c)) != 0)
+	if ((rc = mdb_cursor_open(txn, seg, &c)) != 0)
 		return rc;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -934,7 +947,24 @@ log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, str
 		it->len = rlen;
 	}
 	mdb_cursor_close(c);
-	if (rc != MDB_NOTFOUND)
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Reads every record of the given log segments into *items, sorted by run key; values
+ * point into the map. tmp is scratch for the sort.
+ */
+static int
+log_sorted(MDB_txn *txn, const MDB_dbi *seg, size_t nseg, struct kitem **items, size_t *cap,
+           struct kitem **tmp, size_t *tcap, size_t *n)
+{
+	size_t i;
+	int rc = 0;
+
+	*n = 0;
+	for (i = 0; i < nseg && rc == 0; i++)
+		rc = log_read(txn, seg[i], items, cap, n);
+	if (rc != 0)
 		return rc;
 	if ((rc = grow_buf((void **)tmp, tcap, *n + 1, sizeof(**tmp))) != 0)
 		return rc;
@@ -942,63 +972,15 @@ log_sorted(struct store *s, MDB_txn *txn, struct kitem **items, size_t *cap, str
 	return 0;
 }
 
-/*
- * Moves every log entry into a new sorted run, in txn. Called before the group puts
- * anything, so that every log page is a committed one: LMDB (without MDB_WRITEMAP) never
- * writes over the pages of the snapshot a transaction started from, and the ones freed by
- * the drop below cannot be reused before the commit, so values can be appended straight
- * from the map, uncopied.
- */
-static int
-flush_run(struct store *s, MDB_txn *txn, struct run *out)
+/* The name of log segment k: "log" (as schema 4 named the log), then "log.N". */
+static void
+seg_name(char *buf, size_t len, uint64_t k)
 {
-	MDB_cursor *c = NULL;
-	MDB_val k, v;
-	uint8_t kb[KEY_LEN];
-	size_t n = 0, i;
-	uint64_t id;
-	char name[32];
-	MDB_dbi dbi;
-	int rc;
-
-	if ((rc = log_sorted(s, txn, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap, &n)) != 0)
-		return rc;
-	if ((rc = meta_get(txn, s->meta, "nextrun", &id, sizeof(id))) != 0)
-		return rc;
-	snprintf(name, sizeof(name), "run.%" PRIu64, id);
-	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &dbi)) != 0 ||
-	    (rc = mdb_cursor_open(txn, dbi, &c)) != 0)
-		return rc;
-	for (i = 0; i < n; i++) {
-		be64(kb, s->fl[i].kh);
-		be64(kb + 8, s->fl[i].kt);
-		be64(kb + 16, s->fl[i].ks);
-		k.mv_size = KEY_LEN;
-		k.mv_data = kb;
-		v.mv_size = s->fl[i].len;
-		v.mv_data = (void *)s->fl[i].val;
-		if ((rc = mdb_cursor_put(c, &k, &v, MDB_APPEND)) != 0)
-			goto fail;
-	}
-	mdb_cursor_close(c);
-	c = NULL;
-	if ((rc = mdb_drop(txn, s->log, 0)) != 0 ||
-	    (rc = dir_put(txn, s->meta, id, 0, RUN_COMPLETE, n)) != 0)
-		return rc;
-	id++;
-	if ((rc = meta_put(txn, s->meta, "nextrun", &id, sizeof(id))) != 0)
-		return rc;
-	out->id = id - 1;
-	out->dbi = dbi;
-	out->tier = 0;
-	out->inb = 0;
-	out->count = n;
-	return 0;
-fail:
-	mdb_cursor_close(c);
-	return rc;
+	if (k == 0)
+		snprintf(buf, len, "log");
+	else
+		snprintf(buf, len, "log.%" PRIu64, k);
 }
-
 static int
 spend_day(const Touchpoint__V1__Event *ev, int32_t *day)
 {
@@ -1162,6 +1144,7 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 /* Snapshot of the writer's state, restored when a transaction is aborted. */
 struct wsnap {
 	uint64_t next_seq, log_count;
+	MDB_dbi log;
 	struct counters cnt;
 	uint64_t cust_exact;
 	int hll_dirty;
@@ -1172,7 +1155,7 @@ struct wsnap {
 static int
 write_group(struct store *s, struct store_batch *const *batches,
             const struct store_prepared *const *prep, size_t nb, size_t total, struct wsnap *ws,
-            struct run *newrun, int *flushed)
+            struct run *newseg, int *sealed)
 {
 	MDB_txn *txn = NULL;
 	MDB_cursor *ic = NULL;
@@ -1181,7 +1164,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 	int rc, dup, dirlock = 0;
 	uint64_t t0 = mono_ns();
 
-	*flushed = 0;
+	*sealed = 0;
 	atomic_fetch_add(&s->wwant, 1);
 	rc = write_begin(s, s->env, &txn);
 	atomic_fetch_sub(&s->wwant, 1);
@@ -1190,20 +1173,33 @@ write_group(struct store *s, struct store_batch *const *batches,
 	atomic_fetch_add(&s->t_wait_ns, mono_ns() - t0);
 	ws->next_seq = s->next_seq;
 	ws->log_count = s->log_count;
+	ws->log = s->log;
 	ws->cnt = s->cnt;
 	ws->cust_exact = s->cust_exact;
 	ws->hll_dirty = s->hll_dirty;
 	memcpy(ws->hll, s->hll, HLL_M);
 
-	/* A full log becomes a run first, while all its pages are committed ones. */
+	/*
+	 * A full segment is sealed: this group starts the next one, and the compactor sorts
+	 * the sealed one into a run of runs.mdb, off this thread and this lock.
+	 */
 	if (s->log_count >= s->run_events) {
+		char name[32];
+
 		pthread_mutex_lock(&s->dmu);
-		j = s->nruns + s->nretired + s->nbuilding;
+		j = s->nsegs;
 		pthread_mutex_unlock(&s->dmu);
-		if (j < STORE_FLUSH_LIMIT) {
-			if ((rc = flush_run(s, txn, newrun)) != 0)
+		if (j < STORE_MAX_SEGS) {
+			seg_name(name, sizeof(name), s->curseg + 1);
+			if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &newseg->dbi)) != 0)
 				goto fail;
-			*flushed = 1;
+			newseg->id = s->curseg + 1;
+			newseg->tier = 0;
+			newseg->inb = 0;
+			newseg->islog = 1;
+			newseg->count = 0;
+			s->log = newseg->dbi;
+			*sealed = 1;
 			s->log_count = 0;
 		}
 	}
@@ -1242,7 +1238,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 	if (s->cust_exact != ws->cust_exact &&
 	    (rc = meta_put(txn, s->meta, "custx", &s->cust_exact, 8)) != 0)
 		goto fail;
-	if (*flushed) {
+	if (*sealed) {
 		pthread_mutex_lock(&s->dmu);
 		dirlock = 1;
 	}
@@ -1259,8 +1255,9 @@ write_group(struct store *s, struct store_batch *const *batches,
 	if (rc != 0)
 		goto fail;
 	atomic_fetch_add(&s->t_commit_ns, mono_ns() - t0);
-	if (*flushed) {
-		s->runs[s->nruns++] = *newrun;
+	if (*sealed) {
+		s->segs[s->nsegs++] = *newseg;
+		s->curseg++;
 		pthread_mutex_unlock(&s->dmu);
 	}
 	s->hll_dirty = 0;
@@ -1276,12 +1273,13 @@ fail:
 	gate_leave(s);
 	s->next_seq = ws->next_seq;
 	s->log_count = ws->log_count;
+	s->log = ws->log;
 	s->cnt = ws->cnt;
 	s->cust_exact = ws->cust_exact;
 	s->hll_dirty = ws->hll_dirty;
 	memcpy(s->hll, ws->hll, HLL_M);
 	dict_rollback(s);
-	*flushed = 0;
+	*sealed = 0;
 	return rc;
 }
 
@@ -1404,12 +1402,12 @@ int
 store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 {
 	struct wsnap *ws = NULL;
-	struct run newrun;
+	struct run newseg;
 	struct store_prepared **own = NULL;
 	const struct store_prepared **prep = NULL;
 	size_t *bound = NULL;
 	size_t total = 0, j, i, tries;
-	int rc, flushed, st;
+	int rc, sealed, st;
 
 	for (j = 0; j < nb; j++) {
 		if (batches[j] == NULL ||
@@ -1445,7 +1443,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 	for (tries = 0;; tries++) {
 		size_t seen = map_size(s, s->env);
 
-		rc = write_group(s, batches, prep, nb, total, ws, &newrun, &flushed);
+		rc = write_group(s, batches, prep, nb, total, ws, &newseg, &sealed);
 		if (rc != MDB_MAP_FULL || tries >= STORE_GROW_TRIES)
 			break;
 		if ((rc = grow_map(s, s->env, seen)) != 0)
@@ -1468,7 +1466,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 			batches[j]->duplicates += batches[j]->dup[i];
 		batches[j]->accepted = (uint32_t)batches[j]->n - batches[j]->duplicates;
 	}
-	if (flushed) {
+	if (sealed) {
 		pthread_mutex_lock(&s->cmu);
 		s->ckick = 1;
 		pthread_cond_signal(&s->ccv);
@@ -1673,6 +1671,8 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 		if (s->retired[i].inb != inb)
 			continue;
 		rc = mdb_drop(txn, s->retired[i].dbi, 1);
+		if (s->retired[i].islog)
+			continue;
 		if (rc == 0 && !inb &&
 		    (rc = dir_del(txn, s->meta, s->retired[i].id)) == MDB_NOTFOUND)
 			rc = 0;
@@ -1696,7 +1696,7 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 static void
 drop_retired(struct store *s)
 {
-	uint64_t gone[STORE_MAX_RUNS], other[STORE_MAX_RUNS];
+	uint64_t gone[STORE_MAX_RUNS + STORE_MAX_SEGS], other[STORE_MAX_RUNS + STORE_MAX_SEGS];
 	size_t n, na = 0, nb = 0;
 	int rc;
 
@@ -1734,6 +1734,15 @@ drop_retired(struct store *s)
 	pthread_mutex_unlock(&s->gmu);
 	gate_leave(s);
 	(void)rc;
+}
+
+/* drop_retired() under bmu: a backup copying the two environments sees no run vanish. */
+static void
+drop_retired_locked(struct store *s)
+{
+	pthread_mutex_lock(&s->bmu);
+	drop_retired(s);
+	pthread_mutex_unlock(&s->bmu);
 }
 
 /* Picks MERGE_FANIN complete runs of the lowest tier that has that many; 0 if none. */
@@ -1941,6 +1950,117 @@ merge_finish(struct store *s, const struct run *in, size_t nin, const struct run
 	return rc;
 }
 
+/*
+ * Sorts the oldest sealed log segment into a new tier-0 run of runs.mdb (values appended
+ * straight from the main map, through a read transaction) and records it flushed, in one
+ * commit; the segment is then retired and dropped like a consumed run. *again: one was
+ * flushed, or a map grown, so call again.
+ */
+static int
+flush_seg(struct store *s, int *again)
+{
+	struct run seg, out = { .tier = 0, .inb = 1 };
+	MDB_txn *txn = NULL, *rtxn = NULL;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	uint8_t kb[KEY_LEN];
+	char name[32];
+	size_t n = 0, i, seen;
+	uint64_t next;
+	int rc;
+
+	*again = 0;
+	pthread_mutex_lock(&s->dmu);
+	i = s->nruns + s->nretired + s->nbuilding;
+	seg = s->segs[0];
+	n = s->nsegs;
+	pthread_mutex_unlock(&s->dmu);
+	if (n < 2 || i >= STORE_FLUSH_LIMIT)
+		return 0;
+	seen = map_size(s, s->envb);
+	pthread_mutex_lock(&s->bmu); /* before the gate, as everywhere */
+	if ((rc = write_begin(s, s->envb, &txn)) != 0) {
+		pthread_mutex_unlock(&s->bmu);
+		return rc;
+	}
+	/* Under the gate write_begin took: entering it again could wait on a growth. */
+	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rtxn)) != 0 ||
+	    (rc = log_sorted(rtxn, &seg.dbi, 1, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap,
+	                     &n)) != 0 ||
+	    (rc = meta_get(txn, s->metab, "nextrun", &out.id, sizeof(out.id))) != 0)
+		goto fail;
+	snprintf(name, sizeof(name), "run.%" PRIu64, out.id);
+	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out.dbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, out.dbi, &c)) != 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		be64(kb, s->fl[i].kh);
+		be64(kb + 8, s->fl[i].kt);
+		be64(kb + 16, s->fl[i].ks);
+		k.mv_size = KEY_LEN;
+		k.mv_data = kb;
+		v.mv_size = s->fl[i].len;
+		v.mv_data = (void *)s->fl[i].val;
+		if ((rc = mdb_cursor_put(c, &k, &v, MDB_APPEND)) != 0)
+			goto fail;
+	}
+	mdb_cursor_close(c);
+	c = NULL;
+	mdb_txn_abort(rtxn); /* every value is copied into txn's pages by now */
+	rtxn = NULL;
+	out.count = n;
+	next = out.id + 1;
+	seg.id++; /* segments below this one are in runs */
+	if ((rc = meta_put(txn, s->metab, "nextrun", &next, sizeof(next))) != 0 ||
+	    (rc = meta_put(txn, s->metab, "flushed", &seg.id, sizeof(seg.id))) != 0 ||
+	    (rc = dir_put(txn, s->metab, out.id, 0, RUN_COMPLETE, n)) != 0)
+		goto fail;
+	pthread_mutex_lock(&s->dmu);
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc == 0) {
+		s->runs[s->nruns++] = out; /* the newest id: runs[] stays in id order */
+		s->retired[s->nretired++] = s->segs[0];
+		for (i = 1; i < s->nsegs; i++)
+			s->segs[i - 1] = s->segs[i];
+		s->nsegs--;
+		s->nflushed = seg.id;
+		*again = 1;
+	}
+	pthread_mutex_unlock(&s->dmu);
+	if (rc != 0)
+		goto fail;
+	gate_leave(s);
+	pthread_mutex_unlock(&s->bmu);
+	return 0;
+fail:
+	if (c != NULL)
+		mdb_cursor_close(c);
+	if (rtxn != NULL)
+		mdb_txn_abort(rtxn);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	gate_leave(s);
+	pthread_mutex_unlock(&s->bmu);
+	*again = rc == MDB_MAP_FULL || rc == MDB_MAP_RESIZED;
+	if (rc == MDB_MAP_FULL)
+		return grow_map(s, s->envb, seen);
+	if (rc == MDB_MAP_RESIZED) /* the writer grew the main map */
+		return grow_map(s, s->env, 0);
+	return rc;
+}
+
+/* Flushes every sealed segment: they go first, before (and between chunks of) merges. */
+static int
+flush_all(struct store *s)
+{
+	int again = 1, rc = 0, i;
+
+	for (i = 0; again && rc == 0 && i < STORE_MAX_SEGS + STORE_GROW_TRIES && !stopping(s); i++)
+		rc = flush_seg(s, &again);
+	return rc;
+}
+
 static int
 merge_once(struct store *s, const struct run *in)
 {
@@ -1957,6 +2077,10 @@ merge_once(struct store *s, const struct run *in)
 			rc = ECANCELED; /* the building run is dropped at the next open */
 			goto fail;
 		}
+		/* Sealed segments first: the log tail every journey read scans stays short. */
+		if ((rc = flush_all(s)) != 0)
+			goto fail;
+		drop_retired_locked(s);
 		rc = merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished);
 		if (rc == MDB_MAP_FULL)
 			rc = grow_map(s, s->envb, seen);
@@ -1985,15 +2109,6 @@ fail:
 	return rc;
 }
 
-/* drop_retired() under bmu: a backup copying the two environments sees no run vanish. */
-static void
-drop_retired_locked(struct store *s)
-{
-	pthread_mutex_lock(&s->bmu);
-	drop_retired(s);
-	pthread_mutex_unlock(&s->bmu);
-}
-
 static void *
 compactor(void *arg)
 {
@@ -2017,6 +2132,8 @@ compactor(void *arg)
 
 		mdb_reader_check(s->env, &dead);
 		mdb_reader_check(s->envb, &dead);
+		drop_retired_locked(s);
+		(void)flush_all(s); /* on failure, tried again on the next tick */
 		drop_retired_locked(s);
 		while (!stopping(s) && pick_merge(s, in)) {
 			if (merge_once(s, in) != 0)
@@ -2170,6 +2287,70 @@ fail:
 	return rc;
 }
 
+/*
+ * Opens the log's segments ("log", "log.N"), oldest first, the last one the writer's;
+ * creates "log" in a new store. Those already flushed are dropped by open_consumed().
+ */
+static int
+load_segs(struct store *s, MDB_txn *txn)
+{
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	MDB_dbi main_dbi;
+	char name[32];
+	size_t i, j;
+	int rc;
+
+	s->nsegs = 0;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, main_dbi, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		uint64_t id = 0;
+		char *end = NULL;
+
+		if (k.mv_size < 3 || k.mv_size >= sizeof(name) || memcmp(k.mv_data, "log", 3) != 0)
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = 0;
+		if (k.mv_size > 3 &&
+		    (name[3] != '.' || (id = strtoull(name + 4, &end, 10)) == 0 || *end != 0))
+			continue;
+		if (s->nsegs >= STORE_MAX_SEGS) {
+			rc = MDB_DBS_FULL;
+			break;
+		}
+		memset(&s->segs[s->nsegs], 0, sizeof(s->segs[0]));
+		s->segs[s->nsegs].id = id;
+		s->segs[s->nsegs++].islog = 1;
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	/* Names sort as text ("log.10" < "log.2"): by number. */
+	for (i = 1; i < s->nsegs; i++) {
+		struct run x = s->segs[i];
+
+		for (j = i; j > 0 && s->segs[j - 1].id > x.id; j--)
+			s->segs[j] = s->segs[j - 1];
+		s->segs[j] = x;
+	}
+	if (s->nsegs == 0) {
+		memset(&s->segs[0], 0, sizeof(s->segs[0]));
+		s->segs[0].islog = 1;
+		s->nsegs = 1;
+	}
+	for (i = 0; i < s->nsegs; i++) {
+		seg_name(name, sizeof(name), s->segs[i].id);
+		if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &s->segs[i].dbi)) != 0)
+			return rc;
+	}
+	s->log = s->segs[s->nsegs - 1].dbi;
+	s->curseg = s->segs[s->nsegs - 1].id;
+	return 0;
+}
+
 /* Loads or creates the metadata; drops runs left building or orphaned by a crash. */
 static int
 open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
@@ -2219,9 +2400,8 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	for (i = 0; i < sizeof(s->key); i++)
 		s->key2[i] = (uint8_t)~s->key[i];
 
-	if ((rc = load_dir(s, txn, s->meta, 0)) != 0)
+	if ((rc = load_dir(s, txn, s->meta, 0)) != 0 || (rc = load_segs(s, txn)) != 0)
 		return rc;
-
 	if ((rc = mdb_stat(txn, s->log, &st)) != 0)
 		return rc;
 	s->log_count = st.ms_entries;
@@ -2269,7 +2449,8 @@ open_consumed(struct store *s)
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
 	uint8_t kb[9] = { 'x' };
-	uint64_t *ux = NULL, gone[STORE_MAX_RUNS], other[STORE_MAX_RUNS];
+	uint64_t *ux = NULL, gone[STORE_MAX_RUNS + STORE_MAX_SEGS];
+	uint64_t other[STORE_MAX_RUNS + STORE_MAX_SEGS];
 	size_t i, j, nx = 0, na = 0, nb = 0;
 	int rc;
 
@@ -2310,9 +2491,19 @@ open_consumed(struct store *s)
 	c = NULL;
 	mdb_txn_abort(txn);
 	txn = NULL;
+	/* Log segments already in runs (a crash before the compactor dropped them). */
+	for (i = 0; i < s->nsegs && s->segs[i].id < s->nflushed; i++)
+		s->retired[s->nretired++] = s->segs[i];
+	if (i == s->nsegs) {
+		rc = MDB_CORRUPTED; /* the writer's own segment is never flushed */
+		goto fail;
+	}
+	for (j = i; j < s->nsegs; j++)
+		s->segs[j - i] = s->segs[j];
+	s->nsegs -= i;
 	/* No reader or compactor yet. A failed drop fails the open: the markers stay. */
 	rc = 0;
-	if (nx > 0 && (rc = drop_in(s, 0, NULL, 0, gone, &na)) == 0)
+	if ((nx > 0 || s->nretired > 0) && (rc = drop_in(s, 0, NULL, 0, gone, &na)) == 0)
 		rc = drop_in(s, 1, ux, nx, other, &nb);
 	s->nretired = 0;
 	free(ux);
@@ -2373,6 +2564,10 @@ open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t e
 		goto fail;
 	}
 	if ((rc = load_dir(s, txn, s->metab, 1)) != 0)
+		goto fail;
+	if ((rc = meta_get(txn, s->metab, "flushed", &s->nflushed, 8)) == MDB_NOTFOUND)
+		rc = 0;
+	if (rc != 0)
 		goto fail;
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
@@ -2475,7 +2670,6 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 		goto fail;
 	}
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "log", MDB_CREATE, &s->log)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "ids", MDB_CREATE, &s->ids)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict", MDB_CREATE, &s->dict)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict_rev", MDB_CREATE, &s->dict_rev)) != 0 ||
@@ -2685,11 +2879,11 @@ scan_next(struct mheap *hp, struct msrc *src, struct sahead *ahead)
 
 /* The sorted, unflushed log of a snapshot; values point into the map. */
 static int
-read_tail(struct store *s, MDB_txn *txn, struct kitem **tail, size_t *cap, size_t *n)
+read_tail(const struct rsnap *snap, struct kitem **tail, size_t *cap, size_t *n)
 {
 	struct kitem *tmp = NULL;
 	size_t tcap = 0;
-	int rc = log_sorted(s, txn, tail, cap, &tmp, &tcap, n);
+	int rc = log_sorted(snap->txn, snap->logs, snap->nlogs, tail, cap, &tmp, &tcap, n);
 
 	free(tmp);
 	return rc;
@@ -3439,7 +3633,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	ps.snap = &snap;
 	fo->s = s;
 	if ((rc = load_aliases(fo, snap.txn)) != 0 || (rc = alias_buckets(fo, ps.abeg)) != 0 ||
-	    (rc = read_tail(s, snap.txn, &tail, &tcap, &ntail)) != 0)
+	    (rc = read_tail(&snap, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
 	ps.ntail = ntail;
@@ -3546,10 +3740,10 @@ store_walk(struct store *s, uint64_t *records)
 	*records = 0;
 	if ((rc = read_begin(s, &snap)) != 0)
 		return status_of(rc);
-	for (i = 0; i <= snap.n; i++) {
-		if ((rc = mdb_cursor_open(i < snap.n ? run_txn(&snap, snap.txn, snap.txnb, i)
-		                                     : snap.txn,
-		                          i < snap.n ? snap.dbi[i] : s->log, &c)) != 0)
+	for (i = 0; i < snap.n + snap.nlogs; i++) {
+		if ((rc = mdb_cursor_open(
+		         i < snap.n ? run_txn(&snap, snap.txn, snap.txnb, i) : snap.txn,
+		         i < snap.n ? snap.dbi[i] : snap.logs[i - snap.n], &c)) != 0)
 			break;
 		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -3579,14 +3773,14 @@ collect(struct store *s, struct rsnap *snap, const char *id, struct record **out
 	MDB_val k, v;
 	int rc = 0;
 
-	for (i = 0; i <= snap->n && rc == 0; i++) {
+	for (i = 0; i < snap->n + snap->nlogs && rc == 0; i++) {
 		MDB_cursor_op op = MDB_SET_RANGE;
 
-		if ((rc = mdb_cursor_open(i < snap->n ? run_txn(snap, snap->txn, snap->txnb, i)
-		                                      : snap->txn,
-		                          i < snap->n ? snap->dbi[i] : s->log, &c)) != 0)
+		if ((rc = mdb_cursor_open(
+		         i < snap->n ? run_txn(snap, snap->txn, snap->txnb, i) : snap->txn,
+		         i < snap->n ? snap->dbi[i] : snap->logs[i - snap->n], &c)) != 0)
 			return rc;
-		if (i == snap->n)
+		if (i >= snap->n)
 			op = MDB_FIRST; /* the log is in arrival order: read it all */
 		memset(kb, 0, sizeof(kb));
 		be64(kb, h);
@@ -3861,6 +4055,7 @@ store_stats(struct store *s, struct store_stats *st)
 	pthread_mutex_unlock(&s->smu);
 	pthread_mutex_lock(&s->dmu);
 	st->runs = s->nruns;
+	st->segments = s->nsegs;
 	pthread_mutex_unlock(&s->dmu);
 	st->wait_ns = atomic_load(&s->t_wait_ns);
 	st->commit_ns = atomic_load(&s->t_commit_ns);
@@ -3873,9 +4068,9 @@ store_stats(struct store *s, struct store_stats *st)
 	gate_leave(s);
 	if (rc != 0)
 		return status_of(rc);
-	/* Both environments (same page size); map_size is each one's, the main one's here. */
+	/* Both environments (same page size). */
 	st->store_bytes = (uint64_t)(info.me_last_pgno + 1 + infob.me_last_pgno + 1) * est.ms_psize;
-	st->map_size = info.me_mapsize;
+	st->map_size = info.me_mapsize + infob.me_mapsize;
 	mdb_reader_list(s->env, count_reader, &st->readers);
 	return TP_OK;
 }

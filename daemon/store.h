@@ -67,9 +67,10 @@ struct store_stats {
 	uint64_t events[6]; /* by enum attr_kind; [0] = total */
 	uint64_t duplicates;
 	uint64_t customers;   /* exact up to 65 536, then a HyperLogLog estimate (~1 %) */
-	uint64_t store_bytes; /* bytes of the data file in use */
-	uint64_t map_size;
+	uint64_t store_bytes; /* bytes of the data files in use (main and runs.mdb) */
+	uint64_t map_size;    /* the two maps' sizes */
 	uint64_t runs;
+	uint64_t segments; /* log segments: the writer's and those not flushed into runs yet */
 	uint64_t readers;
 	/*
 	 * Since open, where ingest's time goes: the writer waiting for LMDB's write lock (held
