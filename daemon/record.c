@@ -232,6 +232,16 @@ get_str(const uint8_t **pp, const uint8_t *end, const char **s, uint16_t *l)
 }
 
 /* The fixed fields and customer_id; *qp is left after customer_id. */
+int
+record_kind(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	if (len < 2 || len > RECORD_MAX || b[0] & ~(0x07 | RECORD_F_NAME_DFLT))
+		return -1;
+	return (b[0] & 0x07) >= ATTR_TOUCH && (b[0] & 0x07) <= ATTR_SPEND ? b[0] & 0x07 : -1;
+}
+
 static int
 parse_head(const uint8_t *b, size_t len, uint64_t cust, int64_t ts, uint64_t seq, struct record *r,
            const uint8_t **qp)

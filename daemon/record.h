@@ -93,6 +93,8 @@ int record_prefix_get(const void *p, size_t len, uint64_t *cust, int64_t *ts, co
  * Parses and bounds-checks a record whose key (or prefix and key) gave cust, ts and seq;
  * -1 if it is corrupt.
  */
+/* The kind of an encoded record (enum attr_kind) from its first byte, or -1. */
+int record_kind(const void *p, size_t len);
 int record_parse(const void *p, size_t len, uint64_t cust, int64_t ts, uint64_t seq,
                  struct record *r);
 

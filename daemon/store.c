@@ -117,7 +117,7 @@ struct dslot {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi log, ids, dict, dict_rev, aliases, alias_rev, spend, meta, cust;
+	MDB_dbi log, ids, dict, dict_rev, spend, meta, cust;
 	/*
 	 * runs.mdb: the compactor's merged runs, in an environment of their own so that a
 	 * merge never holds the writer's LMDB lock (nor queues its commits behind fdatasync).
@@ -125,7 +125,7 @@ struct store {
 	 * and that the main environment has not dropped yet.
 	 */
 	MDB_env *envb;
-	MDB_dbi metab;
+	MDB_dbi metab, aliases, alias_rev;
 	/* Held by a backup while it copies, and by the compactor while it changes the runs. */
 	pthread_mutex_t bmu;
 	uint8_t key[16];
@@ -826,75 +826,6 @@ dedup(MDB_cursor *c, const struct went *w, int *dup)
 	return MDB_CORRUPTED;
 }
 
-/* Root of id's alias chain, within txn; *root points into the map or is id itself. */
-static int
-alias_root(struct store *s, MDB_txn *txn, const char *id, size_t len, MDB_val *root)
-{
-	MDB_val k = { len, (void *)id }, v;
-	int rc, hops;
-
-	*root = k;
-	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
-		if ((rc = mdb_get(txn, s->aliases, &k, &v)) == MDB_NOTFOUND)
-			return 0;
-		if (rc != 0)
-			return rc;
-		if (v.mv_size < 1)
-			return MDB_CORRUPTED;
-		k.mv_size = v.mv_size - 1; /* values keep their NUL */
-		k.mv_data = v.mv_data;
-		*root = k;
-	}
-	return MDB_CORRUPTED;
-}
-
-/*
- * previous_id -> customer_id. The first alias of an id wins, and one that would close a
- * cycle is ignored (the event itself is still stored), so the mapping stays a forest.
- */
-static int
-put_alias(struct store *s, MDB_txn *txn, const char *prev, const char *cust)
-{
-	size_t pl = strlen(prev), cl = strlen(cust), hops;
-	MDB_val k = { pl, (void *)prev }, v, r;
-	int rc;
-
-	if (pl == 0 || cl == 0 || (pl == cl && memcmp(prev, cust, pl) == 0))
-		return 0;
-	if ((rc = mdb_get(txn, s->aliases, &k, &v)) == 0)
-		return 0;
-	if (rc != MDB_NOTFOUND)
-		return rc;
-	/* Would cust's chain lead back to prev? */
-	k.mv_size = cl;
-	k.mv_data = (void *)cust;
-	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
-		if (k.mv_size == pl && memcmp(k.mv_data, prev, pl) == 0)
-			return 0;
-		if ((rc = mdb_get(txn, s->aliases, &k, &r)) == MDB_NOTFOUND)
-			break;
-		if (rc != 0)
-			return rc;
-		if (r.mv_size < 1)
-			return MDB_CORRUPTED;
-		k.mv_size = r.mv_size - 1;
-		k.mv_data = r.mv_data;
-	}
-	if (hops == STORE_MAX_HOPS)
-		return 0;
-	k.mv_size = pl;
-	k.mv_data = (void *)prev;
-	v.mv_size = cl + 1;
-	v.mv_data = (void *)cust;
-	if ((rc = mdb_put(txn, s->aliases, &k, &v, 0)) != 0)
-		return rc;
-	k.mv_size = cl;
-	k.mv_data = (void *)cust;
-	v.mv_size = pl;
-	v.mv_data = (void *)prev;
-	return mdb_put(txn, s->alias_rev, &k, &v, 0);
-}
-
 static int
 grow_buf(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -911,6 +842,254 @@ grow_buf(void **p, size_t *cap, size_t need, size_t elem)
 	*p = np;
 	*cap = ncap;
 	return 0;
+}
+
+/* ---- aliases ----
+ *
+ * The alias trees (aliases: previous id -> id with its NUL; alias_rev: id -> previous ids)
+ * live in runs.mdb. The compactor brings them up to date when it flushes a log segment,
+ * from that segment's alias events in sequence order: a random-keyed tree would cost the
+ * writer a page or two per alias (session 6: ≈ 45 % of the pages it wrote). The alias
+ * events of the segments not flushed yet, which every snapshot reads anyway, each reader
+ * applies on top (struct apend), in the same order and by the same rule (alias_rule).
+ */
+struct apedge {
+	const char *prev, *cust; /* NUL-terminated views into the main map */
+	size_t pl, cl;
+	uint64_t h; /* of prev */
+};
+
+struct apend {
+	struct apedge *e;
+	size_t n, cap;
+	size_t *tab; /* open addressing over e by prev, SIZE_MAX = empty; a power of two */
+	size_t tcap;
+};
+
+static int
+apend_find(struct store *s, const struct apend *ap, const char *id, size_t len, size_t *at)
+{
+	uint64_t h;
+	size_t i, x;
+
+	if (ap == NULL || ap->n == 0)
+		return MDB_NOTFOUND;
+	h = record_hash(s->key, id, len);
+	for (i = h & (ap->tcap - 1);; i = (i + 1) & (ap->tcap - 1)) {
+		if ((x = ap->tab[i]) == SIZE_MAX)
+			return MDB_NOTFOUND;
+		if (ap->e[x].h == h && ap->e[x].pl == len && memcmp(ap->e[x].prev, id, len) == 0) {
+			*at = x;
+			return 0;
+		}
+	}
+}
+
+static int
+apend_add(struct store *s, struct apend *ap, const char *prev, size_t pl, const char *cust,
+          size_t cl)
+{
+	size_t i, x;
+	int rc;
+
+	if ((rc = grow_buf((void **)&ap->e, &ap->cap, ap->n + 1, sizeof(*ap->e))) != 0)
+		return rc;
+	ap->e[ap->n] = (struct apedge){ prev, cust, pl, cl, record_hash(s->key, prev, pl) };
+	ap->n++;
+	if (ap->n * 2 > ap->tcap) {
+		size_t ncap = ap->tcap ? ap->tcap * 2 : 64, *nt = malloc(ncap * sizeof(*nt));
+
+		if (nt == NULL)
+			return ENOMEM;
+		free(ap->tab);
+		ap->tab = nt;
+		ap->tcap = ncap;
+		for (i = 0; i < ncap; i++)
+			nt[i] = SIZE_MAX;
+		x = 0;
+	} else {
+		x = ap->n - 1;
+	}
+	for (; x < ap->n; x++) {
+		for (i = ap->e[x].h & (ap->tcap - 1); ap->tab[i] != SIZE_MAX;
+		     i = (i + 1) & (ap->tcap - 1))
+			;
+		ap->tab[i] = x;
+	}
+	return 0;
+}
+
+static void
+apend_free(struct apend *ap)
+{
+	free(ap->e);
+	free(ap->tab);
+	memset(ap, 0, sizeof(*ap));
+}
+
+/* One step along an alias chain: *k becomes what it points to, or MDB_NOTFOUND. */
+static int
+alias_next(struct store *s, MDB_txn *txnb, const struct apend *ap, MDB_val *k)
+{
+	MDB_val v;
+	size_t at;
+	int rc;
+
+	/* Never in both: runs.mdb's trees hold the older aliases, and the first one wins. */
+	if (apend_find(s, ap, k->mv_data, k->mv_size, &at) == 0) {
+		k->mv_data = (void *)ap->e[at].cust;
+		k->mv_size = ap->e[at].cl;
+		return 0;
+	}
+	if ((rc = mdb_get(txnb, s->aliases, k, &v)) != 0)
+		return rc;
+	if (v.mv_size < 1)
+		return MDB_CORRUPTED;
+	k->mv_size = v.mv_size - 1; /* values keep their NUL */
+	k->mv_data = v.mv_data;
+	return 0;
+}
+
+/*
+ * Whether alias(prev -> cust) joins the two (*ok): not when either is empty or they are
+ * the same, not when prev already has an alias (the first one wins), not when cust's chain
+ * leads back to prev (no cycles) or is longer than STORE_MAX_HOPS.
+ */
+static int
+alias_rule(struct store *s, MDB_txn *txnb, const struct apend *ap, const char *prev, size_t pl,
+           const char *cust, size_t cl, int *ok)
+{
+	MDB_val k = { pl, (void *)prev };
+	size_t hops;
+	int rc;
+
+	*ok = 0;
+	if (pl == 0 || cl == 0 || (pl == cl && memcmp(prev, cust, pl) == 0))
+		return 0;
+	if ((rc = alias_next(s, txnb, ap, &k)) != MDB_NOTFOUND)
+		return rc;
+	k.mv_size = cl;
+	k.mv_data = (void *)cust;
+	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
+		if (k.mv_size == pl && memcmp(k.mv_data, prev, pl) == 0)
+			return 0;
+		if ((rc = alias_next(s, txnb, ap, &k)) == MDB_NOTFOUND)
+			break;
+		if (rc != 0)
+			return rc;
+	}
+	*ok = hops < STORE_MAX_HOPS;
+	return 0;
+}
+
+/* Root of id's alias chain; *root points into a map or is id itself. */
+static int
+alias_root(struct store *s, MDB_txn *txnb, const struct apend *ap, const char *id, size_t len,
+           MDB_val *root)
+{
+	MDB_val k = { len, (void *)id };
+	int rc, hops;
+
+	*root = k;
+	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
+		if ((rc = alias_next(s, txnb, ap, &k)) == MDB_NOTFOUND)
+			return 0;
+		if (rc != 0)
+			return rc;
+		*root = k;
+	}
+	return MDB_CORRUPTED;
+}
+
+typedef int (*alias_fn)(struct store *s, void *arg, const struct record *r);
+
+/* Calls fn for every alias event of a log segment, in sequence order. */
+static int
+alias_events(struct store *s, MDB_txn *txn, MDB_dbi seg, alias_fn fn, void *arg)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, seg, &c)) != 0)
+		return rc;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		struct record r;
+		const void *rec;
+		size_t rlen;
+		uint64_t cust;
+		int64_t ts;
+
+		if (k.mv_size != 8 ||
+		    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if (record_kind(rec, rlen) != ATTR_ALIAS)
+			continue;
+		if (record_parse(rec, rlen, cust, ts, rd_be64(k.mv_data), &r) != 0) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if ((rc = fn(s, arg, &r)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* alias_fn of the compactor's flush: into runs.mdb's trees, in its write transaction. */
+static int
+put_alias(struct store *s, void *txnp, const struct record *r)
+{
+	MDB_txn *txn = txnp;
+	const char *prev = r->str[REC_PREVIOUS_ID], *cust = r->str[REC_CUSTOMER_ID];
+	size_t pl = r->len[REC_PREVIOUS_ID], cl = r->len[REC_CUSTOMER_ID];
+	MDB_val k = { pl, (void *)prev }, v = { cl + 1, (void *)cust };
+	int rc, ok;
+
+	if ((rc = alias_rule(s, txn, NULL, prev, pl, cust, cl, &ok)) != 0 || !ok)
+		return rc;
+	if ((rc = mdb_put(txn, s->aliases, &k, &v, 0)) != 0)
+		return rc;
+	k.mv_size = cl;
+	k.mv_data = (void *)cust;
+	v.mv_size = pl;
+	v.mv_data = (void *)prev;
+	return mdb_put(txn, s->alias_rev, &k, &v, 0);
+}
+
+struct apend_arg {
+	struct apend *ap;
+	MDB_txn *txnb;
+};
+
+static int
+pend_alias(struct store *s, void *argp, const struct record *r)
+{
+	struct apend_arg *a = argp;
+	const char *prev = r->str[REC_PREVIOUS_ID], *cust = r->str[REC_CUSTOMER_ID];
+	size_t pl = r->len[REC_PREVIOUS_ID], cl = r->len[REC_CUSTOMER_ID];
+	int rc, ok;
+
+	if ((rc = alias_rule(s, a->txnb, a->ap, prev, pl, cust, cl, &ok)) != 0 || !ok)
+		return rc;
+	return apend_add(s, a->ap, prev, pl, cust, cl);
+}
+
+/* The aliases of a snapshot's unflushed segments, applied on top of its runs.mdb trees. */
+static int
+apend_build(struct store *s, const struct rsnap *snap, struct apend *ap)
+{
+	struct apend_arg a = { ap, snap->txnb };
+	size_t i;
+	int rc = 0;
+
+	memset(ap, 0, sizeof(*ap));
+	for (i = 0; i < snap->nlogs && rc == 0; i++)
+		rc = alias_events(s, snap->txn, snap->logs[i], pend_alias, &a);
+	return rc;
 }
 
 /* Appends one log segment's records to *items (values point into the map). */
@@ -1094,10 +1273,9 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
 		kind = ATTR_ALIAS;
+		/* The alias trees follow at the flush of this segment (see "aliases"). */
 		if (ev->alias->previous_id == NULL)
 			return EINVAL;
-		if ((rc = put_alias(s, txn, ev->alias->previous_id, cid)) != 0)
-			return rc;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
 		kind = ATTR_SPEND;
@@ -2006,6 +2184,8 @@ flush_seg(struct store *s, int *again)
 	}
 	mdb_cursor_close(c);
 	c = NULL;
+	if ((rc = alias_events(s, rtxn, seg.dbi, put_alias, txn)) != 0)
+		goto fail;
 	mdb_txn_abort(rtxn); /* every value is copied into txn's pages by now */
 	rtxn = NULL;
 	out.count = n;
@@ -2517,6 +2697,59 @@ fail:
 	return rc;
 }
 
+/*
+ * A schema-4 store keeps its alias trees in the main environment: they are copied into
+ * runs.mdb's, then dropped there (a crash in between copies them again: the same puts).
+ */
+static int
+open_aliases(struct store *s)
+{
+	MDB_txn *ta = NULL, *tb = NULL;
+	MDB_cursor *c = NULL;
+	MDB_dbi a, ar;
+	MDB_val k, v, rk;
+	int rc;
+
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &ta)) != 0)
+		return rc;
+	if ((rc = mdb_dbi_open(ta, "aliases", 0, &a)) == MDB_NOTFOUND) {
+		mdb_txn_abort(ta);
+		return 0;
+	}
+	if (rc != 0 || (rc = mdb_dbi_open(ta, "alias_rev", MDB_CREATE | MDB_DUPSORT, &ar)) != 0 ||
+	    (rc = mdb_txn_begin(s->envb, NULL, 0, &tb)) != 0 ||
+	    (rc = mdb_cursor_open(ta, a, &c)) != 0)
+		goto fail;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < 1) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		rk.mv_size = v.mv_size - 1;
+		rk.mv_data = v.mv_data;
+		if ((rc = mdb_put(tb, s->aliases, &k, &v, 0)) != 0 ||
+		    ((rc = mdb_put(tb, s->alias_rev, &rk, &k, 0)) != 0 && rc != MDB_KEYEXIST))
+			break;
+	}
+	mdb_cursor_close(c);
+	c = NULL;
+	if (rc != MDB_NOTFOUND)
+		goto fail;
+	rc = mdb_txn_commit(tb);
+	tb = NULL;
+	if (rc != 0 || (rc = mdb_drop(ta, a, 1)) != 0 || (rc = mdb_drop(ta, ar, 1)) != 0)
+		goto fail;
+	return mdb_txn_commit(ta);
+fail:
+	if (c != NULL)
+		mdb_cursor_close(c);
+	if (tb != NULL)
+		mdb_txn_abort(tb);
+	mdb_txn_abort(ta);
+	return rc;
+}
+
 /* Opens (or creates) runs.mdb next to the main environment and loads its runs. */
 static int
 open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t errlen)
@@ -2547,7 +2780,9 @@ open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t e
 	mdb_reader_check(s->envb, &dead);
 	if ((rc = open_headroom(s->envb)) != 0 ||
 	    (rc = mdb_txn_begin(s->envb, NULL, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->metab)) != 0)
+	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->metab)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &s->aliases)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "alias_rev", MDB_CREATE | MDB_DUPSORT, &s->alias_rev)) != 0)
 		goto fail;
 	rc = meta_get(txn, s->metab, "version", &version, sizeof(version));
 	if (rc == MDB_NOTFOUND) {
@@ -2571,7 +2806,7 @@ open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t e
 		goto fail;
 	rc = mdb_txn_commit(txn);
 	txn = NULL;
-	if (rc != 0 || (rc = open_consumed(s)) != 0)
+	if (rc != 0 || (rc = open_consumed(s)) != 0 || (rc = open_aliases(s)) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -2673,8 +2908,6 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	    (rc = mdb_dbi_open(txn, "ids", MDB_CREATE, &s->ids)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict", MDB_CREATE, &s->dict)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict_rev", MDB_CREATE, &s->dict_rev)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &s->aliases)) != 0 ||
-	    (rc = mdb_dbi_open(txn, "alias_rev", MDB_CREATE | MDB_DUPSORT, &s->alias_rev)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "spend", MDB_CREATE, &s->spend)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "cust", MDB_CREATE, &s->cust)) != 0) {
@@ -3010,14 +3243,15 @@ anode_get(struct scan *sc, const char *name, size_t len, int term, size_t *out)
 
 /* Sizes the id index for the forest's at most 2 ids an alias, so that it never rehashes. */
 static int
-anode_reserve(struct scan *sc, MDB_txn *txn)
+anode_reserve(struct scan *sc, MDB_txn *txnb, size_t npend)
 {
 	MDB_stat st;
 	size_t cap = 64, i;
 	int rc;
 
-	if ((rc = mdb_stat(txn, sc->s->aliases, &st)) != 0)
+	if ((rc = mdb_stat(txnb, sc->s->aliases, &st)) != 0)
 		return rc;
+	st.ms_entries += npend;
 	if (st.ms_entries == 0)
 		return 0;
 	if (st.ms_entries > SIZE_MAX / 8 / sizeof(*sc->nodes))
@@ -3034,16 +3268,16 @@ anode_reserve(struct scan *sc, MDB_txn *txn)
 
 /* Loads the alias forest of the snapshot and finds every id's root. */
 static int
-load_aliases(struct scan *sc, MDB_txn *txn)
+load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
 	size_t a, b, i, hops;
 	int rc;
 
-	if ((rc = anode_reserve(sc, txn)) != 0)
+	if ((rc = anode_reserve(sc, snap->txnb, ap->n)) != 0)
 		return rc;
-	if ((rc = mdb_cursor_open(txn, sc->s->aliases, &c)) != 0)
+	if ((rc = mdb_cursor_open(snap->txnb, sc->s->aliases, &c)) != 0)
 		return rc;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
@@ -3060,6 +3294,12 @@ load_aliases(struct scan *sc, MDB_txn *txn)
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
 		return rc;
+	for (i = 0; i < ap->n; i++) {
+		if ((rc = anode_get(sc, ap->e[i].prev, ap->e[i].pl, 1, &a)) != 0 ||
+		    (rc = anode_get(sc, ap->e[i].cust, ap->e[i].cl, 1, &b)) != 0)
+			return rc;
+		sc->nodes[a].parent = b;
+	}
 	for (i = 0; i < sc->nnodes; i++) {
 		for (a = i, hops = 0; sc->nodes[a].parent != SIZE_MAX && hops < STORE_MAX_HOPS;
 		     hops++)
@@ -3623,6 +3863,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	struct rsnap snap;
 	struct kitem *tail = NULL;
 	struct scan *fo = &w[0].sc;
+	struct apend ap = { 0 };
 	size_t tcap = 0, ntail = 0, i, *first = NULL;
 	unsigned n = scan_threads(threads), t;
 	int rc, rv = 0;
@@ -3632,7 +3873,8 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 		return status_of(rc);
 	ps.snap = &snap;
 	fo->s = s;
-	if ((rc = load_aliases(fo, snap.txn)) != 0 || (rc = alias_buckets(fo, ps.abeg)) != 0 ||
+	if ((rc = apend_build(s, &snap, &ap)) != 0 || (rc = load_aliases(fo, &snap, &ap)) != 0 ||
+	    (rc = alias_buckets(fo, ps.abeg)) != 0 ||
 	    (rc = read_tail(&snap, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
@@ -3693,6 +3935,7 @@ out:
 		}
 	}
 	read_end(s, &snap);
+	apend_free(&ap);
 	for (i = 0; i < fo->nnodes; i++)
 		free(fo->nodes[i].own);
 	free(fo->nodes);
@@ -3861,14 +4104,28 @@ store_journey_free(struct store_journey *j)
 	free(j);
 }
 
+/* Appends a copy of v to the journey's member ids. */
+static int
+add_member(char ***members, size_t *cap, size_t *n, const MDB_val *v)
+{
+	if (*n >= STORE_MAX_MEMBERS)
+		return ENOMEM;
+	if (grow_buf((void **)members, cap, *n + 1, sizeof(**members)) != 0 ||
+	    ((*members)[*n] = dup_val(v)) == NULL)
+		return ENOMEM;
+	(*n)++;
+	return 0;
+}
+
 int
 store_journey(struct store *s, const char *customer_id, struct store_journey **jp)
 {
 	struct store_journey *j = NULL;
 	struct rsnap snap;
+	struct apend ap = { 0 };
 	struct record *r = NULL;
 	char **members = NULL;
-	size_t nm = 0, mcap = 0, n = 0, cap = 0, i, q;
+	size_t nm = 0, mcap = 0, n = 0, cap = 0, i, q, e;
 	MDB_cursor *c = NULL;
 	MDB_val root, k, v;
 	int rc, st = TP_OK;
@@ -3878,34 +4135,32 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 		return TP_INVALID_ARGUMENT;
 	if ((rc = read_begin(s, &snap)) != 0)
 		return status_of(rc);
-	if ((rc = alias_root(s, snap.txn, customer_id, strlen(customer_id), &root)) != 0)
+	if ((rc = apend_build(s, &snap, &ap)) != 0 ||
+	    (rc = alias_root(s, snap.txnb, &ap, customer_id, strlen(customer_id), &root)) != 0)
 		goto fail;
-	if ((rc = grow_buf((void **)&members, &mcap, 1, sizeof(*members))) != 0 ||
-	    (members[0] = dup_val(&root)) == NULL) {
-		rc = ENOMEM;
+	if ((rc = add_member(&members, &mcap, &nm, &root)) != 0)
 		goto fail;
-	}
-	nm = 1;
-	/* Every id whose chain leads to the root, breadth first over the reverse edges. */
-	if ((rc = mdb_cursor_open(snap.txn, s->alias_rev, &c)) != 0)
+	/*
+	 * Every id whose chain leads to the root, breadth first over the reverse edges: those
+	 * of runs.mdb's tree, then the unflushed ones.
+	 */
+	if ((rc = mdb_cursor_open(snap.txnb, s->alias_rev, &c)) != 0)
 		goto fail;
 	for (q = 0; q < nm; q++) {
 		k.mv_size = strlen(members[q]);
 		k.mv_data = members[q];
-		for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
-		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
-			if (nm >= STORE_MAX_MEMBERS) {
-				rc = ENOMEM;
+		for (e = 0; e < ap.n; e++) {
+			MDB_val pv = { ap.e[e].pl, (void *)ap.e[e].prev };
+
+			if (ap.e[e].cl == k.mv_size &&
+			    memcmp(ap.e[e].cust, members[q], k.mv_size) == 0 &&
+			    (rc = add_member(&members, &mcap, &nm, &pv)) != 0)
 				goto fail;
-			}
-			if ((rc = grow_buf((void **)&members, &mcap, nm + 1, sizeof(*members))) !=
-			        0 ||
-			    (members[nm] = dup_val(&v)) == NULL) {
-				rc = ENOMEM;
-				goto fail;
-			}
-			nm++;
 		}
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP))
+			if ((rc = add_member(&members, &mcap, &nm, &v)) != 0)
+				goto fail;
 		if (rc != MDB_NOTFOUND)
 			goto fail;
 	}
@@ -3973,6 +4228,7 @@ done:
 	if (c != NULL)
 		mdb_cursor_close(c);
 	read_end(s, &snap);
+	apend_free(&ap);
 	for (i = 0; i < nm; i++)
 		free(members[i]);
 	free(members);

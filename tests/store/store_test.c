@@ -711,16 +711,45 @@ canon_alias(int c)
 	}
 }
 
+/* cust1..4 joined under cust3, cust5 under cust6, as canon_alias() says. */
+static void
+check_aliases(struct store *s)
+{
+	struct store_journey *j;
+	size_t i;
+	int want = 0;
+
+	check_scan(s, canon_alias);
+	assert_int_equal(store_journey(s, "cust1", &j), TP_OK);
+	assert_string_equal(j->customer_id, "cust3");
+	assert_int_equal(j->naliases, 3);
+	for (i = 0; i < (size_t)nmodel; i++)
+		want += canon_alias(model[i].cust) == 3;
+	/* plus the alias events al1, al2, al3 themselves */
+	assert_int_equal(j->n, (size_t)want + 3);
+	for (i = 1; i < j->n; i++)
+		assert_true(j->view[i - 1].ts_us <= j->view[i].ts_us);
+	store_journey_free(j);
+	assert_int_equal(store_journey(s, "cust6", &j), TP_OK);
+	assert_string_equal(j->customer_id, "cust6");
+	assert_int_equal(j->naliases, 1);
+	assert_string_equal(j->aliases[0], "cust5");
+	store_journey_free(j);
+}
+
+/*
+ * The alias rules, read three ways: from the unflushed log (every reader applies them),
+ * from runs.mdb's trees (the compactor applied them at the flush) and after a reopen.
+ */
 static void
 test_aliases(void **state)
 {
 	struct fx *f = *state;
 	struct tbatch *t = tb_new(8);
-	struct store_journey *j;
-	size_t i;
+	struct store_stats st;
 
 	nmodel = 0;
-	f->s = open_store(f->dir, 0, 16);
+	f->s = open_store(f->dir, 0, 2048);
 	write_random(f->s, 20, 8);
 	tb_add(t, ev_alias("al1", "cust2", T0, "cust1"));
 	tb_add(t, ev_alias("al2", "cust3", T0, "cust2"));
@@ -731,28 +760,19 @@ test_aliases(void **state)
 	assert_int_equal(tb_write(f->s, t), TP_OK);
 	assert_int_equal(t->b.accepted, 6);
 	write_random(f->s, 20, 8);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.runs, 0); /* all of it still in the log */
+	check_aliases(f->s);
+
+	write_random(f->s, 150, 8); /* about 2 700 events: the first segment is sealed, flushed */
 	wait_runs(f->s, SETTLED_RUNS);
-	check_scan(f->s, canon_alias);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_true(st.runs >= 1);
+	check_aliases(f->s);
 
-	assert_int_equal(store_journey(f->s, "cust1", &j), TP_OK);
-	assert_string_equal(j->customer_id, "cust3");
-	assert_int_equal(j->naliases, 3);
-	{
-		int want = 0;
-
-		for (i = 0; i < (size_t)nmodel; i++)
-			want += canon_alias(model[i].cust) == 3;
-		/* plus the alias events al1, al2, al3 themselves */
-		assert_int_equal(j->n, (size_t)want + 3);
-	}
-	for (i = 1; i < j->n; i++)
-		assert_true(j->view[i - 1].ts_us <= j->view[i].ts_us);
-	store_journey_free(j);
-	assert_int_equal(store_journey(f->s, "cust6", &j), TP_OK);
-	assert_string_equal(j->customer_id, "cust6");
-	assert_int_equal(j->naliases, 1);
-	assert_string_equal(j->aliases[0], "cust5");
-	store_journey_free(j);
+	store_close(f->s);
+	f->s = open_store(f->dir, 0, 2048);
+	check_aliases(f->s);
 	tb_free(t);
 }
 
@@ -951,7 +971,10 @@ raw_env(const char *dir, int b)
 	return env;
 }
 
-/* Schema 4 (no runs.mdb) is opened and upgraded in place; merges then go to runs.mdb. */
+/*
+ * Schema 4 (no runs.mdb, the log named "log", the alias trees in the main environment) is
+ * opened and upgraded in place: the trees move to runs.mdb, new runs go there.
+ */
 static void
 test_schema4_upgrade(void **state)
 {
@@ -963,10 +986,14 @@ test_schema4_upgrade(void **state)
 	MDB_val k = { 7, (void *)"version" }, v;
 	uint32_t four = 4, version;
 	uint64_t walked;
+	MDB_dbi al, alr;
+	MDB_val ak = { 6, (void *)"zz-old" }, av = { 7, (void *)"zz-new" };
+	struct tbatch *t = tb_new(1);
+	struct store_journey *j;
 
 	nmodel = 0;
-	f->s = open_store(f->dir, 0, 16);
-	write_random(f->s, 3, 5); /* about 30 events: one run and a log, no merge */
+	f->s = open_store(f->dir, 0, 0);
+	write_random(f->s, 3, 5); /* about 30 events, all in "log" */
 	store_close(f->s);
 	f->s = NULL;
 	env = raw_env(f->dir, 0);
@@ -975,6 +1002,12 @@ test_schema4_upgrade(void **state)
 	v.mv_size = sizeof(four);
 	v.mv_data = &four;
 	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_dbi_open(txn, "aliases", MDB_CREATE, &al), 0);
+	assert_int_equal(mdb_dbi_open(txn, "alias_rev", MDB_CREATE | MDB_DUPSORT, &alr), 0);
+	assert_int_equal(mdb_put(txn, al, &ak, &av, 0), 0);
+	v.mv_size = 6;
+	v.mv_data = av.mv_data;
+	assert_int_equal(mdb_put(txn, alr, &v, &ak, 0), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
 	snprintf(path, sizeof(path), "%s/runs.mdb", f->dir);
@@ -989,6 +1022,16 @@ test_schema4_upgrade(void **state)
 	check_scan(f->s, ident);
 	assert_int_equal(store_walk(f->s, &walked), TP_OK);
 	assert_int_equal(walked, (uint64_t)nmodel);
+	/* The old alias holds: zz-old's journey is zz-new's. */
+	tb_add(t, ev_touch("zz1", "zz-old", T0, "email", ""));
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(store_journey(f->s, "zz-old", &j), TP_OK);
+	assert_string_equal(j->customer_id, "zz-new");
+	assert_int_equal(j->naliases, 1);
+	assert_string_equal(j->aliases[0], "zz-old");
+	assert_int_equal(j->n, 1);
+	store_journey_free(j);
+	tb_free(t);
 	store_close(f->s);
 	f->s = NULL;
 
@@ -999,6 +1042,15 @@ test_schema4_upgrade(void **state)
 	assert_int_equal(v.mv_size, sizeof(version));
 	memcpy(&version, v.mv_data, sizeof(version));
 	assert_int_equal(version, 5);
+	assert_int_equal(mdb_dbi_open(txn, "aliases", 0, &al), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	env = raw_env(f->dir, 1);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "aliases", 0, &al), 0);
+	assert_int_equal(mdb_get(txn, al, &ak, &v), 0);
+	assert_int_equal(v.mv_size, 7);
+	assert_memory_equal(v.mv_data, "zz-new", 7);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
 }
