@@ -306,10 +306,10 @@ metrics_render_store(struct metrics_buf *b)
 	metrics_family(b, "touchpointd_store_runs", "gauge",
 	               "Sorted runs in the store (compaction keeps this O(log events)).");
 	metrics_printf(b, "touchpointd_store_runs %llu\n", (unsigned long long)ss.runs);
-	metrics_family(b, "touchpointd_store_log_segments", "gauge",
-	               "Log segments not yet sorted into runs, the writer's included (normally 1-2).");
-	metrics_printf(b, "touchpointd_store_log_segments %llu\n",
-	               (unsigned long long)ss.segments);
+	metrics_family(
+	    b, "touchpointd_store_log_segments", "gauge",
+	    "Log segments not yet sorted into runs, the writer's included (normally 1-2).");
+	metrics_printf(b, "touchpointd_store_log_segments %llu\n", (unsigned long long)ss.segments);
 	metrics_family(b, "touchpointd_store_readers", "gauge", "LMDB reader slots in use.");
 	metrics_printf(b, "touchpointd_store_readers %llu\n", (unsigned long long)ss.readers);
 	metrics_counter_value(b, "touchpointd_store_write_lock_wait_seconds_total",
