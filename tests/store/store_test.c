@@ -1738,8 +1738,9 @@ test_customer_count(void **state)
 		}
 		if (want <= 65536)
 			assert_int_equal(st.customers, want);
-		else
-			assert_in_range(st.customers, want - want / 50, want + want / 50);
+		else /* HLL_P 14: 0.81 % standard error, the store's hash key random: 4 sigma */
+			assert_in_range(st.customers, want - want * 33 / 1000,
+			                want + want * 33 / 1000);
 	}
 	assert_true(want > 65536);
 }
