@@ -118,6 +118,7 @@ struct dslot {
 struct store {
 	MDB_env *env;
 	MDB_dbi log, ids, dict, dict_rev, spend, meta, cust;
+	MDB_dbi alog; /* the sequence numbers of the alias events in the log's segments */
 	/*
 	 * runs.mdb: the compactor's merged runs, in an environment of their own so that a
 	 * merge never holds the writer's LMDB lock (nor queues its commits behind fdatasync).
@@ -1003,6 +1004,26 @@ alias_root(struct store *s, MDB_txn *txnb, const struct apend *ap, const char *i
 
 typedef int (*alias_fn)(struct store *s, void *arg, const struct record *r);
 
+/* Calls fn with the log record (k, v) if it is an alias event. */
+static int
+alias_event(struct store *s, const MDB_val *k, const MDB_val *v, alias_fn fn, void *arg)
+{
+	struct record r;
+	const void *rec;
+	size_t rlen;
+	uint64_t cust;
+	int64_t ts;
+
+	if (k->mv_size != 8 ||
+	    record_prefix_get(v->mv_data, v->mv_size, &cust, &ts, &rec, &rlen) != 0)
+		return MDB_CORRUPTED;
+	if (record_kind(rec, rlen) != ATTR_ALIAS)
+		return 0;
+	if (record_parse(rec, rlen, cust, ts, rd_be64(k->mv_data), &r) != 0)
+		return MDB_CORRUPTED;
+	return fn(s, arg, &r);
+}
+
 /* Calls fn for every alias event of a log segment, in sequence order. */
 static int
 alias_events(struct store *s, MDB_txn *txn, MDB_dbi seg, alias_fn fn, void *arg)
@@ -1014,27 +1035,9 @@ alias_events(struct store *s, MDB_txn *txn, MDB_dbi seg, alias_fn fn, void *arg)
 	if ((rc = mdb_cursor_open(txn, seg, &c)) != 0)
 		return rc;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		struct record r;
-		const void *rec;
-		size_t rlen;
-		uint64_t cust;
-		int64_t ts;
-
-		if (k.mv_size != 8 ||
-		    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0) {
-			rc = MDB_CORRUPTED;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+		if ((rc = alias_event(s, &k, &v, fn, arg)) != 0)
 			break;
-		}
-		if (record_kind(rec, rlen) != ATTR_ALIAS)
-			continue;
-		if (record_parse(rec, rlen, cust, ts, rd_be64(k.mv_data), &r) != 0) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
-		if ((rc = fn(s, arg, &r)) != 0)
-			break;
-	}
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -1078,18 +1081,50 @@ pend_alias(struct store *s, void *argp, const struct record *r)
 	return apend_add(s, a->ap, prev, pl, cust, cl);
 }
 
-/* The aliases of a snapshot's unflushed segments, applied on top of its runs.mdb trees. */
+/*
+ * The aliases of a snapshot's unflushed segments, applied on top of its runs.mdb trees:
+ * alog lists their sequence numbers, so only those records are read, not the segments.
+ */
 static int
 apend_build(struct store *s, const struct rsnap *snap, struct apend *ap)
 {
 	struct apend_arg a = { ap, snap->txnb };
+	MDB_cursor *c = NULL;
+	MDB_val k, v, lo = { 0, NULL };
 	size_t i;
 	int rc = 0;
 
 	memset(ap, 0, sizeof(*ap));
-	for (i = 0; i < snap->nlogs && rc == 0; i++)
-		rc = alias_events(s, snap->txn, snap->logs[i], pend_alias, &a);
-	return rc;
+	/* From the first event of the oldest segment: alog keeps flushed ones a while. */
+	for (i = 0; i < snap->nlogs && lo.mv_data == NULL; i++) {
+		if ((rc = mdb_cursor_open(snap->txn, snap->logs[i], &c)) != 0)
+			return rc;
+		if ((rc = mdb_cursor_get(c, &lo, &v, MDB_FIRST)) == MDB_NOTFOUND)
+			lo.mv_data = NULL;
+		else if (rc != 0)
+			break;
+		mdb_cursor_close(c);
+		c = NULL;
+	}
+	if (c != NULL)
+		mdb_cursor_close(c);
+	if ((rc != 0 && rc != MDB_NOTFOUND) || lo.mv_data == NULL)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if ((rc = mdb_cursor_open(snap->txn, s->alog, &c)) != 0)
+		return rc;
+	k = lo;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		for (i = 0; i < snap->nlogs; i++)
+			if ((rc = mdb_get(snap->txn, snap->logs[i], &k, &v)) != MDB_NOTFOUND)
+				break;
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc != 0 || (rc = alias_event(s, &k, &v, pend_alias, &a)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 /* Appends one log segment's records to *items (values point into the map). */
@@ -1308,6 +1343,10 @@ put_event(struct store *s, MDB_txn *txn, const Touchpoint__V1__Event *ev, uint64
 		k.mv_data = kb;
 		if ((rc = mdb_put(txn, s->log, &k, &v, MDB_APPEND)) == 0)
 			s->log_count++;
+		if (rc == 0 && kind == ATTR_ALIAS) {
+			v.mv_size = 0;
+			rc = mdb_put(txn, s->alog, &k, &v, MDB_APPEND);
+		}
 		hll_add(s, ids.cust);
 		if (rc == 0 && s->cust_exact != CUST_INEXACT)
 			rc = cust_count(s, txn, ids.cust);
@@ -1819,6 +1858,35 @@ mark_consumed(MDB_txn *txn, MDB_dbi meta, uint64_t id, int del)
 	return mdb_del(txn, meta, &key, NULL);
 }
 
+/* Deletes the alog entries up to the last event of a segment about to be dropped. */
+static int
+alog_trim(struct store *s, MDB_txn *txn, MDB_dbi seg)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint64_t last;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, seg, &c)) != 0)
+		return rc;
+	rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+	if (rc == 0 && k.mv_size != 8)
+		rc = MDB_CORRUPTED;
+	if (rc == 0)
+		last = rd_be64(k.mv_data);
+	mdb_cursor_close(c);
+	if (rc != 0)
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	if ((rc = mdb_cursor_open(txn, s->alog, &c)) != 0)
+		return rc;
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) == 0 && k.mv_size == 8 &&
+	       rd_be64(k.mv_data) <= last)
+		if ((rc = mdb_cursor_del(c, 0)) != 0)
+			break;
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
 /*
  * Drops the retired runs of one environment in one transaction; a main run's directory
  * entry goes with it (the merge only marked it consumed in runs.mdb), and runs.mdb's
@@ -1848,9 +1916,12 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 	for (i = 0; i < s->nretired && rc == 0; i++) {
 		if (s->retired[i].inb != inb)
 			continue;
-		rc = mdb_drop(txn, s->retired[i].dbi, 1);
-		if (s->retired[i].islog)
+		if (s->retired[i].islog) {
+			if ((rc = alog_trim(s, txn, s->retired[i].dbi)) == 0)
+				rc = mdb_drop(txn, s->retired[i].dbi, 1);
 			continue;
+		}
+		rc = mdb_drop(txn, s->retired[i].dbi, 1);
 		if (rc == 0 && !inb &&
 		    (rc = dir_del(txn, s->meta, s->retired[i].id)) == MDB_NOTFOUND)
 			rc = 0;
@@ -2909,6 +2980,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	    (rc = mdb_dbi_open(txn, "dict", MDB_CREATE, &s->dict)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "dict_rev", MDB_CREATE, &s->dict_rev)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "spend", MDB_CREATE, &s->spend)) != 0 ||
+	    (rc = mdb_dbi_open(txn, "alog", MDB_CREATE, &s->alog)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "cust", MDB_CREATE, &s->cust)) != 0) {
 		set_err(errbuf, errlen, "store: databases", rc);
