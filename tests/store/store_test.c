@@ -711,6 +711,30 @@ canon_alias(int c)
 	}
 }
 
+static uint64_t
+rd_be64_test(const uint8_t *p)
+{
+	uint64_t x = 0;
+
+	for (int i = 0; i < 8; i++)
+		x = x << 8 | p[i];
+	return x;
+}
+
+/* The main environment (dir) or runs.mdb in it (b), opened behind the store's back. */
+static MDB_env *
+raw_env(const char *dir, int b)
+{
+	char path[512];
+	MDB_env *env;
+
+	snprintf(path, sizeof(path), b ? "%s/runs.mdb" : "%s", dir);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
+	assert_int_equal(mdb_env_open(env, path, b ? MDB_NOSUBDIR : 0, 0640), 0);
+	return env;
+}
+
 /* cust1..4 joined under cust3, cust5 under cust6, as canon_alias() says. */
 static void
 check_aliases(struct store *s)
@@ -773,7 +797,23 @@ test_aliases(void **state)
 	store_close(f->s);
 	f->s = open_store(f->dir, 0, 2048);
 	check_aliases(f->s);
+	store_close(f->s);
+	f->s = NULL;
 	tb_free(t);
+	/* Their segment flushed and dropped (at the latest by that open): alog is trimmed. */
+	{
+		MDB_env *env = raw_env(f->dir, 0);
+		MDB_txn *txn;
+		MDB_dbi alog;
+		MDB_stat ms;
+
+		assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		assert_int_equal(mdb_dbi_open(txn, "alog", 0, &alog), 0);
+		assert_int_equal(mdb_stat(txn, alog, &ms), 0);
+		assert_int_equal(ms.ms_entries, 0);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+	}
 }
 
 static void
@@ -945,30 +985,6 @@ test_building_dropped(void **state)
 	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main_dbi), 0);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
-}
-
-static uint64_t
-rd_be64_test(const uint8_t *p)
-{
-	uint64_t x = 0;
-
-	for (int i = 0; i < 8; i++)
-		x = x << 8 | p[i];
-	return x;
-}
-
-/* The main environment (dir) or runs.mdb in it (b), opened behind the store's back. */
-static MDB_env *
-raw_env(const char *dir, int b)
-{
-	char path[512];
-	MDB_env *env;
-
-	snprintf(path, sizeof(path), b ? "%s/runs.mdb" : "%s", dir);
-	assert_int_equal(mdb_env_create(&env), 0);
-	assert_int_equal(mdb_env_set_maxdbs(env, 512), 0);
-	assert_int_equal(mdb_env_open(env, path, b ? MDB_NOSUBDIR : 0, 0640), 0);
-	return env;
 }
 
 /*
