@@ -2018,13 +2018,32 @@ pick_merge(struct store *s, struct run *in)
 	return best != UINT32_MAX;
 }
 
+/* A new, empty run of runs.mdb in txn (its next id, its database), not yet in a directory. */
+static int
+run_new(struct store *s, MDB_txn *txn, uint32_t tier, struct run *out)
+{
+	char name[32];
+	uint64_t next;
+	int rc;
+
+	if ((rc = meta_get(txn, s->metab, "nextrun", &out->id, sizeof(out->id))) != 0)
+		return rc;
+	snprintf(name, sizeof(name), "run.%" PRIu64, out->id);
+	out->tier = tier;
+	out->inb = 1;
+	out->islog = 0;
+	out->count = 0;
+	next = out->id + 1;
+	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->dbi)) != 0)
+		return rc;
+	return meta_put(txn, s->metab, "nextrun", &next, sizeof(next));
+}
+
 /* Creates the output run in runs.mdb, marked building. */
 static int
 merge_create(struct store *s, uint32_t tier, struct run *out)
 {
 	MDB_txn *txn;
-	char name[32];
-	uint64_t id;
 	int rc;
 
 	for (;;) {
@@ -2032,18 +2051,10 @@ merge_create(struct store *s, uint32_t tier, struct run *out)
 
 		if ((rc = write_begin(s, s->envb, &txn)) != 0)
 			return rc;
-		if ((rc = meta_get(txn, s->metab, "nextrun", &id, sizeof(id))) == 0) {
-			snprintf(name, sizeof(name), "run.%" PRIu64, id);
-			out->id = id++;
-			out->tier = tier;
-			out->inb = 1;
-			out->count = 0;
-			if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->dbi)) == 0 &&
-			    (rc = meta_put(txn, s->metab, "nextrun", &id, sizeof(id))) == 0 &&
-			    (rc = dir_put(txn, s->metab, out->id, tier, RUN_BUILDING, 0)) == 0) {
-				rc = mdb_txn_commit(txn);
-				txn = NULL;
-			}
+		if ((rc = run_new(s, txn, tier, out)) == 0 &&
+		    (rc = dir_put(txn, s->metab, out->id, tier, RUN_BUILDING, 0)) == 0) {
+			rc = mdb_txn_commit(txn);
+			txn = NULL;
 		}
 		if (txn != NULL)
 			mdb_txn_abort(txn);
@@ -2208,14 +2219,12 @@ merge_finish(struct store *s, const struct run *in, size_t nin, const struct run
 static int
 flush_seg(struct store *s, int *again)
 {
-	struct run seg, out = { .tier = 0, .inb = 1 };
+	struct run seg, out;
 	MDB_txn *txn = NULL, *rtxn = NULL;
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
 	uint8_t kb[KEY_LEN];
-	char name[32];
 	size_t n = 0, i, seen;
-	uint64_t next;
 	int rc;
 
 	*again = 0;
@@ -2236,11 +2245,7 @@ flush_seg(struct store *s, int *again)
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rtxn)) != 0 ||
 	    (rc = log_sorted(rtxn, &seg.dbi, 1, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap,
 	                     &n)) != 0 ||
-	    (rc = meta_get(txn, s->metab, "nextrun", &out.id, sizeof(out.id))) != 0)
-		goto fail;
-	snprintf(name, sizeof(name), "run.%" PRIu64, out.id);
-	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out.dbi)) != 0 ||
-	    (rc = mdb_cursor_open(txn, out.dbi, &c)) != 0)
+	    (rc = run_new(s, txn, 0, &out)) != 0 || (rc = mdb_cursor_open(txn, out.dbi, &c)) != 0)
 		goto fail;
 	for (i = 0; i < n; i++) {
 		be64(kb, s->fl[i].kh);
@@ -2260,10 +2265,8 @@ flush_seg(struct store *s, int *again)
 	mdb_txn_abort(rtxn); /* every value is copied into txn's pages by now */
 	rtxn = NULL;
 	out.count = n;
-	next = out.id + 1;
 	seg.id++; /* segments below this one are in runs */
-	if ((rc = meta_put(txn, s->metab, "nextrun", &next, sizeof(next))) != 0 ||
-	    (rc = meta_put(txn, s->metab, "flushed", &seg.id, sizeof(seg.id))) != 0 ||
+	if ((rc = meta_put(txn, s->metab, "flushed", &seg.id, sizeof(seg.id))) != 0 ||
 	    (rc = dir_put(txn, s->metab, out.id, 0, RUN_COMPLETE, n)) != 0)
 		goto fail;
 	pthread_mutex_lock(&s->dmu);
