@@ -26,13 +26,14 @@
 /* 2: ids values are a second hash; 3: exact small customer counts; 4: lean records */
 #define STORE_SCHEMA      5 /* 4 is opened and upgraded in place */
 #define STORE_MAXDBS      512
-#define STORE_MAX_RUNS    440     /* complete + building + retired handles, under MAXDBS */
-#define STORE_FLUSH_LIMIT 400     /* above this many runs the compactor lets the log grow */
-#define STORE_MAX_SEGS    32      /* log segments; past it the writer appends to the last */
-#define STORE_MAX_GROUP   4000000 /* events in one store_write() */
-#define STORE_MAX_PROBE   64      /* ids: linear probes past a hash collision */
-#define STORE_MAX_HOPS    1024    /* alias chain length */
-#define STORE_MAX_MEMBERS 65536   /* ids aliased into one journey */
+#define STORE_MAX_RUNS    440 /* complete + building + retired handles, under MAXDBS */
+#define STORE_FLUSH_LIMIT 400 /* above this many runs the compactor lets the log grow */
+#define STORE_MAX_SEGS    32  /* log segments; past it the writer appends to the last */
+#define STORE_MAX_RETIRED (2 * (STORE_MAX_RUNS + STORE_MAX_SEGS)) /* waiting to be dropped */
+#define STORE_MAX_GROUP   4000000                                 /* events in one store_write() */
+#define STORE_MAX_PROBE   64    /* ids: linear probes past a hash collision */
+#define STORE_MAX_HOPS    1024  /* alias chain length */
+#define STORE_MAX_MEMBERS 65536 /* ids aliased into one journey */
 #define STORE_GROW_TRIES  40
 #define DROP_FORCE        16 /* retired runs that make the compactor wait for readers */
 #define KEY_LEN           24 /* run key: customer hash | biased ts | seq */
@@ -148,7 +149,7 @@ struct store {
 	pthread_mutex_t dmu;
 	struct run runs[STORE_MAX_RUNS];
 	size_t nruns;
-	struct run retired[STORE_MAX_RUNS + STORE_MAX_SEGS];
+	struct run retired[STORE_MAX_RETIRED];
 	size_t nretired;
 	size_t nbuilding;
 	/*
@@ -1945,7 +1946,7 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 static void
 drop_retired(struct store *s)
 {
-	uint64_t gone[STORE_MAX_RUNS + STORE_MAX_SEGS], other[STORE_MAX_RUNS + STORE_MAX_SEGS];
+	uint64_t gone[STORE_MAX_RETIRED], other[STORE_MAX_RETIRED];
 	size_t n, na = 0, nb = 0;
 	int rc;
 
@@ -2232,6 +2233,8 @@ flush_seg(struct store *s, int *again)
 	i = s->nruns + s->nretired + s->nbuilding;
 	seg = s->segs[0];
 	n = s->nsegs;
+	if (s->nretired >= STORE_MAX_RETIRED)
+		n = 0;
 	pthread_mutex_unlock(&s->dmu);
 	if (n < 2 || i >= STORE_FLUSH_LIMIT)
 		return 0;
@@ -2548,14 +2551,14 @@ fail:
 static int
 load_segs(struct store *s, MDB_txn *txn)
 {
+	struct run found[STORE_MAX_SEGS + STORE_MAX_RUNS];
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
 	MDB_dbi main_dbi;
 	char name[32];
-	size_t i, j;
+	size_t i, j, n = 0, old;
 	int rc;
 
-	s->nsegs = 0;
 	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) != 0 ||
 	    (rc = mdb_cursor_open(txn, main_dbi, &c)) != 0)
 		return rc;
@@ -2571,35 +2574,46 @@ load_segs(struct store *s, MDB_txn *txn)
 		if (k.mv_size > 3 &&
 		    (name[3] != '.' || (id = strtoull(name + 4, &end, 10)) == 0 || *end != 0))
 			continue;
-		if (s->nsegs >= STORE_MAX_SEGS) {
+		if (n >= sizeof(found) / sizeof(found[0])) {
 			rc = MDB_DBS_FULL;
 			break;
 		}
-		memset(&s->segs[s->nsegs], 0, sizeof(s->segs[0]));
-		s->segs[s->nsegs].id = id;
-		s->segs[s->nsegs++].islog = 1;
+		memset(&found[n], 0, sizeof(found[0]));
+		found[n].id = id;
+		found[n++].islog = 1;
 	}
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
 		return rc;
 	/* Names sort as text ("log.10" < "log.2"): by number. */
-	for (i = 1; i < s->nsegs; i++) {
-		struct run x = s->segs[i];
+	for (i = 1; i < n; i++) {
+		struct run x = found[i];
 
-		for (j = i; j > 0 && s->segs[j - 1].id > x.id; j--)
-			s->segs[j] = s->segs[j - 1];
-		s->segs[j] = x;
+		for (j = i; j > 0 && found[j - 1].id > x.id; j--)
+			found[j] = found[j - 1];
+		found[j] = x;
 	}
-	if (s->nsegs == 0) {
-		memset(&s->segs[0], 0, sizeof(s->segs[0]));
-		s->segs[0].islog = 1;
-		s->nsegs = 1;
+	if (n == 0) {
+		memset(&found[0], 0, sizeof(found[0]));
+		found[0].islog = 1;
+		n = 1;
 	}
-	for (i = 0; i < s->nsegs; i++) {
-		seg_name(name, sizeof(name), s->segs[i].id);
-		if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &s->segs[i].dbi)) != 0)
+	for (i = 0; i < n; i++) {
+		seg_name(name, sizeof(name), found[i].id);
+		if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &found[i].dbi)) != 0)
 			return rc;
 	}
+	/*
+	 * The writer keeps at most STORE_MAX_SEGS unflushed, but a crash can leave flushed
+	 * ones not yet dropped besides (the compactor drops after a burst of flushes): those
+	 * below the newest STORE_MAX_SEGS are retired here; open_consumed() checks that runs.mdb
+	 * has them and drops them with the other flushed ones.
+	 */
+	old = n > STORE_MAX_SEGS ? n - STORE_MAX_SEGS : 0;
+	for (i = 0; i < old; i++)
+		s->retired[s->nretired++] = found[i];
+	for (s->nsegs = 0; old + s->nsegs < n; s->nsegs++)
+		s->segs[s->nsegs] = found[old + s->nsegs];
 	s->log = s->segs[s->nsegs - 1].dbi;
 	s->curseg = s->segs[s->nsegs - 1].id;
 	return 0;
@@ -2703,8 +2717,8 @@ open_consumed(struct store *s)
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
 	uint8_t kb[9] = { 'x' };
-	uint64_t *ux = NULL, gone[STORE_MAX_RUNS + STORE_MAX_SEGS];
-	uint64_t other[STORE_MAX_RUNS + STORE_MAX_SEGS];
+	uint64_t *ux = NULL, gone[STORE_MAX_RETIRED];
+	uint64_t other[STORE_MAX_RETIRED];
 	size_t i, j, nx = 0, na = 0, nb = 0;
 	int rc;
 
@@ -2734,6 +2748,10 @@ open_consumed(struct store *s)
 			;
 		if (i == s->nruns)
 			continue;
+		if (s->nretired >= STORE_MAX_RETIRED) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
 		s->retired[s->nretired++] = s->runs[i];
 		for (j = i + 1; j < s->nruns; j++)
 			s->runs[j - 1] = s->runs[j];
@@ -2746,6 +2764,11 @@ open_consumed(struct store *s)
 	mdb_txn_abort(txn);
 	txn = NULL;
 	/* Log segments already in runs (a crash before the compactor dropped them). */
+	for (i = 0; i < s->nretired; i++)
+		if (s->retired[i].islog && s->retired[i].id >= s->nflushed) {
+			rc = MDB_CORRUPTED; /* more unflushed segments than the writer makes */
+			goto fail;
+		}
 	for (i = 0; i < s->nsegs && s->segs[i].id < s->nflushed; i++)
 		s->retired[s->nretired++] = s->segs[i];
 	if (i == s->nsegs) {
