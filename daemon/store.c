@@ -177,8 +177,6 @@ struct store {
 	struct went *went, *wtmp; /* the group's dedup entries; wtmp: scratch of the merge */
 	size_t went_cap, wtmp_cap;
 	uint8_t enc[RECORD_PREFIX + RECORD_MAX];
-	struct kitem *fl, *fltmp;
-	size_t fl_cap, fltmp_cap;
 
 	/* Names: an append-only table published with dict_pub (store_name() reads it). */
 	char **dchunk[DICT_CHUNKS];
@@ -195,8 +193,10 @@ struct store {
 	_Atomic uint64_t t_wait_ns, t_commit_ns;
 	_Atomic uint64_t t_chunks, t_chunk_ns, t_chunk_records;
 
-	/* Compactor. */
+	/* Compactor; fl/fltmp: a sealed segment's records being sorted into a run. */
 	pthread_t cthr;
+	struct kitem *fl, *fltmp;
+	size_t fl_cap, fltmp_cap;
 	int cstarted, cstop, ckick;
 	pthread_mutex_t cmu;
 	pthread_cond_t ccv;
@@ -1373,8 +1373,9 @@ struct wsnap {
 static int
 write_group(struct store *s, struct store_batch *const *batches,
             const struct store_prepared *const *prep, size_t nb, size_t total, struct wsnap *ws,
-            struct run *newseg, int *sealed)
+            int *sealed)
 {
+	struct run newseg;
 	MDB_txn *txn = NULL;
 	MDB_cursor *ic = NULL;
 	size_t j, i;
@@ -1409,14 +1410,12 @@ write_group(struct store *s, struct store_batch *const *batches,
 		pthread_mutex_unlock(&s->dmu);
 		if (j < STORE_MAX_SEGS) {
 			seg_name(name, sizeof(name), s->curseg + 1);
-			if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &newseg->dbi)) != 0)
+			memset(&newseg, 0, sizeof(newseg));
+			if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &newseg.dbi)) != 0)
 				goto fail;
-			newseg->id = s->curseg + 1;
-			newseg->tier = 0;
-			newseg->inb = 0;
-			newseg->islog = 1;
-			newseg->count = 0;
-			s->log = newseg->dbi;
+			newseg.id = s->curseg + 1;
+			newseg.islog = 1;
+			s->log = newseg.dbi;
 			*sealed = 1;
 			s->log_count = 0;
 		}
@@ -1474,7 +1473,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 		goto fail;
 	atomic_fetch_add(&s->t_commit_ns, mono_ns() - t0);
 	if (*sealed) {
-		s->segs[s->nsegs++] = *newseg;
+		s->segs[s->nsegs++] = newseg;
 		s->curseg++;
 		pthread_mutex_unlock(&s->dmu);
 	}
@@ -1620,7 +1619,6 @@ int
 store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 {
 	struct wsnap *ws = NULL;
-	struct run newseg;
 	struct store_prepared **own = NULL;
 	const struct store_prepared **prep = NULL;
 	size_t *bound = NULL;
@@ -1661,7 +1659,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 	for (tries = 0;; tries++) {
 		size_t seen = map_size(s, s->env);
 
-		rc = write_group(s, batches, prep, nb, total, ws, &newseg, &sealed);
+		rc = write_group(s, batches, prep, nb, total, ws, &sealed);
 		if (rc != MDB_MAP_FULL || tries >= STORE_GROW_TRIES)
 			break;
 		if ((rc = grow_map(s, s->env, seen)) != 0)
@@ -2643,7 +2641,6 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		if ((rc = meta_put(txn, s->meta, "version", &version, sizeof(version))) != 0 ||
 		    (rc = meta_put(txn, s->meta, "key", s->key, sizeof(s->key))) != 0 ||
 		    (rc = meta_put(txn, s->meta, "seq", &one, 8)) != 0 ||
-		    (rc = meta_put(txn, s->meta, "nextrun", &one, 8)) != 0 ||
 		    (rc = meta_put(txn, s->meta, "counters", &s->cnt, sizeof(s->cnt))) != 0 ||
 		    (rc = meta_put(txn, s->meta, "hll", s->hll, HLL_M)) != 0 ||
 		    (rc = meta_put(txn, s->meta, "custx", &s->cust_exact, 8)) != 0)
