@@ -19,6 +19,7 @@
 #include "config.h"
 #include "ingest.h"
 #include "log.h"
+#include "memtune.h"
 #include "metrics.h"
 #include "notify.h"
 #include "query.h"
@@ -307,6 +308,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	memtune_init();
 
 	log_init(fl.foreground, cfg.log_level + fl.verbose);
 	if (mkdir(cfg.state_dir, 0750) != 0 && errno != EEXIST) {
@@ -411,6 +413,7 @@ main(int argc, char **argv)
 				last_beat = beat;
 			}
 		}
+		memtune_idle(rpc_replies(rpc));
 		switch (sig) {
 		case SIGTERM:
 		case SIGINT:

@@ -627,6 +627,17 @@ rpc_healthy(struct rpc_server *r)
 	return ok;
 }
 
+uint64_t
+rpc_replies(struct rpc_server *r)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&r->mu);
+	n = r->replies;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
 /* Keeps a server whose close never finished reachable, for leak checkers, until exit. */
 static struct rpc_server *rpc_abandoned;
 

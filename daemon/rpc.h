@@ -49,6 +49,9 @@ void rpc_free(struct rpc_server *r);
 /* 0 when every context has been busy since the last call without a single reply sent. */
 int rpc_healthy(struct rpc_server *r);
 
+/* Replies sent so far: a count that grows with the work the daemon does. */
+uint64_t rpc_replies(struct rpc_server *r);
+
 /* The decoded request message (the method's input type). */
 const ProtobufCMessage *rpc_call_request(const struct rpc_call *c);
 /* The request's encoded payload, as received. */

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "memtune.h"
 #include "store.h"
 
 struct wk_count {
@@ -87,6 +88,7 @@ main(int argc, char **argv)
 	double t0, walk_s, scan_s, pscan_s;
 	int opt, rc, rv = 1;
 
+	memtune_init(); /* the daemon's allocator settings: its scans are measured here */
 	while ((opt = getopt_long(argc, argv, "s:l:Ht:", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
