@@ -486,6 +486,7 @@ query_attribute(struct query *q, struct rpc_call *call)
 	int32_t from_day = INT32_MIN, to_day = INT32_MAX;
 	/* Read once: every part's engine must have the same, whatever SIGHUP does meanwhile. */
 	int64_t lookback_s = atomic_load(&q->default_lookback_s);
+	int64_t t0 = query_mono_us(), t1, t2;
 	int rv;
 
 	rv = attr_engine_new(&sc.e, req, lookback_s, store_name, q->store, msg, sizeof(msg));
@@ -513,14 +514,18 @@ query_attribute(struct query *q, struct rpc_call *call)
 		rpc_finish(call, rv, NULL, "cannot read spend events");
 		goto done;
 	}
+	t1 = query_mono_us();
 	if ((rv = attr_engine_result(sc.e, &resp)) != TP_OK) {
 		log_err("attribute: models failed: code=%d customers=%llu", rv,
 		        (unsigned long long)sc.customers);
 		rpc_finish(call, rv, NULL, "attribution failed");
 		goto done;
 	}
-	log_info("attribute done: customers=%llu models=%zu", (unsigned long long)sc.customers,
-	         resp->n_models);
+	t2 = query_mono_us();
+	/* Where the time went, as the scan (journeys and path tables) and the models. */
+	log_info("attribute done: customers=%llu models=%zu scan_s=%.3f models_s=%.3f",
+	         (unsigned long long)sc.customers, resp->n_models, (double)(t1 - t0) / 1e6,
+	         (double)(t2 - t1) / 1e6);
 	rpc_finish(call, TP_OK, &resp->base, NULL);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 done:
