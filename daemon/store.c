@@ -3252,7 +3252,7 @@ struct ahash {
 };
 
 /*
- * One scanning thread's state. The alias forest (nodes, aidx, ah) is loaded once into the
+ * One scanning thread's state. The alias forest (nodes, ah) is loaded once into the
  * first worker's and only read through copies of its pointers by the others; views,
  * traits and the stash are each worker's own.
  */
@@ -3266,151 +3266,162 @@ struct scan {
 	size_t tcap;
 	struct anode *nodes;
 	size_t nnodes, ncap;
-	size_t *aidx; /* open addressing over nodes, SIZE_MAX = empty */
-	size_t acap;
 	struct stashed *st;
 	size_t nst, stcap;
 	struct ahash *ah;
 	size_t nah, apos, aend; /* ah[apos, aend): the part's ids still ahead */
 };
 
+#define SCAN_PART_SHIFT 60 /* the scan's 16 parts: the top 4 bits of the customer hash */
+
+/* One mention of an id of the alias forest (each alias has two), for load_aliases. */
+static void
+alias_mention(struct scan *sc, struct kitem *m, size_t *n, const char *name, size_t len, int term)
+{
+	m[*n].kh = record_hash(sc->s->key, name, len);
+	m[*n].kt = (uint64_t)term;
+	m[*n].ks = *n;
+	m[*n].val = (const uint8_t *)name;
+	m[*n].len = len;
+	(*n)++;
+}
+
+/*
+ * The node of mention m among the ids numbered so far for its hash (from node lo on): the
+ * same hash is the same id but for a 64-bit collision, so this is one compare, rarely two.
+ */
 static size_t
-anode_find(const struct scan *sc, uint64_t h, const char *name, size_t len)
+alias_node(struct scan *sc, size_t lo, const struct kitem *m)
 {
 	size_t i;
 
-	if (sc->acap == 0)
-		return SIZE_MAX;
-	for (i = h & (sc->acap - 1); sc->aidx[i] != SIZE_MAX; i = (i + 1) & (sc->acap - 1)) {
-		const struct anode *a = &sc->nodes[sc->aidx[i]];
-
-		if (a->h == h && a->len == len && memcmp(a->name, name, len) == 0)
-			return sc->aidx[i];
-	}
-	return SIZE_MAX;
+	for (i = lo; i < sc->nnodes; i++)
+		if (sc->nodes[i].len == m->len && memcmp(sc->nodes[i].name, m->val, m->len) == 0)
+			return i;
+	sc->nodes[i].name = (const char *)m->val;
+	sc->nodes[i].own = NULL;
+	sc->nodes[i].len = m->len;
+	sc->nodes[i].term = (int)m->kt;
+	sc->nodes[i].h = m->kh;
+	sc->nodes[i].parent = SIZE_MAX;
+	sc->nnodes++;
+	return i;
 }
 
+#define ALIAS_AHEAD 8 /* names compared this many mentions after their prefetch */
+
+/*
+ * Loads the alias forest of the snapshot and finds every id's root. The ids are numbered in
+ * customer-hash order: every mention is hashed, the mentions are sorted by hash (radix), and
+ * equal ids, now side by side, become one node in a linear pass. A hash table probed per
+ * mention cost a cache miss or three each (≈ 0.5 µs), on one thread before the scan's
+ * threads start; and in hash order the forest is already the order the scan meets its ids.
+ * Also the alias ids by part: ah[abeg[p], abeg[p + 1]) are part p's, sorted by hash.
+ */
 static int
-anode_get(struct scan *sc, const char *name, size_t len, int term, size_t *out)
+load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, size_t *abeg)
 {
-	uint64_t h = record_hash(sc->s->key, name, len);
-	size_t i, j;
-
-	if ((*out = anode_find(sc, h, name, len)) != SIZE_MAX) {
-		if (term && !sc->nodes[*out].term) {
-			sc->nodes[*out].name = name;
-			sc->nodes[*out].term = 1;
-		}
-		return 0;
-	}
-	if ((sc->nnodes + 1) * 2 > sc->acap) {
-		size_t ncap = sc->acap ? sc->acap * 2 : 64;
-		size_t *na = malloc(ncap * sizeof(*na));
-
-		if (na == NULL)
-			return ENOMEM;
-		for (i = 0; i < ncap; i++)
-			na[i] = SIZE_MAX;
-		for (j = 0; j < sc->nnodes; j++) {
-			for (i = sc->nodes[j].h & (ncap - 1); na[i] != SIZE_MAX;
-			     i = (i + 1) & (ncap - 1))
-				;
-			na[i] = j;
-		}
-		free(sc->aidx);
-		sc->aidx = na;
-		sc->acap = ncap;
-	}
-	if (grow_buf((void **)&sc->nodes, &sc->ncap, sc->nnodes + 1, sizeof(*sc->nodes)) != 0)
-		return ENOMEM;
-	sc->nodes[sc->nnodes].name = name;
-	sc->nodes[sc->nnodes].own = NULL;
-	sc->nodes[sc->nnodes].term = term;
-	sc->nodes[sc->nnodes].len = len;
-	sc->nodes[sc->nnodes].h = h;
-	sc->nodes[sc->nnodes].parent = SIZE_MAX;
-	for (i = h & (sc->acap - 1); sc->aidx[i] != SIZE_MAX; i = (i + 1) & (sc->acap - 1))
-		;
-	sc->aidx[i] = sc->nnodes;
-	*out = sc->nnodes++;
-	return 0;
-}
-
-/* Sizes the id index for the forest's at most 2 ids an alias, so that it never rehashes. */
-static int
-anode_reserve(struct scan *sc, MDB_txn *txnb, size_t npend)
-{
+	size_t cnt[STORE_SCAN_PARTS + 1] = { 0 };
+	struct kitem *m = NULL, *tmp = NULL;
+	uint32_t *node = NULL; /* per mention, its node */
+	MDB_cursor *c = NULL;
 	MDB_stat st;
-	size_t cap = 64, i;
-	int rc;
-
-	if ((rc = mdb_stat(txnb, sc->s->aliases, &st)) != 0)
-		return rc;
-	st.ms_entries += npend;
-	if (st.ms_entries == 0)
-		return 0;
-	if (st.ms_entries > SIZE_MAX / 8 / sizeof(*sc->nodes))
-		return ENOMEM;
-	while (cap < 4 * st.ms_entries + 2)
-		cap *= 2;
-	if ((sc->aidx = malloc(cap * sizeof(*sc->aidx))) == NULL)
-		return ENOMEM;
-	for (i = 0; i < cap; i++)
-		sc->aidx[i] = SIZE_MAX;
-	sc->acap = cap;
-	return grow_buf((void **)&sc->nodes, &sc->ncap, 2 * st.ms_entries, sizeof(*sc->nodes));
-}
-
-/* Loads the alias forest of the snapshot and finds every id's root. */
-static int
-load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap)
-{
-	MDB_cursor *c;
 	MDB_val k, v;
-	size_t a, b, i, hops;
+	size_t n = 0, cap, i, j, a, hops;
 	int rc;
 
-	if ((rc = anode_reserve(sc, snap->txnb, ap->n)) != 0)
+	memset(abeg, 0, (STORE_SCAN_PARTS + 1) * sizeof(*abeg));
+	if ((rc = mdb_stat(snap->txnb, sc->s->aliases, &st)) != 0)
 		return rc;
+	if (st.ms_entries + ap->n == 0)
+		return 0;
+	/* struct stashed's root and node[] are 32 bits */
+	if (st.ms_entries + ap->n > UINT32_MAX / 2)
+		return ENOMEM;
+	cap = 2 * (st.ms_entries + ap->n);
+	rc = ENOMEM;
+	if ((m = malloc(cap * sizeof(*m))) == NULL || (tmp = malloc(cap * sizeof(*tmp))) == NULL ||
+	    (node = malloc(cap * sizeof(*node))) == NULL ||
+	    grow_buf((void **)&sc->nodes, &sc->ncap, cap, sizeof(*sc->nodes)) != 0)
+		goto fail;
 	if ((rc = mdb_cursor_open(snap->txnb, sc->s->aliases, &c)) != 0)
-		return rc;
+		goto fail;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (v.mv_size < 1 || k.mv_size > RECORD_MAX_STR || v.mv_size > RECORD_MAX_STR + 1) {
+		if (v.mv_size < 1 || k.mv_size > RECORD_MAX_STR || v.mv_size > RECORD_MAX_STR + 1 ||
+		    n + 2 > cap) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		if ((rc = anode_get(sc, k.mv_data, k.mv_size, 0, &a)) != 0 ||
-		    (rc = anode_get(sc, v.mv_data, v.mv_size - 1,
-		                    ((const char *)v.mv_data)[v.mv_size - 1] == 0, &b)) != 0)
-			break;
-		sc->nodes[a].parent = b;
+		alias_mention(sc, m, &n, k.mv_data, k.mv_size, 0);
+		alias_mention(sc, m, &n, v.mv_data, v.mv_size - 1,
+		              ((const char *)v.mv_data)[v.mv_size - 1] == 0);
 	}
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
-		return rc;
+		goto fail;
 	for (i = 0; i < ap->n; i++) {
-		if ((rc = anode_get(sc, ap->e[i].prev, ap->e[i].pl, 1, &a)) != 0 ||
-		    (rc = anode_get(sc, ap->e[i].cust, ap->e[i].cl, 1, &b)) != 0)
-			return rc;
-		sc->nodes[a].parent = b;
+		alias_mention(sc, m, &n, ap->e[i].prev, ap->e[i].pl, 1);
+		alias_mention(sc, m, &n, ap->e[i].cust, ap->e[i].cl, 1);
 	}
+	kitem_sort(m, tmp, n);
+	for (i = 0; i < n; i = j) {
+		size_t lo = sc->nnodes;
+
+		for (j = i; j < n && m[j].kh == m[i].kh; j++) {
+			if (j + ALIAS_AHEAD < n)
+				__builtin_prefetch(m[j + ALIAS_AHEAD].val);
+			a = alias_node(sc, lo, &m[j]);
+			node[m[j].ks] = (uint32_t)a;
+			/* Roots name the emitted journeys: a NUL-terminated mention if there is
+			 * one. */
+			if (m[j].kt && !sc->nodes[a].term) {
+				sc->nodes[a].name = (const char *)m[j].val;
+				sc->nodes[a].term = 1;
+			}
+		}
+	}
+	/* In the trees' order, then the pending aliases': a later alias of an id replaces. */
+	for (i = 0; i < n; i += 2)
+		sc->nodes[node[i]].parent = node[i + 1];
 	for (i = 0; i < sc->nnodes; i++) {
 		for (a = i, hops = 0; sc->nodes[a].parent != SIZE_MAX && hops < STORE_MAX_HOPS;
 		     hops++)
 			a = sc->nodes[a].parent;
 		sc->nodes[i].root = a;
-		/* Roots name the emitted journeys: C strings. Only a corrupt forest needs this. */
+		/* Only a corrupt forest has a root named by a key alone (no NUL). */
 		if (!sc->nodes[a].term) {
+			rc = ENOMEM;
 			if ((sc->nodes[a].own = malloc(sc->nodes[a].len + 1)) == NULL)
-				return ENOMEM;
+				goto fail;
 			memcpy(sc->nodes[a].own, sc->nodes[a].name, sc->nodes[a].len);
 			sc->nodes[a].own[sc->nodes[a].len] = 0;
 			sc->nodes[a].name = sc->nodes[a].own;
 			sc->nodes[a].term = 1;
 		}
 	}
-	return 0;
+	rc = ENOMEM;
+	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
+		goto fail;
+	for (i = 0; i < sc->nnodes; i++) {
+		const struct anode *nd = &sc->nodes[i];
+
+		sc->ah[i].h = nd->h;
+		sc->ah[i].name = nd->name;
+		sc->ah[i].len = (uint32_t)nd->len; /* <= RECORD_MAX_STR */
+		sc->ah[i].root = (uint32_t)nd->root;
+		cnt[(nd->h >> SCAN_PART_SHIFT) + 1]++;
+	}
+	for (i = 0; i < STORE_SCAN_PARTS; i++)
+		cnt[i + 1] += cnt[i];
+	memcpy(abeg, cnt, sizeof(cnt));
+	sc->nah = sc->nnodes;
+	rc = 0;
+fail:
+	free(m);
+	free(tmp);
+	free(node);
+	return rc;
 }
 
 /* Calls fn with one customer's events (sorted); alias and spend events are left out. */
@@ -3438,14 +3449,6 @@ emit(struct scan *sc, const char *cid, const struct record *r, size_t n)
 	if (nv == 0)
 		return 0;
 	return sc->fn(sc->arg, cid, sc->views, nv);
-}
-
-static int
-ahash_cmp(const void *a, const void *b)
-{
-	const struct ahash *x = a, *y = b;
-
-	return x->h < y->h ? -1 : x->h > y->h;
 }
 
 /*
@@ -3601,7 +3604,6 @@ emit_stash(struct scan *sc, struct stashed *st, size_t lo, size_t hi)
  * partition makes every part's stream, and so the results, the same for any thread count.
  * Each thread reads through its own read transaction; all of them hold one snapshot.
  */
-#define SCAN_PART_SHIFT  60 /* 16 parts: the top 4 bits of the customer hash */
 #define SCAN_MAX_THREADS 8
 #define SCAN_SNAP_TRIES  8
 _Static_assert(STORE_SCAN_PARTS == 1u << (64 - SCAN_PART_SHIFT), "parts are hash prefixes");
@@ -3638,41 +3640,6 @@ struct pworker {
 	int started, rc;
 };
 
-/*
- * Groups the alias ids by part (a counting sort on the hash's top bits): each part sorts its
- * own by hash when it starts, in parallel, and reads only those.
- */
-static int
-alias_buckets(struct scan *sc, size_t *abeg)
-{
-	size_t cnt[STORE_SCAN_PARTS + 1] = { 0 }, i;
-
-	memset(abeg, 0, (STORE_SCAN_PARTS + 1) * sizeof(*abeg));
-	if (sc->nnodes == 0)
-		return 0;
-	if (sc->nnodes > UINT32_MAX) /* struct stashed's root */
-		return ENOMEM;
-	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
-		return ENOMEM;
-	for (i = 0; i < sc->nnodes; i++)
-		cnt[(sc->nodes[i].h >> SCAN_PART_SHIFT) + 1]++;
-	for (i = 0; i < STORE_SCAN_PARTS; i++)
-		cnt[i + 1] += cnt[i];
-	memcpy(abeg, cnt, sizeof(cnt));
-	/* straight from the nodes into their part's place: one pass, no second copy */
-	for (i = 0; i < sc->nnodes; i++) {
-		const struct anode *nd = &sc->nodes[i];
-		struct ahash *a = &sc->ah[cnt[nd->h >> SCAN_PART_SHIFT]++];
-
-		a->h = nd->h;
-		a->name = nd->name;
-		a->len = (uint32_t)nd->len; /* <= RECORD_MAX_STR */
-		a->root = (uint32_t)nd->root;
-	}
-	sc->nah = sc->nnodes;
-	return 0;
-}
-
 /* First index of a sorted array whose key is >= h. */
 static size_t
 tail_lower(const struct kitem *t, size_t n, uint64_t h)
@@ -3708,8 +3675,6 @@ scan_part(struct pworker *w, unsigned p)
 	sc->arg = ps->args[p];
 	sc->apos = ps->abeg[p];
 	sc->aend = ps->abeg[p + 1];
-	if (sc->aend > sc->apos)
-		qsort(sc->ah + sc->apos, sc->aend - sc->apos, sizeof(*sc->ah), ahash_cmp);
 	memset(kb, 0, sizeof(kb));
 	be64(kb, lo);
 	memset(w->src, 0, (nruns + 1) * sizeof(*w->src));
@@ -3968,8 +3933,8 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 		return status_of(rc);
 	ps.snap = &snap;
 	fo->s = s;
-	if ((rc = apend_build(s, &snap, &ap)) != 0 || (rc = load_aliases(fo, &snap, &ap)) != 0 ||
-	    (rc = alias_buckets(fo, ps.abeg)) != 0 ||
+	if ((rc = apend_build(s, &snap, &ap)) != 0 ||
+	    (rc = load_aliases(fo, &snap, &ap, ps.abeg)) != 0 ||
 	    (rc = read_tail(&snap, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
@@ -4034,7 +3999,6 @@ out:
 	for (i = 0; i < fo->nnodes; i++)
 		free(fo->nodes[i].own);
 	free(fo->nodes);
-	free(fo->aidx);
 	free(fo->ah);
 	for (t = 0; t < n; t++) {
 		free(w[t].sc.st);
