@@ -3777,6 +3777,14 @@ scan_worker(void *arg)
 	return NULL;
 }
 
+/* A scan worker of its own thread, named for top -H, perf and ps -L (best effort). */
+static void *
+scan_thread(void *arg)
+{
+	(void)prctl(PR_SET_NAME, "tp-scan");
+	return scan_worker(arg);
+}
+
 /* Runs parts [next, end) on n workers, this thread being worker 0. */
 static void
 run_pool(struct pworker *w, unsigned n)
@@ -3784,7 +3792,7 @@ run_pool(struct pworker *w, unsigned n)
 	unsigned t;
 
 	for (t = 1; t < n; t++)
-		w[t].started = pthread_create(&w[t].thr, NULL, scan_worker, &w[t]) == 0;
+		w[t].started = pthread_create(&w[t].thr, NULL, scan_thread, &w[t]) == 0;
 	scan_worker(&w[0]);
 	for (t = 1; t < n; t++)
 		if (w[t].started)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "touchpoint/touchpoint.h"
 #include "attribution/internal.h"
@@ -268,6 +269,14 @@ mworker_main(void *arg)
 	return NULL;
 }
 
+/* The second models thread, named for top -H, perf and ps -L (best effort). */
+static void *
+mworker_thread(void *arg)
+{
+	(void)prctl(PR_SET_NAME, "tp-models");
+	return mworker_main(arg);
+}
+
 /*
  * The models of a big scope on two threads (the query's and one more): each model reads
  * the table and writes only its own result, so the results are those of one thread.
@@ -294,7 +303,7 @@ models_parallel(struct run *ru, Touchpoint__V1__ModelResult **models, char *errb
 	w[1].ru.rows = NULL;
 	if ((rv = scratch_alloc(&w[1].ru, ru->e->units.n)) != TP_OK)
 		goto fail;
-	started = pthread_create(&tid, NULL, mworker_main, &w[1]) == 0;
+	started = pthread_create(&tid, NULL, mworker_thread, &w[1]) == 0;
 	mworker_main(&w[0]);
 	if (started)
 		pthread_join(tid, NULL);
