@@ -52,6 +52,13 @@
 #ifndef MK_XP_FIT
 #define MK_XP_FIT 5e-2 /* ... and the two-mode fit leaves less than this of the update */
 #endif
+#ifdef MK_STATS
+/*
+ * -DMK_STATS: attr_markov prints to stderr the removal solves' work (states × sweeps,
+ * and the sweeps of SCCs over 48 states), a deterministic figure to compare methods by.
+ */
+static atomic_ullong mk_nwork, mk_nsweep;
+#endif
 #define MK_MAX_THREADS 64      /* TP_MARKOV_THREADS is capped here; the default at 8 */
 #define MK_MAX_SWEEPS  1000000 /* a safety net; only chains that almost never end get near it */
 #define MK_MAX_STATES  (UINT32_MAX / 2)
@@ -811,6 +818,9 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		}
 		for (j = 0; j < MK_LANES; j++)
 			lv[j] = (s->lane[v] >> j & 1) ? s->v[v] : acc[j];
+#ifdef MK_STATS
+		atomic_fetch_add(&mk_nwork, 1);
+#endif
 		return TP_OK;
 	}
 	/* Over-relaxation turns modes negative, which the jumps fit worse than they help. */
@@ -861,6 +871,15 @@ mk_lane_group(struct mk_solver *s, size_t m)
 			done &= maxd[j] <= MK_LANE_TOL * maxv[j];
 			sum += maxv[j] > 0 ? maxd[j] / maxv[j] : 0;
 		}
+#ifdef MK_STATS
+		atomic_fetch_add(&mk_nwork, m);
+		if (m > MK_DENSE_MAX)
+			atomic_fetch_add(&mk_nsweep, 1);
+		if (m > 10000 && getenv("MK_TRACE") != NULL)
+			fprintf(stderr, "sweep %zu m %zu: %.3g %.3g %.3g %.3g\n", sweep, m,
+			        maxd[0] / maxv[0], maxd[1] / maxv[1], maxd[2] / maxv[2],
+			        maxd[3] / maxv[3]);
+#endif
 		if (done)
 			return TP_OK;
 		om = mk_omega(om, sum, prevd);
@@ -1498,6 +1517,14 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		sre += re[u];
 		sv += vc[u];
 	}
+#ifdef MK_STATS
+	fprintf(stderr,
+	        "markov: %zu states, largest SCC %zu, %zu batches: work %llu, big sweeps %llu\n",
+	        c.n, pool.maxscc, pool.nbatch, (unsigned long long)atomic_load(&mk_nwork),
+	        (unsigned long long)atomic_load(&mk_nsweep));
+	atomic_store(&mk_nwork, 0);
+	atomic_store(&mk_nsweep, 0);
+#endif
 credit:
 	for (u = 0; u < t->nunits; u++) {
 		out->conversions[u] = sre > 0 ? re[u] / sre * totconv : 0;
