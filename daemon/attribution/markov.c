@@ -462,9 +462,9 @@ fail:
 /*
  * A Gauss–Seidel sweep of a big SCC converges as fast as little of the traffic runs
  * against its order (predecessors swept after their successors). Tarjan's DFS order leaves
- * 36–43 % of it backwards on the benchmark's path tables; Eades, Lin and Smyth's greedy
+ * 31–43 % of it backwards on the benchmark's path tables; Eades, Lin and Smyth's greedy
  * heuristic for a small feedback arc set, weighted by the transitions' counts (which are the
- * flows of the chain), orders each big SCC anew and leaves 30–34 %, for 7–18 % fewer sweeps:
+ * flows of the chain), orders each big SCC anew and leaves 26–34 %, for 7–18 % fewer sweeps:
  * sinks go last, sources first, otherwise the state whose outgoing count most exceeds its
  * incoming one goes next.
  */
@@ -588,6 +588,10 @@ mk_els(uint32_t *mem, size_t m, const size_t *orp, const uint32_t *ocol, const d
 				continue;
 			tail = cout[u] == 0;
 		} else {
+			if (h.n == 0) { /* cannot happen: every state left has its key */
+				rv = TP_INTERNAL;
+				goto fail;
+			}
 			u = h.id[0];
 			if (gone[u] || h.key[0] != wout[u] - win[u]) {
 				mk_heap_pop(&h);
@@ -752,7 +756,7 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 
 	if ((rv = mk_tarjan(n, orp, ocol, order, oscc)) != TP_OK)
 		goto fail;
-#ifndef MK_NO_ELS
+#ifndef MK_NO_ELS                                /* -DMK_NO_ELS: Tarjan's order, to compare */
 	memset(newid, 0xff, n * sizeof(*newid)); /* as loc[] of mk_els */
 	for (i = 0; i < n; i = e) {
 		for (e = i + 1; e < n && oscc[order[e]] == oscc[order[i]]; e++)
@@ -1321,8 +1325,8 @@ mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
  * the removal is rare δ is tiny next to v, and v − v₋u would lose its digits to
  * cancellation. δ_s = v_s where s holds the unit (its incoming traffic goes to null), and
  * elsewhere δ = Qᵀδ. Each lane stops on its own scale: its largest update below
- * MK_LANE_TOL (MK_CG_LANE_TOL) times its largest δ, so a rare unit is solved to the same relative
- * accuracy as a popular one.
+ * MK_LANE_TOL (MK_CG_LANE_TOL with a coarse correction) times its largest δ, so a rare
+ * unit is solved to the same relative accuracy as a popular one.
  */
 static int
 mk_lane_group(struct mk_solver *s, size_t m)
@@ -1359,7 +1363,7 @@ mk_lane_group(struct mk_solver *s, size_t m)
 	 * Over-relaxation turns modes negative, which the jumps fit worse than they help, and
 	 * the coarse correction needs the residual of a plain sweep.
 	 */
-	if (xp > 0 || s->cg != NULL)
+	if (xp > 0 || cg != NULL)
 		om = 1.0;
 
 	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
