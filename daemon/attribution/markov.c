@@ -29,10 +29,18 @@
 /*
  * ... and a removal's lane when its largest update is below this times its largest δ: the
  * removal effects come out within about twice this, relative, of the exact ones (checked
- * against a solve at 1e-15 through MARKOV_BENCH_DUMP, docs/BENCHMARKS.md).
+ * against a solve at 1e-15 through MARKOV_BENCH_DUMP, docs/BENCHMARKS.md) ...
  */
 #ifndef MK_LANE_TOL
 #define MK_LANE_TOL 1e-13
+#endif
+/*
+ * ... or below this in an SCC with a coarse correction, where a sweep's update is about
+ * ten times the error it leaves, not about the error: within 4·10⁻¹⁴ relative of a solve at
+ * 1e-15 on the benchmark's tables (at 1e-12: 6·10⁻¹³).
+ */
+#ifndef MK_CG_LANE_TOL
+#define MK_CG_LANE_TOL 3e-13
 #endif
 #ifndef MK_LANES
 #define MK_LANES 4 /* removals solved together in one pass over the graph (at most 8) */
@@ -51,6 +59,25 @@
 #endif
 #ifndef MK_XP_FIT
 #define MK_XP_FIT 5e-2 /* ... and the two-mode fit leaves less than this of the update */
+#endif
+#ifndef MK_CG_MIN
+/*
+ * SCCs of at least this many states get a coarse correction; the Gauss–Seidel test build
+ * (MK_DENSE_MAX=2) gives it to small ones too, so that the tests reach it.
+ */
+#define MK_CG_MIN (MK_DENSE_MAX < 48 ? 16 : 1024)
+#endif
+#ifndef MK_CG_AGG
+#define MK_CG_AGG 64 /* ... over at most this many aggregates (2..256) */
+#endif
+_Static_assert(MK_CG_AGG >= 2 && MK_CG_AGG <= 256, "aggregates are numbered in a byte");
+#ifdef MK_STATS
+/*
+ * -DMK_STATS: attr_markov prints to stderr the removal solves' work (states × sweeps,
+ * and the sweeps of SCCs over MK_DENSE_MAX states), a deterministic figure to compare
+ * methods by, and the share of the flow inside SCCs that runs against the sweep order.
+ */
+static atomic_ullong mk_nwork, mk_nsweep;
 #endif
 #define MK_MAX_THREADS 64      /* TP_MARKOV_THREADS is capped here; the default at 8 */
 #define MK_MAX_SWEEPS  1000000 /* a safety net; only chains that almost never end get near it */
@@ -89,12 +116,29 @@ struct mk_chain {
 	uint32_t start;
 	size_t *up; /* per unit, the states containing it */
 	uint32_t *ust;
+	uint32_t *first;      /* per state, its first unit (nunits for (start)) */
+	struct mk_coarse *cg; /* the big SCCs' coarse systems (removals) */
+	size_t ncg;
+};
+
+/* A big SCC's coarse system (see mk_coarse_fix). */
+struct mk_coarse {
+	size_t scc, lo, m, nc;
+	uint8_t *agg;    /* per state of the SCC (from lo), its aggregate */
+	double *w;       /* ... and its share of the aggregate's visits */
+	double *lu;      /* nc × nc, the aggregated system's LU factors */
+	size_t *piv;     /* ... and the row swapped into each row */
+	size_t *bp;      /* per position in the sweep, its transitions against the sweep: */
+	uint32_t *bp_at; /* the predecessor's position */
+	double *bq;      /* and the probability */
 };
 
 /* Work space of the solver (the removals: one per thread, sharing v read-only). */
 struct mk_solver {
 	const struct mk_chain *c;
-	double *v;  /* expected visits in the full chain */
+	const struct mk_coarse *cg; /* the current SCC's, or NULL */
+	double *cy;                 /* its right-hand sides and solutions */
+	double *v;                  /* expected visits in the full chain */
 	double *lv; /* per state, MK_LANES lanes of δ = v − v₋u, one removal each; 0 between */
 	uint8_t *lane;  /* bit j: the state holds lane j's unit */
 	uint64_t *bits; /* states (full chain) or SCCs (removals) to solve */
@@ -415,9 +459,216 @@ fail:
 	return rv;
 }
 
+/*
+ * A Gauss–Seidel sweep of a big SCC converges as fast as little of the traffic runs
+ * against its order (predecessors swept after their successors). Tarjan's DFS order leaves
+ * 31–43 % of it backwards on the benchmark's path tables; Eades, Lin and Smyth's greedy
+ * heuristic for a small feedback arc set, weighted by the transitions' counts (which are the
+ * flows of the chain), orders each big SCC anew and leaves 26–34 %, for 7–18 % fewer sweeps:
+ * sinks go last, sources first, otherwise the state whose outgoing count most exceeds its
+ * incoming one goes next.
+ */
+struct mk_heap {
+	double *key;
+	uint32_t *id;
+	size_t n;
+};
+
+static void
+mk_heap_push(struct mk_heap *h, double key, uint32_t id)
+{
+	size_t i = h->n++;
+
+	while (i > 0 && h->key[(i - 1) / 2] < key) {
+		h->key[i] = h->key[(i - 1) / 2];
+		h->id[i] = h->id[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->key[i] = key;
+	h->id[i] = id;
+}
+
+static void
+mk_heap_pop(struct mk_heap *h)
+{
+	double key = h->key[--h->n];
+	uint32_t id = h->id[h->n];
+	size_t i = 0, k;
+
+	while ((k = 2 * i + 1) < h->n) {
+		if (k + 1 < h->n && h->key[k + 1] > h->key[k])
+			k++;
+		if (!(h->key[k] > key))
+			break;
+		h->key[i] = h->key[k];
+		h->id[i] = h->id[k];
+		i = k;
+	}
+	h->key[i] = key;
+	h->id[i] = id;
+}
+
+/*
+ * Reorder mem[0..m-1] (one SCC, original ids) so that a sweep from mem[m-1] down to mem[0]
+ * follows the heavy transitions. loc[] is -1 for every state on entry and on return.
+ */
+static int
+mk_els(uint32_t *mem, size_t m, const size_t *orp, const uint32_t *ocol, const double *ow,
+       int32_t *loc)
+{
+	size_t *ip = NULL, ne = 0, i, e, nin, nhd = 0, ntl = 0, left = m;
+	uint32_t *ic = NULL, *stk = NULL, *seq = NULL, *cin = NULL, *cout = NULL;
+	double *iw = NULL, *win = NULL, *wout = NULL;
+	uint8_t *gone = NULL;
+	struct mk_heap h = { 0 };
+	int rv = TP_RESOURCE_EXHAUSTED;
+
+	for (i = 0; i < m; i++)
+		loc[mem[i]] = (int32_t)i;
+	for (i = 0; i < m; i++) {
+		for (e = orp[mem[i]]; e < orp[mem[i] + 1]; e++)
+			ne += loc[ocol[e]] >= 0;
+	}
+	ip = calloc(m + 1, sizeof(*ip));
+	ic = malloc((ne ? ne : 1) * sizeof(*ic));
+	iw = malloc((ne ? ne : 1) * sizeof(*iw));
+	stk = malloc(2 * (ne + m) * sizeof(*stk));
+	seq = malloc(m * sizeof(*seq));
+	cin = calloc(m, sizeof(*cin));
+	cout = calloc(m, sizeof(*cout));
+	win = calloc(m, sizeof(*win));
+	wout = calloc(m, sizeof(*wout));
+	gone = calloc(m, 1);
+	h.key = malloc((m + 2 * ne) * sizeof(*h.key));
+	h.id = malloc((m + 2 * ne) * sizeof(*h.id));
+	if (ip == NULL || ic == NULL || iw == NULL || stk == NULL || seq == NULL || cin == NULL ||
+	    cout == NULL || win == NULL || wout == NULL || gone == NULL || h.key == NULL ||
+	    h.id == NULL)
+		goto fail;
+	/* Incoming transitions within the SCC, as CSR on local ids. */
+	for (i = 0; i < m; i++) {
+		for (e = orp[mem[i]]; e < orp[mem[i] + 1]; e++) {
+			int32_t t = loc[ocol[e]];
+
+			if (t < 0)
+				continue;
+			ip[t + 1]++;
+			cout[i]++;
+			wout[i] += ow[e];
+			cin[t]++;
+			win[t] += ow[e];
+		}
+	}
+	for (i = 0; i < m; i++)
+		ip[i + 1] += ip[i];
+	for (i = 0; i < m; i++) {
+		for (e = orp[mem[i]]; e < orp[mem[i] + 1]; e++) {
+			int32_t t = loc[ocol[e]];
+
+			if (t < 0)
+				continue;
+			ic[ip[t]] = (uint32_t)i;
+			iw[ip[t]++] = ow[e];
+		}
+	}
+	for (i = m; i > 0; i--)
+		ip[i] = ip[i - 1];
+	ip[0] = 0;
+	for (i = 0; i < m; i++)
+		mk_heap_push(&h, wout[i] - win[i], (uint32_t)i);
+	nin = 0;
+	while (left > 0) {
+		uint32_t u;
+		int tail;
+
+		/* Sinks and sources first (the stack holds candidates; stale ones are skipped). */
+		if (nin > 0) {
+			u = stk[--nin];
+			if (gone[u] || (cout[u] != 0 && cin[u] != 0))
+				continue;
+			tail = cout[u] == 0;
+		} else {
+			if (h.n == 0) { /* cannot happen: every state left has its key */
+				rv = TP_INTERNAL;
+				goto fail;
+			}
+			u = h.id[0];
+			if (gone[u] || h.key[0] != wout[u] - win[u]) {
+				mk_heap_pop(&h);
+				continue;
+			}
+			mk_heap_pop(&h);
+			tail = 0;
+		}
+		gone[u] = 1;
+		left--;
+		if (tail)
+			seq[m - 1 - ntl++] = u;
+		else
+			seq[nhd++] = u;
+		for (e = orp[mem[u]]; e < orp[mem[u] + 1]; e++) {
+			int32_t t = loc[ocol[e]];
+
+			if (t < 0 || gone[t])
+				continue;
+			win[t] -= ow[e];
+			if (--cin[t] == 0)
+				stk[nin++] = (uint32_t)t;
+			mk_heap_push(&h, wout[t] - win[t], (uint32_t)t);
+		}
+		for (e = ip[u]; e < ip[u + 1]; e++) {
+			uint32_t t = ic[e];
+
+			if (gone[t])
+				continue;
+			wout[t] -= iw[e];
+			if (--cout[t] == 0)
+				stk[nin++] = t;
+			mk_heap_push(&h, wout[t] - win[t], t);
+		}
+	}
+	/* seq runs along the flow; a sweep goes from mem[m-1] down. */
+	for (i = 0; i < m; i++)
+		seq[i] = mem[seq[i]];
+	for (i = 0; i < m; i++)
+		mem[i] = seq[m - 1 - i];
+	rv = TP_OK;
+fail:
+	for (i = 0; i < m; i++)
+		loc[mem[i]] = -1;
+	free(ip);
+	free(ic);
+	free(iw);
+	free(stk);
+	free(seq);
+	free(cin);
+	free(cout);
+	free(win);
+	free(wout);
+	free(gone);
+	free(h.key);
+	free(h.id);
+	return rv;
+}
+
+static void
+mk_coarse_free(struct mk_coarse *g)
+{
+	free(g->agg);
+	free(g->w);
+	free(g->lu);
+	free(g->piv);
+	free(g->bp);
+	free(g->bp_at);
+	free(g->bq);
+	memset(g, 0, sizeof(*g));
+}
+
 static void
 mk_chain_free(struct mk_chain *c)
 {
+	size_t i;
+
 	free(c->rp);
 	free(c->col);
 	free(c->p);
@@ -432,6 +683,10 @@ mk_chain_free(struct mk_chain *c)
 	free(c->dcol);
 	free(c->up);
 	free(c->ust);
+	free(c->first);
+	for (i = 0; i < c->ncg; i++)
+		mk_coarse_free(&c->cg[i]);
+	free(c->cg);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -467,10 +722,11 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 	c->g = malloc(n * sizeof(*c->g));
 	c->scc = malloc(n * sizeof(*c->scc));
 	c->up = calloc((size_t)nunits + 1, sizeof(*c->up));
+	c->first = malloc(n * sizeof(*c->first));
 	if (orp == NULL || ocol == NULL || ow == NULL || wout == NULL || order == NULL ||
 	    newid == NULL || oscc == NULL || c->rp == NULL || c->col == NULL || c->p == NULL ||
 	    c->qp == NULL || c->qcol == NULL || c->qpr == NULL || c->r == NULL || c->g == NULL ||
-	    c->scc == NULL || c->up == NULL)
+	    c->scc == NULL || c->up == NULL || c->first == NULL)
 		goto fail;
 
 	/* Original-numbering CSR by counting sort on the source state. */
@@ -500,6 +756,16 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 
 	if ((rv = mk_tarjan(n, orp, ocol, order, oscc)) != TP_OK)
 		goto fail;
+#ifndef MK_NO_ELS                                /* -DMK_NO_ELS: Tarjan's order, to compare */
+	memset(newid, 0xff, n * sizeof(*newid)); /* as loc[] of mk_els */
+	for (i = 0; i < n; i = e) {
+		for (e = i + 1; e < n && oscc[order[e]] == oscc[order[i]]; e++)
+			;
+		if (e - i > MK_DENSE_MAX &&
+		    (rv = mk_els(order + i, e - i, orp, ocol, ow, (int32_t *)newid)) != TP_OK)
+			goto fail;
+	}
+#endif
 	rv = TP_RESOURCE_EXHAUSTED;
 	for (i = 0; i < n; i++)
 		newid[order[i]] = (uint32_t)i;
@@ -521,6 +787,7 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 		c->r[i] = wo > 0 ? b->wconv[o] / wo : 0;
 		c->g[i] = wo > 0 ? b->vsum[o] / wo : 0;
 		c->scc[i] = oscc[o];
+		c->first[i] = b->klen[o] > 0 ? b->keys[(size_t)o * MK_MAXK] : nunits;
 	}
 	for (i = 0; i < n; i++)
 		c->qp[i + 1] += c->qp[i];
@@ -673,6 +940,280 @@ mk_dense(double *a, double *b, size_t m)
 }
 
 /*
+ * Coarse correction of the removal sweeps. After a sweep or two the error of a lane in a
+ * big SCC is, to all but 1–3 % of its square norm, e_s ≈ v_s·y_a: a factor per first unit
+ * a of the state times the state's visits in the full chain (the flow that reaches channel a
+ * spreads over the states (a, ·) much as the full chain's does), and sweeps shrink it by
+ * only 0.25–0.5 each (measured on the benchmark's tables). So the error is also sought in
+ * that space: with aggregates I of states by first unit, prolongation e_s = w_s·y_I
+ * (w_s = v_s / Σ_I v) and restriction by summing over I, the aggregated system
+ * (I − Pᵀ)·y = Σ_I r has P(J→I) = Σ_{p∈J} w_p·Q(p→I), the chain's flow lumped by first
+ * unit. It is the full chain's, factored once (dense LU): a removal's own states are left
+ * out of the residual and the correction, not of the factor, so the correction is not
+ * exact for it, but it only has to be good, as the sweeps decide when a lane is done. The
+ * residual after a Gauss–Seidel sweep is carried by the transitions that run against the
+ * sweep alone, r_t = Σ Q(p→t)·Δ_p over those with Δ the sweep's update, so it costs a pass
+ * over those transitions (reading Δ in single precision, which only changes how good the
+ * correction is), not a whole sweep. Sweeps then shrink the error by about 0.05–0.1 each.
+ */
+
+/* LU factors of the n × n matrix a in place, with partial pivoting. */
+static void
+mk_lu(double *a, size_t n, size_t *piv)
+{
+	size_t i, j, k;
+
+	for (k = 0; k < n; k++) {
+		piv[k] = mk_pivot(a, n, n, k);
+		for (i = k + 1; i < n; i++) {
+			double f = a[i * n + k] /= a[k * n + k];
+
+			if (f == 0)
+				continue;
+			for (j = k + 1; j < n; j++)
+				a[i * n + j] -= f * a[k * n + j];
+		}
+	}
+}
+
+/* Solve with mk_lu's factors for MK_LANES right-hand sides, b[i * MK_LANES + lane]. */
+static void
+mk_lu_solve(const double *a, size_t n, const size_t *piv, double *b)
+{
+	size_t i, k;
+	int j;
+
+	for (k = 0; k < n; k++) {
+		if (piv[k] != k) {
+			for (j = 0; j < MK_LANES; j++) {
+				double t = b[k * MK_LANES + j];
+
+				b[k * MK_LANES + j] = b[piv[k] * MK_LANES + j];
+				b[piv[k] * MK_LANES + j] = t;
+			}
+		}
+	}
+	/* Two partial sums a lane: the rows are long and the sums are latency-bound. */
+	for (i = 1; i < n; i++) {
+		double s0[MK_LANES] = { 0 }, s1[MK_LANES] = { 0 };
+
+		for (k = 0; k + 1 < i; k += 2) {
+			for (j = 0; j < MK_LANES; j++) {
+				s0[j] += a[i * n + k] * b[k * MK_LANES + j];
+				s1[j] += a[i * n + k + 1] * b[(k + 1) * MK_LANES + j];
+			}
+		}
+		for (; k < i; k++) {
+			for (j = 0; j < MK_LANES; j++)
+				s0[j] += a[i * n + k] * b[k * MK_LANES + j];
+		}
+		for (j = 0; j < MK_LANES; j++)
+			b[i * MK_LANES + j] -= s0[j] + s1[j];
+	}
+	for (i = n; i-- > 0;) {
+		double s0[MK_LANES] = { 0 }, s1[MK_LANES] = { 0 };
+
+		for (k = i + 1; k + 1 < n; k += 2) {
+			for (j = 0; j < MK_LANES; j++) {
+				s0[j] += a[i * n + k] * b[k * MK_LANES + j];
+				s1[j] += a[i * n + k + 1] * b[(k + 1) * MK_LANES + j];
+			}
+		}
+		for (; k < n; k++) {
+			for (j = 0; j < MK_LANES; j++)
+				s0[j] += a[i * n + k] * b[k * MK_LANES + j];
+		}
+		for (j = 0; j < MK_LANES; j++)
+			b[i * MK_LANES + j] = (b[i * MK_LANES + j] - s0[j] - s1[j]) / a[i * n + i];
+	}
+}
+
+struct mk_rank {
+	double v;
+	uint32_t u;
+};
+
+static int
+mk_cmp_rank(const void *a, const void *b)
+{
+	const struct mk_rank *x = a, *y = b;
+
+	if (x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return x->u < y->u ? -1 : x->u > y->u;
+}
+
+/*
+ * The coarse system of SCC k from the full chain's visits v: an aggregate for each of the
+ * MK_CG_AGG − 1 first units with the most visits, one for all the others (on the benchmark's
+ * tables 2–64 aggregates save as many sweeps as one per unit, 1000 of them, whose dense
+ * solve costs more than a sweep). map (nunits + 1 entries, MK_NONE) and rk (as many) are
+ * scratch.
+ */
+static int
+mk_coarse_make(struct mk_coarse *g, const struct mk_chain *c, const double *v, size_t k,
+               uint32_t *map, struct mk_rank *rk)
+{
+	size_t lo = c->sp[k], m = c->sp[k + 1] - lo, top = lo + m - 1, nd = 0, nc, i, e, nb = 0;
+	double *vs = NULL;
+
+	memset(g, 0, sizeof(*g));
+	for (i = 0; i < m; i++) {
+		uint32_t a = c->first[lo + i];
+
+		if (map[a] == MK_NONE) {
+			map[a] = (uint32_t)nd;
+			rk[nd].u = a;
+			rk[nd++].v = 0;
+		}
+		rk[map[a]].v += v[lo + i];
+	}
+	qsort(rk, nd, sizeof(*rk), mk_cmp_rank);
+	nc = nd < MK_CG_AGG ? nd : MK_CG_AGG;
+	for (i = 0; i < nd; i++)
+		map[rk[i].u] = (uint32_t)(i < nc ? i : nc - 1);
+	for (i = 0; i < m; i++) {
+		for (e = c->qp[top - i]; e < c->qp[top - i + 1]; e++)
+			nb += c->qcol[e] >= lo && c->qcol[e] < top - i;
+	}
+	if (nc >= 2) {
+		g->agg = malloc(m * sizeof(*g->agg));
+		g->w = malloc(m * sizeof(*g->w));
+		g->lu = calloc(nc * nc, sizeof(*g->lu));
+		g->piv = malloc(nc * sizeof(*g->piv));
+		g->bp = malloc((m + 1) * sizeof(*g->bp));
+		g->bp_at = malloc((nb ? nb : 1) * sizeof(*g->bp_at));
+		g->bq = malloc((nb ? nb : 1) * sizeof(*g->bq));
+		vs = calloc(nc, sizeof(*vs));
+	}
+	if (nc >= 2 && (g->agg == NULL || g->w == NULL || g->lu == NULL || g->piv == NULL ||
+	                g->bp == NULL || g->bp_at == NULL || g->bq == NULL || vs == NULL)) {
+		for (i = 0; i < nd; i++)
+			map[rk[i].u] = MK_NONE;
+		free(vs);
+		mk_coarse_free(g);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	if (nc < 2) {
+		for (i = 0; i < nd; i++)
+			map[rk[i].u] = MK_NONE;
+		return TP_OK;
+	}
+	for (i = 0; i < m; i++) {
+		g->agg[i] = (uint8_t)map[c->first[lo + i]];
+		vs[g->agg[i]] += v[lo + i];
+	}
+	for (i = 0; i < nd; i++)
+		map[rk[i].u] = MK_NONE;
+	for (i = 0; i < m; i++)
+		g->w[i] = vs[g->agg[i]] > 0 ? v[lo + i] / vs[g->agg[i]] : 0;
+	for (i = 0; i < nc; i++)
+		g->lu[i * nc + i] = 1;
+	for (i = 0; i < m; i++) {
+		for (e = c->rp[lo + i]; e < c->rp[lo + i + 1]; e++) {
+			size_t t = c->col[e];
+
+			if (t >= lo && t <= top)
+				g->lu[g->agg[t - lo] * nc + g->agg[i]] -= g->w[i] * c->p[e];
+		}
+	}
+	mk_lu(g->lu, nc, g->piv);
+	/* The transitions against the sweep, by the sweep's positions (top − state). */
+	g->bp[0] = 0;
+	for (i = 0, nb = 0; i < m; i++) {
+		for (e = c->qp[top - i]; e < c->qp[top - i + 1]; e++) {
+			if (c->qcol[e] >= lo && c->qcol[e] < top - i) {
+				g->bp_at[nb] = (uint32_t)(top - c->qcol[e]);
+				g->bq[nb++] = c->qpr[e];
+			}
+		}
+		g->bp[i + 1] = nb;
+	}
+	g->scc = k;
+	g->lo = lo;
+	g->m = m;
+	g->nc = nc;
+	free(vs);
+	return TP_OK;
+}
+
+/* The coarse systems of every SCC of at least MK_CG_MIN states. */
+static int
+mk_coarse_all(struct mk_chain *c, const double *v, uint32_t nunits)
+{
+	uint32_t *map;
+	struct mk_rank *rk;
+	size_t k, n = 0;
+	int rv = TP_OK;
+
+	for (k = 0; k < c->nscc; k++)
+		n += c->sp[k + 1] - c->sp[k] >= MK_CG_MIN;
+	if (n == 0)
+		return TP_OK;
+	c->cg = calloc(n, sizeof(*c->cg));
+	map = malloc(((size_t)nunits + 1) * sizeof(*map));
+	rk = malloc(((size_t)nunits + 1) * sizeof(*rk));
+	if (c->cg == NULL || map == NULL || rk == NULL) {
+		free(map);
+		free(rk);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	memset(map, 0xff, ((size_t)nunits + 1) * sizeof(*map));
+	for (k = 0; k < c->nscc && rv == TP_OK; k++) {
+		if (c->sp[k + 1] - c->sp[k] < MK_CG_MIN)
+			continue;
+		rv = mk_coarse_make(&c->cg[c->ncg], c, v, k, map, rk);
+		if (rv == TP_OK && c->cg[c->ncg].nc > 0)
+			c->ncg++;
+	}
+	free(map);
+	free(rk);
+	return rv;
+}
+
+/*
+ * The coarse correction of the lanes of SCC g after a sweep whose update is in d (per
+ * position in the sweep, which went from the highest state down): the residual summed by
+ * aggregate (left out: the states that hold the lane's unit), the coarse solve, and the
+ * prolonged solution added to every lane of every state that does not hold its unit. y is
+ * scratch of nc × MK_LANES.
+ */
+static void
+mk_coarse_fix(struct mk_solver *s, const struct mk_coarse *g, const float *d, double *y)
+{
+	size_t i, e, lo = g->lo, top = g->lo + g->m - 1;
+	int j;
+
+	memset(y, 0, g->nc * MK_LANES * sizeof(*y));
+	for (i = 0; i < g->m; i++) {
+		size_t t = top - i;
+		double acc[MK_LANES] = { 0 }, *r = y + (size_t)g->agg[t - lo] * MK_LANES;
+
+		for (e = g->bp[i]; e < g->bp[i + 1]; e++) {
+			const float *dp = d + (size_t)g->bp_at[e] * MK_LANES;
+
+			for (j = 0; j < MK_LANES; j++)
+				acc[j] += g->bq[e] * dp[j];
+		}
+		for (j = 0; j < MK_LANES; j++) {
+			if (!(s->lane[t] >> j & 1))
+				r[j] += acc[j];
+		}
+	}
+	mk_lu_solve(g->lu, g->nc, g->piv, y);
+	for (i = 0; i < g->m; i++) {
+		size_t t = lo + i;
+		double *lv = s->lv + t * MK_LANES, w = g->w[i];
+		const double *a = y + (size_t)g->agg[i] * MK_LANES;
+
+		for (j = 0; j < MK_LANES; j++) {
+			if (!(s->lane[t] >> j & 1))
+				lv[j] += w * a[j];
+		}
+	}
+}
+
+/*
  * Over-relaxing the Gauss–Seidel sweeps by MK_OMEGA saves about a third of the sweeps on
  * the big SCCs of path tables, but SOR is not guaranteed to converge on a non-symmetric
  * system: as soon as an update grows instead of shrinking, the group falls back to plain
@@ -784,8 +1325,8 @@ mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
  * the removal is rare δ is tiny next to v, and v − v₋u would lose its digits to
  * cancellation. δ_s = v_s where s holds the unit (its incoming traffic goes to null), and
  * elsewhere δ = Qᵀδ. Each lane stops on its own scale: its largest update below
- * MK_LANE_TOL times its largest δ, so a rare unit is solved to the same relative accuracy
- * as a popular one.
+ * MK_LANE_TOL (MK_CG_LANE_TOL with a coarse correction) times its largest δ, so a rare
+ * unit is solved to the same relative accuracy as a popular one.
  */
 static int
 mk_lane_group(struct mk_solver *s, size_t m)
@@ -794,7 +1335,9 @@ mk_lane_group(struct mk_solver *s, size_t m)
 	size_t i, e, sweep, L = MK_LANES;
 	double om = MK_OMEGA, prevd = 0, c1[MK_LANES], c0[MK_LANES];
 	float *cur = s->dl, *d1 = s->dl + m * L, *d2 = s->dl + 2 * m * L, *tmp;
-	int j, xp = m > MK_DENSE_MAX ? MK_XP_MAX : 0, hist = 0, any, ok[MK_LANES];
+	const struct mk_coarse *cg = s->cg;
+	const double tol = cg != NULL ? MK_CG_LANE_TOL : MK_LANE_TOL;
+	int j, xp = m > MK_DENSE_MAX && cg == NULL ? MK_XP_MAX : 0, hist = 0, any, ok[MK_LANES];
 	struct mk_fit f[MK_LANES];
 
 	/* A state alone (no self-loops): its predecessors are solved, one pass is exact. */
@@ -811,10 +1354,16 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		}
 		for (j = 0; j < MK_LANES; j++)
 			lv[j] = (s->lane[v] >> j & 1) ? s->v[v] : acc[j];
+#ifdef MK_STATS
+		atomic_fetch_add(&mk_nwork, 1);
+#endif
 		return TP_OK;
 	}
-	/* Over-relaxation turns modes negative, which the jumps fit worse than they help. */
-	if (xp > 0)
+	/*
+	 * Over-relaxation turns modes negative, which the jumps fit worse than they help, and
+	 * the coarse correction needs the residual of a plain sweep.
+	 */
+	if (xp > 0 || cg != NULL)
 		om = 1.0;
 
 	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
@@ -838,7 +1387,7 @@ mk_lane_group(struct mk_solver *s, size_t m)
 				    (s->lane[v] >> j & 1) ? s->v[v] : lv[j] + om * (acc[j] - lv[j]);
 				double d = nv - lv[j];
 
-				if (xp > 0)
+				if (xp > 0 || cg != NULL)
 					cur[i * L + (size_t)j] = (float)d;
 				if (fit) {
 					double x1 = d1[i * L + (size_t)j],
@@ -858,13 +1407,20 @@ mk_lane_group(struct mk_solver *s, size_t m)
 			}
 		}
 		for (j = 0; j < MK_LANES; j++) {
-			done &= maxd[j] <= MK_LANE_TOL * maxv[j];
+			done &= maxd[j] <= tol * maxv[j];
 			sum += maxv[j] > 0 ? maxd[j] / maxv[j] : 0;
 		}
+#ifdef MK_STATS
+		atomic_fetch_add(&mk_nwork, m);
+		if (m > MK_DENSE_MAX)
+			atomic_fetch_add(&mk_nsweep, 1);
+#endif
 		if (done)
 			return TP_OK;
 		om = mk_omega(om, sum, prevd);
 		prevd = sum;
+		if (cg != NULL)
+			mk_coarse_fix(s, cg, cur, s->cy);
 		if (xp == 0)
 			continue;
 		hist++;
@@ -906,6 +1462,7 @@ mk_solve(struct mk_solver *s, int lanes)
 	size_t w, m = 0;
 	int rv;
 
+	s->cg = NULL; /* groups of states, not whole SCCs: no coarse correction */
 	for (w = (c->n + 63) / 64; w-- > 0;) {
 		uint64_t bits = s->bits[w];
 
@@ -953,6 +1510,11 @@ mk_solve_sccs(struct mk_solver *s)
 			/* From the highest state down, as the full chain's solve goes. */
 			for (i = 0; i < m; i++)
 				s->grp[i] = (uint32_t)(lo + m - 1 - i);
+			s->cg = NULL;
+			for (i = 0; i < c->ncg; i++) {
+				if (c->cg[i].scc == k)
+					s->cg = &c->cg[i];
+			}
 			if ((rv = mk_lane_group(s, m)) != TP_OK)
 				return rv;
 		}
@@ -1027,6 +1589,7 @@ struct mk_pool {
 	const uint32_t *units; /* the units that occur, ascending */
 	size_t nunits, nbatch;
 	size_t maxscc; /* states in the largest SCC: the jumps' history is kept for one */
+	size_t maxnc;  /* aggregates of the largest coarse system */
 	double pconv;
 	double *re, *vc; /* per unit; written only by the thread that solves its batch */
 	atomic_size_t next;
@@ -1049,6 +1612,7 @@ mk_worker_free(struct mk_worker *w)
 	free(w->s.grp);
 	free(w->s.list);
 	free(w->s.dl);
+	free(w->s.cy);
 	memset(&w->s, 0, sizeof(w->s));
 }
 
@@ -1067,8 +1631,9 @@ mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain 
 	w->s.grp = malloc(c->n * sizeof(uint32_t));
 	w->s.list = malloc((c->nscc + 1) * sizeof(uint32_t));
 	w->s.dl = malloc(3 * (pool->maxscc ? pool->maxscc : 1) * MK_LANES * sizeof(float));
+	w->s.cy = malloc((pool->maxnc ? pool->maxnc : 1) * MK_LANES * sizeof(double));
 	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
-	    w->s.list == NULL || w->s.dl == NULL) {
+	    w->s.list == NULL || w->s.dl == NULL || w->s.cy == NULL) {
 		mk_worker_free(w);
 		return TP_RESOURCE_EXHAUSTED;
 	}
@@ -1485,6 +2050,10 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		j = i > 0 && c.scc[i] == c.scc[i - 1] ? j + 1 : 1;
 		pool.maxscc = j > pool.maxscc ? j : pool.maxscc;
 	}
+	if ((rv = mk_coarse_all(&c, s.v, t->nunits)) != TP_OK)
+		goto fail;
+	for (i = 0; i < c.ncg; i++)
+		pool.maxnc = c.cg[i].nc > pool.maxnc ? c.cg[i].nc : pool.maxnc;
 	pool.units = units;
 	pool.nbatch = (pool.nunits + MK_LANES - 1) / MK_LANES;
 	pool.pconv = pconv;
@@ -1498,6 +2067,33 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		sre += re[u];
 		sv += vc[u];
 	}
+#ifdef MK_STATS
+	{
+		double fw = 0, bw = 0;
+		size_t q, e2;
+
+		for (q = 0; q < c.n; q++) {
+			for (e2 = c.qp[q]; e2 < c.qp[q + 1]; e2++) {
+				uint32_t pp = c.qcol[e2];
+
+				if (c.scc[pp] != c.scc[q])
+					continue;
+				if (pp > q)
+					fw += s.v[pp] * c.qpr[e2];
+				else
+					bw += s.v[pp] * c.qpr[e2];
+			}
+		}
+		fprintf(stderr, "markov: in-SCC flow forward %.4g backward %.4g (%.3f)\n", fw, bw,
+		        bw / (fw + bw));
+	}
+	fprintf(stderr,
+	        "markov: %zu states, largest SCC %zu, %zu batches: work %llu, big sweeps %llu\n",
+	        c.n, pool.maxscc, pool.nbatch, (unsigned long long)atomic_load(&mk_nwork),
+	        (unsigned long long)atomic_load(&mk_nsweep));
+	atomic_store(&mk_nwork, 0);
+	atomic_store(&mk_nsweep, 0);
+#endif
 credit:
 	for (u = 0; u < t->nunits; u++) {
 		out->conversions[u] = sre > 0 ? re[u] / sre * totconv : 0;
