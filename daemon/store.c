@@ -3218,7 +3218,8 @@ read_tail(const struct rsnap *snap, struct kitem **tail, size_t *cap, size_t *n)
 }
 
 /*
- * An id of the alias forest, indexed by its customer hash. name points into the map (the
+ * An id of the alias forest; the forest is in customer-hash order, the order the scan's
+ * merge meets its ids in (alias_root_of walks it forward). name points into the map (the
  * snapshot outlives the scan's use of it); own is a NUL-terminated copy made only for a
  * root whose name came from a key, which has no NUL (a value keeps its NUL).
  */
@@ -3244,13 +3245,6 @@ struct stashed {
 	const uint8_t *val;
 };
 
-/* The alias forest's ids by customer hash, met in order as the merge advances. */
-struct ahash {
-	uint64_t h;
-	const char *name; /* the id and its root here: no miss on the node array */
-	uint32_t len, root;
-};
-
 /*
  * One scanning thread's state. The alias forest (nodes, ah) is loaded once into the
  * first worker's and only read through copies of its pointers by the others; views,
@@ -3268,8 +3262,7 @@ struct scan {
 	size_t nnodes, ncap;
 	struct stashed *st;
 	size_t nst, stcap;
-	struct ahash *ah;
-	size_t nah, apos, aend; /* ah[apos, aend): the part's ids still ahead */
+	size_t apos, aend; /* nodes[apos, aend): the part's ids still ahead */
 };
 
 #define SCAN_PART_SHIFT 60 /* the scan's 16 parts: the top 4 bits of the customer hash */
@@ -3316,7 +3309,7 @@ alias_node(struct scan *sc, size_t lo, const struct kitem *m)
  * equal ids, now side by side, become one node in a linear pass. A hash table probed per
  * mention cost a cache miss or three each (≈ 0.5 µs), on one thread before the scan's
  * threads start; and in hash order the forest is already the order the scan meets its ids.
- * Also the alias ids by part: ah[abeg[p], abeg[p + 1]) are part p's, sorted by hash.
+ * So the ids of part p are nodes[abeg[p], abeg[p + 1]), already sorted by hash.
  */
 static int
 load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, size_t *abeg)
@@ -3389,6 +3382,7 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 		     hops++)
 			a = sc->nodes[a].parent;
 		sc->nodes[i].root = a;
+		cnt[(sc->nodes[i].h >> SCAN_PART_SHIFT) + 1]++;
 		/* Only a corrupt forest has a root named by a key alone (no NUL). */
 		if (!sc->nodes[a].term) {
 			rc = ENOMEM;
@@ -3400,22 +3394,9 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 			sc->nodes[a].term = 1;
 		}
 	}
-	rc = ENOMEM;
-	if ((sc->ah = malloc(sc->nnodes * sizeof(*sc->ah))) == NULL)
-		goto fail;
-	for (i = 0; i < sc->nnodes; i++) {
-		const struct anode *nd = &sc->nodes[i];
-
-		sc->ah[i].h = nd->h;
-		sc->ah[i].name = nd->name;
-		sc->ah[i].len = (uint32_t)nd->len; /* <= RECORD_MAX_STR */
-		sc->ah[i].root = (uint32_t)nd->root;
-		cnt[(nd->h >> SCAN_PART_SHIFT) + 1]++;
-	}
 	for (i = 0; i < STORE_SCAN_PARTS; i++)
 		cnt[i + 1] += cnt[i];
 	memcpy(abeg, cnt, sizeof(cnt));
-	sc->nah = sc->nnodes;
 	rc = 0;
 fail:
 	free(m);
@@ -3460,19 +3441,19 @@ alias_root_of(struct scan *sc, uint64_t h, const char *name, size_t len)
 {
 	size_t k;
 
-	if (sc->apos < sc->aend && sc->ah[sc->apos].h < h) {
-		while (sc->apos < sc->aend && sc->ah[sc->apos].h < h)
+	if (sc->apos < sc->aend && sc->nodes[sc->apos].h < h) {
+		while (sc->apos < sc->aend && sc->nodes[sc->apos].h < h)
 			sc->apos++;
 		/*
 		 * The next aliased id's name lives in the map (a miss when its customer comes):
 		 * fetched now, many customers ahead, it is in cache by then.
 		 */
 		if (sc->apos < sc->aend)
-			__builtin_prefetch(sc->ah[sc->apos].name);
+			__builtin_prefetch(sc->nodes[sc->apos].name);
 	}
-	for (k = sc->apos; k < sc->aend && sc->ah[k].h == h; k++)
-		if (sc->ah[k].len == len && memcmp(sc->ah[k].name, name, len) == 0)
-			return sc->ah[k].root;
+	for (k = sc->apos; k < sc->aend && sc->nodes[k].h == h; k++)
+		if (sc->nodes[k].len == len && memcmp(sc->nodes[k].name, name, len) == 0)
+			return sc->nodes[k].root;
 	return SIZE_MAX;
 }
 
@@ -3482,8 +3463,8 @@ customer(struct scan *sc, struct record *r, size_t n)
 {
 	size_t a, i;
 
-	if (sc->nah == 0 || (a = alias_root_of(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID],
-	                                       r[0].len[REC_CUSTOMER_ID])) == SIZE_MAX)
+	if (sc->nnodes == 0 || (a = alias_root_of(sc, r[0].cust, r[0].str[REC_CUSTOMER_ID],
+	                                          r[0].len[REC_CUSTOMER_ID])) == SIZE_MAX)
 		return emit(sc, r[0].str[REC_CUSTOMER_ID], r, n);
 	if (grow_buf((void **)&sc->st, &sc->stcap, sc->nst + n, sizeof(*sc->st)) != 0)
 		return TP_RESOURCE_EXHAUSTED;
@@ -3619,7 +3600,8 @@ struct pscan {
 	struct stashed *st; /* the alias phase: every worker's stash, grouped by root */
 	const size_t *first;
 	size_t nnodes;
-	size_t abeg[STORE_SCAN_PARTS + 1]; /* the alias ids of part p: ah[abeg[p], abeg[p + 1]) */
+	size_t
+	    abeg[STORE_SCAN_PARTS + 1]; /* the alias ids of part p: nodes[abeg[p], abeg[p + 1]) */
 	unsigned end;     /* the phase: STORE_SCAN_PARTS (hash ranges), then STORE_SCAN_NPARTS */
 	atomic_uint next; /* the next part to take */
 	atomic_int stop;  /* set by the first failing part: every worker stops */
@@ -3958,8 +3940,6 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 		if (t > 0) {
 			w[t].sc.nodes = fo->nodes;
 			w[t].sc.nnodes = fo->nnodes;
-			w[t].sc.ah = fo->ah;
-			w[t].sc.nah = fo->nah;
 		}
 		if ((w[t].cur = calloc(snap.n + 1, sizeof(*w[t].cur))) == NULL ||
 		    (w[t].src = calloc(snap.n + 1, sizeof(*w[t].src))) == NULL ||
@@ -4007,7 +3987,6 @@ out:
 	for (i = 0; i < fo->nnodes; i++)
 		free(fo->nodes[i].own);
 	free(fo->nodes);
-	free(fo->ah);
 	for (t = 0; t < n; t++) {
 		free(w[t].sc.st);
 		free(w[t].sc.views);
