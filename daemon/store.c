@@ -4050,69 +4050,111 @@ store_walk(struct store *s, uint64_t *records)
 	return status_of(rc);
 }
 
-/* Collects the records of one id from every run and the log tail of the snapshot. */
+/* Keeps the record (rec, rlen) if it is an event of id (not a spend); 0 or an error. */
 static int
-collect(struct store *s, struct rsnap *snap, const char *id, struct record **out, size_t *n,
-        size_t *cap)
+collect_one(const void *rec, size_t rlen, uint64_t cust, int64_t ts, uint64_t seq, const char *id,
+            size_t len, struct record **out, size_t *n, size_t *cap)
 {
-	size_t len = strlen(id), i;
-	uint64_t h = record_hash(s->key, id, len);
+	struct record r;
+
+	if (record_parse(rec, rlen, cust, ts, seq, &r) != 0)
+		return MDB_CORRUPTED;
+	if (r.len[REC_CUSTOMER_ID] != len || memcmp(r.str[REC_CUSTOMER_ID], id, len) != 0 ||
+	    r.kind == ATTR_SPEND)
+		return 0;
+	if (grow_buf((void **)out, cap, *n + 1, sizeof(**out)) != 0)
+		return ENOMEM;
+	(*out)[(*n)++] = r;
+	return 0;
+}
+
+/* The records of id in run i of the snapshot: one seek to its hash. */
+static int
+collect_run(struct rsnap *snap, size_t i, const char *id, size_t len, uint64_t h,
+            struct record **out, size_t *n, size_t *cap)
+{
 	uint8_t kb[KEY_LEN];
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(run_txn(snap, snap->txn, snap->txnb, i), snap->dbi[i], &c)) != 0)
+		return rc;
+	memset(kb, 0, sizeof(kb));
+	be64(kb, h);
+	k.mv_size = KEY_LEN;
+	k.mv_data = kb;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h)
+			break;
+		if ((rc = collect_one(
+		         v.mv_data, v.mv_size, h, unbias(rd_be64((const uint8_t *)k.mv_data + 8)),
+		         rd_be64((const uint8_t *)k.mv_data + 16), id, len, out, n, cap)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Collects the records of the ids ids[0..nid) (a customer and the ids aliased to it) from
+ * every run and the log tail of the snapshot: a seek per id in each run, and one pass over
+ * each unflushed log segment for all of them, since the log is in arrival order and must
+ * be read whole.
+ */
+static int
+collect(struct store *s, struct rsnap *snap, char *const *ids, size_t nid, struct record **out,
+        size_t *n, size_t *cap)
+{
+	uint64_t *h;
+	size_t *len, i, m;
 	MDB_cursor *c;
 	MDB_val k, v;
 	int rc = 0;
 
-	for (i = 0; i < snap->n + snap->nlogs && rc == 0; i++) {
-		MDB_cursor_op op = MDB_SET_RANGE;
-
-		if ((rc = mdb_cursor_open(
-		         i < snap->n ? run_txn(snap, snap->txn, snap->txnb, i) : snap->txn,
-		         i < snap->n ? snap->dbi[i] : snap->logs[i - snap->n], &c)) != 0)
-			return rc;
-		if (i >= snap->n)
-			op = MDB_FIRST; /* the log is in arrival order: read it all */
-		memset(kb, 0, sizeof(kb));
-		be64(kb, h);
-		k.mv_size = KEY_LEN;
-		k.mv_data = kb;
-		for (rc = mdb_cursor_get(c, &k, &v, op); rc == 0;
+	h = malloc(nid * sizeof(*h));
+	len = malloc(nid * sizeof(*len));
+	if (h == NULL || len == NULL) {
+		rc = ENOMEM;
+		goto fail;
+	}
+	for (m = 0; m < nid; m++) {
+		len[m] = strlen(ids[m]);
+		h[m] = record_hash(s->key, ids[m], len[m]);
+	}
+	for (i = 0; i < snap->n && rc == 0; i++)
+		for (m = 0; m < nid && rc == 0; m++)
+			rc = collect_run(snap, i, ids[m], len[m], h[m], out, n, cap);
+	for (i = 0; i < snap->nlogs && rc == 0; i++) {
+		if ((rc = mdb_cursor_open(snap->txn, snap->logs[i], &c)) != 0)
+			break;
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			struct record r;
-			const void *rec = v.mv_data;
-			size_t rlen = v.mv_size;
-			uint64_t cust, seq;
+			const void *rec;
+			size_t rlen;
+			uint64_t cust;
 			int64_t ts;
 
-			if (i < snap->n) {
-				if (k.mv_size != KEY_LEN || rd_be64(k.mv_data) != h)
-					break;
-				cust = h;
-				ts = unbias(rd_be64((const uint8_t *)k.mv_data + 8));
-				seq = rd_be64((const uint8_t *)k.mv_data + 16);
-			} else if (k.mv_size != 8 || record_prefix_get(v.mv_data, v.mv_size, &cust,
-			                                               &ts, &rec, &rlen) != 0) {
-				rc = MDB_CORRUPTED;
-				break;
-			} else {
-				seq = rd_be64(k.mv_data);
-			}
-			if (cust != h)
-				continue;
-			if (record_parse(rec, rlen, cust, ts, seq, &r) != 0) {
+			if (k.mv_size != 8 ||
+			    record_prefix_get(v.mv_data, v.mv_size, &cust, &ts, &rec, &rlen) != 0) {
 				rc = MDB_CORRUPTED;
 				break;
 			}
-			if (r.len[REC_CUSTOMER_ID] != len ||
-			    memcmp(r.str[REC_CUSTOMER_ID], id, len) != 0 || r.kind == ATTR_SPEND)
-				continue;
-			if ((rc = grow_buf((void **)out, cap, *n + 1, sizeof(**out))) != 0)
+			for (m = 0; m < nid && rc == 0; m++)
+				if (h[m] == cust)
+					rc = collect_one(rec, rlen, cust, ts, rd_be64(k.mv_data),
+					                 ids[m], len[m], out, n, cap);
+			if (rc != 0)
 				break;
-			(*out)[(*n)++] = r;
 		}
 		mdb_cursor_close(c);
-		if (rc == MDB_NOTFOUND || rc == 0)
+		if (rc == MDB_NOTFOUND)
 			rc = 0;
 	}
+fail:
+	free(h);
+	free(len);
 	return rc;
 }
 
@@ -4212,9 +4254,8 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 	}
 	mdb_cursor_close(c);
 	c = NULL;
-	for (i = 0; i < nm; i++)
-		if ((rc = collect(s, &snap, members[i], &r, &n, &cap)) != 0)
-			goto fail;
+	if ((rc = collect(s, &snap, members, nm, &r, &n, &cap)) != 0)
+		goto fail;
 	if (n == 0) {
 		st = TP_NOT_FOUND;
 		goto done;
