@@ -22,6 +22,7 @@
  *   map_size = 1G                          initial LMDB map size (>= 1M; grows)
  *   sync = full                            full (durable) | none (benchmarks only)
  *   run_events = 65536                     events per sorted run (>= 1024)
+ *   compactor_nice = 19                    compactor's nice while it keeps up (0..19; 0: off)
  *   metrics = http://127.0.0.1:9464/metrics  Prometheus endpoint; empty: off
  *   log_level = info                       err | warning | notice | info | debug
  *   default_lookback = 30d                 lookback when a query gives none; 0: unlimited
@@ -87,6 +88,7 @@ config_defaults(struct config *c)
 	c->map_size = (size_t)1 << 30;
 	c->sync = CONFIG_SYNC_FULL;
 	c->run_events = 65536;
+	c->compactor_nice = 19;
 	strcpy(c->metrics_listen, "http://127.0.0.1:9464/metrics");
 	c->log_level = LOG_LEVEL_INFO;
 	c->default_lookback_s = 30 * 86400;
@@ -239,6 +241,10 @@ config_set(struct config *c, const char *k, const char *v, char *msg, size_t msg
 		if (config_count(v, 1024, (uint64_t)1 << 30, &n) != 0)
 			goto bad;
 		c->run_events = (size_t)n;
+	} else if (strcmp(k, "compactor_nice") == 0) {
+		if (config_count(v, 0, 19, &n) != 0)
+			goto bad;
+		c->compactor_nice = (int)n;
 	} else if (strcmp(k, "metrics") == 0) {
 		if (strlen(v) >= sizeof(c->metrics_listen) ||
 		    (v[0] != '\0' && strncmp(v, "http://", 7) != 0))

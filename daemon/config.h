@@ -33,6 +33,7 @@ struct config {
 	size_t map_size;          /* map_size = 1G (initial; grows) */
 	enum config_sync sync;    /* sync = full|none */
 	size_t run_events;        /* run_events = 65536 */
+	int compactor_nice;       /* compactor_nice = 19 */
 	char metrics_listen[CONFIG_PATH_MAX]; /* metrics = http://127.0.0.1:9464/metrics; empty: off
 	                                       */
 	int log_level;                        /* log_level = info (err|warning|notice|info|debug) */

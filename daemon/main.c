@@ -256,6 +256,7 @@ reload(const char *path, struct config *cur, const struct flags *fl, struct quer
 	RESTART_IF(nc.map_size != cur->map_size, "map_size");
 	RESTART_IF(nc.sync != cur->sync, "sync");
 	RESTART_IF(nc.run_events != cur->run_events, "run_events");
+	RESTART_IF(nc.compactor_nice != cur->compactor_nice, "compactor_nice");
 	RESTART_IF(strcmp(nc.metrics_listen, cur->metrics_listen) != 0, "metrics");
 #undef RESTART_IF
 	log_info("configuration reloaded");
@@ -327,6 +328,7 @@ main(int argc, char **argv)
 	so.map_size = cfg.map_size;
 	so.nosync = cfg.sync == CONFIG_SYNC_NONE;
 	so.run_events = cfg.run_events;
+	so.compactor_nice = cfg.compactor_nice;
 	err[0] = '\0';
 	if ((rv = store_open(&store, &so, err, sizeof(err))) != TP_OK) {
 		log_err("cannot open the store: code=%d %s", rv, err);

@@ -19,10 +19,11 @@
 struct store;
 
 struct store_options {
-	const char *path;  /* directory of the LMDB environment; created if missing */
-	size_t map_size;   /* initial map size in bytes (0: 1 GiB); grows by itself */
-	int nosync;        /* 1: no fdatasync (benchmarks of the CPU path only) */
-	size_t run_events; /* events per sorted run (0: the default, 65536) */
+	const char *path;   /* directory of the LMDB environment; created if missing */
+	size_t map_size;    /* initial map size in bytes (0: 1 GiB); grows by itself */
+	int nosync;         /* 1: no fdatasync (benchmarks of the CPU path only) */
+	size_t run_events;  /* events per sorted run (0: the default, 65536) */
+	int compactor_nice; /* the compactor's nice while it keeps up (1..19); 0: unchanged */
 };
 
 int store_open(struct store **sp, const struct store_options *o, char *errbuf, size_t errlen);
@@ -79,6 +80,9 @@ struct store_stats {
 	 */
 	uint64_t wait_ns, commit_ns;
 	uint64_t chunks, chunk_ns, chunk_records;
+	/* The compactor's nice value now; times it was behind and could not be raised back to 0. */
+	int compactor_nice;
+	uint64_t compactor_nice_denied;
 };
 
 int store_stats(struct store *s, struct store_stats *st);

@@ -123,6 +123,11 @@ main(void)
 	OPS_CHECK(ops_metric(body, "touchpointd_store_compaction_chunks_total") == 0 &&
 	              ops_metric(body, "touchpointd_store_compacted_records_total") == 0,
 	          "compaction without runs to merge");
+	/* Caught up: the compactor at compactor_nice (default 19), never refused. */
+	OPS_CHECK(ops_metric(body, "touchpointd_store_compactor_nice") == 19, "compactor_nice = %g",
+	          ops_metric(body, "touchpointd_store_compactor_nice"));
+	OPS_CHECK(ops_metric(body, "touchpointd_store_compactor_nice_denied_total") == 0,
+	          "compactor_nice_denied_total");
 	/* No customer id anywhere in the exposition. */
 	OPS_CHECK(strstr(body, "cust-metrics") == NULL, "a customer id leaked into metrics");
 	free(body);

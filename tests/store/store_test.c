@@ -12,6 +12,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -35,7 +37,7 @@ struct fx {
 static struct store *
 open_store(const char *dir, size_t map_size, size_t run_events)
 {
-	struct store_options o = { dir, map_size, 1, run_events };
+	struct store_options o = { dir, map_size, 1, run_events, 0 };
 	struct store *s = NULL;
 	char err[256];
 	int rc = store_open(&s, &o, err, sizeof(err));
@@ -298,7 +300,7 @@ static void
 test_old_schema(void **state)
 {
 	struct fx *f = *state;
-	struct store_options o = { f->dir, 0, 1, 0 };
+	struct store_options o = { f->dir, 0, 1, 0, 0 };
 	struct store *s = NULL;
 	MDB_env *env;
 	MDB_txn *txn;
@@ -695,6 +697,82 @@ test_runs_compaction(void **state)
 	assert_int_equal(walked, (uint64_t)nmodel);
 }
 
+/* The nice value of this process's thread named name, from /proc; -100 if none. */
+static int
+thread_nice(const char *name)
+{
+	char path[300], comm[32], buf[1024];
+	int nice = -100;
+	FILE *fp;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+
+	assert_non_null(d);
+	while (nice == -100 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		comm[0] = '\0';
+		if (fgets(comm, sizeof(comm), fp) != NULL)
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(fp);
+		if (strcmp(comm, name) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", de->d_name);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		/* Field 19 is nice; comm (field 2) is in parentheses and has no ')' here. */
+		if (fgets(buf, sizeof(buf), fp) != NULL) {
+			char *p = strrchr(buf, ')');
+			int field = 2;
+
+			while (p != NULL && *p != '\0' && field < 19)
+				if (*p++ == ' ')
+					field++;
+			if (p != NULL)
+				nice = atoi(p);
+		}
+		fclose(fp);
+	}
+	closedir(d);
+	return nice;
+}
+
+/*
+ * compactor_nice: the compactor lowers its own thread while it keeps up (and only its own:
+ * this thread stays at 0), compacts as before, and is back at that value once caught up.
+ */
+static void
+test_compactor_nice(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o = { f->dir, 0, 1, 16, 10 };
+	struct store_stats st;
+	char err[256];
+	uint64_t walked;
+	int i;
+
+	nmodel = 0;
+	assert_int_equal(store_open(&f->s, &o, err, sizeof(err)), TP_OK);
+	write_random(f->s, 200, 9); /* run_events 16: sealed segments faster than it may flush */
+	wait_runs(f->s, SETTLED_RUNS);
+	check_scan(f->s, ident);
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+	/* Caught up: at 10 again within its next tick (it may have been raised meanwhile). */
+	for (i = 0; i < 300; i++) {
+		assert_int_equal(store_stats(f->s, &st), TP_OK);
+		if (st.compactor_nice == 10)
+			break;
+		nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+	}
+	assert_int_equal(st.compactor_nice, 10);
+	assert_int_equal(thread_nice("tp-compactor"), 10);
+	assert_int_equal(getpriority(PRIO_PROCESS, 0), 0);
+}
+
 /* cust1 -> cust2 -> cust3 and cust4 -> cust3; cust5 -> cust6, and a cycle 6 -> 5 ignored */
 static int
 canon_alias(int c)
@@ -834,7 +912,7 @@ test_map_growth(void **state)
 static void
 child_writer(const char *dir, int fd)
 {
-	struct store_options o = { dir, 0, 0, 32 };
+	struct store_options o = { dir, 0, 0, 32, 0 };
 	struct store *s;
 	char eid[32], cid[32];
 	int b, i;
@@ -1778,6 +1856,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compactor_nice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lean_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
