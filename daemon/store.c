@@ -46,6 +46,7 @@
 #define CUST_EXACT_MAX    65536 /* customers counted exactly before the HyperLogLog takes over */
 #define CUST_INEXACT      UINT64_MAX
 #define HLL_M             (1u << HLL_P)
+#define HLL_RHO_MAX       (64 - HLL_P + 1)
 #define RUN_COMPLETE      0
 #define RUN_BUILDING      1
 /*
@@ -166,6 +167,7 @@ struct store {
 	uint64_t next_seq, log_count, curseg;
 	struct counters cnt;
 	uint8_t hll[HLL_M];
+	uint32_t hll_hist[HLL_RHO_MAX + 1]; /* registers by value: the estimate in 51 steps */
 	int hll_dirty;
 	/*
 	 * Small stores count customers exactly (the `cust` set of customer hashes, cheap while
@@ -692,21 +694,38 @@ hll_add(struct store *s, uint64_t h)
 	uint8_t rho = w == 0 ? (uint8_t)(64 - HLL_P + 1) : (uint8_t)(__builtin_clzll(w) + 1);
 
 	if (rho > s->hll[idx]) {
+		s->hll_hist[s->hll[idx]]--;
+		s->hll_hist[rho]++;
 		s->hll[idx] = rho;
 		s->hll_dirty = 1;
 	}
 }
 
+static void
+hll_hist_build(struct store *s)
+{
+	unsigned i;
+
+	memset(s->hll_hist, 0, sizeof(s->hll_hist));
+	for (i = 0; i < HLL_M; i++) {
+		if (s->hll[i] > HLL_RHO_MAX) /* not from hll_add: keep hll_add's indexes valid */
+			s->hll[i] = HLL_RHO_MAX;
+		s->hll_hist[s->hll[i]]++;
+	}
+}
+
+/*
+ * From the registers' histogram, not the 16 Ki registers: the writer publishes the
+ * estimate after every commit, and the register loop was ≈ 5 % of its CPU at 50 M stored.
+ */
 static uint64_t
-hll_estimate(const uint8_t *reg)
+hll_estimate(const uint32_t *hist)
 {
 	double m = HLL_M, sum = 0, e;
-	unsigned zeros = 0, i;
+	unsigned zeros = hist[0], k;
 
-	for (i = 0; i < HLL_M; i++) {
-		sum += ldexp(1.0, -(int)reg[i]);
-		zeros += reg[i] == 0;
-	}
+	for (k = 0; k <= HLL_RHO_MAX; k++)
+		sum += ldexp((double)hist[k], -(int)k);
 	e = (0.7213 / (1 + 1.079 / m)) * m * m / sum;
 	/* Linear counting while it is the better estimate: exact in practice for small n. */
 	if (e <= 2.5 * m && zeros > 0)
@@ -1234,7 +1253,7 @@ cust_count(struct store *s, MDB_txn *txn, uint64_t h)
 static uint64_t
 customers_now(const struct store *s)
 {
-	return s->cust_exact != CUST_INEXACT ? s->cust_exact : hll_estimate(s->hll);
+	return s->cust_exact != CUST_INEXACT ? s->cust_exact : hll_estimate(s->hll_hist);
 }
 
 /* A conversion without a name is stored as "conversion" (SPEC §2), flagged as defaulted. */
@@ -1501,6 +1520,7 @@ fail:
 	s->cust_exact = ws->cust_exact;
 	s->hll_dirty = ws->hll_dirty;
 	memcpy(s->hll, ws->hll, HLL_M);
+	hll_hist_build(s);
 	dict_rollback(s);
 	*sealed = 0;
 	return rc;
@@ -2718,6 +2738,7 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 	    (rc = meta_get(txn, s->meta, "hll", s->hll, HLL_M)) != 0 ||
 	    (rc = meta_get(txn, s->meta, "custx", &s->cust_exact, 8)) != 0)
 		return rc;
+	hll_hist_build(s);
 	for (i = 0; i < sizeof(s->key); i++)
 		s->key2[i] = (uint8_t)~s->key[i];
 
