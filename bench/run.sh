@@ -297,7 +297,7 @@ log "buffered sender and single-event round trips"
 ingest_run "$preload stored, tp_sender" 1 sender "$sender_events" 301 2024-03-01
 ingest_run "$preload stored, tp_send n=1" 1 single "$single_events" 302 2024-03-01
 breakdown_table
-# The profile gets a run of its own: sampling costs this VM ~10 % of ingest (session 8),
+# The profile gets a run of its own: sampling cost this VM 2-21 % of ingest (session 8),
 # which the measured runs above must not carry (until session 7 the 4-client run did).
 if [ "$perf_on" = 1 ]; then
 	log "profile: 4 clients under perf (not in the tables)"

@@ -331,11 +331,11 @@ metrics_render_store(struct metrics_buf *b)
 	                      "Records rewritten by compaction.", ss.chunk_records, 0);
 	metrics_family(b, "touchpointd_store_compactor_nice", "gauge",
 	               "The compactor thread's nice value: compactor_nice while it keeps up, "
-	               "0 while it is behind.");
+	               "the daemon's own (0) while it is behind.");
 	metrics_printf(b, "touchpointd_store_compactor_nice %d\n", ss.compactor_nice);
 	metrics_counter_value(b, "touchpointd_store_compactor_nice_denied_total",
 	                      "Times the compactor was behind and could not raise its priority "
-	                      "back to nice 0 (allow it: LimitNICE=+0 or CAP_SYS_NICE).",
+	                      "back (allow it: LimitNICE=+0 or CAP_SYS_NICE).",
 	                      ss.compactor_nice_denied, 0);
 }
 

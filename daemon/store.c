@@ -201,8 +201,8 @@ struct store {
 	struct kitem *fl, *fltmp;
 	size_t fl_cap, fltmp_cap;
 	int cstarted, cstop, ckick;
-	/* Its nice value: cnice_low while it keeps up, 0 while behind (see compactor_pace). */
-	int cnice_low;
+	/* Its nice value: cnice_low while it keeps up, cnice_base while behind (compactor_pace). */
+	int cnice_low, cnice_base;
 	_Atomic int cnice;
 	int cnice_refused; /* raising it was refused since it last caught up */
 	_Atomic uint64_t cnice_denied;
@@ -2335,7 +2335,8 @@ fail:
  * The compactor is background work: an acknowledgement waits on the writer and NNG's
  * threads, never on it, yet on 2 cores its merges took CPU from them (4 clients at 50 M
  * stored, sustained: +11 % with it at nice 19; docs/BENCHMARKS.md "Session 8"). So it
- * runs at cnice_low while it keeps up and at the daemon's own priority while it is behind:
+ * runs at cnice_low while it keeps up and at the daemon's own priority (cnice_base, the
+ * nice it was started with) while it is behind:
  * sealed log segments waiting (every journey read scans them) or runs waiting to be merged
  * (every scan merges them). Raising it back needs RLIMIT_NICE (systemd: LimitNICE=+0) or
  * CAP_SYS_NICE; without them it stays low and each refused episode is counted.
@@ -2357,7 +2358,7 @@ compactor_pace(struct store *s)
 	nruns = s->nruns;
 	pthread_mutex_unlock(&s->dmu);
 	if (sealed >= PACE_BEHIND_SEGS || nruns >= PACE_BEHIND_RUNS) {
-		want = 0;
+		want = s->cnice_base;
 	} else if (sealed <= 1 && nruns <= PACE_BEHIND_RUNS * 3 / 4) {
 		want = s->cnice_low;
 		s->cnice_refused = 0;
@@ -2445,7 +2446,12 @@ compactor(void *arg)
 
 	(void)prctl(PR_SET_NAME, "tp-compactor");
 	/* Lowering needs no privilege; if even that is refused (seccomp), it stays as it is. */
-	if (s->cnice_low > 0 && setpriority(PRIO_PROCESS, 0, s->cnice_low) == 0)
+	errno = 0;
+	s->cnice_base = getpriority(PRIO_PROCESS, 0); /* -1 is a valid nice value: errno tells */
+	if (errno != 0)
+		s->cnice_base = 0;
+	atomic_store(&s->cnice, s->cnice_base);
+	if (s->cnice_low > s->cnice_base && setpriority(PRIO_PROCESS, 0, s->cnice_low) == 0)
 		atomic_store(&s->cnice, s->cnice_low);
 	else
 		s->cnice_low = 0;

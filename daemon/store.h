@@ -80,7 +80,7 @@ struct store_stats {
 	 */
 	uint64_t wait_ns, commit_ns;
 	uint64_t chunks, chunk_ns, chunk_records;
-	/* The compactor's nice value now; times it was behind and could not be raised back to 0. */
+	/* The compactor's nice value now; times it was behind and could not be raised back. */
 	int compactor_nice;
 	uint64_t compactor_nice_denied;
 };
