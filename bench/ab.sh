@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# bench/ab.sh: interleaved A/B of two touchpointd binaries, ingesting onto copies of one
+# store: the comparison docs/BENCHMARKS.md's "Session 7" and "Session 8" sections use. On a
+# shared VM the same run moves 10-20 % within minutes, so only interleaved rounds compare.
+#
+#   bench/ab.sh --store DIR --a DAEMON --b DAEMON [--rounds N] [--events N]
+#               [--clients N] [--build DIR] [--tmp DIR]
+#
+# Each round copies DIR (a stopped daemon's state directory, e.g. one bench/run.sh --full
+# would preload, kept) to a scratch directory, syncs, starts the daemon there, streams
+# --events (default 10 M) fresh events from tpgen (after the store's range) with --clients
+# (default 4) tpbench-ingest clients, and prints one markdown row: events/s, p50/p99 batch
+# latency, the daemon's CPU per thread kind, and how many log segments were left unflushed
+# 1 s after the run. The copy is deleted after each run; every daemon is stopped on exit.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=$repo/build
+tmpbase=${TMPDIR:-/tmp}
+store= a= b=
+rounds=2 events=10000000 clients=4
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--store) store=$2; shift ;;
+	--a) a=$2; shift ;;
+	--b) b=$2; shift ;;
+	--rounds) rounds=$2; shift ;;
+	--events) events=$2; shift ;;
+	--clients) clients=$2; shift ;;
+	--build) build=$2; shift ;;
+	--tmp) tmpbase=$2; shift ;;
+	-h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "ab.sh: unknown option $1" >&2; exit 64 ;;
+	esac
+	shift
+done
+if [ -z "$store" ] || [ -z "$a" ] || [ -z "$b" ] || [ ! -d "$store/store" ]; then
+	echo "ab.sh: --store DIR (with DIR/store), --a and --b are required" >&2
+	exit 64
+fi
+tpgen=$build/bench/tpgen
+ingest=$build/bench/tpbench-ingest
+for x in "$tpgen" "$ingest" "$a" "$b"; do
+	[ -x "$x" ] || { echo "ab.sh: $x missing" >&2; exit 66; }
+done
+
+work=$(mktemp -d "$tmpbase/tpab.XXXXXX")
+dpid=
+cleanup() {
+	if [ -n "$dpid" ]; then
+		kill -TERM "$dpid" 2>/dev/null || true
+		wait "$dpid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A free loopback port for the daemon's metrics (so a stray daemon cannot answer for it).
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+segments() {
+	curl -s "http://127.0.0.1:$port/metrics" |
+		awk '$1 == "touchpointd_store_log_segments" {print $2}'
+}
+
+run() { # label daemon round
+	local d=$work/state
+	rm -rf "$d"
+	cp -a "$store" "$d"
+	sync
+	printf 'metrics = http://127.0.0.1:%s/metrics\n' "$port" >"$work/touchpointd.conf"
+	"$2" -d -f "$work/touchpointd.conf" --state-dir "$d" --endpoint "ipc://$d/t.sock" \
+		2>>"$work/daemon.log" &
+	dpid=$!
+	for _ in $(seq 1 100); do
+		[ -S "$d/t.sock" ] && [ -n "$(segments)" ] && break
+		sleep 0.1
+	done
+	local row
+	row=$("$tpgen" --events "$events" --seed $((800 + $3)) --start 2024-06-01 --timestamp-us |
+		"$ingest" -e "ipc://$d/t.sock" -c "$clients" --chunk 1000000 --expect-new)
+	sleep 1
+	local segs cpu
+	segs=$(segments)
+	cpu=$(for t in /proc/"$dpid"/task/*; do cat "$t/stat"; done 2>/dev/null |
+		awk -v hz="$(getconf CLK_TCK)" '{
+			name = $2; sub(/^\(/, "", name); sub(/\)$/, "", name); sub(/:.*/, "", name)
+			c[name] += ($14 + $15) / hz
+		} END { for (n in c) if (c[n] >= 0.05) printf "%s %.1f s; ", n, c[n] }')
+	kill -TERM "$dpid"
+	wait "$dpid" || true
+	dpid=
+	rm -rf "$d"
+	echo "$row" | awk -F'|' -v l="$1" -v r="$3" -v s="$segs" -v c="$cpu" \
+		'{printf "| %s | %s | %.0f | %s | %s | %s | %s |\n", r, l, $8, $9, $10, s, c}'
+}
+
+echo "| round | daemon | events/s | p50 ms | p99 ms | log segments after 1 s | daemon CPU by thread |"
+echo "|---|---|---:|---:|---:|---:|---|"
+for r in $(seq 1 "$rounds"); do
+	# Alternate which goes first, so a drifting machine does not favour one side.
+	if [ $((r % 2)) = 1 ]; then
+		run A "$a" "$r"
+		run B "$b" "$r"
+	else
+		run B "$b" "$r"
+		run A "$a" "$r"
+	fi
+done
