@@ -415,7 +415,10 @@ main(int argc, char **argv)
 				last_beat = beat;
 			}
 		}
-		memtune_idle(rpc_replies(rpc));
+		if (memtune_idle(rpc_replies(rpc))) {
+			store_trim(store);
+			memtune_trim();
+		}
 		switch (sig) {
 		case SIGTERM:
 		case SIGINT:

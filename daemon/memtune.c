@@ -29,7 +29,7 @@ memtune_init(void)
 	(void)mallopt(M_TRIM_THRESHOLD, MEMTUNE_TRIM);
 }
 
-void
+int
 memtune_idle(uint64_t work)
 {
 	static uint64_t last_work;
@@ -38,15 +38,22 @@ memtune_idle(uint64_t work)
 	struct timespec ts;
 
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return;
+		return 0;
 	if (work != last_work) {
 		last_work = work;
 		since = ts.tv_sec;
 		trimmed = 0;
-		return;
+		return 0;
 	}
 	if (!trimmed && ts.tv_sec - since >= MEMTUNE_IDLE_S) {
-		(void)malloc_trim(0); /* 1 if it released memory: either way, done */
 		trimmed = 1;
+		return 1;
 	}
+	return 0;
+}
+
+void
+memtune_trim(void)
+{
+	(void)malloc_trim(0); /* 1 if it released memory: either way, done */
 }

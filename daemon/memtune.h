@@ -11,11 +11,14 @@
 void memtune_init(void);
 
 /*
- * Call now and then (from one thread) with a count that grows with the work done: once it
- * has stood still for MEMTUNE_IDLE_S seconds, the memory the allocator keeps for reuse goes
- * back to the kernel, once per idle spell.
+ * Call now and then (from one thread) with a count that grows with the work done: 1 once it
+ * has stood still for MEMTUNE_IDLE_S seconds, once per idle spell. The caller then frees
+ * what it keeps for reuse and calls memtune_trim().
  */
 #define MEMTUNE_IDLE_S 30
-void memtune_idle(uint64_t work);
+int memtune_idle(uint64_t work);
+
+/* The memory the allocator keeps for reuse goes back to the kernel. */
+void memtune_trim(void);
 
 #endif /* TP_MEMTUNE_H */

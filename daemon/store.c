@@ -196,6 +196,19 @@ struct store {
 	_Atomic uint64_t t_wait_ns, t_commit_ns;
 	_Atomic uint64_t t_chunks, t_chunk_ns, t_chunk_records;
 
+	/*
+	 * The alias forest's buffers (load_aliases), lent to one scan at a time and kept
+	 * between scans: at 50 M events they are ≈ 200 MB, over glibc's 32 MiB mmap threshold,
+	 * so a scan that allocated its own faulted them in afresh, on one thread, before its
+	 * parts could start. store_trim() gives them back when the daemon is idle.
+	 */
+	pthread_mutex_t amu;
+	struct kitem *am, *atmp;
+	uint32_t *anode;
+	size_t acap;
+	struct anode *anodes;
+	size_t ancap;
+
 	/* Compactor; fl/fltmp: a sealed segment's records being sorted into a run. */
 	pthread_t cthr;
 	struct kitem *fl, *fltmp;
@@ -3013,6 +3026,11 @@ store_free(struct store *s)
 	free(s->wtmp);
 	free(s->fl);
 	free(s->fltmp);
+	free(s->am);
+	free(s->atmp);
+	free(s->anode);
+	free(s->anodes);
+	pthread_mutex_destroy(&s->amu);
 	pthread_mutex_destroy(&s->gmu);
 	pthread_cond_destroy(&s->gcv);
 	pthread_mutex_destroy(&s->dmu);
@@ -3055,6 +3073,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	pthread_mutex_init(&s->bmu, NULL);
 	pthread_mutex_init(&s->smu, NULL);
 	pthread_mutex_init(&s->cmu, NULL);
+	pthread_mutex_init(&s->amu, NULL);
 	pthread_cond_init(&s->ccv, NULL);
 	s->run_events = o->run_events ? o->run_events : 65536;
 	s->cnice_low = o->compactor_nice > 0 && o->compactor_nice <= 19 ? o->compactor_nice : 0;
@@ -3396,8 +3415,10 @@ alias_node(struct scan *sc, size_t lo, const struct kitem *m)
  * So the ids of part p are nodes[abeg[p], abeg[p + 1]), already sorted by hash.
  */
 static int
-load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, size_t *abeg)
+load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, size_t *abeg,
+             int lent)
 {
+	struct store *s = sc->s;
 	size_t cnt[STORE_SCAN_PARTS + 1] = { 0 };
 	struct kitem *m = NULL, *tmp = NULL;
 	uint32_t *node = NULL; /* per mention, its node */
@@ -3417,9 +3438,24 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 		return ENOMEM;
 	cap = 2 * (st.ms_entries + ap->n);
 	rc = ENOMEM;
-	if ((m = malloc(cap * sizeof(*m))) == NULL || (tmp = malloc(cap * sizeof(*tmp))) == NULL ||
-	    (node = malloc(cap * sizeof(*node))) == NULL ||
-	    grow_buf((void **)&sc->nodes, &sc->ncap, cap, sizeof(*sc->nodes)) != 0)
+	if (lent) {
+		size_t c1 = s->acap, c2 = s->acap;
+
+		if (grow_buf((void **)&s->am, &s->acap, cap, sizeof(*s->am)) != 0 ||
+		    grow_buf((void **)&s->atmp, &c1, cap, sizeof(*s->atmp)) != 0 ||
+		    grow_buf((void **)&s->anode, &c2, cap, sizeof(*s->anode)) != 0) {
+			s->acap = 0; /* some may be short now: grown again next time */
+			goto fail;
+		}
+		m = s->am;
+		tmp = s->atmp;
+		node = s->anode;
+	} else if ((m = malloc(cap * sizeof(*m))) == NULL ||
+	           (tmp = malloc(cap * sizeof(*tmp))) == NULL ||
+	           (node = malloc(cap * sizeof(*node))) == NULL) {
+		goto fail;
+	}
+	if (grow_buf((void **)&sc->nodes, &sc->ncap, cap, sizeof(*sc->nodes)) != 0)
 		goto fail;
 	if ((rc = mdb_cursor_open(snap->txnb, sc->s->aliases, &c)) != 0)
 		goto fail;
@@ -3483,9 +3519,11 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 	memcpy(abeg, cnt, sizeof(cnt));
 	rc = 0;
 fail:
-	free(m);
-	free(tmp);
-	free(node);
+	if (!lent) {
+		free(m);
+		free(tmp);
+		free(node);
+	}
 	return rc;
 }
 
@@ -3602,19 +3640,25 @@ stash_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static int
+stash_pcmp(const void *a, const void *b)
+{
+	return stash_cmp(*(const struct stashed *const *)a, *(const struct stashed *const *)b);
+}
+
 /* Insertion sort of one root's entries: a few customers' already sorted records. */
 static void
-stash_isort(struct stashed *x, size_t n)
+stash_isort(const struct stashed **x, size_t n)
 {
 	size_t i, j;
 
 	for (i = 1; i < n; i++) {
-		struct stashed t;
+		const struct stashed *t;
 
-		if (stash_cmp(&x[i - 1], &x[i]) <= 0)
+		if (stash_cmp(x[i - 1], x[i]) <= 0)
 			continue;
 		t = x[i];
-		for (j = i; j > 0 && stash_cmp(&x[j - 1], &t) > 0; j--)
+		for (j = i; j > 0 && stash_cmp(x[j - 1], t) > 0; j--)
 			x[j] = x[j - 1];
 		x[j] = t;
 	}
@@ -3623,23 +3667,25 @@ stash_isort(struct stashed *x, size_t n)
 #define STASH_AHEAD 16 /* stashed values prefetched ahead of their parse */
 
 /*
- * The aliased customers whose entries are st[lo, hi) (whole roots), each ordered by
- * (ts, rank, seq) and emitted under its canonical id.
+ * The aliased customers whose entries are *sp[lo, hi) (whole roots), each ordered by
+ * (ts, rank, seq) and emitted under its canonical id. The entries lie in the workers'
+ * stashes in the order the ranges met them: the loads of the ones ahead are started early.
  */
 static int
-emit_stash(struct scan *sc, struct stashed *st, size_t lo, size_t hi)
+emit_stash(struct scan *sc, const struct stashed **sp, size_t lo, size_t hi)
 {
 	struct record *buf = NULL;
 	size_t i, j, k, cap = 0;
 	int rv = 0;
 
 	for (i = lo; i < hi && rv == 0; i = j) {
-		for (j = i + 1; j < hi && st[j].root == st[i].root; j++)
-			;
+		for (j = i + 1; j < hi && sp[j]->root == sp[i]->root; j++)
+			if (j + 2 * STASH_AHEAD < hi)
+				__builtin_prefetch(sp[j + 2 * STASH_AHEAD]);
 		if (j - i <= 32)
-			stash_isort(st + i, j - i);
+			stash_isort(sp + i, j - i);
 		else
-			qsort(st + i, j - i, sizeof(*st), stash_cmp);
+			qsort(sp + i, j - i, sizeof(*sp), stash_pcmp);
 		if (grow_buf((void **)&buf, &cap, j - i, sizeof(*buf)) != 0) {
 			rv = TP_RESOURCE_EXHAUSTED;
 			break;
@@ -3647,16 +3693,16 @@ emit_stash(struct scan *sc, struct stashed *st, size_t lo, size_t hi)
 		for (k = i; k < j && rv == 0; k++) {
 			/* The values are scattered over the map: keep a few misses in flight. */
 			if (k + STASH_AHEAD < hi) {
-				__builtin_prefetch(st[k + STASH_AHEAD].val);
-				__builtin_prefetch(st[k + STASH_AHEAD].val + 64);
+				__builtin_prefetch(sp[k + STASH_AHEAD]->val);
+				__builtin_prefetch(sp[k + STASH_AHEAD]->val + 64);
 			}
-			if (record_parse_scan(st[k].val, st[k].len, 0, st[k].ts, st[k].seq,
+			if (record_parse_scan(sp[k]->val, sp[k]->len, 0, sp[k]->ts, sp[k]->seq,
 			                      &buf[k - i]) != 0)
 				rv =
 				    TP_INTERNAL; /* parsed once already: the map changed under us */
 		}
 		if (rv == 0)
-			rv = emit(sc, sc->nodes[st[i].root].name, buf, j - i);
+			rv = emit(sc, sc->nodes[sp[i]->root].name, buf, j - i);
 	}
 	free(buf);
 	return rv;
@@ -3681,7 +3727,7 @@ struct pscan {
 	const struct rsnap *snap;
 	const struct kitem *tail;
 	size_t ntail;
-	struct stashed *st; /* the alias phase: every worker's stash, grouped by root */
+	const struct stashed **sp; /* the alias phase: every worker's stash, grouped by root */
 	const size_t *first;
 	size_t nnodes;
 	size_t
@@ -3809,7 +3855,7 @@ alias_part(struct pworker *w, unsigned a)
 	w->sc.arg = ps->args[STORE_SCAN_PARTS + a];
 	if (ps->first == NULL)
 		return 0;
-	return emit_stash(&w->sc, ps->st, ps->first[r0], ps->first[r1]);
+	return emit_stash(&w->sc, ps->sp, ps->first[r0], ps->first[r1]);
 }
 
 /* Takes parts in order until none is left or one failed. */
@@ -3944,18 +3990,20 @@ scan_threads(unsigned want)
 }
 
 /*
- * Every worker's stash as one, in worker 0's scan, grouped by root in root order: roots are
- * dense node indexes, so a counting sort does it in two linear passes instead of n log n
- * compares. first[r] is where root r's entries begin (first[nnodes] = the total). Each
- * root's few entries (its customers' runs, each sorted already) are ordered later, by the
- * alias part that emits them, so the order the workers stashed in does not matter.
+ * Every worker's stash as one, grouped by root in root order: roots are dense node
+ * indexes, so a counting sort does it in two linear passes instead of n log n compares.
+ * It sorts pointers into the stashes, not the 32-byte entries: at 50 M events the stash is
+ * ≈ 3.4 M entries, and a grouped copy was 109 MB of fresh pages faulted in on this serial
+ * path. first[r] is where root r's entries begin (first[nnodes] = the total). Each root's
+ * few entries (its customers' runs, each sorted already) are ordered later, by the alias
+ * part that emits them, so the order the workers stashed in does not matter.
  */
 static int
-stash_group(struct pworker *w, unsigned n, size_t **firstp)
+stash_group(struct pworker *w, unsigned n, const struct stashed ***spp, size_t **firstp)
 {
-	struct scan *fo = &w[0].sc;
+	const struct scan *fo = &w[0].sc;
+	const struct stashed **out = NULL;
 	size_t *cnt, i, r, total = 0;
-	struct stashed *out = NULL;
 	unsigned t;
 
 	for (t = 0; t < n; t++)
@@ -3971,18 +4019,13 @@ stash_group(struct pworker *w, unsigned n, size_t **firstp)
 			cnt[w[t].sc.st[i].root + 1]++;
 	for (r = 0; r < fo->nnodes; r++)
 		cnt[r + 1] += cnt[r];
-	for (t = 0; t < n; t++) {
+	for (t = 0; t < n; t++)
 		for (i = 0; i < w[t].sc.nst; i++)
-			out[cnt[w[t].sc.st[i].root]++] = w[t].sc.st[i];
-		free(w[t].sc.st);
-		w[t].sc.st = NULL;
-		w[t].sc.nst = w[t].sc.stcap = 0;
-	}
-	fo->st = out;
-	fo->nst = fo->stcap = total;
+			out[cnt[w[t].sc.st[i].root]++] = &w[t].sc.st[i];
 	/* cnt[r] now ends root r: shifted by one, it is where root r begins. */
 	memmove(cnt + 1, cnt, fo->nnodes * sizeof(*cnt));
 	cnt[0] = 0;
+	*spp = out;
 	*firstp = cnt;
 	return 0;
 }
@@ -3999,16 +4042,24 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	struct scan *fo = &w[0].sc;
 	struct apend ap = { 0 };
 	size_t tcap = 0, ntail = 0, i, *first = NULL;
+	const struct stashed **sp = NULL;
 	unsigned n = scan_threads(threads), t;
-	int rc, rv = 0;
+	int rc, rv = 0, lent;
 
 	memset(w, 0, sizeof(w));
 	if ((rc = pscan_begin(s, &snap, txn, txnb, &n)) != 0)
 		return status_of(rc);
 	ps.snap = &snap;
 	fo->s = s;
+	/* The store's alias buffers, unless another scan has them: then this one makes its own. */
+	if ((lent = pthread_mutex_trylock(&s->amu) == 0)) {
+		fo->nodes = s->anodes;
+		fo->ncap = s->ancap;
+		s->anodes = NULL;
+		s->ancap = 0;
+	}
 	if ((rc = apend_build(s, &snap, &ap)) != 0 ||
-	    (rc = load_aliases(fo, &snap, &ap, ps.abeg)) != 0 ||
+	    (rc = load_aliases(fo, &snap, &ap, ps.abeg, lent)) != 0 ||
 	    (rc = read_tail(&snap, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
@@ -4045,9 +4096,9 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	 * The aliased customers: every range's stash, grouped by root, then cut into fixed
 	 * slices of the forest's roots, emitted in parallel too.
 	 */
-	if ((rc = stash_group(w, n, &first)) != 0)
+	if ((rc = stash_group(w, n, &sp, &first)) != 0)
 		goto out;
-	ps.st = fo->st;
+	ps.sp = sp;
 	ps.first = first;
 	ps.nnodes = fo->nnodes;
 	ps.end = STORE_SCAN_NPARTS;
@@ -4070,7 +4121,13 @@ out:
 	apend_free(&ap);
 	for (i = 0; i < fo->nnodes; i++)
 		free(fo->nodes[i].own);
-	free(fo->nodes);
+	if (lent) {
+		s->anodes = fo->nodes;
+		s->ancap = fo->ncap;
+		pthread_mutex_unlock(&s->amu);
+	} else {
+		free(fo->nodes);
+	}
 	for (t = 0; t < n; t++) {
 		free(w[t].sc.st);
 		free(w[t].sc.views);
@@ -4082,6 +4139,7 @@ out:
 		free(w[t].ahead);
 	}
 	free(first);
+	free(sp);
 	free(tail);
 	if (rv != 0)
 		return rv;
@@ -4465,6 +4523,22 @@ count_reader(const char *msg, void *ctx)
 	if (strstr(msg, "pid") == NULL && strstr(msg, "no active") == NULL)
 		(*(uint64_t *)ctx)++;
 	return 0;
+}
+
+void
+store_trim(struct store *s)
+{
+	if (pthread_mutex_trylock(&s->amu) != 0)
+		return; /* a scan has them: not idle after all */
+	free(s->am);
+	free(s->atmp);
+	free(s->anode);
+	free(s->anodes);
+	s->am = s->atmp = NULL;
+	s->anode = NULL;
+	s->anodes = NULL;
+	s->acap = s->ancap = 0;
+	pthread_mutex_unlock(&s->amu);
 }
 
 int

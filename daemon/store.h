@@ -88,6 +88,12 @@ struct store_stats {
 int store_stats(struct store *s, struct store_stats *st);
 
 /*
+ * Gives back the buffers the store keeps between scans for reuse (the alias forest's):
+ * call when the daemon is idle. A scan that runs meanwhile keeps them.
+ */
+void store_trim(struct store *s);
+
+/*
  * One customer's journey after alias resolution: every event of the customer and of the
  * ids aliased to it, in SPEC §3 order (time, touches before conversions, arrival).
  * events[i] and view[i] describe the same event. TP_NOT_FOUND when there is none.
