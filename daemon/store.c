@@ -35,6 +35,7 @@
 #define STORE_MAX_PROBE   64    /* ids: linear probes past a hash collision */
 #define STORE_MAX_HOPS    1024  /* alias chain length */
 #define STORE_MAX_MEMBERS 65536 /* ids aliased into one journey */
+#define SCAN_MAX_THREADS  8     /* threads of one scan (store_scan_parts) */
 #define STORE_GROW_TRIES  40
 #define DROP_FORCE        16 /* retired runs that make the compactor wait for readers */
 #define KEY_LEN           24 /* run key: customer hash | biased ts | seq */
@@ -197,7 +198,8 @@ struct store {
 	_Atomic uint64_t t_chunks, t_chunk_ns, t_chunk_records;
 
 	/*
-	 * The alias forest's buffers (load_aliases), lent to one scan at a time and kept
+	 * The alias forest's buffers (load_aliases) and the stashes of aliased customers' records,
+	 * lent to one scan at a time and kept
 	 * between scans: at 50 M events they are ≈ 200 MB, over glibc's 32 MiB mmap threshold,
 	 * so a scan that allocated its own faulted them in afresh, on one thread, before its
 	 * parts could start. store_trim() gives them back when the daemon is idle.
@@ -208,6 +210,8 @@ struct store {
 	size_t acap;
 	struct anode *anodes;
 	size_t ancap;
+	struct stashed *ast[SCAN_MAX_THREADS]; /* ... and each scan thread's stash */
+	size_t astcap[SCAN_MAX_THREADS];
 
 	/* Compactor; fl/fltmp: a sealed segment's records being sorted into a run. */
 	pthread_t cthr;
@@ -3026,10 +3030,7 @@ store_free(struct store *s)
 	free(s->wtmp);
 	free(s->fl);
 	free(s->fltmp);
-	free(s->am);
-	free(s->atmp);
-	free(s->anode);
-	free(s->anodes);
+	store_trim(s);
 	pthread_mutex_destroy(&s->amu);
 	pthread_mutex_destroy(&s->gmu);
 	pthread_cond_destroy(&s->gcv);
@@ -3715,8 +3716,7 @@ emit_stash(struct scan *sc, const struct stashed **sp, size_t lo, size_t hi)
  * partition makes every part's stream, and so the results, the same for any thread count.
  * Each thread reads through its own read transaction; all of them hold one snapshot.
  */
-#define SCAN_MAX_THREADS 8
-#define SCAN_SNAP_TRIES  8
+#define SCAN_SNAP_TRIES 8
 _Static_assert(STORE_SCAN_PARTS == 1u << (64 - SCAN_PART_SHIFT), "parts are hash prefixes");
 
 struct pscan {
@@ -4057,6 +4057,12 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 		fo->ncap = s->ancap;
 		s->anodes = NULL;
 		s->ancap = 0;
+		for (t = 0; t < n; t++) {
+			w[t].sc.st = s->ast[t];
+			w[t].sc.stcap = s->astcap[t];
+			s->ast[t] = NULL;
+			s->astcap[t] = 0;
+		}
 	}
 	if ((rc = apend_build(s, &snap, &ap)) != 0 ||
 	    (rc = load_aliases(fo, &snap, &ap, ps.abeg, lent)) != 0 ||
@@ -4124,6 +4130,11 @@ out:
 	if (lent) {
 		s->anodes = fo->nodes;
 		s->ancap = fo->ncap;
+		for (t = 0; t < n; t++) {
+			s->ast[t] = w[t].sc.st;
+			s->astcap[t] = w[t].sc.stcap;
+			w[t].sc.st = NULL;
+		}
 		pthread_mutex_unlock(&s->amu);
 	} else {
 		free(fo->nodes);
@@ -4538,6 +4549,11 @@ store_trim(struct store *s)
 	s->anode = NULL;
 	s->anodes = NULL;
 	s->acap = s->ancap = 0;
+	for (size_t t = 0; t < SCAN_MAX_THREADS; t++) {
+		free(s->ast[t]);
+		s->ast[t] = NULL;
+		s->astcap[t] = 0;
+	}
 	pthread_mutex_unlock(&s->amu);
 }
 
