@@ -3440,7 +3440,7 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 	cap = 2 * (st.ms_entries + ap->n);
 	rc = ENOMEM;
 	if (lent) {
-		size_t c1 = s->acap, c2 = s->acap;
+		size_t c1 = s->acap, c2 = s->acap; /* the three grow alike, by acap */
 
 		if (grow_buf((void **)&s->am, &s->acap, cap, sizeof(*s->am)) != 0 ||
 		    grow_buf((void **)&s->atmp, &c1, cap, sizeof(*s->atmp)) != 0 ||
