@@ -114,6 +114,17 @@ struct kitem {
 	size_t len;
 };
 
+/* What a scan keeps for the next one (store->keep); each buffer with its capacity. */
+struct scan_keep {
+	struct kitem *m, *tmp; /* load_aliases: the mentions and their sort's scratch */
+	uint32_t *node;        /* ... each mention's node */
+	size_t mcap, tcap, ncap;
+	struct anode *nodes; /* the forest */
+	size_t nodescap;
+	struct stashed *st[SCAN_MAX_THREADS]; /* each scan thread's stash */
+	size_t stcap[SCAN_MAX_THREADS];
+};
+
 struct dslot {
 	uint64_t h;
 	uint32_t id;
@@ -199,19 +210,13 @@ struct store {
 
 	/*
 	 * The alias forest's buffers (load_aliases) and the stashes of aliased customers' records,
-	 * lent to one scan at a time and kept
-	 * between scans: at 50 M events they are ≈ 200 MB, over glibc's 32 MiB mmap threshold,
-	 * so a scan that allocated its own faulted them in afresh, on one thread, before its
-	 * parts could start. store_trim() gives them back when the daemon is idle.
+	 * lent to one scan at a time and kept between scans: at 50 M events they are ≈ 300 MB,
+	 * over glibc's 32 MiB mmap threshold, so a scan that allocated its own faulted them in
+	 * afresh, the forest's on one thread before its parts could start. store_trim() gives
+	 * them back when the daemon is idle.
 	 */
 	pthread_mutex_t amu;
-	struct kitem *am, *atmp;
-	uint32_t *anode;
-	size_t acap;
-	struct anode *anodes;
-	size_t ancap;
-	struct stashed *ast[SCAN_MAX_THREADS]; /* ... and each scan thread's stash */
-	size_t astcap[SCAN_MAX_THREADS];
+	struct scan_keep keep;
 
 	/* Compactor; fl/fltmp: a sealed segment's records being sorted into a run. */
 	pthread_t cthr;
@@ -3012,6 +3017,20 @@ fail:
 }
 
 static void
+scan_keep_free(struct scan_keep *kp)
+{
+	size_t t;
+
+	free(kp->m);
+	free(kp->tmp);
+	free(kp->node);
+	free(kp->nodes);
+	for (t = 0; t < SCAN_MAX_THREADS; t++)
+		free(kp->st[t]);
+	memset(kp, 0, sizeof(*kp));
+}
+
+static void
 store_free(struct store *s)
 {
 	size_t c, i;
@@ -3030,7 +3049,7 @@ store_free(struct store *s)
 	free(s->wtmp);
 	free(s->fl);
 	free(s->fltmp);
-	store_trim(s);
+	scan_keep_free(&s->keep);
 	pthread_mutex_destroy(&s->amu);
 	pthread_mutex_destroy(&s->gmu);
 	pthread_cond_destroy(&s->gcv);
@@ -3417,12 +3436,11 @@ alias_node(struct scan *sc, size_t lo, const struct kitem *m)
  */
 static int
 load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, size_t *abeg,
-             int lent)
+             struct scan_keep *kp)
 {
-	struct store *s = sc->s;
 	size_t cnt[STORE_SCAN_PARTS + 1] = { 0 };
-	struct kitem *m = NULL, *tmp = NULL;
-	uint32_t *node = NULL; /* per mention, its node */
+	struct kitem *m, *tmp;
+	uint32_t *node; /* per mention, its node */
 	MDB_cursor *c = NULL;
 	MDB_stat st;
 	MDB_val k, v;
@@ -3439,25 +3457,14 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 		return ENOMEM;
 	cap = 2 * (st.ms_entries + ap->n);
 	rc = ENOMEM;
-	if (lent) {
-		size_t c1 = s->acap, c2 = s->acap; /* the three grow alike, by acap */
-
-		if (grow_buf((void **)&s->am, &s->acap, cap, sizeof(*s->am)) != 0 ||
-		    grow_buf((void **)&s->atmp, &c1, cap, sizeof(*s->atmp)) != 0 ||
-		    grow_buf((void **)&s->anode, &c2, cap, sizeof(*s->anode)) != 0) {
-			s->acap = 0; /* some may be short now: grown again next time */
-			goto fail;
-		}
-		m = s->am;
-		tmp = s->atmp;
-		node = s->anode;
-	} else if ((m = malloc(cap * sizeof(*m))) == NULL ||
-	           (tmp = malloc(cap * sizeof(*tmp))) == NULL ||
-	           (node = malloc(cap * sizeof(*node))) == NULL) {
+	if (grow_buf((void **)&kp->m, &kp->mcap, cap, sizeof(*kp->m)) != 0 ||
+	    grow_buf((void **)&kp->tmp, &kp->tcap, cap, sizeof(*kp->tmp)) != 0 ||
+	    grow_buf((void **)&kp->node, &kp->ncap, cap, sizeof(*kp->node)) != 0 ||
+	    grow_buf((void **)&sc->nodes, &sc->ncap, cap, sizeof(*sc->nodes)) != 0)
 		goto fail;
-	}
-	if (grow_buf((void **)&sc->nodes, &sc->ncap, cap, sizeof(*sc->nodes)) != 0)
-		goto fail;
+	m = kp->m;
+	tmp = kp->tmp;
+	node = kp->node;
 	if ((rc = mdb_cursor_open(snap->txnb, sc->s->aliases, &c)) != 0)
 		goto fail;
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
@@ -3520,11 +3527,6 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 	memcpy(abeg, cnt, sizeof(cnt));
 	rc = 0;
 fail:
-	if (!lent) {
-		free(m);
-		free(tmp);
-		free(node);
-	}
 	return rc;
 }
 
@@ -4044,6 +4046,7 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	size_t tcap = 0, ntail = 0, i, *first = NULL;
 	const struct stashed **sp = NULL;
 	unsigned n = scan_threads(threads), t;
+	struct scan_keep own = { 0 }, *kp = &own;
 	int rc, rv = 0, lent;
 
 	memset(w, 0, sizeof(w));
@@ -4052,20 +4055,16 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	ps.snap = &snap;
 	fo->s = s;
 	/* The store's alias buffers, unless another scan has them: then this one makes its own. */
-	if ((lent = pthread_mutex_trylock(&s->amu) == 0)) {
-		fo->nodes = s->anodes;
-		fo->ncap = s->ancap;
-		s->anodes = NULL;
-		s->ancap = 0;
-		for (t = 0; t < n; t++) {
-			w[t].sc.st = s->ast[t];
-			w[t].sc.stcap = s->astcap[t];
-			s->ast[t] = NULL;
-			s->astcap[t] = 0;
-		}
+	if ((lent = pthread_mutex_trylock(&s->amu) == 0))
+		kp = &s->keep;
+	fo->nodes = kp->nodes;
+	fo->ncap = kp->nodescap;
+	for (t = 0; t < n; t++) {
+		w[t].sc.st = kp->st[t];
+		w[t].sc.stcap = kp->stcap[t];
 	}
 	if ((rc = apend_build(s, &snap, &ap)) != 0 ||
-	    (rc = load_aliases(fo, &snap, &ap, ps.abeg, lent)) != 0 ||
+	    (rc = load_aliases(fo, &snap, &ap, ps.abeg, kp)) != 0 ||
 	    (rc = read_tail(&snap, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
@@ -4127,20 +4126,17 @@ out:
 	apend_free(&ap);
 	for (i = 0; i < fo->nnodes; i++)
 		free(fo->nodes[i].own);
-	if (lent) {
-		s->anodes = fo->nodes;
-		s->ancap = fo->ncap;
-		for (t = 0; t < n; t++) {
-			s->ast[t] = w[t].sc.st;
-			s->astcap[t] = w[t].sc.stcap;
-			w[t].sc.st = NULL;
-		}
-		pthread_mutex_unlock(&s->amu);
-	} else {
-		free(fo->nodes);
-	}
+	kp->nodes = fo->nodes;
+	kp->nodescap = fo->ncap;
 	for (t = 0; t < n; t++) {
-		free(w[t].sc.st);
+		kp->st[t] = w[t].sc.st;
+		kp->stcap[t] = w[t].sc.stcap;
+	}
+	if (lent)
+		pthread_mutex_unlock(&s->amu);
+	else
+		scan_keep_free(&own);
+	for (t = 0; t < n; t++) {
 		free(w[t].sc.views);
 		free(w[t].sc.traits);
 		free(w[t].g);
@@ -4541,19 +4537,7 @@ store_trim(struct store *s)
 {
 	if (pthread_mutex_trylock(&s->amu) != 0)
 		return; /* a scan has them: not idle after all */
-	free(s->am);
-	free(s->atmp);
-	free(s->anode);
-	free(s->anodes);
-	s->am = s->atmp = NULL;
-	s->anode = NULL;
-	s->anodes = NULL;
-	s->acap = s->ancap = 0;
-	for (size_t t = 0; t < SCAN_MAX_THREADS; t++) {
-		free(s->ast[t]);
-		s->ast[t] = NULL;
-		s->astcap[t] = 0;
-	}
+	scan_keep_free(&s->keep);
 	pthread_mutex_unlock(&s->amu);
 }
 
