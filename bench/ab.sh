@@ -7,7 +7,8 @@
 #               [--clients N] [--build DIR] [--tmp DIR]
 #
 # Each round copies DIR (a stopped daemon's state directory, e.g. one bench/run.sh --full
-# would preload, kept) to a scratch directory, syncs, starts the daemon there, streams
+# would preload, kept) to a scratch directory, syncs, starts the daemon there, waits for its
+# compactor to be idle (bench/lib.sh `settle`: merges the copy had pending), streams
 # --events (default 10 M) fresh events from tpgen (after the store's range) with --clients
 # (default 4) tpbench-ingest clients, and prints one markdown row: events/s, p50/p99 batch
 # latency, the daemon's CPU per thread kind, and how many log segments were left unflushed
@@ -60,10 +61,8 @@ trap 'exit 130' INT TERM
 # A free loopback port for the daemon's metrics (so a stray daemon cannot answer for it).
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-segments() {
-	curl -s "http://127.0.0.1:$port/metrics" |
-		awk '$1 == "touchpointd_store_log_segments" {print $2}'
-}
+# metric, settle
+. "$repo/bench/lib.sh"
 
 run() { # label daemon round
 	local d=$work/state
@@ -75,15 +74,17 @@ run() { # label daemon round
 		2>>"$work/daemon.log" &
 	dpid=$!
 	for _ in $(seq 1 100); do
-		[ -S "$d/t.sock" ] && [ -n "$(segments)" ] && break
+		[ -S "$d/t.sock" ] && curl -sf "http://127.0.0.1:$port/metrics" >/dev/null && break
 		sleep 0.1
 	done
-	local row
+	local row waited
+	waited=$(settle)
 	row=$("$tpgen" --events "$events" --seed $((800 + $3)) --start 2024-06-01 --timestamp-us |
 		"$ingest" -e "ipc://$d/t.sock" -c "$clients" --chunk 1000000 --expect-new)
 	sleep 1
 	local segs cpu
-	segs=$(segments)
+	segs=$(metric '^touchpointd_store_log_segments$')
+	segs=${segs%.*}
 	cpu=$(for t in /proc/"$dpid"/task/*; do cat "$t/stat"; done 2>/dev/null |
 		awk -v hz="$(getconf CLK_TCK)" '{
 			name = $2; sub(/^\(/, "", name); sub(/\)$/, "", name); sub(/:.*/, "", name)
@@ -93,12 +94,12 @@ run() { # label daemon round
 	wait "$dpid" || true
 	dpid=
 	rm -rf "$d"
-	echo "$row" | awk -F'|' -v l="$1" -v r="$3" -v s="$segs" -v c="$cpu" \
-		'{printf "| %s | %s | %.0f | %s | %s | %s | %s |\n", r, l, $8, $9, $10, s, c}'
+	echo "$row" | awk -F'|' -v l="$1" -v r="$3" -v s="$segs" -v c="$cpu" -v w="$waited" \
+		'{printf "| %s | %s | %s | %.0f | %s | %s | %s | %s |\n", r, l, w, $8, $9, $10, s, c}'
 }
 
-echo "| round | daemon | events/s | p50 ms | p99 ms | log segments after 1 s | daemon CPU by thread |"
-echo "|---|---|---:|---:|---:|---:|---|"
+echo "| round | daemon | compactor idle after s | events/s | p50 ms | p99 ms | log segments after 1 s | daemon CPU by thread |"
+echo "|---|---|---:|---:|---:|---:|---:|---|"
 for r in $(seq 1 "$rounds"); do
 	# Alternate which goes first, so a drifting machine does not favour one side.
 	if [ $((r % 2)) = 1 ]; then

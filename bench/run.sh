@@ -126,16 +126,17 @@ cpu_s() { # user+system seconds of the daemon so far
 	awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$dpid/stat"
 }
 
-metric() { # name regex -> value (sum over matching lines)
-	{ curl -s "http://127.0.0.1:$port/metrics" || true; } |
-		awk -v re="$1" '$0 !~ /^#/ && $1 ~ re {s += $NF} END {printf "%.6f", s}'
-}
+# metric, settle
+. "$repo/bench/lib.sh"
 
 # One ingest run: events from tpgen (seed, start day) into the running daemon.
 ingest_run() { # label clients mode count seed start [extra tpbench-ingest args]
 	local label=$1 clients=$2 mode=$3 count=$4 seed=$5 start=$6
 	shift 6
-	local c0 s0 e0 n0 w0 y0 row c1 s1 e1 n1 w1 y1
+	local c0 s0 e0 n0 w0 y0 row c1 s1 e1 n1 w1 y1 waited
+	waited=$(settle)
+	log "$label: the compactor was idle after $waited s"
+	printf '%s\t%s\n' "$label" "$waited" >>"$work/settle.tsv"
 	c0=$(cpu_s)
 	w0=$(metric '^touchpointd_store_write_lock_wait_seconds_total')
 	y0=$(metric '^touchpointd_store_commit_sync_seconds_total')
@@ -176,6 +177,13 @@ breakdown_table() {
 	awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' \
 		"$work/breakdown.tsv"
 	: >"$work/breakdown.tsv"
+	if [ -s "$work/settle.tsv" ]; then
+		echo
+		printf 'Each run started once the compactor was idle (`settle` in bench/lib.sh); it waited:'
+		awk -F'\t' '{printf " %s %s s;", $1, $2}' "$work/settle.tsv"
+		echo
+		: >"$work/settle.tsv"
+	fi
 }
 
 attribute_run() { # label -> appends a row to attr.tsv (daemon running on $state)

@@ -1,0 +1,29 @@
+# bench/lib.sh: what run.sh and ab.sh share, sourced by both. Each caller sets `port`, the
+# loopback port of its daemon's /metrics.
+
+# The value of the metric lines whose name matches a regex, summed; 0.000000 when none.
+metric() { # regex
+	{ curl -s "http://127.0.0.1:$port/metrics" || true; } |
+		awk -v re="$1" '$0 !~ /^#/ && $1 ~ re {s += $NF} END {printf "%.6f", s}'
+}
+
+# Waits until the compactor has caught up with what earlier steps wrote: at most one log
+# segment (the writer's) and no merge chunk committed for 2 s; at most $1 seconds (default
+# 900). Prints the seconds waited, with "(still busy)" if it gave up. So a measured ingest
+# run pays for the merges its own events cause, not for those of the preload or the run
+# before it, which would otherwise share the disk with it at a moment chosen by chance.
+settle() { # [max seconds]
+	local max=${1:-900} t0=$SECONDS k0 k1 segs
+	k0=$(metric '^touchpointd_store_compaction_chunks_total$')
+	while [ $((SECONDS - t0)) -lt "$max" ]; do
+		sleep 2
+		k1=$(metric '^touchpointd_store_compaction_chunks_total$')
+		segs=$(metric '^touchpointd_store_log_segments$')
+		if [ "$k1" = "$k0" ] && [ "${segs%.*}" -le 1 ]; then
+			echo "$((SECONDS - t0))"
+			return 0
+		fi
+		k0=$k1
+	done
+	echo "$((SECONDS - t0)) (still busy)"
+}
