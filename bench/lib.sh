@@ -1,6 +1,12 @@
 # bench/lib.sh: what run.sh and ab.sh share, sourced by both. Each caller sets `port`, the
 # loopback port of its daemon's /metrics.
 
+# Without curl every metric reads 0 and `settle` would pass at once: refuse instead.
+if ! command -v curl >/dev/null 2>&1; then
+	echo "bench: curl is needed to read touchpointd's /metrics (apt-get install curl)" >&2
+	exit 69
+fi
+
 # The value of the metric lines whose name matches a regex, summed; 0.000000 when none.
 metric() { # regex
 	{ curl -s "http://127.0.0.1:$port/metrics" || true; } |
