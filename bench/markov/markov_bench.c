@@ -63,11 +63,28 @@ bm_hash(const uint32_t *u, uint32_t len)
 }
 
 struct bm_table {
-	uint32_t *units; /* BM_MAXLEN per path */
+	uint32_t *units; /* every path's units, packed (BM_MAXLEN a path while drawing) */
 	struct attr_path *paths;
 	size_t n;
 	uint64_t draws;
 };
+
+/*
+ * The units packed one path after the other, as the engine's path table keeps them
+ * (attr_ptab's arena), so attr_markov reads what it reads in the daemon. In place: a
+ * path's units only move down.
+ */
+static void
+bm_pack(struct bm_table *t)
+{
+	size_t i, total = 0;
+
+	for (i = 0; i < t->n; i++) {
+		memmove(t->units + total, t->paths[i].units, t->paths[i].len * sizeof(*t->units));
+		t->paths[i].units = t->units + total;
+		total += t->paths[i].len;
+	}
+}
 
 /*
  * Draw paths until n are distinct; a repeated path adds to its counts. 20% of draws
@@ -134,6 +151,7 @@ bm_generate(struct bm_table *t, size_t n, uint32_t k)
 	}
 	free(htab);
 	free(ccdf);
+	bm_pack(t);
 	return 0;
 }
 

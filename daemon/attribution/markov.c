@@ -2,6 +2,7 @@
  * markov: the Markov-chain removal-effect model of SPEC §4, solved exactly (no simulation)
  * over a sparse state graph: hash-consed order-k states, CSR transitions, SCC-wise solves.
  */
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -242,7 +243,13 @@ mk_intern(struct mk_build *b, const uint32_t *u, uint32_t len, uint32_t *id)
 	mask = b->scap - 1;
 	j = mk_hash_key(u, len) & mask;
 	while ((s = b->stab[j]) != MK_NONE) {
-		if (b->klen[s] == len && memcmp(b->keys + (size_t)s * MK_MAXK, u, len * 4) == 0) {
+		const uint32_t *key = b->keys + (size_t)s * MK_MAXK;
+		uint32_t i;
+
+		/* Not memcmp: a call per probe for at most four words was most of the count. */
+		for (i = 0; i < len && key[i] == u[i]; i++)
+			;
+		if (b->klen[s] == len && i == len) {
 			*id = s;
 			return TP_OK;
 		}
@@ -329,9 +336,114 @@ mk_build_free(struct mk_build *b)
 	memset(b, 0, sizeof(*b));
 }
 
-/* Count every path's transitions; consecutive identical states are merged. */
+/* A path of the table that the model cannot use gets an error naming it. */
 static int
-mk_count(struct mk_build *b, const struct attr_table *t, int k)
+mk_check_path(const struct attr_table *t, size_t i, char *errbuf, size_t errlen)
+{
+	const struct attr_path *p = &t->paths[i];
+	uint32_t j;
+
+	if (p->len == 0 || p->units == NULL) {
+		tp_errf(errbuf, errlen, "paths[%zu]: empty path", i);
+		return TP_INVALID_ARGUMENT;
+	}
+	if (!(p->conversions >= 0) || !(p->nulls >= 0) || !(p->value >= 0) ||
+	    !isfinite(p->conversions) || !isfinite(p->nulls) || !isfinite(p->value)) {
+		tp_errf(errbuf, errlen, "paths[%zu]: counts and value must be finite and >= 0", i);
+		return TP_INVALID_ARGUMENT;
+	}
+	for (j = 0; j < p->len; j++) {
+		if (p->units[j] >= t->nunits) {
+			tp_errf(errbuf, errlen, "paths[%zu].units[%u]: %u is not below nunits %u",
+			        i, j, p->units[j], t->nunits);
+			return TP_INVALID_ARGUMENT;
+		}
+	}
+	return TP_OK;
+}
+
+/*
+ * Order 1 with at most this many units: transitions are counted in a dense matrix, not
+ * the hash table (mk_count1).
+ */
+#define MK_DENSE_UNITS 1023
+
+/*
+ * mk_count for order 1 with few units: every state is one unit, so a table by unit
+ * replaces the state hash and a dense matrix the transition hash, and each path is
+ * checked in the same pass. States are numbered, and transitions enter the hash table,
+ * in the order they are first met, as mk_count does, so the chain is the same bit for
+ * bit. A million paths over a dozen channels (ChannelAttribution's reference: about a
+ * second) take a pass over the table.
+ */
+static int
+mk_count1(struct mk_build *b, const struct attr_table *t, uint32_t start, char *errbuf,
+          size_t errlen)
+{
+	uint32_t prev, id, u, *ust, *seen;
+	size_t i, j, n1 = (size_t)t->nunits + 1, nseen = 0;
+	double w, *dw;
+	int rv = TP_RESOURCE_EXHAUSTED;
+
+	ust = malloc(n1 * sizeof(*ust));
+	seen = malloc(n1 * n1 * sizeof(*seen));
+	dw = calloc(n1 * n1, sizeof(*dw));
+	if (ust == NULL || seen == NULL || dw == NULL)
+		goto fail;
+	memset(ust, 0xff, n1 * sizeof(*ust));
+	for (i = 0; i < t->npaths; i++) {
+		const struct attr_path *p = &t->paths[i];
+
+		w = p->conversions + p->nulls;
+		if (p->len == 0 || p->units == NULL || !(p->conversions >= 0) || !(p->nulls >= 0) ||
+		    !(p->value >= 0) || !(w <= DBL_MAX) || !(p->value <= DBL_MAX) || w <= 0) {
+			if ((rv = mk_check_path(t, i, errbuf, errlen)) != TP_OK)
+				goto fail;
+			if (!(w > 0))
+				continue; /* nothing to count */
+		}
+		prev = start;
+		for (j = 0; j < p->len; j++) {
+			if ((u = p->units[j]) >= t->nunits) {
+				rv = mk_check_path(t, i, errbuf, errlen);
+				goto fail;
+			}
+			if ((id = ust[u]) == MK_NONE) {
+				if ((rv = mk_intern(b, &u, 1, &id)) != TP_OK)
+					goto fail;
+				ust[u] = id;
+			}
+			if (id == prev)
+				continue;
+			if (dw[(size_t)prev * n1 + id] == 0)
+				seen[nseen++] = (uint32_t)((size_t)prev * n1 + id);
+			dw[(size_t)prev * n1 + id] += w;
+			prev = id;
+		}
+		b->wconv[prev] += p->conversions;
+		b->wnull[prev] += p->nulls;
+		if (p->conversions > 0)
+			b->vsum[prev] += p->value;
+	}
+	for (j = 0; j < nseen; j++) {
+		if ((rv = mk_add_edge(b, (uint32_t)(seen[j] / n1), (uint32_t)(seen[j] % n1),
+		                      dw[seen[j]])) != TP_OK)
+			goto fail;
+	}
+	rv = TP_OK;
+fail:
+	free(ust);
+	free(seen);
+	free(dw);
+	return rv;
+}
+
+/*
+ * Count every path's transitions, checking each path as it goes (one pass over the
+ * table); consecutive identical states are merged.
+ */
+static int
+mk_count(struct mk_build *b, const struct attr_table *t, int k, char *errbuf, size_t errlen)
 {
 	uint32_t win[MK_MAXK] = { 0 }, start, prev, id;
 	size_t i, j, nwin;
@@ -342,9 +454,13 @@ mk_count(struct mk_build *b, const struct attr_table *t, int k)
 		return rv;
 	if ((rv = mk_intern(b, win, 0, &start)) != TP_OK)
 		return rv;
+	if (k == 1 && t->nunits <= MK_DENSE_UNITS)
+		return mk_count1(b, t, start, errbuf, errlen);
 	for (i = 0; i < t->npaths; i++) {
 		const struct attr_path *p = &t->paths[i];
 
+		if ((rv = mk_check_path(t, i, errbuf, errlen)) != TP_OK)
+			return rv;
 		w = p->conversions + p->nulls;
 		if (w <= 0)
 			continue;
@@ -1935,9 +2051,6 @@ static int
 mk_check(const struct attr_table *t, int order, const struct attr_credit *out, char *errbuf,
          size_t errlen)
 {
-	size_t i;
-	uint32_t j;
-
 	if (order < 1 || order > MK_MAXK) {
 		tp_errf(errbuf, errlen, "order: must be 1..%d, not %d", MK_MAXK, order);
 		return TP_INVALID_ARGUMENT;
@@ -1946,28 +2059,6 @@ mk_check(const struct attr_table *t, int order, const struct attr_credit *out, c
 	    (t->npaths > 0 && t->paths == NULL)) {
 		tp_errf(errbuf, errlen, "markov: missing table or output");
 		return TP_INVALID_ARGUMENT;
-	}
-	for (i = 0; i < t->npaths; i++) {
-		const struct attr_path *p = &t->paths[i];
-
-		if (p->len == 0 || p->units == NULL) {
-			tp_errf(errbuf, errlen, "paths[%zu]: empty path", i);
-			return TP_INVALID_ARGUMENT;
-		}
-		if (!(p->conversions >= 0) || !(p->nulls >= 0) || !(p->value >= 0) ||
-		    !isfinite(p->conversions) || !isfinite(p->nulls) || !isfinite(p->value)) {
-			tp_errf(errbuf, errlen,
-			        "paths[%zu]: counts and value must be finite and >= 0", i);
-			return TP_INVALID_ARGUMENT;
-		}
-		for (j = 0; j < p->len; j++) {
-			if (p->units[j] >= t->nunits) {
-				tp_errf(errbuf, errlen,
-				        "paths[%zu].units[%u]: %u is not below nunits %u", i, j,
-				        p->units[j], t->nunits);
-				return TP_INVALID_ARGUMENT;
-			}
-		}
 	}
 	return TP_OK;
 }
@@ -1999,7 +2090,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		totconv += t->paths[i].conversions;
 		totval += t->paths[i].value;
 	}
-	if ((rv = mk_count(&b, t, order)) != TP_OK)
+	if ((rv = mk_count(&b, t, order, errbuf, errlen)) != TP_OK)
 		goto fail;
 	if ((rv = mk_chain_make(&c, &b, t->nunits, &orp, &ocol, &ow)) != TP_OK)
 		goto fail;

@@ -328,12 +328,42 @@ test_invalid(void **state)
 	assert_int_equal(attr_markov(&tab, 0, &cr, NULL, err, sizeof(err)), TP_INVALID_ARGUMENT);
 	assert_non_null(strstr(err, "order"));
 	assert_int_equal(attr_markov(&tab, 5, &cr, NULL, err, sizeof(err)), TP_INVALID_ARGUMENT);
-	t->u[0][1] = 7;
-	assert_int_equal(attr_markov(&tab, 1, &cr, NULL, err, sizeof(err)), TP_INVALID_ARGUMENT);
-	assert_non_null(strstr(err, "paths[0]"));
-	t->u[0][1] = 1;
-	t->p[0].nulls = -1;
-	assert_int_equal(attr_markov(&tab, 1, &cr, NULL, err, sizeof(err)), TP_INVALID_ARGUMENT);
+	/* Order 1 with few units counts its own way (a dense matrix): both ways check alike. */
+	tt_add(t, "b > a > b", 0, 0, 2);
+	tt_add(t, "a", 0, 0, 0); /* nothing to count, still checked */
+	tab = tt_table(t);
+	for (int k = 1; k <= 2; k++) {
+		t->u[1][2] = 7;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "paths[1].units[2]: 7 is not below nunits 2"));
+		t->u[1][2] = 1;
+		t->u[2][0] = 2;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "paths[2].units[0]"));
+		t->u[2][0] = 0;
+		t->p[0].nulls = -1;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "paths[0]: counts and value"));
+		t->p[0].nulls = 0;
+		t->p[1].value = INFINITY;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "paths[1]: counts and value"));
+		t->p[1].value = 0;
+		t->p[1].conversions = NAN;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		t->p[1].conversions = 0;
+		t->p[2].len = 0;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "paths[2]: empty path"));
+		t->p[2].len = 1;
+		assert_int_equal(attr_markov(&tab, k, &cr, NULL, err, sizeof(err)), TP_OK);
+	}
 	free(t);
 }
 
@@ -663,6 +693,53 @@ test_threads(void **state)
 	free(r3);
 }
 
+/*
+ * Order 1 counts transitions in a dense matrix up to 1023 units and in the hash table
+ * beyond: the same paths over units 0..9 and over units 1100..1109 of 1110 give the same
+ * bits (states and transitions are numbered in the order they are met either way).
+ */
+static void
+test_count_ways(void **state)
+{
+	struct tt *t = calloc(1, sizeof(*t)), *t2 = calloc(1, sizeof(*t2));
+	double *b = calloc(3 * 1110, sizeof(double));
+	struct res r;
+	struct attr_credit cr = { r.conv, r.val, r.re }, cr2 = { b, b + 1110, b + 2220 };
+	struct attr_table tab, tab2;
+	char err[128] = "";
+
+	(void)state;
+	assert_non_null(t);
+	assert_non_null(t2);
+	assert_non_null(b);
+	rng = 99;
+	random_table(t, 400, 10, 12);
+	*t2 = *t;
+	t2->nunits = 1110;
+	for (size_t i = 0; i < t2->n; i++) {
+		for (uint32_t j = 0; j < t2->p[i].len; j++)
+			t2->u[i][j] = t->u[i][j] + 1100;
+		t2->p[i].units = t2->u[i];
+	}
+	tab = tt_table(t);
+	tab2 = tt_table(t2);
+	tab2.unit_names = NULL;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(attr_markov(&tab, 1, &cr, NULL, err, sizeof(err)), TP_OK);
+	assert_int_equal(attr_markov(&tab2, 1, &cr2, NULL, err, sizeof(err)), TP_OK);
+	for (uint32_t u = 0; u < 10; u++) {
+		assert_memory_equal(&r.re[u], &cr2.removal_effect[u + 1100], sizeof(double));
+		assert_memory_equal(&r.conv[u], &cr2.conversions[u + 1100], sizeof(double));
+		assert_memory_equal(&r.val[u], &cr2.value[u + 1100], sizeof(double));
+		assert_true(r.conv[u] > 0);
+	}
+	for (uint32_t u = 0; u < 1100; u++)
+		assert_true(cr2.conversions[u] == 0 && cr2.removal_effect[u] == 0);
+	free(t);
+	free(t2);
+	free(b);
+}
+
 int
 main(void)
 {
@@ -672,7 +749,7 @@ main(void)
 		cmocka_unit_test(test_null_only),       cmocka_unit_test(test_no_conversions),
 		cmocka_unit_test(test_invalid),         cmocka_unit_test(test_cross_small),
 		cmocka_unit_test(test_cross_large_scc), cmocka_unit_test(test_permute),
-		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_threads),         cmocka_unit_test(test_count_ways),
 	};
 
 	for (int i = 0; i < MAXU; i++) {
