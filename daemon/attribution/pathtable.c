@@ -217,6 +217,18 @@ ptab_rehash(struct attr_ptab *t, size_t ncap)
 	return TP_OK;
 }
 
+/* Paths are a few units long: a call to memcmp per lookup cost more than the compare. */
+static inline int
+same_units(const uint32_t *a, const uint32_t *b, uint32_t len)
+{
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 static long
 ptab_lookup(const struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t len, size_t *slot)
 {
@@ -229,8 +241,7 @@ ptab_lookup(const struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t l
 		if (PT_TAG(s) != tag)
 			continue;
 		p = &t->e[(uint32_t)s - 1];
-		if (p->hash == h && p->len == len &&
-		    memcmp(t->arena + p->off, u, len * sizeof(*u)) == 0) {
+		if (p->hash == h && p->len == len && same_units(t->arena + p->off, u, len)) {
 			*slot = j;
 			return (long)((uint32_t)s - 1);
 		}
