@@ -364,9 +364,13 @@ mk_check_path(const struct attr_table *t, size_t i, char *errbuf, size_t errlen)
 
 /*
  * Order 1 with at most this many units: transitions are counted in a dense matrix, not
- * the hash table (mk_count1).
+ * the hash table (mk_count1), if the table has enough paths to pay for zeroing it (a
+ * segment of a few paths over hundreds of campaigns does not).
  */
 #define MK_DENSE_UNITS 1023
+#define MK_DENSE_OK(t)                                                                             \
+	((t)->nunits <= MK_DENSE_UNITS &&                                                          \
+	 ((size_t)(t)->nunits + 1) * ((size_t)(t)->nunits + 1) <= 4 * (t)->npaths + 4096)
 
 /*
  * mk_count for order 1 with few units: every state is one unit, so a table by unit
@@ -454,7 +458,7 @@ mk_count(struct mk_build *b, const struct attr_table *t, int k, char *errbuf, si
 		return rv;
 	if ((rv = mk_intern(b, win, 0, &start)) != TP_OK)
 		return rv;
-	if (k == 1 && t->nunits <= MK_DENSE_UNITS)
+	if (k == 1 && MK_DENSE_OK(t))
 		return mk_count1(b, t, start, errbuf, errlen);
 	for (i = 0; i < t->npaths; i++) {
 		const struct attr_path *p = &t->paths[i];

@@ -694,13 +694,16 @@ test_threads(void **state)
 }
 
 /*
- * Order 1 counts transitions in a dense matrix up to 1023 units and in the hash table
- * beyond: the same paths over units 0..9 and over units 1100..1109 of 1110 give the same
- * bits (states and transitions are numbered in the order they are met either way).
+ * Order 1 counts transitions in a dense matrix when there are at most 1023 units and
+ * enough paths to pay for it, in the hash table otherwise: the same paths over units
+ * 0..9 (dense), over units 590..599 of 600 (few paths for so many units: hash) and over
+ * units 1100..1109 of 1110 (hash) give the same bits (states and transitions are numbered
+ * in the order they are met either way).
  */
 static void
 test_count_ways(void **state)
 {
+	static const uint32_t shift[2] = { 590, 1100 };
 	struct tt *t = calloc(1, sizeof(*t)), *t2 = calloc(1, sizeof(*t2));
 	double *b = calloc(3 * 1110, sizeof(double));
 	struct res r;
@@ -714,27 +717,32 @@ test_count_ways(void **state)
 	assert_non_null(b);
 	rng = 99;
 	random_table(t, 400, 10, 12);
-	*t2 = *t;
-	t2->nunits = 1110;
-	for (size_t i = 0; i < t2->n; i++) {
-		for (uint32_t j = 0; j < t2->p[i].len; j++)
-			t2->u[i][j] = t->u[i][j] + 1100;
-		t2->p[i].units = t2->u[i];
-	}
 	tab = tt_table(t);
-	tab2 = tt_table(t2);
-	tab2.unit_names = NULL;
 	memset(&r, 0, sizeof(r));
 	assert_int_equal(attr_markov(&tab, 1, &cr, NULL, err, sizeof(err)), TP_OK);
-	assert_int_equal(attr_markov(&tab2, 1, &cr2, NULL, err, sizeof(err)), TP_OK);
-	for (uint32_t u = 0; u < 10; u++) {
-		assert_memory_equal(&r.re[u], &cr2.removal_effect[u + 1100], sizeof(double));
-		assert_memory_equal(&r.conv[u], &cr2.conversions[u + 1100], sizeof(double));
-		assert_memory_equal(&r.val[u], &cr2.value[u + 1100], sizeof(double));
-		assert_true(r.conv[u] > 0);
+	for (int k = 0; k < 2; k++) {
+		*t2 = *t;
+		t2->nunits = shift[k] + 10;
+		for (size_t i = 0; i < t2->n; i++) {
+			for (uint32_t j = 0; j < t2->p[i].len; j++)
+				t2->u[i][j] = t->u[i][j] + shift[k];
+			t2->p[i].units = t2->u[i];
+		}
+		tab2 = tt_table(t2);
+		tab2.unit_names = NULL;
+		memset(b, 0, 3 * 1110 * sizeof(double));
+		assert_int_equal(attr_markov(&tab2, 1, &cr2, NULL, err, sizeof(err)), TP_OK);
+		for (uint32_t u = 0; u < 10; u++) {
+			assert_memory_equal(&r.re[u], &cr2.removal_effect[u + shift[k]],
+			                    sizeof(double));
+			assert_memory_equal(&r.conv[u], &cr2.conversions[u + shift[k]],
+			                    sizeof(double));
+			assert_memory_equal(&r.val[u], &cr2.value[u + shift[k]], sizeof(double));
+			assert_true(r.conv[u] > 0);
+		}
+		for (uint32_t u = 0; u < shift[k]; u++)
+			assert_true(cr2.conversions[u] == 0 && cr2.removal_effect[u] == 0);
 	}
-	for (uint32_t u = 0; u < 1100; u++)
-		assert_true(cr2.conversions[u] == 0 && cr2.removal_effect[u] == 0);
 	free(t);
 	free(t2);
 	free(b);
