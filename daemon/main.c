@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attribution/pathtable.h"
 #include "config.h"
 #include "ingest.h"
 #include "log.h"
@@ -417,6 +418,7 @@ main(int argc, char **argv)
 		}
 		if (memtune_idle(rpc_replies(rpc))) {
 			store_trim(store);
+			attr_ptab_trim();
 			memtune_trim();
 		}
 		switch (sig) {

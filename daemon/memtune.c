@@ -17,11 +17,6 @@
  * stash, path tables) cost more to fault in than to fill. Blocks up to 32 MiB (the largest
  * glibc allows) now come from the heaps, and a heap keeps up to 512 MiB free at its top, so
  * the daemon's RSS stays near its working peak until memtune_idle() hands it back.
- * Every thread allocates from the one main arena: the scan threads' own arenas did not
- * keep what a query freed, so the next query's path tables (grown by realloc) faulted in
- * afresh — 5–18 k faults and ≈ 20 % of a warm attribute at 10 M events (docs/BENCHMARKS.md,
- * "Session 10"). Small blocks still come from each thread's cache without the arena's
- * lock, and ingest measured the same.
  */
 #define MEMTUNE_MMAP_MAX (32 << 20)
 #define MEMTUNE_TRIM     (512 << 20)
@@ -32,7 +27,6 @@ memtune_init(void)
 	/* mallopt returns 0 when it refuses: the defaults stay, nothing else depends on it */
 	(void)mallopt(M_MMAP_THRESHOLD, MEMTUNE_MMAP_MAX);
 	(void)mallopt(M_TRIM_THRESHOLD, MEMTUNE_TRIM);
-	(void)mallopt(M_ARENA_MAX, 1);
 }
 
 int

@@ -2,6 +2,7 @@
  * pathtable: hash containers of the engine. Identical paths aggregate here, so the models'
  * cost grows with distinct paths, not with events; nothing allocates once grown.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,15 +196,130 @@ attr_smap_free(struct attr_smap *m)
 
 #define PT_TAG(h) ((h)&0xffffffff00000000ULL)
 
+/*
+ * The tables' freed arrays of at least PT_KEEP_MIN bytes (and the models' views of them,
+ * attr_ptab_buf_get) are kept for the next ones, up to PT_KEEP of them (the largest): a
+ * query's tables grow to hundreds of megabytes, and
+ * glibc gives blocks that large back to the kernel when they are freed (one over 32 MiB is
+ * its own mmap; a scan thread's arena drops a heap once it is empty), so every query
+ * faulted its tables in again — 5–18 k page faults and ≈ 20 % of a warm attribute over 10 M
+ * events (docs/BENCHMARKS.md, "Session 10"). attr_ptab_trim() frees them.
+ */
+#define PT_KEEP     64
+#define PT_KEEP_MIN ((size_t)1 << 20)
+
+static pthread_mutex_t pt_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *pt_kp[PT_KEEP];
+static size_t pt_ks[PT_KEEP];
+
+/* At least size bytes, their number in *got: the smallest kept block that fits, or malloc. */
+static void *
+pt_alloc(size_t size, size_t *got)
+{
+	size_t i, best = PT_KEEP;
+	void *p = NULL;
+
+	if (size >= PT_KEEP_MIN) {
+		pthread_mutex_lock(&pt_mu);
+		for (i = 0; i < PT_KEEP; i++) {
+			if (pt_kp[i] != NULL && pt_ks[i] >= size &&
+			    (best == PT_KEEP || pt_ks[i] < pt_ks[best]))
+				best = i;
+		}
+		if (best < PT_KEEP) {
+			p = pt_kp[best];
+			*got = pt_ks[best];
+			pt_kp[best] = NULL;
+		}
+		pthread_mutex_unlock(&pt_mu);
+		if (p != NULL)
+			return p;
+	}
+	*got = size;
+	return malloc(size);
+}
+
+/* Gives back a block of size bytes: kept in place of a smaller one if it is large. */
+static void
+pt_release(void *p, size_t size)
+{
+	size_t i, slot = PT_KEEP;
+	void *old = p;
+
+	if (p == NULL)
+		return;
+	if (size >= PT_KEEP_MIN) {
+		pthread_mutex_lock(&pt_mu);
+		for (i = 0; i < PT_KEEP && pt_kp[i] != NULL; i++) {
+			if (pt_ks[i] < size && (slot == PT_KEEP || pt_ks[i] < pt_ks[slot]))
+				slot = i;
+		}
+		if (i < PT_KEEP)
+			slot = i; /* an empty place */
+		if (slot < PT_KEEP) {
+			old = pt_kp[slot];
+			pt_kp[slot] = p;
+			pt_ks[slot] = size;
+		}
+		pthread_mutex_unlock(&pt_mu);
+	}
+	free(old);
+}
+
+/* n elements of size esz copied from old (of ocap) into a block of at least ncap. */
+static int
+pt_grow(void **arr, size_t *cap, size_t n, size_t ncap, size_t esz)
+{
+	size_t got;
+	void *nb;
+
+	if (ncap > SIZE_MAX / esz || (nb = pt_alloc(ncap * esz, &got)) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	if (n > 0)
+		memcpy(nb, *arr, n * esz);
+	pt_release(*arr, *cap * esz);
+	*arr = nb;
+	*cap = got / esz;
+	return TP_OK;
+}
+
+void *
+attr_ptab_buf_get(size_t size)
+{
+	size_t got;
+
+	return pt_alloc(size, &got);
+}
+
+void
+attr_ptab_buf_put(void *p, size_t size)
+{
+	pt_release(p, size);
+}
+
+void
+attr_ptab_trim(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&pt_mu);
+	for (i = 0; i < PT_KEEP; i++) {
+		free(pt_kp[i]);
+		pt_kp[i] = NULL;
+	}
+	pthread_mutex_unlock(&pt_mu);
+}
+
 /* Rebuilds the slots at ncap (a power of two, > 2 × the entries). */
 static int
 ptab_rehash(struct attr_ptab *t, size_t ncap)
 {
-	size_t i, mask = ncap - 1;
-	uint64_t *slots = calloc(ncap, sizeof(*slots));
+	size_t i, mask = ncap - 1, got;
+	uint64_t *slots = pt_alloc(ncap * sizeof(*slots), &got);
 
 	if (slots == NULL)
 		return TP_RESOURCE_EXHAUSTED;
+	memset(slots, 0, ncap * sizeof(*slots));
 	for (i = 0; i < t->n; i++) {
 		size_t j = t->e[i].hash & mask;
 
@@ -211,7 +327,7 @@ ptab_rehash(struct attr_ptab *t, size_t ncap)
 			j = (j + 1) & mask;
 		slots[j] = PT_TAG(t->e[i].hash) | (uint64_t)(i + 1);
 	}
-	free(t->slots);
+	pt_release(t->slots, t->nslots * sizeof(*t->slots));
 	t->slots = slots;
 	t->nslots = ncap;
 	return TP_OK;
@@ -271,27 +387,22 @@ ptab_room(struct attr_ptab *t, size_t n, size_t units)
 		return TP_RESOURCE_EXHAUSTED;
 	if (t->n + n > t->cap) {
 		size_t ncap = t->cap ? t->cap * 2 : 256;
-		struct attr_pent *ne;
 
 		if (ncap < t->n + n)
 			ncap = t->n + n;
-		if ((ne = realloc(t->e, ncap * sizeof(*ne))) == NULL)
+		if (pt_grow((void **)&t->e, &t->cap, t->n, ncap, sizeof(*t->e)) != TP_OK)
 			return TP_RESOURCE_EXHAUSTED;
-		t->e = ne;
-		t->cap = ncap;
 	}
 	if (units > SIZE_MAX / 2 / sizeof(*t->arena) - t->alen)
 		return TP_RESOURCE_EXHAUSTED;
 	if (t->alen + units > t->acap) {
 		size_t ncap = t->acap ? t->acap * 2 : 4096;
-		uint32_t *na;
 
 		while (ncap < t->alen + units)
 			ncap *= 2;
-		if ((na = realloc(t->arena, ncap * sizeof(*na))) == NULL)
+		if (pt_grow((void **)&t->arena, &t->acap, t->alen, ncap, sizeof(*t->arena)) !=
+		    TP_OK)
 			return TP_RESOURCE_EXHAUSTED;
-		t->arena = na;
-		t->acap = ncap;
 	}
 	return TP_OK;
 }
@@ -356,8 +467,8 @@ attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conve
 void
 attr_ptab_free(struct attr_ptab *t)
 {
-	free(t->e);
-	free(t->slots);
-	free(t->arena);
+	pt_release(t->e, t->cap * sizeof(*t->e));
+	pt_release(t->slots, t->nslots * sizeof(*t->slots));
+	pt_release(t->arena, t->acap * sizeof(*t->arena));
 	memset(t, 0, sizeof(*t));
 }

@@ -74,6 +74,15 @@ attr_ptab_units(const struct attr_ptab *t, size_t i)
 	return t->arena + t->e[i].off;
 }
 void attr_ptab_free(struct attr_ptab *t);
+/*
+ * The tables' large arrays are kept when freed, for the next tables (at most 64 blocks);
+ * attr_ptab_trim() gives them back (the daemon calls it when idle). A block for an array
+ * as large as a table (the models' view of one) comes from them too: attr_ptab_buf_get(),
+ * given back with attr_ptab_buf_put() and the same size. All thread-safe.
+ */
+void attr_ptab_trim(void);
+void *attr_ptab_buf_get(size_t size);
+void attr_ptab_buf_put(void *p, size_t size);
 
 uint64_t attr_hash_units(const uint32_t *u, uint32_t len);
 uint64_t attr_hash_str(const char *s);

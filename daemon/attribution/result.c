@@ -342,7 +342,8 @@ scope_models(struct attr_engine *e, struct attr_scope *s, int top,
 	ru.top = top;
 	if ((*models = calloc(e->nm ? e->nm : 1, sizeof(**models))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
-	ru.paths = calloc(s->pt.n ? s->pt.n : 1, sizeof(*ru.paths));
+	/* Written whole below; as large as the table, so it comes from the tables' kept blocks. */
+	ru.paths = attr_ptab_buf_get((s->pt.n ? s->pt.n : 1) * sizeof(*ru.paths));
 	ru.present = calloc(nunits ? nunits : 1, 1);
 	if (!ru.paths || !ru.present)
 		goto fail;
@@ -382,7 +383,7 @@ scope_models(struct attr_engine *e, struct attr_scope *s, int top,
 	}
 	rv = TP_OK;
 fail:
-	free(ru.paths);
+	attr_ptab_buf_put(ru.paths, (s->pt.n ? s->pt.n : 1) * sizeof(*ru.paths));
 	free(ru.present);
 	scratch_free(&ru);
 	return rv;

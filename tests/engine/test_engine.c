@@ -9,9 +9,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
+#include "attribution/pathtable.h"
 #include "engine_util.h"
 
 #define EPS 1e-12
@@ -1063,6 +1065,56 @@ test_render_csv_table(void **state)
 	free_resp(r);
 }
 
+/*
+ * Path tables keep their large arrays when freed, and the next tables reuse them
+ * (pathtable.c): a table built in reused memory holds its own paths and counts only.
+ */
+static void
+ptab_key(uint32_t *u, size_t i, size_t round)
+{
+	u[0] = (uint32_t)(i % 1000 + round);
+	u[1] = (uint32_t)(i / 1000);
+	u[2] = (uint32_t)round;
+}
+
+static void
+test_ptab_keep(void **state)
+{
+	struct attr_ptab t;
+	uint32_t u[3];
+	size_t round, i;
+	long k;
+	void *b;
+
+	(void)state;
+	for (round = 0; round < 3; round++) {
+		memset(&t, 0, sizeof(t));
+		/* 60 000 entries: 2.4 MB of them, over the 1 MiB from which arrays are kept */
+		for (i = 0; i < 60000; i++) {
+			ptab_key(u, i, round);
+			assert_int_equal(
+			    attr_ptab_add(&t, u, 2 + (uint32_t)(i & 1), 1, (double)i, 0), TP_OK);
+		}
+		assert_int_equal(t.n, 60000);
+		for (i = 0; i < 60000; i += 997) {
+			ptab_key(u, i, round);
+			k = attr_ptab_find(&t, u, 2 + (uint32_t)(i & 1));
+			assert_true(k >= 0);
+			assert_true(t.e[k].value == (double)i && t.e[k].conversions == 1);
+		}
+		ptab_key(u, 1, round + 7); /* a path of no round */
+		assert_int_equal(attr_ptab_find(&t, u, 3), -1);
+		attr_ptab_free(&t);
+		if (round == 1)
+			attr_ptab_trim();
+	}
+	b = attr_ptab_buf_get((size_t)4 << 20);
+	assert_non_null(b);
+	memset(b, 1, (size_t)4 << 20);
+	attr_ptab_buf_put(b, (size_t)4 << 20);
+	attr_ptab_trim();
+}
+
 int
 main(void)
 {
@@ -1086,6 +1138,7 @@ main(void)
 		cmocka_unit_test(test_models_two_threads),
 		cmocka_unit_test(test_daily_and_spend),
 		cmocka_unit_test(test_render_csv_table),
+		cmocka_unit_test(test_ptab_keep),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
