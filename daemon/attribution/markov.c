@@ -2,7 +2,6 @@
  * markov: the Markov-chain removal-effect model of SPEC §4, solved exactly (no simulation)
  * over a sparse state graph: hash-consed order-k states, CSR transitions, SCC-wise solves.
  */
-#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -336,6 +335,14 @@ mk_build_free(struct mk_build *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* Its counts and value are finite and >= 0 (NaN is neither). */
+static inline int
+mk_counts_ok(const struct attr_path *p)
+{
+	return p->conversions >= 0 && p->nulls >= 0 && p->value >= 0 && isfinite(p->conversions) &&
+	       isfinite(p->nulls) && isfinite(p->value);
+}
+
 /* A path of the table that the model cannot use gets an error naming it. */
 static int
 mk_check_path(const struct attr_table *t, size_t i, char *errbuf, size_t errlen)
@@ -347,8 +354,7 @@ mk_check_path(const struct attr_table *t, size_t i, char *errbuf, size_t errlen)
 		tp_errf(errbuf, errlen, "paths[%zu]: empty path", i);
 		return TP_INVALID_ARGUMENT;
 	}
-	if (!(p->conversions >= 0) || !(p->nulls >= 0) || !(p->value >= 0) ||
-	    !isfinite(p->conversions) || !isfinite(p->nulls) || !isfinite(p->value)) {
+	if (!mk_counts_ok(p)) {
 		tp_errf(errbuf, errlen, "paths[%zu]: counts and value must be finite and >= 0", i);
 		return TP_INVALID_ARGUMENT;
 	}
@@ -381,7 +387,7 @@ mk_check_path(const struct attr_table *t, size_t i, char *errbuf, size_t errlen)
  * second) take a pass over the table.
  */
 static int
-mk_count1(struct mk_build *b, const struct attr_table *t, uint32_t start, char *errbuf,
+mk_count1(struct mk_build *b, const struct attr_table *t, uint32_t start, double *tot, char *errbuf,
           size_t errlen)
 {
 	uint32_t prev, id, u, *ust, *seen;
@@ -399,13 +405,16 @@ mk_count1(struct mk_build *b, const struct attr_table *t, uint32_t start, char *
 		const struct attr_path *p = &t->paths[i];
 
 		w = p->conversions + p->nulls;
-		if (p->len == 0 || p->units == NULL || !(p->conversions >= 0) || !(p->nulls >= 0) ||
-		    !(p->value >= 0) || !(w <= DBL_MAX) || !(p->value <= DBL_MAX) || w <= 0) {
+		/* The units are checked as they are counted; a path not counted, here. */
+		if (p->len == 0 || p->units == NULL || !mk_counts_ok(p) || !(w > 0)) {
 			if ((rv = mk_check_path(t, i, errbuf, errlen)) != TP_OK)
 				goto fail;
-			if (!(w > 0))
-				continue; /* nothing to count */
+			*tot += p->conversions;
+			tot[1] += p->value;
+			continue; /* nothing to count */
 		}
+		*tot += p->conversions;
+		tot[1] += p->value;
 		prev = start;
 		for (j = 0; j < p->len; j++) {
 			if ((u = p->units[j]) >= t->nunits) {
@@ -443,11 +452,13 @@ fail:
 }
 
 /*
- * Count every path's transitions, checking each path as it goes (one pass over the
- * table); consecutive identical states are merged.
+ * Count every path's transitions, checking each path and summing the conversions and
+ * value into tot[0], tot[1] as it goes (one pass over the table); consecutive identical
+ * states are merged.
  */
 static int
-mk_count(struct mk_build *b, const struct attr_table *t, int k, char *errbuf, size_t errlen)
+mk_count(struct mk_build *b, const struct attr_table *t, int k, double *tot, char *errbuf,
+         size_t errlen)
 {
 	uint32_t win[MK_MAXK] = { 0 }, start, prev, id;
 	size_t i, j, nwin;
@@ -459,12 +470,14 @@ mk_count(struct mk_build *b, const struct attr_table *t, int k, char *errbuf, si
 	if ((rv = mk_intern(b, win, 0, &start)) != TP_OK)
 		return rv;
 	if (k == 1 && MK_DENSE_OK(t))
-		return mk_count1(b, t, start, errbuf, errlen);
+		return mk_count1(b, t, start, tot, errbuf, errlen);
 	for (i = 0; i < t->npaths; i++) {
 		const struct attr_path *p = &t->paths[i];
 
 		if ((rv = mk_check_path(t, i, errbuf, errlen)) != TP_OK)
 			return rv;
+		*tot += p->conversions;
+		tot[1] += p->value;
 		w = p->conversions + p->nulls;
 		if (w <= 0)
 			continue;
@@ -2078,7 +2091,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	struct mk_pool pool;
 	uint32_t *ocol = NULL, *units = NULL, u;
 	double *ow = NULL, *re = NULL, *vc = NULL;
-	double totconv = 0, totval = 0, pconv = 0, sre = 0, sv = 0;
+	double tot[2] = { 0, 0 }, pconv = 0, sre = 0, sv = 0;
 	int rv;
 
 	memset(&b, 0, sizeof(b));
@@ -2090,11 +2103,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	}
 	if ((rv = mk_check(t, order, out, errbuf, errlen)) != TP_OK)
 		return rv;
-	for (i = 0; i < t->npaths; i++) {
-		totconv += t->paths[i].conversions;
-		totval += t->paths[i].value;
-	}
-	if ((rv = mk_count(&b, t, order, errbuf, errlen)) != TP_OK)
+	if ((rv = mk_count(&b, t, order, tot, errbuf, errlen)) != TP_OK)
 		goto fail;
 	if ((rv = mk_chain_make(&c, &b, t->nunits, &orp, &ocol, &ow)) != TP_OK)
 		goto fail;
@@ -2191,8 +2200,8 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 #endif
 credit:
 	for (u = 0; u < t->nunits; u++) {
-		out->conversions[u] = sre > 0 ? re[u] / sre * totconv : 0;
-		out->value[u] = sv > 0 ? vc[u] / sv * totval : 0;
+		out->conversions[u] = sre > 0 ? re[u] / sre * tot[0] : 0;
+		out->value[u] = sv > 0 ? vc[u] / sv * tot[1] : 0;
 		if (out->removal_effect != NULL)
 			out->removal_effect[u] = re[u];
 	}
