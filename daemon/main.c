@@ -458,6 +458,7 @@ out:
 	if (store != NULL)
 		store_close(store);
 	rpc_free(rpc);
+	attr_ptab_trim(); /* the path tables' kept blocks: the queries have stopped */
 	log_notice("touchpointd stopped: exit=%d", code);
 	return code;
 }
