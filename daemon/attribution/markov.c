@@ -404,17 +404,15 @@ mk_count1(struct mk_build *b, const struct attr_table *t, uint32_t start, double
 	for (i = 0; i < t->npaths; i++) {
 		const struct attr_path *p = &t->paths[i];
 
+		tot[0] += p->conversions; /* moot if the path is refused */
+		tot[1] += p->value;
 		w = p->conversions + p->nulls;
 		/* The units are checked as they are counted; a path not counted, here. */
 		if (p->len == 0 || p->units == NULL || !mk_counts_ok(p) || !(w > 0)) {
 			if ((rv = mk_check_path(t, i, errbuf, errlen)) != TP_OK)
 				goto fail;
-			*tot += p->conversions;
-			tot[1] += p->value;
 			continue; /* nothing to count */
 		}
-		*tot += p->conversions;
-		tot[1] += p->value;
 		prev = start;
 		for (j = 0; j < p->len; j++) {
 			if ((u = p->units[j]) >= t->nunits) {
@@ -476,7 +474,7 @@ mk_count(struct mk_build *b, const struct attr_table *t, int k, double *tot, cha
 
 		if ((rv = mk_check_path(t, i, errbuf, errlen)) != TP_OK)
 			return rv;
-		*tot += p->conversions;
+		tot[0] += p->conversions;
 		tot[1] += p->value;
 		w = p->conversions + p->nulls;
 		if (w <= 0)

@@ -199,11 +199,11 @@ attr_smap_free(struct attr_smap *m)
 /*
  * The tables' freed arrays of at least PT_KEEP_MIN bytes (and the models' views of them,
  * attr_ptab_buf_get) are kept for the next ones, up to PT_KEEP of them (the largest): a
- * query's tables grow to hundreds of megabytes, and
- * glibc gives blocks that large back to the kernel when they are freed (one over 32 MiB is
- * its own mmap; a scan thread's arena drops a heap once it is empty), so every query
- * faulted its tables in again — 5–18 k page faults and ≈ 20 % of a warm attribute over 10 M
- * events (docs/BENCHMARKS.md, "Session 10"). attr_ptab_trim() frees them.
+ * query's tables grow to hundreds of megabytes, and glibc gives blocks that large back to
+ * the kernel when they are freed (one over 32 MiB is its own mmap; a scan thread's arena
+ * drops a heap once it is empty), so every query faulted its tables in again (42–80 k page
+ * faults a warm attribute over 50 M events; docs/BENCHMARKS.md, "Session 10").
+ * attr_ptab_trim() frees them.
  */
 #define PT_KEEP     64
 #define PT_KEEP_MIN ((size_t)1 << 20)
@@ -212,7 +212,7 @@ static pthread_mutex_t pt_mu = PTHREAD_MUTEX_INITIALIZER;
 static void *pt_kp[PT_KEEP];
 static size_t pt_ks[PT_KEEP];
 
-/* At least size bytes, their number in *got: the smallest kept block that fits, or malloc. */
+/* At least size bytes (their number in *got unless NULL): the smallest kept block that fits. */
 static void *
 pt_alloc(size_t size, size_t *got)
 {
@@ -228,15 +228,14 @@ pt_alloc(size_t size, size_t *got)
 		}
 		if (best < PT_KEEP) {
 			p = pt_kp[best];
-			*got = pt_ks[best];
+			size = pt_ks[best];
 			pt_kp[best] = NULL;
 		}
 		pthread_mutex_unlock(&pt_mu);
-		if (p != NULL)
-			return p;
 	}
-	*got = size;
-	return malloc(size);
+	if (got != NULL)
+		*got = size;
+	return p != NULL ? p : malloc(size);
 }
 
 /* Gives back a block of size bytes: kept in place of a smaller one if it is large. */
@@ -266,7 +265,7 @@ pt_release(void *p, size_t size)
 	free(old);
 }
 
-/* n elements of size esz copied from old (of ocap) into a block of at least ncap. */
+/* *arr (*cap elements of esz bytes, n in use) moved into a block of at least ncap. */
 static int
 pt_grow(void **arr, size_t *cap, size_t n, size_t ncap, size_t esz)
 {
@@ -286,9 +285,7 @@ pt_grow(void **arr, size_t *cap, size_t n, size_t ncap, size_t esz)
 void *
 attr_ptab_buf_get(size_t size)
 {
-	size_t got;
-
-	return pt_alloc(size, &got);
+	return pt_alloc(size, NULL);
 }
 
 void
@@ -314,8 +311,8 @@ attr_ptab_trim(void)
 static int
 ptab_rehash(struct attr_ptab *t, size_t ncap)
 {
-	size_t i, mask = ncap - 1, got;
-	uint64_t *slots = pt_alloc(ncap * sizeof(*slots), &got);
+	size_t i, mask = ncap - 1;
+	uint64_t *slots = pt_alloc(ncap * sizeof(*slots), NULL);
 
 	if (slots == NULL)
 		return TP_RESOURCE_EXHAUSTED;
