@@ -37,6 +37,11 @@ int cli_parse_format(const char *s, enum cli_format *f);
 int cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);
 /* Prints "touchpoint CMD: message" and a --help hint to stderr; returns 64. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * For getopt_long's '?' (opterr = 0): names the option it stopped at, which is unknown or
+ * lacks its value, as cli_usage() does; returns 64.
+ */
+int cli_bad_option(const char *cmd, char **argv);
 /* Prints usage (stdout) and returns 0. */
 int cli_help(const char *text);
 int cli_version(void);

@@ -279,7 +279,7 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 		} else if (ch == 'p') {
 			pathfile = optarg;
 		} else if ((rv = attr_opts_parse(&o, "attribute", ch, optarg)) != 0) {
-			return rv > 0 ? rv : cli_usage("attribute", "unknown or incomplete option");
+			return rv > 0 ? rv : cli_bad_option("attribute", argv);
 		}
 	}
 	if (optind != argc)
@@ -498,7 +498,7 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 			if ((rv = attr_opts_parse(&o, cmd, ch, optarg)) != 0)
 				return rv;
 		} else {
-			return cli_usage(cmd, "unknown or incomplete option");
+			return cli_bad_option(cmd, argv);
 		}
 	}
 	if (optind != argc)

@@ -78,7 +78,7 @@ cmd_backup(struct cli *g, int argc, char **argv)
 			if (cli_parse_format(optarg, &fmt) != 0)
 				return cli_usage("backup", "bad --format '%s'", optarg);
 		} else {
-			return cli_usage("backup", "unknown or incomplete option");
+			return cli_bad_option("backup", argv);
 		}
 	}
 	if (optind + 1 != argc)

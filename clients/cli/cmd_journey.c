@@ -303,7 +303,7 @@ cmd_journey(struct cli *g, int argc, char **argv)
 			    TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S;
 			req.lookback_s = lookback;
 		} else {
-			return cli_usage("journey", "unknown or incomplete option");
+			return cli_bad_option("journey", argv);
 		}
 	}
 	if (optind + 1 != argc)

@@ -42,7 +42,7 @@ cmd_status(struct cli *g, int argc, char **argv)
 			if (cli_parse_format(optarg, &fmt) != 0)
 				return cli_usage("status", "bad --format '%s'", optarg);
 		} else {
-			return cli_usage("status", "unknown or incomplete option");
+			return cli_bad_option("status", argv);
 		}
 	}
 	if (optind != argc)

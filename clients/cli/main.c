@@ -57,8 +57,7 @@ main(int argc, char **argv)
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
 		if (ch == '?' || ch == ':')
-			return cli_usage(NULL, "unknown or incomplete option '%s'",
-			                 argv[optind - 1]);
+			return cli_bad_option(NULL, argv);
 		if ((rv = cli_common(&g, ch, main_help)) != -2)
 			return rv;
 	}

@@ -76,6 +76,17 @@ cli_usage(const char *cmd, const char *fmt, ...)
 }
 
 int
+cli_bad_option(const char *cmd, char **argv)
+{
+	const char *a = optind > 0 ? argv[optind - 1] : "";
+
+	/* A short option may sit in a cluster (-fx): getopt names it in optopt. */
+	if (optopt > 0 && optopt < 128 && strncmp(a, "--", 2) != 0)
+		return cli_usage(cmd, "unknown option, or one without its value: '-%c'", optopt);
+	return cli_usage(cmd, "unknown option, or one without its value: '%s'", a);
+}
+
+int
 cli_help(const char *text)
 {
 	fputs(text, stdout);

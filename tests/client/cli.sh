@@ -44,6 +44,11 @@ help)
 	expect 64 "$tp" nosuchcommand
 	expect 64 "$tp" status --format yaml
 	expect 64 "$tp" send touch --bogus
+	grep -q "'--bogus'" "$dir/err" || fail "send: the unknown option is not named"
+	expect 64 "$tp" journey alice --lookback
+	grep -q "'--lookback'" "$dir/err" || fail "journey: the option without its value is not named"
+	expect 64 "$tp" report -Z
+	grep -q "'-Z'" "$dir/err" || fail "report: the unknown short option is not named"
 	expect 64 "$tp" attribute --lookback 3w
 	;;
 unavailable)
