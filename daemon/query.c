@@ -268,7 +268,7 @@ query_backup(struct query *q, struct rpc_call *call)
 		rv = store_backup(q->store, req->dir, &bytes, err, sizeof(err));
 	if (rv != TP_OK) {
 		log_warn("backup failed: code=%d error=\"%s\"", rv, err);
-		rpc_finish(call, rv, NULL, "backup: %s", err[0] != '\0' ? err : "failed");
+		rpc_finish(call, rv, NULL, "%s", err[0] != '\0' ? err : "backup failed");
 		return;
 	}
 	log_notice("backup done: bytes=%llu", (unsigned long long)bytes);

@@ -3,6 +3,7 @@
  * databases (docs/architecture.md, "The store"): an append-only log, sorted immutable runs
  * merged by a compactor thread, a dedup index, the name dictionary, aliases and spend.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -4590,6 +4591,34 @@ fsync_path(const char *path, int dir)
 	return rc;
 }
 
+/* The status of a target directory that cannot be made: the operator's to fix. */
+static int
+backup_dir_status(int e)
+{
+	if (e == ENOSPC || e == EDQUOT)
+		return TP_RESOURCE_EXHAUSTED;
+	/* EROFS: under systemd everything outside ReadWritePaths= is read-only. */
+	if (e == EACCES || e == EPERM || e == EROFS)
+		return TP_PERMISSION_DENIED;
+	return TP_FAILED_PRECONDITION;
+}
+
+/* 1 if dir is a directory with no entries, 0 if not, -1 (errno) if it cannot be read. */
+static int
+dir_is_empty(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int empty = 1;
+
+	if (d == NULL)
+		return -1;
+	while (empty && (de = readdir(d)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	closedir(d);
+	return empty;
+}
+
 int
 store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, size_t errlen)
 {
@@ -4597,7 +4626,7 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 	struct stat sb, sbb;
 	int fd;
 	char dummy[1];
-	int rc;
+	int rc, st = TP_OK;
 
 	if (errbuf == NULL || errlen == 0) {
 		errbuf = dummy;
@@ -4607,17 +4636,31 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 	if (bytes != NULL)
 		*bytes = 0;
 	if (dir == NULL || dir[0] == 0 || strlen(dir) > sizeof(tmp) - 16) {
-		snprintf(errbuf, errlen, "backup: bad target directory");
+		snprintf(errbuf, errlen, "dir: not a usable directory name");
 		return TP_INVALID_ARGUMENT;
 	}
-	if (lstat(dir, &sb) == 0 || errno != ENOENT) {
-		snprintf(errbuf, errlen, "backup: %s already exists", dir);
-		return TP_INVALID_ARGUMENT;
+	/* An empty directory (made beforehand, a mount point) is replaced by the rename. */
+	if (lstat(dir, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode) || (rc = dir_is_empty(dir)) == 0) {
+			snprintf(errbuf, errlen, "dir: %s exists and is not an empty directory",
+			         dir);
+			return TP_FAILED_PRECONDITION;
+		}
+		if (rc < 0) {
+			rc = errno;
+			snprintf(errbuf, errlen, "dir: %s: %s", dir, strerror(rc));
+			return backup_dir_status(rc);
+		}
+	} else if (errno != ENOENT) {
+		rc = errno;
+		snprintf(errbuf, errlen, "dir: %s: %s", dir, strerror(rc));
+		return backup_dir_status(rc);
 	}
 	snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", dir);
 	if (mkdtemp(tmp) == NULL) {
-		snprintf(errbuf, errlen, "backup: mkdtemp %s: %s", tmp, strerror(errno));
-		return errno == ENOSPC ? TP_RESOURCE_EXHAUSTED : TP_INVALID_ARGUMENT;
+		rc = errno;
+		snprintf(errbuf, errlen, "dir: %s: cannot create it: %s", dir, strerror(rc));
+		return backup_dir_status(rc);
 	}
 	/*
 	 * runs.mdb first, then the main environment, with no merge finishing nor run dropped
@@ -4641,17 +4684,20 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 	}
 	pthread_mutex_unlock(&s->bmu);
 	if (rc != 0) {
-		set_err(errbuf, errlen, "backup: copy", rc);
+		set_err(errbuf, errlen, "copy", rc);
 		goto fail;
 	}
 	if (fsync_path(file, 0) != 0 || stat(file, &sb) != 0 || stat(fileb, &sbb) != 0) {
 		rc = errno;
-		snprintf(errbuf, errlen, "backup: sync: %s", strerror(rc));
+		snprintf(errbuf, errlen, "sync: %s", strerror(rc));
 		goto fail;
 	}
 	if (rename(tmp, dir) != 0) {
 		rc = errno;
-		snprintf(errbuf, errlen, "backup: rename to %s: %s", dir, strerror(rc));
+		snprintf(errbuf, errlen, "dir: rename to %s: %s", dir, strerror(rc));
+		/* Filled, or made a file, while we copied. */
+		st = rc == ENOTEMPTY || rc == EEXIST || rc == ENOTDIR ? TP_FAILED_PRECONDITION
+		                                                      : status_of(rc);
 		goto fail;
 	}
 	snprintf(parent, sizeof(parent), "%s", dir);
@@ -4671,5 +4717,5 @@ fail:
 	unlink(file);
 	unlink(fileb);
 	rmdir(tmp);
-	return status_of(rc);
+	return st != TP_OK ? st : status_of(rc);
 }

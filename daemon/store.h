@@ -156,7 +156,11 @@ const char *store_name(void *s, uint32_t id);
  */
 int store_walk(struct store *s, uint64_t *records);
 
-/* A consistent compacted copy of the store into dir (created; must not exist). */
+/*
+ * A consistent compacted copy of the store into dir, which must not exist or be an empty
+ * directory (else TP_FAILED_PRECONDITION; TP_PERMISSION_DENIED where it may not be made).
+ * errbuf names the field or the step ("dir: …", "copy: …").
+ */
 int store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, size_t errlen);
 
 #endif /* TP_STORE_H */

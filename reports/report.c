@@ -533,9 +533,12 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 		rv = TP_INVALID_ARGUMENT;
 		goto fail;
 	}
+	/* The user named out, not our staging directory: a parent that is missing or not
+	 * writable is theirs to fix (EX_CANTCREAT), like an occupied target. */
 	if (mkdtemp(c->dir) == NULL) {
-		tp_errf(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
-		rv = TP_INTERNAL;
+		tp_errf(errbuf, errlen, "%s: cannot create it in %s: %s", out, parent,
+		        strerror(errno));
+		rv = TP_FAILED_PRECONDITION;
 		goto fail;
 	}
 	made = 1;

@@ -58,6 +58,9 @@ int cli_connect(const struct cli *g, tp_client **cp);
  */
 int cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
             const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out);
+/* cli_rpc, also giving the call's tp status in *st. */
+int cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out, int *st);
 
 /* Commands: argv[0] is the command name. Each returns an exit code. */
 int cmd_status(struct cli *g, int argc, char **argv);

@@ -68,7 +68,7 @@ cmd_backup(struct cli *g, int argc, char **argv)
 	enum cli_format fmt = CLI_TABLE;
 	char path[PATH_MAX];
 	tp_client *c = NULL;
-	int ch, rv;
+	int ch, rv, st = TP_OK;
 
 	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
 		if ((rv = cli_common(g, ch, backup_help)) != -1) {
@@ -91,11 +91,12 @@ cmd_backup(struct cli *g, int argc, char **argv)
 	req.dir = path;
 	if ((rv = cli_connect(g, &c)) != EX_OK)
 		return rv;
-	rv = cli_rpc(c, "/touchpoint.v1.Admin/Backup", &req.base,
-	             &touchpoint__v1__backup_response__descriptor, (ProtobufCMessage **)&r);
+	rv = cli_rpc_status(c, "/touchpoint.v1.Admin/Backup", &req.base,
+	                    &touchpoint__v1__backup_response__descriptor, (ProtobufCMessage **)&r,
+	                    &st);
 	tp_close(c);
-	if (rv != EX_OK)
-		return rv;
+	if (rv != EX_OK) /* DIR exists and is not empty, or its parent is missing */
+		return st == TP_FAILED_PRECONDITION ? EX_CANTCREAT : rv;
 	switch (fmt) {
 	case CLI_JSON:
 		printf("{\"dir\": ");

@@ -147,8 +147,8 @@ cli_connect(const struct cli *g, tp_client **cp)
 }
 
 int
-cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
-        const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out)
+cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out, int *st)
 {
 	struct tp_result res;
 	uint8_t *buf = NULL;
@@ -165,6 +165,8 @@ cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
 	protobuf_c_message_pack(req, buf);
 	status = tp_call(c, method, buf, len, &resp, &rlen, &res);
 	free(buf);
+	if (st != NULL)
+		*st = status;
 	if (status != TP_OK) {
 		cli_report(strrchr(method, '/') + 1, &res);
 		tp_result_free(&res);
@@ -177,4 +179,11 @@ cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
 		return EX_SOFTWARE;
 	}
 	return EX_OK;
+}
+
+int
+cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
+        const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out)
+{
+	return cli_rpc_status(c, method, req, out_desc, out, NULL);
 }

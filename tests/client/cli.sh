@@ -86,6 +86,16 @@ PY
 	grep -q '^events.total,5$' "$dir/out" || fail "status csv"
 	expect 0 "$tp" status
 	grep -q '^version' "$dir/out" || fail "status table"
+	# backup: into an empty directory made beforehand; never over one that is not empty.
+	mkdir "$dir/bk"
+	expect 0 "$tp" backup "$dir/bk" --format json
+	[ "$(json_get '["events"]')" = 5 ] || fail "backup events"
+	[ -s "$dir/bk/data.mdb" ] || fail "backup wrote no data.mdb"
+	expect 73 "$tp" backup "$dir/bk"
+	grep -q "FAILED_PRECONDITION: dir: $dir/bk exists and is not an empty directory" "$dir/err" ||
+		fail "backup over a backup: $(cat "$dir/err")"
+	expect 73 "$tp" backup "$dir/no/such"
+	grep -q "no/such: cannot resolve its parent directory" "$dir/err" || fail "backup, missing parent: $(cat "$dir/err")"
 	;;
 import_csv)
 	start

@@ -593,6 +593,13 @@ test_replace(void **state)
 	assert_int_equal(run_checker(dir, NULL, NULL), 0);
 	assert_clean(tmproot, dir);
 
+	/* A parent that does not exist: the user's path is named, nothing is left behind. */
+	snprintf(dir, sizeof(dir), "%s/no/such/parent", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_FAILED_PRECONDITION);
+	assert_non_null(strstr(err, dir));
+	assert_non_null(strstr(err, "cannot create"));
+
 	expect_write(NULL, NULL, &o, err, sizeof(err), TP_INVALID_ARGUMENT);
 	free(f);
 }

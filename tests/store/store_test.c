@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -1432,7 +1433,30 @@ test_stats_backup(void **state)
 	snprintf(bdir, sizeof(bdir), "%s/backup", f->dir);
 	assert_int_equal(store_backup(f->s, bdir, &bytes, err, sizeof(err)), TP_OK);
 	assert_true(bytes > 0);
-	assert_int_equal(store_backup(f->s, bdir, &bytes, err, sizeof(err)), TP_INVALID_ARGUMENT);
+	/* A backup is never written over: FAILED_PRECONDITION, naming the field. */
+	assert_int_equal(store_backup(f->s, bdir, &bytes, err, sizeof(err)),
+	                 TP_FAILED_PRECONDITION);
+	assert_non_null(strstr(err, "dir: "));
+	assert_non_null(strstr(err, "not an empty directory"));
+	{
+		char other[700];
+		uint64_t b2 = 0;
+
+		/* A parent that does not exist: nothing is made. */
+		snprintf(other, sizeof(other), "%s/no/such", f->dir);
+		assert_int_equal(store_backup(f->s, other, &b2, err, sizeof(err)),
+		                 TP_FAILED_PRECONDITION);
+		assert_non_null(strstr(err, "cannot create"));
+		snprintf(other, sizeof(other), "%s/no", f->dir);
+		assert_int_equal(access(other, F_OK), -1);
+		/* An empty directory made beforehand is filled. */
+		snprintf(other, sizeof(other), "%s/made", f->dir);
+		assert_int_equal(mkdir(other, 0750), 0);
+		assert_int_equal(store_backup(f->s, other, &b2, err, sizeof(err)), TP_OK);
+		assert_true(b2 > 0);
+		snprintf(other, sizeof(other), "%s/made/data.mdb", f->dir);
+		assert_int_equal(access(other, R_OK), 0);
+	}
 	b = open_store(bdir, 0, 16);
 	assert_int_equal(store_stats(b, &st), TP_OK);
 	assert_int_equal(st.events[0], 6 + (uint64_t)nmodel);
