@@ -3,10 +3,13 @@
  * local path file), rendered by the engine's attr_render_*. The window and model options
  * are shared with `report` (attr_opts_*).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -289,7 +292,8 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 	if (pathfile != NULL) {
 		in = strcmp(pathfile, "-") == 0 ? stdin : fopen(pathfile, "r");
 		if (in == NULL) {
-			perror(pathfile);
+			fprintf(stderr, "touchpoint attribute: %s: %s\n", pathfile,
+			        strerror(errno));
 			return EX_NOINPUT;
 		}
 		st = attr_pathfile_attribute(in, &o.req, &r, err, sizeof(err));
@@ -392,26 +396,52 @@ export_page(void *arg, Touchpoint__V1__PathsResponse *page)
 	return attr_render_path_rows(arg, page) == TP_OK ? EX_OK : EX_IOERR;
 }
 
-/* export paths: the CSV header, then every page's rows; no half file left on an error. */
+/*
+ * export paths: the CSV header, then every page's rows. --out is written beside itself and
+ * renamed into place at the end, so an error leaves neither a half file nor a previous
+ * export destroyed.
+ */
 static int
 export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 {
+	char tmp[PATH_MAX];
 	FILE *f = stdout;
-	int rv;
+	int fd, rv;
 
-	if (out != NULL && (f = fopen(out, "w")) == NULL) {
-		perror(out);
-		return EX_CANTCREAT;
+	if (out != NULL) {
+		if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out) >= sizeof(tmp)) {
+			fprintf(stderr, "touchpoint export paths: %s: name too long\n", out);
+			return EX_CANTCREAT;
+		}
+		if ((fd = mkstemp(tmp)) < 0 || (f = fdopen(fd, "w")) == NULL) {
+			fprintf(stderr, "touchpoint export paths: %s: %s\n", out, strerror(errno));
+			if (fd >= 0) {
+				close(fd);
+				unlink(tmp);
+			}
+			return EX_CANTCREAT;
+		}
+		/* mkstemp makes it 0600; an export is as readable as any file the shell makes.
+		 * (Reading the umask sets it: no other thread runs here.) */
+		mode_t um = umask(022);
+
+		umask(um);
+		(void)fchmod(fd, 0666 & ~um);
 	}
 	fputs(ATTR_PATHS_CSV_HEADER "\r\n", f);
 	rv = paths_pages(c, req, export_page, f);
 	if (f != stdout ? fclose(f) != 0 : fflush(f) != 0) {
 		if (rv == EX_OK)
-			perror(out != NULL ? out : "stdout");
+			fprintf(stderr, "touchpoint export paths: %s: %s\n",
+			        out != NULL ? out : "stdout", strerror(errno));
 		rv = rv == EX_OK ? EX_IOERR : rv;
 	}
-	if (rv != EX_OK && out != NULL)
-		unlink(out);
+	if (out != NULL && rv == EX_OK && rename(tmp, out) != 0) {
+		fprintf(stderr, "touchpoint export paths: %s: %s\n", out, strerror(errno));
+		rv = EX_CANTCREAT;
+	}
+	if (out != NULL && rv != EX_OK)
+		unlink(tmp);
 	return rv;
 }
 

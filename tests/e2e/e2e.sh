@@ -69,6 +69,12 @@ for _ in $(seq 200); do "$tp" status >/dev/null 2>&1 && break; sleep 0.05; done
 "$tp" export paths --out "$dir/paged.csv"
 cmp "$dir/paths.csv" "$dir/paged.csv"
 [ "$(wc -l <"$dir/paged.csv")" -gt 200 ] || { echo "too few paths to need pages"; exit 1; }
+# An export the daemon refuses leaves the previous file as it was, and no temporary file.
+rc=0
+"$tp" export paths --from 2024-02-01 --to 2024-01-01 --out "$dir/paged.csv" 2>/dev/null || rc=$?
+[ "$rc" -eq 65 ] || { echo "refused export exited $rc, not 65"; exit 1; }
+cmp "$dir/paths.csv" "$dir/paged.csv"
+! ls "$dir"/paged.csv.tmp-* >/dev/null 2>&1 || { echo "export left a temporary file"; exit 1; }
 rc=0; "$tp" paths --top 0 --format csv >/dev/null 2>"$dir/unpaged.err" || rc=$?
 [ "$rc" -ne 0 ] && grep -q max_message_bytes "$dir/unpaged.err" ||
 	{ echo "unpaged paths over the limit: exit $rc"; cat "$dir/unpaged.err"; exit 1; }
