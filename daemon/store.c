@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <stdatomic.h>
@@ -132,6 +133,7 @@ struct dslot {
 };
 
 struct store {
+	int ownfd; /* owner.lock, flocked while the store is open (own_store) */
 	MDB_env *env;
 	MDB_dbi log, ids, dict, dict_rev, spend, meta, cust;
 	MDB_dbi alog; /* the sequence numbers of the alias events in the log's segments */
@@ -3051,6 +3053,8 @@ store_free(struct store *s)
 	free(s->fl);
 	free(s->fltmp);
 	scan_keep_free(&s->keep);
+	if (s->ownfd >= 0)
+		close(s->ownfd); /* last: the store is someone else's to open from here on */
 	pthread_mutex_destroy(&s->amu);
 	pthread_mutex_destroy(&s->gmu);
 	pthread_cond_destroy(&s->gcv);
@@ -3060,6 +3064,53 @@ store_free(struct store *s)
 	pthread_mutex_destroy(&s->cmu);
 	pthread_cond_destroy(&s->ccv);
 	free(s);
+}
+
+/*
+ * One process at a time owns a store. Opening drops what a crash left half done (runs being
+ * built, flushed segments, consumed runs), which in a store another process has open is
+ * its work in progress, and each process keeps the dictionary and the run directory in
+ * memory. So a second opener is refused: an flock on owner.lock, which the kernel releases
+ * when the owner exits or dies. The file holds the owner's pid, for the message.
+ */
+static int
+own_store(struct store *s, const char *path, char *errbuf, size_t errlen)
+{
+	char file[4200], pid[24];
+	ssize_t n;
+	int fd, e;
+
+	if ((size_t)snprintf(file, sizeof(file), "%s/owner.lock", path) >= sizeof(file)) {
+		snprintf(errbuf, errlen, "store: path too long");
+		return TP_INVALID_ARGUMENT;
+	}
+	if ((fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) < 0) {
+		e = errno;
+		snprintf(errbuf, errlen, "store: %s: %s", file, strerror(e));
+		return e == EACCES || e == EPERM || e == EROFS ? TP_PERMISSION_DENIED
+		                                               : status_of(e);
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		e = errno;
+		if (e != EWOULDBLOCK) {
+			snprintf(errbuf, errlen, "store: lock %s: %s", file, strerror(e));
+			close(fd);
+			return status_of(e);
+		}
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strspn(pid, "0123456789")] = '\0';
+		snprintf(errbuf, errlen, "store: %s is in use by another process%s%s%s", path,
+		         pid[0] != '\0' ? " (pid " : "", pid, pid[0] != '\0' ? ")" : "");
+		close(fd);
+		return TP_FAILED_PRECONDITION;
+	}
+	/* The pid is only for that message: a failure to write it is no reason to stop. */
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		pid[0] = '\0';
+	s->ownfd = fd;
+	return TP_OK;
 }
 
 int
@@ -3088,6 +3139,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 		snprintf(errbuf, errlen, "store: out of memory");
 		return TP_RESOURCE_EXHAUSTED;
 	}
+	s->ownfd = -1;
 	pthread_mutex_init(&s->gmu, NULL);
 	pthread_cond_init(&s->gcv, NULL);
 	pthread_mutex_init(&s->dmu, NULL);
@@ -3098,6 +3150,10 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	pthread_cond_init(&s->ccv, NULL);
 	s->run_events = o->run_events ? o->run_events : 65536;
 	s->cnice_low = o->compactor_nice > 0 && o->compactor_nice <= 19 ? o->compactor_nice : 0;
+	if ((rc = own_store(s, o->path, errbuf, errlen)) != TP_OK) {
+		store_free(s);
+		return rc;
+	}
 
 	if ((rc = mdb_env_create(&s->env)) != 0) {
 		set_err(errbuf, errlen, "store: mdb_env_create", rc);

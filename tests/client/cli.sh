@@ -86,6 +86,16 @@ PY
 	grep -q '^events.total,5$' "$dir/out" || fail "status csv"
 	expect 0 "$tp" status
 	grep -q '^version' "$dir/out" || fail "status table"
+	# A second touchpointd on the same state directory (another socket) is refused and
+	# leaves the first one serving.
+	rc=0
+	timeout 20 "$tpd" -d --state-dir "$dir/state" --endpoint "ipc://$dir/t2.sock" \
+		2>"$dir/d2.log" || rc=$?
+	[ "$rc" -eq 1 ] || fail "second daemon on one state dir exited $rc"
+	grep -q "is in use by another process (pid $pid)" "$dir/d2.log" ||
+		fail "second daemon: $(cat "$dir/d2.log")"
+	expect 0 "$tp" status --format csv
+	grep -q '^events.total,5$' "$dir/out" || fail "first daemon after the second's refusal"
 	# backup: into an empty directory made beforehand; never over one that is not empty.
 	mkdir "$dir/bk"
 	expect 0 "$tp" backup "$dir/bk" --format json

@@ -328,6 +328,37 @@ test_old_schema(void **state)
 	assert_non_null(strstr(err, "store schema 3, expected 5"));
 }
 
+/* One process at a time: a second opener is refused, naming the owner, until it closes. */
+static void
+test_owner(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o = { f->dir, 0, 1, 0, 0 };
+	struct store *s = NULL;
+	char err[256], want[64];
+
+	f->s = open_store(f->dir, 0, 0);
+	assert_int_equal(store_open(&s, &o, err, sizeof(err)), TP_FAILED_PRECONDITION);
+	assert_null(s);
+	assert_non_null(strstr(err, "is in use by another process"));
+	snprintf(want, sizeof(want), "(pid %ld)", (long)getpid());
+	assert_non_null(strstr(err, want));
+	/* The refused open touched nothing: the owner still writes and reads. */
+	{
+		struct tbatch *a = tb_new(1);
+		struct store_journey *j;
+
+		tb_add(a, ev_touch("o1", "c1", T0, "email", ""));
+		assert_int_equal(tb_write(f->s, a), TP_OK);
+		assert_int_equal(store_journey(f->s, "c1", &j), TP_OK);
+		assert_int_equal(j->n, 1);
+		store_journey_free(j);
+		tb_free(a);
+	}
+	store_close(f->s);
+	f->s = open_store(f->dir, 0, 0);
+}
+
 static void
 test_duplicates(void **state)
 {
@@ -1886,6 +1917,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_compactor_nice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lean_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
