@@ -148,6 +148,7 @@ struct rpc_server {
 	char **urls;
 	size_t nurls;
 	size_t max_message_bytes;
+	size_t recv_max; /* NNG's cap: max(max_message_bytes, TP_MAX_MESSAGE) */
 	unsigned ipc_permissions;
 	struct rpc_call *calls;
 	unsigned ncalls;
@@ -370,6 +371,80 @@ rpc_lookup(struct rpc_server *r, const char *method, const ProtobufCMethodDescri
 	return NULL;
 }
 
+/*
+ * A request over max_message_bytes, not unpacked: RESOURCE_EXHAUSTED with one violation
+ * {-1, "envelope", …} by which libtouchpoint tells it from a busy daemon (rpc.proto) and
+ * sends smaller batches instead of the same one again.
+ */
+/* Reads one varint at *p (< end); -1 if it is cut or longer than 10 bytes. */
+static int
+rpc_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	unsigned shift;
+
+	*v = 0;
+	for (shift = 0; shift < 70 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/*
+ * The Envelope's request_id (field 2), read off the wire without unpacking the payload, so
+ * that a refusal reaches the caller (libtouchpoint drops a reply to another id). 0 when
+ * the bytes are not an envelope.
+ */
+static uint64_t
+rpc_peek_request_id(const uint8_t *p, size_t len)
+{
+	const uint8_t *end = p + len;
+	uint64_t key, v;
+
+	while (p < end) {
+		if (rpc_varint(&p, end, &key) != 0)
+			return 0;
+		switch (key & 7) {
+		case 0: /* varint */
+			if (rpc_varint(&p, end, &v) != 0)
+				return 0;
+			if (key >> 3 == 2)
+				return v;
+			break;
+		case 2: /* length-delimited: method, payload */
+			if (rpc_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+				return 0;
+			p += v;
+			break;
+		default:
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static void
+rpc_too_big(struct rpc_call *c, nng_msg *msg)
+{
+	Touchpoint__V1__FieldViolation v = TOUCHPOINT__V1__FIELD_VIOLATION__INIT, *vp = &v;
+	size_t len = nng_msg_len(msg);
+	char reason[128], text[192];
+
+	snprintf(reason, sizeof(reason), "is %zu bytes, over max_message_bytes (%zu)", len,
+	         c->srv->max_message_bytes);
+	snprintf(text, sizeof(text), "request %s: send smaller batches", reason);
+	log_warn("rpc: request too large: bytes=%zu max_message_bytes=%zu", len,
+	         c->srv->max_message_bytes);
+	c->request_id = rpc_peek_request_id(nng_msg_body(msg), len);
+	v.index = -1;
+	v.field = "envelope";
+	v.reason = reason;
+	rpc_finish_details(c, TP_RESOURCE_EXHAUSTED, text, &vp, 1);
+}
+
 static void
 rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 {
@@ -382,6 +457,11 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 	c->deadline_us = 0;
 	c->request_id = 0;
 	c->method = "unknown";
+	if (nng_msg_len(msg) > r->max_message_bytes) {
+		rpc_too_big(c, msg);
+		nng_msg_free(msg);
+		return;
+	}
 	c->env = touchpoint__v1__envelope__unpack(&c->alloc, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
 	if (c->env == NULL) {
@@ -494,8 +574,14 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 		goto fail;
 	}
 	r->sock_open = 1;
-	/* Bounded before anything is unpacked: unpacking allocates in proportion to input. */
-	if ((rv = nng_socket_set_size(r->sock, NNG_OPT_RECVMAXSZ, o->max_message_bytes)) != 0) {
+	/*
+	 * NNG drops a message over its cap with the connection, unanswered: the client only
+	 * times out. So NNG may read up to what libtouchpoint ever sends (TP_MAX_MESSAGE),
+	 * and rpc_dispatch refuses one over max_message_bytes before unpacking (which
+	 * allocates in proportion to input), naming the limit.
+	 */
+	r->recv_max = o->max_message_bytes > TP_MAX_MESSAGE ? o->max_message_bytes : TP_MAX_MESSAGE;
+	if ((rv = nng_socket_set_size(r->sock, NNG_OPT_RECVMAXSZ, r->recv_max)) != 0) {
 		tp_errf(errbuf, errlen, "rpc: cannot set %s: %s", NNG_OPT_RECVMAXSZ,
 		        nng_strerror(rv));
 		goto fail;
@@ -569,7 +655,7 @@ rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
 			return TP_INVALID_ARGUMENT;
 		}
 		r->listeners[r->nlisteners++] = l;
-		if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, r->max_message_bytes)) != 0 ||
+		if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, r->recv_max)) != 0 ||
 		    (strncmp(url, "ipc://", 6) == 0 &&
 		     (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
 		                                (int)r->ipc_permissions)) != 0) ||

@@ -273,14 +273,14 @@ imp_stopped(struct imp *m)
 
 /* Rejects the rows the violations name (each once, with all its violations). */
 static void
-imp_reject_named(struct imp *m, struct imp_batch *b, const struct tp_result *res)
+imp_reject_named(struct imp *m, struct imp_batch *b, const size_t *pos, const struct tp_result *res)
 {
 	size_t i, j, len;
 	char *text;
 
 	for (i = 0; i < res->nviolations; i++) {
 		size_t idx = (size_t)res->violations[i].index;
-		unsigned long line = b->rows[b->pos[idx]].line;
+		unsigned long line = b->rows[pos[idx]].line;
 
 		for (j = 0; j < i; j++)
 			if (res->violations[j].index == res->violations[i].index)
@@ -306,25 +306,47 @@ imp_reject_named(struct imp *m, struct imp_batch *b, const struct tp_result *res
 	}
 }
 
-/* Sends the batch until stored; rows named by violations are rejected, the rest resent. */
+/*
+ * Sends evs[0..k) (rows pos[0..k) of the batch) until stored; rows named by violations are
+ * rejected, the rest resent. A part too big for the daemon's max_message_bytes goes again
+ * in halves, and a row too big on its own is rejected.
+ */
 static void
-imp_send(struct imp *m, struct imp_batch *b)
+imp_send_part(struct imp *m, struct imp_batch *b, struct tp_event *evs, size_t *pos, size_t k)
 {
 	struct tp_result res;
 	unsigned backoff = 100;
-	size_t k, i, j, good;
+	size_t i, j, good;
 	int status, attempts = 0;
 
-	for (k = 0; k < b->n; k++) {
-		b->evs[k] = b->rows[k].ev;
-		b->pos[k] = k;
-	}
 	while (k > 0) {
-		status = tp_send(m->c, b->evs, k, &res);
+		status = tp_send(m->c, evs, k, &res);
 		if (status == TP_OK) {
 			pthread_mutex_lock(&m->mu);
 			m->accepted += res.accepted;
 			m->duplicates += res.duplicates;
+			pthread_mutex_unlock(&m->mu);
+			tp_result_free(&res);
+			return;
+		}
+		if (tp_result_too_big(&res)) {
+			char *text = NULL;
+			size_t len = 0;
+
+			if (k > 1) {
+				tp_result_free(&res);
+				imp_send_part(m, b, evs, pos, k / 2);
+				if (!imp_stopped(m))
+					imp_send_part(m, b, evs + k / 2, pos + k / 2, k - k / 2);
+				return;
+			}
+			if (imp_text_add(&text, &len, "%s:%lu: %s\n", m->name, b->rows[pos[0]].line,
+			                 res.message) != 0) {
+				free(text);
+				text = NULL;
+			}
+			pthread_mutex_lock(&m->mu);
+			imp_reject_locked(m, b->rows[pos[0]].line, text);
 			pthread_mutex_unlock(&m->mu);
 			tp_result_free(&res);
 			return;
@@ -356,19 +378,31 @@ imp_send(struct imp *m, struct imp_batch *b)
 			imp_fail(m, b, status, &res);
 			return;
 		}
-		imp_reject_named(m, b, &res);
+		imp_reject_named(m, b, pos, &res);
 		for (i = good = 0; i < k; i++) {
 			for (j = 0; j < res.nviolations; j++)
 				if ((size_t)res.violations[j].index == i)
 					break;
 			if (j < res.nviolations)
 				continue;
-			b->evs[good] = b->evs[i];
-			b->pos[good++] = b->pos[i];
+			evs[good] = evs[i];
+			pos[good++] = pos[i];
 		}
 		k = good;
 		tp_result_free(&res);
 	}
+}
+
+static void
+imp_send(struct imp *m, struct imp_batch *b)
+{
+	size_t k;
+
+	for (k = 0; k < b->n; k++) {
+		b->evs[k] = b->rows[k].ev;
+		b->pos[k] = k;
+	}
+	imp_send_part(m, b, b->evs, b->pos, b->n);
 }
 
 static void

@@ -237,10 +237,10 @@ tp_roundtrip(tp_client *c, const char *method, const void *req, size_t req_len,
 	size = touchpoint__v1__envelope__get_packed_size(&env);
 	/* The daemon would drop the pipe and REQ would resend forever: fail here instead. */
 	if (size > TP_MAX_MESSAGE)
-		return tp__fail(res, TP_RESOURCE_EXHAUSTED,
-		                "request of %zu bytes exceeds the message limit of %u bytes "
-		                "(send smaller batches)",
-		                size, TP_MAX_MESSAGE);
+		return tp__too_big(res,
+		                   "request of %zu bytes exceeds the message limit of %u bytes "
+		                   "(send smaller batches)",
+		                   size, TP_MAX_MESSAGE);
 	if ((rv = nng_msg_alloc(&msg, size)) != 0)
 		return tp__fail(res, TP_INTERNAL, "out of memory");
 	touchpoint__v1__envelope__pack(&env, nng_msg_body(msg));

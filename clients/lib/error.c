@@ -1,6 +1,7 @@
 /*
  * Status names and the tp_result helpers every call uses.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,44 @@ tp__fail(struct tp_result *res, int status, const char *fmt, ...)
 	vsnprintf(res->message, sizeof(res->message), fmt, ap);
 	va_end(ap);
 	return status;
+}
+
+int
+tp__too_big(struct tp_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (res == NULL)
+		return TP_RESOURCE_EXHAUSTED;
+	res->status = TP_RESOURCE_EXHAUSTED;
+	va_start(ap, fmt);
+	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	va_end(ap);
+	/* The daemon's form of it (rpc.proto): tp_result_too_big() reads both alike. */
+	free(res->violations);
+	res->nviolations = 0;
+	if ((res->violations = calloc(1, sizeof(*res->violations))) != NULL) {
+		res->violations[0].index = -1;
+		snprintf(res->violations[0].field, sizeof(res->violations[0].field), "envelope");
+		snprintf(res->violations[0].reason, sizeof(res->violations[0].reason), "%.*s",
+		         (int)sizeof(res->violations[0].reason) - 1, res->message);
+		res->nviolations = 1;
+	}
+	return TP_RESOURCE_EXHAUSTED;
+}
+
+int
+tp_result_too_big(const struct tp_result *res)
+{
+	size_t i;
+
+	if (res == NULL || res->status != TP_RESOURCE_EXHAUSTED)
+		return 0;
+	for (i = 0; i < res->nviolations; i++)
+		if (res->violations[i].index == -1 &&
+		    strcmp(res->violations[i].field, "envelope") == 0)
+			return 1;
+	return 0;
 }
 
 void

@@ -298,9 +298,8 @@ tp__send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_result *r
 	/* Anything bigger could never fit in one message; refuse before allocating. */
 	if (n > TP_MAX_MESSAGE / 8) {
 		*too_big = 1;
-		return tp__fail(res, TP_RESOURCE_EXHAUSTED,
-		                "batch of %zu events exceeds the message limit of %u bytes", n,
-		                TP_MAX_MESSAGE);
+		return tp__too_big(res, "batch of %zu events exceeds the message limit of %u bytes",
+		                   n, TP_MAX_MESSAGE);
 	}
 	for (i = 0; i < n; i++) {
 		if (evs[i].kind < TP_TOUCH || evs[i].kind > TP_SPEND) {
@@ -339,10 +338,10 @@ tp__send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_result *r
 	len = touchpoint__v1__send_request__get_packed_size(&req);
 	if (len > TP_MAX_MESSAGE - 1024) { /* room for the Envelope */
 		*too_big = 1;
-		status = tp__fail(res, TP_RESOURCE_EXHAUSTED,
-		                  "batch of %zu events is %zu bytes, over the message limit of %u "
-		                  "bytes (send smaller batches)",
-		                  n, len, TP_MAX_MESSAGE);
+		status = tp__too_big(res,
+		                     "batch of %zu events is %zu bytes, over the message limit of "
+		                     "%u bytes (send smaller batches)",
+		                     n, len, TP_MAX_MESSAGE);
 		goto fail;
 	}
 	if ((buf = malloc(len ? len : 1)) == NULL) {
@@ -351,8 +350,11 @@ tp__send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_result *r
 	}
 	touchpoint__v1__send_request__pack(&req, buf);
 	status = tp_call(c, "/touchpoint.v1.Ingest/Send", buf, len, &resp, &resp_len, res);
-	if (status != TP_OK)
+	if (status != TP_OK) {
+		/* Over the daemon's own max_message_bytes, which may be below TP_MAX_MESSAGE. */
+		*too_big = tp_result_too_big(res);
 		goto fail;
+	}
 	if ((sr = touchpoint__v1__send_response__unpack(NULL, resp_len, resp)) == NULL) {
 		status = tp__fail(res, TP_INTERNAL, "malformed SendResponse");
 		goto fail;

@@ -12,6 +12,8 @@
 /* Sets res (if not NULL) to status and a printf-style message; returns status. */
 int tp__fail(struct tp_result *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* RESOURCE_EXHAUSTED for a request too big to send, marked as the daemon marks it. */
+int tp__too_big(struct tp_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Zeroes res (if not NULL) for a new call, freeing nothing. */
 void tp__result_init(struct tp_result *res);
 

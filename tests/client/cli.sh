@@ -61,6 +61,23 @@ lib)
 	start
 	"$testlib" "$ep" || fail "test_lib"
 	;;
+small_messages)
+	# A daemon whose max_message_bytes is below the batches clients send: they learn the
+	# limit from its answer and send smaller batches instead of timing out.
+	printf 'metrics =\nmax_message_bytes = 8K\n' >"$dir/small.conf"
+	"$tpd" -d -f "$dir/small.conf" --state-dir "$dir/state" --endpoint "$ep" 2>"$dir/d.log" &
+	pid=$!
+	for _ in $(seq 100); do "$tp" status >/dev/null 2>&1 && break; sleep 0.1; done
+	"$testlib" "$ep" small || fail "test_lib small"
+	python3 -c '
+print("type,customer_id,timestamp,channel,campaign")
+for i in range(500):
+    print("touch,bot,2024-05-%02dT10:%02d:%02dZ,email,campaign-%d" % (i % 28 + 1, i % 60, i * 7 % 60, i))
+' >"$dir/bot.csv"
+	expect 0 timeout 60 "$tp" import "$dir/bot.csv" --format json
+	[ "$(json_get '["accepted"]')" = 500 ] || fail "import over the limit: $(cat "$dir/out")"
+	grep -q "request too large" "$dir/d.log" || fail "the daemon did not log the refusals"
+	;;
 status)
 	start
 	expect 0 "$tp" send touch -c alice --channel email -t 2024-05-01T10:00:00Z

@@ -1,7 +1,8 @@
 /*
  * libtouchpoint against a real touchpointd (endpoint in argv[1], fresh state): tp_send
  * batches, violations, duplicates, the local message cap, tp_status, and the buffered
- * sender with 10 000 events added one by one.
+ * sender with 10 000 events added one by one. With "small" (argv[2]), against a daemon
+ * whose max_message_bytes is 8K: batches too big for it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,17 +186,86 @@ test_sender_unreachable(void)
 	CHECK(lost == 4);
 }
 
+static void
+on_too_big(void *arg, const struct tp_result *res, const struct tp_event *evs, size_t n)
+{
+	size_t *bad = arg;
+
+	CHECK(tp_result_too_big(res) && n == 1 && strcmp(evs[0].event_id, "alone-too-big") == 0);
+	*bad += n;
+}
+
+/*
+ * Against a daemon whose max_message_bytes is 8K: tp_send of a big batch says it is too
+ * big (not a busy daemon, so not to be retried as is); tp_sender halves its batches until
+ * they fit and stores every event; an event too big on its own goes to on_error.
+ */
+static void
+test_small_messages(tp_client *c)
+{
+	struct tp_sender_options o = { .max_batch = 1000, .on_error = on_too_big };
+	struct tp_sender_stats ss;
+	struct tp_event ev, evs[200];
+	struct tp_result res;
+	tp_sender *s;
+	size_t bad = 0;
+	static char cust[200][32], campaign[9000];
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		memset(&evs[i], 0, sizeof(evs[i]));
+		snprintf(cust[i], sizeof(cust[i]), "small-%d", i);
+		evs[i].customer_id = cust[i];
+		evs[i].timestamp_us = 1714521600000000 + i;
+		evs[i].kind = TP_TOUCH;
+		evs[i].u.touch.channel = "email";
+	}
+	CHECK(tp_send(c, evs, 200, &res) == TP_RESOURCE_EXHAUSTED);
+	CHECK(tp_result_too_big(&res));
+	CHECK(strstr(res.message, "over max_message_bytes (8192)") != NULL);
+	tp_result_free(&res);
+	CHECK(tp_send(c, evs, 2, &res) == TP_OK && res.accepted == 2);
+	CHECK(!tp_result_too_big(&res));
+	tp_result_free(&res);
+
+	o.arg = &bad;
+	CHECK(tp_sender_new(&s, endpoint, &o) == TP_OK);
+	for (i = 0; i < 3000; i++) {
+		memset(&ev, 0, sizeof(ev));
+		ev.customer_id = cust[i % 200];
+		ev.timestamp_us = 1714600000000000 + i;
+		ev.kind = TP_TOUCH;
+		ev.u.touch.channel = "display";
+		CHECK(tp_sender_add(s, &ev) == TP_OK);
+	}
+	memset(campaign, 'x', sizeof(campaign) - 1);
+	ev.event_id = "alone-too-big";
+	ev.u.touch.campaign = campaign; /* over 8K by itself, far below TP_MAX_MESSAGE */
+	CHECK(tp_sender_add(s, &ev) == TP_OK);
+	CHECK(tp_flush(s, 60000) == TP_OK);
+	tp_sender_stats(s, &ss);
+	CHECK(ss.accepted == 3000 && ss.rejected == 1 && bad == 1 && ss.retries == 0);
+	CHECK(tp_sender_close(s, 10000) == TP_OK);
+}
+
 int
 main(int argc, char **argv)
 {
 	tp_client *c;
 	struct tp_result res;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s ENDPOINT\n", argv[0]);
+	if (argc != 2 && !(argc == 3 && strcmp(argv[2], "small") == 0)) {
+		fprintf(stderr, "usage: %s ENDPOINT [small]\n", argv[0]);
 		return 2;
 	}
 	endpoint = argv[1];
+	if (argc == 3) {
+		CHECK(tp_connect(&c, endpoint) == TP_OK);
+		test_small_messages(c);
+		tp_close(c);
+		printf("ok\n");
+		return 0;
+	}
 	CHECK(tp_connect_ex(&c, "ipc:///nonexistent/touchpointd.sock", &res) == TP_UNAVAILABLE);
 	CHECK(c == NULL && strstr(res.message, "cannot reach touchpointd at ipc:///nonexistent"));
 	CHECK(tp_connect(&c, endpoint) == TP_OK);

@@ -428,6 +428,9 @@ test_duplicates(void)
 	tpd_cleanup(&d);
 }
 
+/* Past libtouchpoint's TP_MAX_MESSAGE (16 MiB), the most the daemon reads of a message. */
+#define BEYOND_CLIENT_MAX ((16u << 20) + 4096)
+
 /* Unknown methods, garbage, oversized messages and vanishing clients leave it serving. */
 static void
 test_errors(void)
@@ -476,11 +479,43 @@ test_errors(void)
 	touchpoint__v1__reply__free_unpacked(rep, NULL);
 	evs_free(evs, 11);
 
-	/* Oversized: NNG drops the pipe; the client times out, the daemon keeps serving. */
-	/* Oversized: the daemon drops the pipe (EOF for us) and keeps serving. */
+	/*
+	 * Over max_message_bytes (64K) but within what a client may send (TP_MAX_MESSAGE):
+	 * answered, not dropped, with the marker libtouchpoint halves its batches on and the
+	 * caller's request id, read off the envelope without unpacking it.
+	 */
+	{
+		Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
+		size_t len;
+
+		CHECK((big = calloc(1, 200000)) != NULL);
+		env.method = (char *)M_SEND;
+		env.request_id = 91;
+		env.payload.data = big + 100000;
+		env.payload.len = 90000;
+		len = touchpoint__v1__envelope__pack(&env, big);
+		CHECK(len > 90000 && len < 100000);
+		fd = tpd_raw_connect(d.url);
+		CHECK(tpd_raw_send(fd, 1, big, len) == 0);
+		CHECK(tpd_raw_recv(fd, &rep) == 0);
+		CHECK(rep->request_id == 91 && rep->status->code == 8);
+		CHECK(strstr(rep->status->message, "over max_message_bytes (65536)") != NULL);
+		CHECK(rep->status->n_details == 1 && rep->status->details[0]->index == -1 &&
+		      strcmp(rep->status->details[0]->field, "envelope") == 0);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		/* Bytes that are no envelope get the same answer, to request id 0. */
+		memset(big, 0, 100000);
+		CHECK(tpd_raw_send(fd, 2, big, 100000) == 0);
+		CHECK(tpd_raw_recv(fd, &rep) == 0);
+		CHECK(rep->request_id == 0 && rep->status->code == 8);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		free(big);
+		close(fd);
+	}
+	/* Over TP_MAX_MESSAGE: the daemon drops the pipe (EOF for us) and keeps serving. */
 	fd = tpd_raw_connect(d.url);
-	CHECK((big = calloc(1, 100000)) != NULL);
-	if (tpd_raw_send(fd, 1, big, 100000) == 0)
+	CHECK((big = calloc(1, BEYOND_CLIENT_MAX)) != NULL);
+	if (tpd_raw_send(fd, 1, big, BEYOND_CLIENT_MAX) == 0)
 		CHECK(tpd_raw_recv(fd, &rep) == -1);
 	free(big);
 	close(fd);

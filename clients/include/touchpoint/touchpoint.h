@@ -201,14 +201,25 @@ struct tp_result {
 void tp_result_free(struct tp_result *res);
 
 /*
+ * 1 when res is TP_RESOURCE_EXHAUSTED because the request was too big to send: over
+ * TP_MAX_MESSAGE (found here, nothing sent) or over the daemon's own max_message_bytes,
+ * which an operator may set lower (its reply names the limit). Such a request is not worth
+ * retrying as it is: send its events in smaller batches (tp_sender halves them by
+ * itself). 0 for any other result, such as a busy daemon.
+ */
+int tp_result_too_big(const struct tp_result *res);
+
+/*
  * Sends evs[0..n-1] as one atomic batch (Ingest/Send) and waits until the daemon has made
  * them durable. Either every event is stored (or recognised as a duplicate) or, when any
  * is invalid, none is and the reply lists every violation (TP_INVALID_ARGUMENT).
  * Events without an event_id get a fresh one per call: to retry safely after an error set
  * ids yourself (or use tp_sender, which does). The encoded batch must fit in
- * TP_MAX_MESSAGE; otherwise TP_RESOURCE_EXHAUSTED with the size in the message, and
- * nothing is sent. n = 0 is TP_OK without a round trip. res may be NULL.
- * Retryable: TP_UNAVAILABLE, TP_DEADLINE_EXCEEDED, TP_RESOURCE_EXHAUSTED (daemon busy).
+ * TP_MAX_MESSAGE, and in the daemon's max_message_bytes; otherwise TP_RESOURCE_EXHAUSTED
+ * with the sizes in the message and tp_result_too_big(res) true, and nothing is stored.
+ * n = 0 is TP_OK without a round trip. res may be NULL.
+ * Retryable: TP_UNAVAILABLE, TP_DEADLINE_EXCEEDED, TP_RESOURCE_EXHAUSTED when not
+ * tp_result_too_big (daemon busy).
  */
 int tp_send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_result *res);
 
@@ -246,7 +257,9 @@ int tp_status(tp_client *c, struct tp_daemon_status *st);
  * events wait or the oldest has waited flush_interval_ms (or on tp_flush). Batches that
  * fail with TP_UNAVAILABLE, TP_DEADLINE_EXCEEDED or TP_RESOURCE_EXHAUSTED are retried
  * with exponential backoff (retry_initial_ms doubling up to retry_max_ms) and the same
- * event ids, so nothing is stored twice. A batch rejected as TP_INVALID_ARGUMENT is never
+ * event ids, so nothing is stored twice. A batch too big to send (tp_result_too_big: over
+ * TP_MAX_MESSAGE or the daemon's max_message_bytes) is sent again in halves; an event too
+ * big on its own goes to on_error. A batch rejected as TP_INVALID_ARGUMENT is never
  * retried as is: the events named by the violations go to on_error and the rest of the
  * batch is sent again without them. Any other status rejects the whole batch (on_error).
  * Memory is bounded by max_queue events.
