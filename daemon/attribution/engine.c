@@ -275,9 +275,19 @@ unit_of(struct attr_engine *e, uint32_t channel, uint32_t campaign, uint32_t *id
 			         campaign ? resolve(e, campaign, t2, sizeof(t2)) : "(none)");
 		else
 			snprintf(name, sizeof(name), "%s", ch);
-		if ((rv = attr_units_add(&e->units, name, (uint32_t)strnlen(ch, sizeof(name)),
-		                         id)) != TP_OK)
-			return rv;
+		/*
+		 * SPEC §4: the campaign-level unit is the text channel/campaign, so pairs that
+		 * print alike ("a/b" + "c", "a" + "b/c"; no campaign and "(none)") are one unit,
+		 * as they are when the exported path table is read back.
+		 */
+		if (!e->campaign || !attr_smap_get(&e->units.smap, name, id)) {
+			if ((rv = attr_units_add(&e->units, name,
+			                         (uint32_t)strnlen(ch, sizeof(name)), id)) !=
+			        TP_OK ||
+			    (e->campaign &&
+			     (rv = attr_smap_put(&e->units.smap, name, *id)) != TP_OK))
+				return rv;
+		}
 		if ((rv = attr_map_put(&e->units.map, key, *id)) != TP_OK)
 			return rv;
 	}
@@ -560,11 +570,18 @@ merge_units(struct attr_engine *dst, const struct attr_engine *src, uint32_t *ma
 			map[i] = id;
 			continue;
 		}
+		/* A campaign-level label dst met under another (channel, campaign): see unit_of. */
+		if (haskey[i] && dst->campaign && attr_smap_get(&dst->units.smap, name, &id)) {
+			if ((rv = attr_map_put(&dst->units.map, key[i], id)) != TP_OK)
+				goto fail;
+			map[i] = id;
+			continue;
+		}
 		if ((rv = attr_units_add(&dst->units, name, src->units.chanlen[i], &id)) != TP_OK)
 			goto fail;
 		if (haskey[i])
 			rv = attr_map_put(&dst->units.map, key[i], id);
-		else
+		if (rv == TP_OK && (!haskey[i] || dst->campaign))
 			rv = attr_smap_put(&dst->units.smap, name, id);
 		if (rv != TP_OK)
 			goto fail;

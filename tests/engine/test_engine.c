@@ -324,6 +324,55 @@ test_campaign_level(void **state)
 	free_resp(r);
 }
 
+/*
+ * SPEC §4: the campaign-level unit is the text channel/campaign. Pairs that print alike are
+ * one unit — in one engine and across merged ones — as when the exported table is read back.
+ */
+static void
+test_campaign_labels(void **state)
+{
+	static const char *const nm[NNAMES + 32] = { NULL,  "a/b",   "c",      "a",
+		                                     "b/c", "email", "(none)", "purchase" };
+	struct attr_event e1[] = { TOUCH(1, 1, 2), CONV(2, 10, 7) },
+	                  e2[] = { TOUCH(1, 3, 4), CONV(2, 20, 7) },
+	                  e3[] = { TOUCH(1, 5, 0), CONV(2, 30, 7) },
+	                  e4[] = { TOUCH(1, 5, 6), CONV(2, 40, 7) };
+	struct cust c[] = { { e1, 2 }, { e2, 2 }, { e3, 2 }, { e4, 2 } };
+	struct attr_engine *a, *b;
+	struct req q;
+	AResp *r;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	req_init(&q);
+	req_model(&q, "linear", NULL, NULL);
+	q.w.level = TOUCHPOINT__V1__LEVEL__LEVEL_CAMPAIGN;
+	r = run(&q, c, 4, nm);
+	assert_int_equal(r->models[0]->n_channels, 2);
+	near(conv_of(r, "linear", "a/b/c"), 2);
+	near(conv_of(r, "linear", "email/(none)"), 2);
+	free_resp(r);
+
+	/* Customers 1 and 3 in one engine, 2 and 4 in another, merged. */
+	assert_int_equal(attr_engine_new(&a, &q.r, 0, names_fn, (void *)nm, err, sizeof(err)),
+	                 TP_OK);
+	assert_int_equal(attr_engine_new(&b, &q.r, 0, names_fn, (void *)nm, err, sizeof(err)),
+	                 TP_OK);
+	for (i = 0; i < 4; i++) {
+		seqs(c[i].ev, c[i].n);
+		assert_int_equal(attr_engine_customer(i % 2 ? b : a, c[i].ev, c[i].n), TP_OK);
+	}
+	assert_int_equal(attr_engine_merge(a, b), TP_OK);
+	assert_int_equal(attr_engine_result(a, &r), TP_OK);
+	assert_int_equal(r->models[0]->n_channels, 2);
+	near(conv_of(r, "linear", "a/b/c"), 2);
+	near(conv_of(r, "linear", "email/(none)"), 2);
+	free_resp(r);
+	attr_engine_free(a);
+	attr_engine_free(b);
+}
+
 static void
 test_conversion_filter(void **state)
 {
@@ -1124,6 +1173,7 @@ main(void)
 		cmocka_unit_test(test_unattributed_and_totals),
 		cmocka_unit_test(test_repeats),
 		cmocka_unit_test(test_campaign_level),
+		cmocka_unit_test(test_campaign_labels),
 		cmocka_unit_test(test_conversion_filter),
 		cmocka_unit_test(test_from_to),
 		cmocka_unit_test(test_segments),
