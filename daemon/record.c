@@ -103,15 +103,20 @@ record_encode(const Touchpoint__V1__Event *ev, const struct record_ids *ids, uin
 		xl = strlen(extra);
 	if (el > RECORD_MAX_STR || cl > RECORD_MAX_STR || xl > RECORD_MAX_STR)
 		return -1;
-	/* A bound, not the exact size: every varint counted at its largest. */
+	/*
+	 * A bound, not the exact size: every varint counted at its largest. Traits count at
+	 * their own lengths: at STR_MAX each, SPEC §2's 32 pairs would be over RECORD_MAX
+	 * although their keys are at most 64 bytes (session 11: 31 traits were refused).
+	 */
 	need = 3 + 6 * VARINT_MAX + 8 + 3 * STR_MAX + 4 + 1;
 	for (i = 0; i < ntraits; i++) {
 		const Touchpoint__V1__Trait *t = ev->identify->traits[i];
+		size_t kl, vl;
 
-		if (t == NULL || strlen(nz(t->key)) > RECORD_MAX_STR ||
-		    strlen(nz(t->value)) > RECORD_MAX_STR)
+		if (t == NULL || (kl = strlen(nz(t->key))) > RECORD_MAX_STR ||
+		    (vl = strlen(nz(t->value))) > RECORD_MAX_STR)
 			return -1;
-		need += 2 * STR_MAX;
+		need += 2 * (VARINT_MAX + 1) + kl + vl;
 	}
 	if (need > cap || need > RECORD_MAX)
 		return -1;

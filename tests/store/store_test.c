@@ -328,6 +328,54 @@ test_old_schema(void **state)
 	assert_non_null(strstr(err, "store schema 3, expected 5"));
 }
 
+/* SPEC §2's largest identify: 32 traits, keys of 64 bytes, values of 256, long ids. */
+static void
+test_max_identify(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(1);
+	struct store_journey *j;
+	Touchpoint__V1__Event *e;
+	char eid[129], cid[257], key[65], val[257];
+	size_t i;
+
+	memset(eid, 'e', 128);
+	eid[128] = '\0';
+	memset(cid, 'c', 256);
+	cid[256] = '\0';
+	memset(val, 'v', 256);
+	val[256] = '\0';
+	f->s = open_store(f->dir, 0, 0);
+	e = ev_base(eid, cid, T0);
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_IDENTIFY;
+	e->identify = xmalloc(sizeof(*e->identify));
+	touchpoint__v1__identify__init(e->identify);
+	e->identify->n_traits = 32;
+	e->identify->traits = xmalloc(32 * sizeof(*e->identify->traits));
+	for (i = 0; i < 32; i++) {
+		Touchpoint__V1__Trait *tr = xmalloc(sizeof(*tr));
+
+		touchpoint__v1__trait__init(tr);
+		snprintf(key, sizeof(key), "%02zu", i); /* distinct keys of 64 bytes */
+		memset(key + 2, 'k', 62);
+		key[64] = '\0';
+		tr->key = xstrdup(key);
+		tr->value = xstrdup(val);
+		e->identify->traits[i] = tr;
+	}
+	tb_add(t, e);
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(t->b.accepted, 1);
+	assert_int_equal(store_journey(f->s, cid, &j), TP_OK);
+	assert_int_equal(j->n, 1);
+	assert_int_equal(j->view[0].ntraits, 32);
+	assert_int_equal(strlen(j->view[0].traits[31].key), 64);
+	assert_string_equal(j->view[0].traits[31].value, val);
+	assert_same_event(j->events[0], t->b.events[0]);
+	store_journey_free(j);
+	tb_free(t);
+}
+
 /* One process at a time: a second opener is refused, naming the owner, until it closes. */
 static void
 test_owner(void **state)
@@ -1918,6 +1966,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lean_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_identify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
