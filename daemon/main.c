@@ -359,7 +359,9 @@ main(int argc, char **argv)
 	qo.scan_threads = cfg.scan_threads;
 	qo.queue_depth = cfg.contexts;
 	qo.default_lookback_s = cfg.default_lookback_s;
-	qo.max_reply_bytes = cfg.max_message_bytes;
+	/* libtouchpoint receives at most TP_MAX_MESSAGE, whatever max_message_bytes allows. */
+	qo.max_reply_bytes =
+	    cfg.max_message_bytes < TP_MAX_MESSAGE ? cfg.max_message_bytes : TP_MAX_MESSAGE;
 	if ((rv = query_start(&query, &qo, err, sizeof(err))) != TP_OK) {
 		log_err("%s", err);
 		goto out;

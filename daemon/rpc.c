@@ -30,6 +30,8 @@
 #define RPC_MAX_HANDLERS  16
 #define RPC_MAX_LISTENERS 16
 #define RPC_NAME_MAX      96
+/* NNG counts its own headers (REQ's request id) against NNG_OPT_RECVMAXSZ. */
+#define RPC_NNG_SLACK 1024
 
 /* The services of proto/touchpoint/v1: the only ones a method may name. */
 static const ProtobufCServiceDescriptor *const rpc_services[] = {
@@ -148,7 +150,7 @@ struct rpc_server {
 	char **urls;
 	size_t nurls;
 	size_t max_message_bytes;
-	size_t recv_max; /* NNG's cap: max(max_message_bytes, TP_MAX_MESSAGE) */
+	size_t recv_max; /* NNG's cap: max(max_message_bytes, TP_MAX_MESSAGE) + slack */
 	unsigned ipc_permissions;
 	struct rpc_call *calls;
 	unsigned ncalls;
@@ -198,6 +200,13 @@ rpc_call_clear(struct rpc_call *c)
 	c->env = NULL;
 }
 
+/* The largest reply payload a client receives, with room for the Reply around it. */
+static size_t
+rpc_reply_max(const struct rpc_server *r)
+{
+	return (r->max_message_bytes < TP_MAX_MESSAGE ? r->max_message_bytes : TP_MAX_MESSAGE) - 64;
+}
+
 static void
 rpc_reply(struct rpc_call *c, int code, const char *message,
           Touchpoint__V1__FieldViolation *const *details, size_t ndetails,
@@ -210,13 +219,17 @@ rpc_reply(struct rpc_call *c, int code, const char *message,
 	size_t len;
 	int rv;
 
-	/* Clients cap what they receive at the same size: a bigger reply would never arrive. */
+	/*
+	 * libtouchpoint caps what it receives at TP_MAX_MESSAGE: a bigger reply would never
+	 * arrive, even when max_message_bytes is set higher.
+	 */
 	if (code == TP_OK && resp != NULL &&
-	    (len = protobuf_c_message_get_packed_size(resp)) > c->srv->max_message_bytes - 64) {
+	    (len = protobuf_c_message_get_packed_size(resp)) > rpc_reply_max(c->srv)) {
 		snprintf(
 		    toobig, sizeof(toobig),
-		    "the response is %zu bytes, over max_message_bytes (%zu): narrow the query",
-		    len, c->srv->max_message_bytes);
+		    "the response is %zu bytes, over the %zu a reply may hold (max_message_bytes): "
+		    "narrow the query",
+		    len, rpc_reply_max(c->srv));
 		log_warn("rpc: response too large: method=%s bytes=%zu", c->method, len);
 		code = TP_RESOURCE_EXHAUSTED;
 		message = toobig;
@@ -581,6 +594,7 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 	 * allocates in proportion to input), naming the limit.
 	 */
 	r->recv_max = o->max_message_bytes > TP_MAX_MESSAGE ? o->max_message_bytes : TP_MAX_MESSAGE;
+	r->recv_max += RPC_NNG_SLACK;
 	if ((rv = nng_socket_set_size(r->sock, NNG_OPT_RECVMAXSZ, r->recv_max)) != 0) {
 		tp_errf(errbuf, errlen, "rpc: cannot set %s: %s", NNG_OPT_RECVMAXSZ,
 		        nng_strerror(rv));

@@ -86,11 +86,14 @@ tp_result_too_big(const struct tp_result *res)
 {
 	size_t i;
 
-	if (res == NULL || res->status != TP_RESOURCE_EXHAUSTED)
+	/* Over max_message_bytes (RESOURCE_EXHAUSTED) or max_batch_events (INVALID_ARGUMENT). */
+	if (res == NULL ||
+	    (res->status != TP_RESOURCE_EXHAUSTED && res->status != TP_INVALID_ARGUMENT))
 		return 0;
 	for (i = 0; i < res->nviolations; i++)
 		if (res->violations[i].index == -1 &&
-		    strcmp(res->violations[i].field, "envelope") == 0)
+		    strcmp(res->violations[i].field,
+		           res->status == TP_RESOURCE_EXHAUSTED ? "envelope" : "events") == 0)
 			return 1;
 	return 0;
 }

@@ -96,7 +96,7 @@ tp__event_dup(const struct tp_event *ev)
 		size += tp_slen(ev->u.conversion.currency) + tp_slen(ev->u.conversion.name);
 		break;
 	case TP_IDENTIFY:
-		if (ev->u.identify.count > 1024)
+		if (ev->u.identify.count > TP_SENDER_MAX_TRAITS)
 			return NULL;
 		size += ev->u.identify.count * sizeof(struct tp_trait);
 		for (i = 0; i < ev->u.identify.count; i++)

@@ -10,6 +10,9 @@
 #include "touchpoint/touchpoint.h"
 
 /* Sets res (if not NULL) to status and a printf-style message; returns status. */
+/* Most traits tp_sender_add copies (SPEC allows 32; the daemon names any excess). */
+#define TP_SENDER_MAX_TRAITS 1024
+
 int tp__fail(struct tp_result *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* RESOURCE_EXHAUSTED for a request too big to send, marked as the daemon marks it. */

@@ -23,6 +23,7 @@ struct tp_sender {
 	size_t head, count;
 	uint64_t added, done, flush_target;
 	int closing;
+	unsigned users; /* callers inside add/flush: close frees the sender once none is */
 	struct tp_sender_stats st;
 	/* The thread's own buffers, max_batch long. */
 	struct tp_event *batch, *bad;
@@ -290,6 +291,15 @@ fail:
 	return status;
 }
 
+/* Ends an add or flush (s->mu held, then released); the last one out lets close go on. */
+static void
+tp_leave(tp_sender *s)
+{
+	if (--s->users == 0 && s->closing)
+		pthread_cond_broadcast(&s->cv_done);
+	pthread_mutex_unlock(&s->mu);
+}
+
 int
 tp_sender_add(tp_sender *s, const struct tp_event *ev)
 {
@@ -297,19 +307,24 @@ tp_sender_add(tp_sender *s, const struct tp_event *ev)
 
 	if (s == NULL || ev == NULL || ev->kind < TP_TOUCH || ev->kind > TP_SPEND)
 		return TP_INVALID_ARGUMENT;
+	if (ev->kind == TP_IDENTIFY &&
+	    ((ev->u.identify.count > 0 && ev->u.identify.traits == NULL) ||
+	     ev->u.identify.count > TP_SENDER_MAX_TRAITS))
+		return TP_INVALID_ARGUMENT;
 	if ((e = tp__event_dup(ev)) == NULL)
 		return TP_INTERNAL;
 	pthread_mutex_lock(&s->mu);
+	s->users++;
 	while (!s->closing && s->count == s->o.max_queue) {
 		if (!s->o.block_when_full) {
-			pthread_mutex_unlock(&s->mu);
+			tp_leave(s);
 			free(e);
 			return TP_RESOURCE_EXHAUSTED;
 		}
 		pthread_cond_wait(&s->cv_space, &s->mu);
 	}
 	if (s->closing) {
-		pthread_mutex_unlock(&s->mu);
+		tp_leave(s);
 		free(e);
 		return TP_FAILED_PRECONDITION;
 	}
@@ -319,7 +334,7 @@ tp_sender_add(tp_sender *s, const struct tp_event *ev)
 	s->added++;
 	if (s->count == 1 || s->count == s->o.max_batch)
 		pthread_cond_signal(&s->cv_work);
-	pthread_mutex_unlock(&s->mu);
+	tp_leave(s);
 	return TP_OK;
 }
 
@@ -333,6 +348,7 @@ tp_flush(tp_sender *s, unsigned timeout_ms)
 	if (s == NULL)
 		return TP_INVALID_ARGUMENT;
 	pthread_mutex_lock(&s->mu);
+	s->users++;
 	target = s->added;
 	if (target > s->flush_target)
 		s->flush_target = target;
@@ -347,7 +363,7 @@ tp_flush(tp_sender *s, unsigned timeout_ms)
 	}
 	if (s->done < target && status == TP_OK)
 		status = TP_DEADLINE_EXCEEDED;
-	pthread_mutex_unlock(&s->mu);
+	tp_leave(s);
 	return status;
 }
 
@@ -377,6 +393,9 @@ tp_sender_close(tp_sender *s, unsigned timeout_ms)
 	pthread_cond_broadcast(&s->cv_work);
 	pthread_cond_broadcast(&s->cv_space);
 	pthread_cond_broadcast(&s->cv_done);
+	/* Adders and flushers woken above still hold the mutex or wait on a condition. */
+	while (s->users > 0)
+		pthread_cond_wait(&s->cv_done, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 	/* A call in flight would wait for its own timeout: closing the socket ends it now. */
 	if (status != TP_OK)

@@ -64,7 +64,7 @@ lib)
 small_messages)
 	# A daemon whose max_message_bytes is below the batches clients send: they learn the
 	# limit from its answer and send smaller batches instead of timing out.
-	printf 'metrics =\nmax_message_bytes = 8K\n' >"$dir/small.conf"
+	printf 'metrics =\nmax_message_bytes = 8K\nmax_batch_events = 50\n' >"$dir/small.conf"
 	"$tpd" -d -f "$dir/small.conf" --state-dir "$dir/state" --endpoint "$ep" 2>"$dir/d.log" &
 	pid=$!
 	for _ in $(seq 100); do "$tp" status >/dev/null 2>&1 && break; sleep 0.1; done

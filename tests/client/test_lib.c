@@ -4,9 +4,11 @@
  * sender with 10 000 events added one by one. With "small" (argv[2]), against a daemon
  * whose max_message_bytes is 8K: batches too big for it.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "touchpoint/touchpoint.h"
 
@@ -162,6 +164,49 @@ count_lost(void *arg, const struct tp_result *res, const struct tp_event *evs, s
 	*lost += n;
 }
 
+struct adder {
+	tp_sender *s;
+	int status;
+};
+
+static void *
+add_one(void *arg)
+{
+	struct adder *a = arg;
+	struct tp_event ev = { .customer_id = "u", .timestamp_us = 1, .kind = TP_TOUCH };
+
+	ev.u.touch.channel = "email";
+	a->status = tp_sender_add(a->s, &ev);
+	return NULL;
+}
+
+/*
+ * Adders blocked on a full queue when the sender closes: they return before it is freed
+ * (ASan and helgrind saw them touch freed memory before).
+ */
+static void
+test_sender_close_blocked(void)
+{
+	struct tp_sender_options o = { .max_queue = 2, .block_when_full = 1 };
+	struct adder a[6];
+	pthread_t t[6];
+	tp_sender *s;
+	int i;
+
+	CHECK(tp_sender_new(&s, "ipc:///nonexistent/touchpointd.sock", &o) == TP_OK);
+	for (i = 0; i < 6; i++) {
+		a[i].s = s;
+		a[i].status = -1;
+		CHECK(pthread_create(&t[i], NULL, add_one, &a[i]) == 0);
+	}
+	nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL); /* 2 queued, 4 blocked */
+	CHECK(tp_sender_close(s, 50) == TP_DEADLINE_EXCEEDED);
+	for (i = 0; i < 6; i++) {
+		CHECK(pthread_join(t[i], NULL) == 0);
+		CHECK(a[i].status == TP_OK || a[i].status == TP_FAILED_PRECONDITION);
+	}
+}
+
 /* No daemon: events wait and retry; closing after the timeout reports every one. */
 static void
 test_sender_unreachable(void)
@@ -176,6 +221,12 @@ test_sender_unreachable(void)
 	o.arg = &lost;
 	ev.u.touch.channel = "email";
 	CHECK(tp_sender_new(&s, "ipc:///nonexistent/touchpointd.sock", &o) == TP_OK);
+	{
+		struct tp_event id = { .customer_id = "u", .timestamp_us = 1, .kind = TP_IDENTIFY };
+
+		id.u.identify.count = 2; /* and traits NULL */
+		CHECK(tp_sender_add(s, &id) == TP_INVALID_ARGUMENT);
+	}
 	for (i = 0; i < 4; i++)
 		CHECK(tp_sender_add(s, &ev) == TP_OK);
 	CHECK(tp_sender_add(s, &ev) == TP_RESOURCE_EXHAUSTED); /* bounded queue */
@@ -227,6 +278,10 @@ test_small_messages(tp_client *c)
 	CHECK(tp_send(c, evs, 2, &res) == TP_OK && res.accepted == 2);
 	CHECK(!tp_result_too_big(&res));
 	tp_result_free(&res);
+	/* 60 small events fit in 8K but not in max_batch_events = 50. */
+	CHECK(tp_send(c, evs + 2, 60, &res) == TP_INVALID_ARGUMENT);
+	CHECK(tp_result_too_big(&res) && strstr(res.message, "max_batch_events") != NULL);
+	tp_result_free(&res);
 
 	o.arg = &bad;
 	CHECK(tp_sender_new(&s, endpoint, &o) == TP_OK);
@@ -273,6 +328,7 @@ main(int argc, char **argv)
 	test_send(c);
 	test_sender(c);
 	test_sender_unreachable();
+	test_sender_close_blocked();
 	tp_close(c);
 	printf("ok\n");
 	return 0;

@@ -476,6 +476,9 @@ test_errors(void)
 	CHECK(rep->status->code == 3);
 	CHECK(strstr(rep->status->message, "max_batch_events") != NULL);
 	CHECK(strstr(rep->status->message, "10") != NULL);
+	/* ... with the marker on which libtouchpoint halves the batch instead of dropping it */
+	CHECK(rep->status->n_details == 1 && rep->status->details[0]->index == -1 &&
+	      strcmp(rep->status->details[0]->field, "events") == 0);
 	touchpoint__v1__reply__free_unpacked(rep, NULL);
 	evs_free(evs, 11);
 

@@ -201,11 +201,12 @@ struct tp_result {
 void tp_result_free(struct tp_result *res);
 
 /*
- * 1 when res is TP_RESOURCE_EXHAUSTED because the request was too big to send: over
- * TP_MAX_MESSAGE (found here, nothing sent) or over the daemon's own max_message_bytes,
- * which an operator may set lower (its reply names the limit). Such a request is not worth
- * retrying as it is: send its events in smaller batches (tp_sender halves them by
- * itself). 0 for any other result, such as a busy daemon.
+ * 1 when the request was too big to take: TP_RESOURCE_EXHAUSTED over TP_MAX_MESSAGE
+ * (found here, nothing sent) or over the daemon's own max_message_bytes, which an operator
+ * may set lower; or TP_INVALID_ARGUMENT with more events than its max_batch_events (the
+ * reply names the limit). Such a request is not worth retrying as it is: send its events
+ * in smaller batches (tp_sender and `touchpoint import` halve them by themselves). 0 for
+ * any other result, such as a busy daemon.
  */
 int tp_result_too_big(const struct tp_result *res);
 
@@ -214,7 +215,9 @@ int tp_result_too_big(const struct tp_result *res);
  * them durable. Either every event is stored (or recognised as a duplicate) or, when any
  * is invalid, none is and the reply lists every violation (TP_INVALID_ARGUMENT).
  * Events without an event_id get a fresh one per call: to retry safely after an error set
- * ids yourself (or use tp_sender, which does). The encoded batch must fit in
+ * ids yourself and resend the very same events (tp_sender does): the daemon recognises a
+ * duplicate by event_id and timestamp_us together, so a retry built with a new
+ * timestamp_us (tp_now_us() again) is stored a second time. The encoded batch must fit in
  * TP_MAX_MESSAGE, and in the daemon's max_message_bytes; otherwise TP_RESOURCE_EXHAUSTED
  * with the sizes in the message and tp_result_too_big(res) true, and nothing is stored.
  * n = 0 is TP_OK without a round trip. res may be NULL.
@@ -274,8 +277,10 @@ struct tp_sender_options {
 	unsigned retry_max_ms;      /* 0 = 5000 */
 	int block_when_full;        /* 0: tp_sender_add fails with TP_RESOURCE_EXHAUSTED */
 	/*
-	 * Called on the sender's thread for events that will not be stored: res says why
-	 * (its violations index into evs), evs[0..n-1] are valid during the call only.
+	 * Called for events the sender gives up on, on its own thread (on the caller's for
+	 * those tp_sender_close finds unsent): res says why (its violations index into evs),
+	 * evs[0..n-1] are valid during the call only. They are not stored, except a batch
+	 * cut off by tp_sender_close (see there), which may be.
 	 * NULL: they are counted in stats.rejected and dropped silently.
 	 */
 	void (*on_error)(void *arg, const struct tp_result *res, const struct tp_event *evs,
@@ -293,8 +298,8 @@ int tp_sender_new(tp_sender **sp, const char *endpoint, const struct tp_sender_o
 /*
  * Queues a deep copy of *ev; its event id is assigned now when NULL, so retries reuse it.
  * Thread-safe. Returns TP_OK, TP_RESOURCE_EXHAUSTED (queue full and !block_when_full),
- * TP_INVALID_ARGUMENT (NULL ev, unknown kind), TP_FAILED_PRECONDITION (closing),
- * TP_INTERNAL (out of memory).
+ * TP_INVALID_ARGUMENT (NULL ev, unknown kind, identify traits NULL with a count, or more
+ * than 1024 of them), TP_FAILED_PRECONDITION (closing), TP_INTERNAL (out of memory).
  */
 int tp_sender_add(tp_sender *s, const struct tp_event *ev);
 
@@ -317,7 +322,13 @@ void tp_sender_stats(tp_sender *s, struct tp_sender_stats *st);
 
 /*
  * tp_flush(s, timeout_ms), then stops the thread and frees s. Events still unsent then go
- * to on_error with TP_DEADLINE_EXCEEDED. Returns the flush's status. NULL is allowed.
+ * to on_error with TP_DEADLINE_EXCEEDED, on the caller's thread. A batch in flight when
+ * the flush times out is cut off (on_error, TP_CANCELLED or its last transport status):
+ * the daemon may have stored it all the same, so "not stored" is not certain there, and
+ * resending those very events (same ids and timestamps) later is safe. Calls blocked in
+ * tp_sender_add or tp_flush on other threads return (TP_FAILED_PRECONDITION, the flush's
+ * status) before s is freed; no call may begin once tp_sender_close has been called.
+ * Returns the flush's status. NULL is allowed.
  */
 int tp_sender_close(tp_sender *s, unsigned timeout_ms);
 
