@@ -1113,6 +1113,18 @@ chart_spend(struct report_ctx *c)
 					                        : NAN;
 			}
 		}
+		/*
+		 * No CPA without attributed conversions, no ROAS without cost: a chart of
+		 * nothing but undefined values is left out (gnuplot refuses to draw it).
+		 */
+		for (i = 0; w > 0 && i < nrow * ncol && !isfinite(t.v[i]); i++)
+			;
+		if (w > 0 && i == nrow * ncol) {
+			c->ncharts--; /* ch, the last chart added */
+			ch = NULL;
+			table_free(&t);
+			continue;
+		}
 		for (j = 0; j < ncol; j++) {
 			if (w == 0)
 				snprintf(lab, sizeof(lab), "cost");

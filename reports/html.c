@@ -69,6 +69,15 @@ html_num(FILE *f, double v, const char *fmt)
 		fputs("–", f);
 }
 
+/* One table cell: an undefined number (a CPA without conversions) is a dash in it. */
+static void
+html_td(FILE *f, double v, const char *fmt)
+{
+	fputs("<td>", f);
+	html_num(f, v, fmt);
+	fputs("</td>", f);
+}
+
 static const struct report_chart *
 chart_find(const struct report_ctx *c, const char *id)
 {
@@ -112,12 +121,12 @@ html_totals(FILE *f, const Touchpoint__V1__Totals *t)
 	      "<th>non-converting paths</th><th>unattributed conversions</th>"
 	      "<th>unattributed value</th></tr>\n<tr>",
 	      f);
-	html_num(f, t->conversions, "<td>%.10g</td>");
-	html_num(f, t->value, "<td>%.2f</td>");
+	html_td(f, t->conversions, "%.10g");
+	html_td(f, t->value, "%.2f");
 	fprintf(f, "<td>%llu</td><td>%llu</td>", (unsigned long long)t->converting_paths,
 	        (unsigned long long)t->null_paths);
-	html_num(f, t->unattributed_conversions, "<td>%.10g</td>");
-	html_num(f, t->unattributed_value, "<td>%.2f</td>");
+	html_td(f, t->unattributed_conversions, "%.10g");
+	html_td(f, t->unattributed_value, "%.2f");
 	fputs("</tr></table>\n", f);
 }
 
@@ -291,9 +300,9 @@ html_paths(FILE *f, const Touchpoint__V1__PathsResponse *p)
 			html_text(f, p->paths[i]->channels[j]);
 		}
 		fputs("</td>", f);
-		html_num(f, p->paths[i]->total_conversions, "<td>%.10g</td>");
-		html_num(f, p->paths[i]->total_conversion_value, "<td>%.2f</td>");
-		html_num(f, p->paths[i]->total_null, "<td>%.10g</td>");
+		html_td(f, p->paths[i]->total_conversions, "%.10g");
+		html_td(f, p->paths[i]->total_conversion_value, "%.2f");
+		html_td(f, p->paths[i]->total_null, "%.10g");
 		fputs("</tr>\n", f);
 	}
 	fputs("</table>\n", f);
@@ -329,7 +338,7 @@ html_spend(FILE *f, const struct report_ctx *c)
 		fputs("<tr><td class=\"name\">", f);
 		html_text(f, s->channel);
 		fputs("</td>", f);
-		html_num(f, s->amount, "<td>%.2f</td>");
+		html_td(f, s->amount, "%.2f");
 		fputs("<td>", f);
 		if (s->currency != NULL && s->currency[0] != '\0')
 			html_text(f, s->currency);
@@ -337,12 +346,12 @@ html_spend(FILE *f, const struct report_ctx *c)
 		for (j = 0; j < g->nmod; j++) {
 			double conv = gi < g->nch ? g->conv[gi * g->nmod + j] : NAN;
 
-			html_num(f, conv > 0 ? s->amount / conv : NAN, "<td>%.2f</td>");
+			html_td(f, conv > 0 ? s->amount / conv : NAN, "%.2f");
 		}
 		for (j = 0; j < g->nmod; j++) {
 			double val = gi < g->nch ? g->value[gi * g->nmod + j] : NAN;
 
-			html_num(f, s->amount > 0 ? val / s->amount : NAN, "<td>%.2f</td>");
+			html_td(f, s->amount > 0 ? val / s->amount : NAN, "%.2f");
 		}
 		fputs("</tr>\n", f);
 	}

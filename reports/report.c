@@ -100,8 +100,8 @@ report_clean(char *dst, size_t dstlen, const char *src, size_t maxcp, int gnuplo
 		/* Visible stand-ins that DejaVu Sans has (it lacks the control pictures). */
 		if (c == '\t')
 			c = 0x21e5; /* ⇥ */
-		else if (c == '\n' || c == '\r')
-			c = 0x21b5; /* ↵ */
+		else if (c == '\n' || c == '\r' || c == 0x2028 || c == 0x2029)
+			c = 0x21b5; /* ↵ (gnuplot breaks the line at the Unicode separators too) */
 		else if (c < 0x20 || (c >= 0x7f && c <= 0x9f))
 			c = 0xfffd;
 		if (gnuplot && c == '"')

@@ -629,15 +629,58 @@ test_clean(void **state)
 	assert_string_equal(buf, "abcd\xe2\x80\xa6");
 	report_clean(buf, sizeof(buf), "éééé", 3, 0);
 	assert_string_equal(buf, "éé\xe2\x80\xa6");
+	report_clean(buf, sizeof(buf),
+	             "a\xe2\x80\xa8"
+	             "b\xe2\x80\xa9"
+	             "c",
+	             0, 0); /* U+2028/9 */
+	assert_string_equal(buf, "a↵b↵c");
+}
+
+/*
+ * Spend on channels that earned nothing: no CPA anywhere. The chart of nothing is left
+ * out (gnuplot refused it, and the report failed), and each undefined cell of the HTML
+ * table is a dash in its own cell, so later values stay under their headings.
+ */
+static void
+test_spend_undefined(void **state)
+{
+	static const char *const other[] = { "tv", "radio", "print" };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], path[600], *html;
+	size_t i, len = 0;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 3, "premium");
+	for (i = 0; i < 3; i++)
+		f->spend[i].channel = (char *)other[i];
+	snprintf(dir, sizeof(dir), "%s/nocpa", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	assert_true(exists(dir, "spend_cost.svg"));
+	assert_false(exists(dir, "spend_cpa.svg"));
+	assert_true(exists(dir, "spend_roas.svg")); /* 0 value on known cost: defined */
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	assert_non_null(html = slurp(path, &len));
+	assert_non_null(strstr(html, "<td>–</td>"));
+	assert_null(strstr(html, "</td>–"));
+	assert_null(strstr(html, "is missing"));
+	free(html);
+	assert_int_equal(run_checker(dir, NULL, NULL), 0);
+	assert_clean(tmproot, dir);
+	free(f);
 }
 
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_clean),         cmocka_unit_test(test_full),
-		cmocka_unit_test(test_hostile),       cmocka_unit_test(test_no_gnuplot),
-		cmocka_unit_test(test_gnuplot_fails), cmocka_unit_test(test_replace),
+		cmocka_unit_test(test_clean),           cmocka_unit_test(test_full),
+		cmocka_unit_test(test_hostile),         cmocka_unit_test(test_no_gnuplot),
+		cmocka_unit_test(test_gnuplot_fails),   cmocka_unit_test(test_replace),
+		cmocka_unit_test(test_spend_undefined),
 	};
 
 	if (argc > 1)
