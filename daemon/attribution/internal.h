@@ -148,6 +148,8 @@ struct attr_engine {
 
 /* registry.c */
 const struct attr_mdesc *attr_model_lookup(const char *name);
+/* 1 when model's parameter key is text (direct_channels), which JSON keeps a string. */
+int attr_param_is_text(const char *model, const char *key);
 int attr_models_parse(struct attr_engine *e, const Touchpoint__V1__AttributeRequest *req,
                       int skip_timestamps, char *errbuf, size_t errlen);
 void attr_minst_clear(struct attr_minst *m);

@@ -55,6 +55,18 @@ attr_model_lookup(const char *name)
 	return NULL;
 }
 
+int
+attr_param_is_text(const char *model, const char *key)
+{
+	const struct attr_mdesc *d = model != NULL ? attr_model_lookup(model) : NULL;
+	size_t i;
+
+	for (i = 0; d != NULL && key != NULL && i < d->nparams; i++)
+		if (strcmp(d->params[i].key, key) == 0)
+			return d->params[i].kind == P_TEXT;
+	return 0;
+}
+
 void
 attr_minst_clear(struct attr_minst *m)
 {

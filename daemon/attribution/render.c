@@ -138,14 +138,15 @@ json_totals(FILE *out, const Touchpoint__V1__Totals *t)
 	putc('}', out);
 }
 
-/* A parameter prints as a JSON number when its text is one. */
+/* A numeric parameter prints as a JSON number; a text one ("007") stays a string. */
 static void
-json_param(FILE *out, const char *v)
+json_param(FILE *out, const char *model, const char *key, const char *v)
 {
 	char *end;
 	double x;
 
-	if (v != NULL && *v != '\0' && strspn(v, "0123456789+-.eE") == strlen(v)) {
+	if (v != NULL && *v != '\0' && !attr_param_is_text(model, key) &&
+	    strspn(v, "0123456789+-.eE") == strlen(v)) {
 		x = strtod(v, &end);
 		if (*end == '\0' && isfinite(x)) {
 			json_num(out, x);
@@ -171,7 +172,7 @@ json_models(FILE *out, MRes *const *models, size_t n)
 			fputs(j ? ", " : "", out);
 			attr_json_string(out, m->params[j]->key);
 			fputs(": ", out);
-			json_param(out, m->params[j]->value);
+			json_param(out, m->model, m->params[j]->key, m->params[j]->value);
 		}
 		fputs("}, \"channels\": [", out);
 		for (j = 0; j < m->n_channels; j++) {

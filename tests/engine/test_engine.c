@@ -954,6 +954,28 @@ render_paths(struct attr_engine *e)
 	return buf;
 }
 
+/* JSON keeps a text parameter that looks like a number a string; numbers stay numbers. */
+static void
+test_json_params(void **state)
+{
+	struct attr_event ev[] = { TOUCH(1, SEARCH, 0), CONV(2, 5, 0) };
+	struct cust c[] = { { ev, 2 } };
+	struct req q;
+	AResp *r;
+	char *js;
+
+	(void)state;
+	req_init(&q);
+	req_model(&q, "last_non_direct", "direct_channels", "007");
+	req_model(&q, "markov", "order", "2");
+	r = run(&q, c, 1, NULL);
+	js = render(r);
+	assert_non_null(strstr(js, "\"direct_channels\": \"007\""));
+	assert_non_null(strstr(js, "\"order\": 2"));
+	free(js);
+	free_resp(r);
+}
+
 /*
  * The parts of a stream in their own engines, merged in order, give one engine's result:
  * every model, segments, daily credits, spend, the matrix; the path table line for line.
@@ -1174,6 +1196,7 @@ main(void)
 		cmocka_unit_test(test_repeats),
 		cmocka_unit_test(test_campaign_level),
 		cmocka_unit_test(test_campaign_labels),
+		cmocka_unit_test(test_json_params),
 		cmocka_unit_test(test_conversion_filter),
 		cmocka_unit_test(test_from_to),
 		cmocka_unit_test(test_segments),
