@@ -22,6 +22,9 @@ static const char journey_help[] =
     "  --lookback D   path window: s, m, h, d suffixes, 0 = unlimited (default 30d)\n"
     "  --format F     table (default), csv or json\n";
 
+/* Room for SPEC §2's largest identify (32 traits, keys ≤ 64, values ≤ 256 bytes). */
+#define JOURNEY_DETAIL_MAX (32 * (64 + 256 + 2) + 64)
+
 static const char *
 journey_type(const Touchpoint__V1__Event *e)
 {
@@ -63,10 +66,18 @@ journey_cols(const Touchpoint__V1__Event *e, const char **channel, const char **
 		         e->conversion->currency[0] ? " " : "", e->conversion->currency);
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
-		for (i = 0; i < e->identify->n_traits && o < dlen; i++)
-			o += (size_t)snprintf(detail + o, dlen - o, "%s%s=%s", i ? " " : "",
-			                      e->identify->traits[i]->key,
-			                      e->identify->traits[i]->value);
+		/* Whole traits only: a cut would split a UTF-8 character. */
+		for (i = 0; i < e->identify->n_traits; i++) {
+			int n =
+			    snprintf(detail + o, dlen - o, "%s%s=%s", i ? " " : "",
+			             e->identify->traits[i]->key, e->identify->traits[i]->value);
+
+			if (n < 0 || (size_t)n >= dlen - o) {
+				snprintf(detail + o, dlen - o, "%s", dlen - o > 4 ? " …" : "");
+				break;
+			}
+			o += (size_t)n;
+		}
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
 		snprintf(detail, dlen, "previous_id=%s", e->alias->previous_id);
@@ -113,7 +124,7 @@ journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 	for (i = 0; i < r->n_events; i++) {
 		const Touchpoint__V1__Event *e = r->events[i];
 		const char *ch, *camp;
-		char detail[512];
+		char detail[JOURNEY_DETAIL_MAX];
 
 		journey_cols(e, &ch, &camp, detail, sizeof(detail));
 		tf_format(e->timestamp_us, t, sizeof(t));
@@ -182,11 +193,11 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 	char t[TF_TIME_MAX], v[64];
 	size_t i;
 
-	printf("record,timestamp,type,channel,campaign,value,event_id,detail\n");
+	printf("record,timestamp,type,channel,campaign,value,event_id,detail\r\n");
 	for (i = 0; i < r->n_events; i++) {
 		const Touchpoint__V1__Event *e = r->events[i];
 		const char *ch, *camp;
-		char detail[512];
+		char detail[JOURNEY_DETAIL_MAX];
 
 		journey_cols(e, &ch, &camp, detail, sizeof(detail));
 		tf_format(e->timestamp_us, t, sizeof(t));
@@ -199,7 +210,7 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		csv_put(stdout, e->event_id);
 		putchar(',');
 		csv_put(stdout, detail);
-		putchar('\n');
+		fputs("\r\n", stdout);
 	}
 	for (i = 0; i < r->n_paths; i++) {
 		const Touchpoint__V1__JourneyPath *p = r->paths[i];
@@ -219,26 +230,42 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		csv_put(stdout, p->converting ? p->conversion_event_id : "");
 		putchar(',');
 		csv_put(stdout, buf);
-		putchar('\n');
+		fputs("\r\n", stdout);
 		free(buf);
 	}
+}
+
+/* s for the terminal (control characters as '?'), padded to w columns. */
+static void
+journey_col(const char *s, int w)
+{
+	const unsigned char *p;
+
+	attr_text_put(stdout, s);
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		w -= (*p & 0xc0) != 0x80;
+	while (w-- > 0)
+		putchar(' ');
 }
 
 static void
 journey_table(const Touchpoint__V1__GetJourneyResponse *r)
 {
-	char t[TF_TIME_MAX];
-	size_t i;
+	char t[TF_TIME_MAX], v[32];
+	size_t i, j;
 
-	printf("customer %s", r->customer_id);
-	for (i = 0; i < r->n_aliases; i++)
-		printf("%s%s", i ? ", " : " (aliases: ", r->aliases[i]);
+	fputs("customer ", stdout);
+	attr_text_put(stdout, r->customer_id);
+	for (i = 0; i < r->n_aliases; i++) {
+		fputs(i ? ", " : " (aliases: ", stdout);
+		attr_text_put(stdout, r->aliases[i]);
+	}
 	printf("%s\n\n%-27s  %-10s  %-24s  %-12s  %s\n", r->n_aliases ? ")" : "", "time", "type",
 	       "channel/campaign or detail", "value", "event id");
 	for (i = 0; i < r->n_events; i++) {
 		const Touchpoint__V1__Event *e = r->events[i];
 		const char *ch, *camp;
-		char detail[512], cc[512];
+		char detail[JOURNEY_DETAIL_MAX], cc[JOURNEY_DETAIL_MAX];
 
 		journey_cols(e, &ch, &camp, detail, sizeof(detail));
 		tf_format(e->timestamp_us, t, sizeof(t));
@@ -246,12 +273,14 @@ journey_table(const Touchpoint__V1__GetJourneyResponse *r)
 			snprintf(cc, sizeof(cc), "%s%s%s", ch, camp[0] ? "/" : "", camp);
 		else
 			snprintf(cc, sizeof(cc), "%s", detail);
+		v[0] = '\0';
 		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION)
-			printf("%-27s  %-10s  %-24s  %-12.2f  %s\n", t, journey_type(e), cc,
-			       journey_value(e), e->event_id);
-		else
-			printf("%-27s  %-10s  %-24s  %-12s  %s\n", t, journey_type(e), cc, "",
-			       e->event_id);
+			snprintf(v, sizeof(v), "%.2f", journey_value(e));
+		printf("%-27s  %-10s  ", t, journey_type(e));
+		journey_col(cc, 24);
+		printf("  %-12s  ", v);
+		attr_text_put(stdout, e->event_id);
+		putchar('\n');
 	}
 	printf("\npaths\n");
 	if (r->n_paths == 0)
@@ -261,14 +290,18 @@ journey_table(const Touchpoint__V1__GetJourneyResponse *r)
 
 		if (p->converting) {
 			tf_format(p->conversion_timestamp_us, t, sizeof(t));
-			printf("  conversion %s at %s, value %.2f: ", p->conversion_event_id, t,
-			       p->value);
+			fputs("  conversion ", stdout);
+			attr_text_put(stdout, p->conversion_event_id);
+			printf(" at %s, value %.2f: ", t, p->value);
 		} else {
 			printf("  non-converting: ");
 		}
 		if (p->n_channels == 0)
 			printf("(unattributed: no touch in the window)");
-		journey_channels(stdout, p);
+		for (j = 0; j < p->n_channels; j++) {
+			fputs(j ? " > " : "", stdout);
+			attr_text_put(stdout, p->channels[j]);
+		}
 		putchar('\n');
 	}
 }

@@ -68,10 +68,12 @@ cmd_status(struct cli *g, int argc, char **argv)
 		       ev->total, r->duplicates, r->customers, r->store_bytes);
 		break;
 	case CLI_CSV:
-		printf("key,value\nversion,%s\nuptime_s,%" PRIu64 "\nevents.touch,%" PRIu64
-		       "\nevents.conversion,%" PRIu64 "\nevents.identify,%" PRIu64
-		       "\nevents.alias,%" PRIu64 "\nevents.spend,%" PRIu64 "\nevents.total,%" PRIu64
-		       "\nduplicates,%" PRIu64 "\ncustomers,%" PRIu64 "\nstore_bytes,%" PRIu64 "\n",
+		/* RFC 4180 lines, as every other CSV of the CLI */
+		printf("key,value\r\nversion,%s\r\nuptime_s,%" PRIu64 "\r\nevents.touch,%" PRIu64
+		       "\r\nevents.conversion,%" PRIu64 "\r\nevents.identify,%" PRIu64
+		       "\r\nevents.alias,%" PRIu64 "\r\nevents.spend,%" PRIu64
+		       "\r\nevents.total,%" PRIu64 "\r\nduplicates,%" PRIu64
+		       "\r\ncustomers,%" PRIu64 "\r\nstore_bytes,%" PRIu64 "\r\n",
 		       r->version, r->uptime_s, ev->touch, ev->conversion, ev->identify, ev->alias,
 		       ev->spend, ev->total, r->duplicates, r->customers, r->store_bytes);
 		break;

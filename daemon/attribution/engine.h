@@ -100,5 +100,7 @@ int attr_render_path_rows(FILE *out, const Touchpoint__V1__PathsResponse *r);
 void attr_format_number(char *buf, size_t len, double v);
 /* s as a JSON string literal: quotes, backslashes and control characters escaped. */
 void attr_json_string(FILE *out, const char *s);
+/* s for a terminal (tables): each control character, C0, DEL or C1, printed as '?'. */
+void attr_text_put(FILE *out, const char *s);
 
 #endif /* TP_ATTR_ENGINE_H */

@@ -331,6 +331,22 @@ width(const char *s)
 	return w;
 }
 
+void
+attr_text_put(FILE *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+
+	/* A control character (C0, DEL, C1) would move the cursor or retitle the terminal. */
+	for (; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			putc('?', out);
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			putc('?', out), p++;
+		else
+			putc(*p, out);
+	}
+}
+
 static void
 pad(FILE *out, int n)
 {
@@ -383,11 +399,11 @@ table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, si
 	for (i = 0; i < n; i++) {
 		fputs("  ", out);
 		pad(out, wc[i] - width(models[i]->model));
-		fputs(models[i]->model, out);
+		attr_text_put(out, models[i]->model);
 	}
 	putc('\n', out);
 	for (k = 0; k < nrows; k++) {
-		fputs(rows[k], out);
+		attr_text_put(out, rows[k]);
 		pad(out, w0 - width(rows[k]));
 		for (i = 0; i < n; i++) {
 			double v = 0;
@@ -437,8 +453,11 @@ attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r, enu
 	case ATTR_FORMAT_TABLE:
 		table_models(out, r->totals, r->models, r->n_models);
 		for (i = 0; i < r->n_segments; i++) {
-			fprintf(out, "\n%s = %s\n", r->by_trait ? r->by_trait : "segment",
-			        r->segments[i]->segment);
+			putc('\n', out);
+			attr_text_put(out, r->by_trait ? r->by_trait : "segment");
+			fputs(" = ", out);
+			attr_text_put(out, r->segments[i]->segment);
+			putc('\n', out);
 			table_models(out, r->segments[i]->totals, r->segments[i]->models,
 			             r->segments[i]->n_models);
 		}
@@ -534,8 +553,10 @@ attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_f
 
 			fprintf(out, "%12.2f %12.2f %8.0f  ", p->total_conversions,
 			        p->total_conversion_value, p->total_null);
-			for (j = 0; j < p->n_channels; j++)
-				fprintf(out, "%s%s", j ? " > " : "", p->channels[j]);
+			for (j = 0; j < p->n_channels; j++) {
+				fputs(j ? " > " : "", out);
+				attr_text_put(out, p->channels[j]);
+			}
 			putc('\n', out);
 		}
 		fprintf(out, "%" PRIu64 " distinct paths", r->distinct_paths);

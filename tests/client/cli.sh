@@ -100,7 +100,7 @@ assert d["events"]["touch"] == 1 and d["events"]["conversion"] == 1 and d["event
 assert d["duplicates"] == 1, d
 PY
 	expect 0 "$tp" status --format csv
-	grep -q '^events.total,5$' "$dir/out" || fail "status csv"
+	grep -q $'^events.total,5\r$' "$dir/out" || fail "status csv"
 	expect 0 "$tp" status
 	grep -q '^version' "$dir/out" || fail "status table"
 	# A second touchpointd on the same state directory (another socket) is refused and
@@ -112,7 +112,7 @@ PY
 	grep -q "is in use by another process (pid $pid)" "$dir/d2.log" ||
 		fail "second daemon: $(cat "$dir/d2.log")"
 	expect 0 "$tp" status --format csv
-	grep -q '^events.total,5$' "$dir/out" || fail "first daemon after the second's refusal"
+	grep -q $'^events.total,5\r$' "$dir/out" || fail "first daemon after the second's refusal"
 	# backup: into an empty directory made beforehand; never over one that is not empty.
 	mkdir "$dir/bk"
 	expect 0 "$tp" backup "$dir/bk" --format json
@@ -279,8 +279,29 @@ PY
 	grep -q "email/spring" "$dir/out" || fail "journey table: $(cat "$dir/out")"
 	grep -q "email > search" "$dir/out" || fail "journey table paths"
 	expect 0 "$tp" journey jo --format csv
-	grep -q '^converting_path,2024-05-01T12:00:00Z,path,,,30,j3,email > search$' "$dir/out" ||
+	grep -q $'^converting_path,2024-05-01T12:00:00Z,path,,,30,j3,email > search\r$' "$dir/out" ||
 		fail "journey csv: $(cat "$dir/out")"
+	# SPEC's largest identify (32 traits, keys of 64 bytes, values of 256) is stored and
+	# comes back whole in CSV; a channel with terminal escapes is shown harmless in tables.
+	args=()
+	for i in $(seq -w 1 32); do
+		args+=(--trait "k$i$(printf 'k%.0s' $(seq 61))=$(printf 'é%.0s' $(seq 128))")
+	done
+	expect 0 "$tp" send identify -c jt -t 2024-05-01T08:00:00Z "${args[@]}"
+	expect 0 "$tp" send touch -c jt --channel $'esc\e]0;x\a' -t 2024-05-01T09:00:00Z
+	expect 0 "$tp" journey jt --format csv
+	python3 - "$dir/out" <<'PY' || fail "journey csv of the largest identify"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], encoding="utf-8", newline="")))
+detail = [r for r in rows if r[2] == "identify"][0][7]
+traits = detail.split(" ")
+assert len(traits) == 32 and all(t.endswith("é" * 128) for t in traits), traits[-1][:80]
+PY
+	expect 0 "$tp" journey jt
+	! grep -q $'\e' "$dir/out" || fail "journey table passes an escape to the terminal"
+	grep -q 'esc?\]0;x?' "$dir/out" || fail "journey table: $(cat "$dir/out")"
+	expect 0 "$tp" paths --top 0
+	! grep -q $'\e' "$dir/out" || fail "paths table passes an escape to the terminal"
 	;;
 *)
 	fail "unknown scenario $scenario"
