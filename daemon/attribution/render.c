@@ -87,11 +87,14 @@ csv_str(FILE *out, const char *s)
 	putc('"', out);
 }
 
+/* An empty field where JSON says null: a sum past DBL_MAX, a ratio of nothing. */
 static void
 csv_num(FILE *out, double v)
 {
 	char buf[40];
 
+	if (!isfinite(v))
+		return;
 	attr_format_number(buf, sizeof(buf), v);
 	fputs(buf, out);
 }

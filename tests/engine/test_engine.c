@@ -976,6 +976,36 @@ test_json_params(void **state)
 	free_resp(r);
 }
 
+/* A value summed past DBL_MAX: JSON null, and in CSV an empty field, not "inf". */
+static void
+test_render_overflow(void **state)
+{
+	struct attr_event e1[] = { TOUCH(1, SEARCH, 0), CONV(2, 1e308, 0) },
+	                  e2[] = { TOUCH(1, SEARCH, 0), CONV(2, 1e308, 0) };
+	struct cust c[] = { { e1, 2 }, { e2, 2 } };
+	struct req q;
+	AResp *r;
+	char *buf = NULL, *js;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	req_init(&q);
+	req_model(&q, "linear", NULL, NULL);
+	r = run(&q, c, 2, NULL);
+	assert_true(isinf(r->totals->value));
+	assert_non_null((f = open_memstream(&buf, &len)));
+	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_CSV), TP_OK);
+	fclose(f);
+	assert_null(strstr(buf, "inf"));
+	assert_non_null(strstr(buf, ",linear,search,2,,"));
+	js = render(r);
+	assert_null(strstr(js, "inf"));
+	free(js);
+	free(buf);
+	free_resp(r);
+}
+
 /*
  * The parts of a stream in their own engines, merged in order, give one engine's result:
  * every model, segments, daily credits, spend, the matrix; the path table line for line.
@@ -1197,6 +1227,7 @@ main(void)
 		cmocka_unit_test(test_campaign_level),
 		cmocka_unit_test(test_campaign_labels),
 		cmocka_unit_test(test_json_params),
+		cmocka_unit_test(test_render_overflow),
 		cmocka_unit_test(test_conversion_filter),
 		cmocka_unit_test(test_from_to),
 		cmocka_unit_test(test_segments),
