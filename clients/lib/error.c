@@ -43,6 +43,13 @@ tp__result_init(struct tp_result *res)
 		memset(res, 0, sizeof(*res));
 }
 
+static void
+tp_vfail(struct tp_result *res, int status, const char *fmt, va_list ap)
+{
+	res->status = status;
+	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+}
+
 int
 tp__fail(struct tp_result *res, int status, const char *fmt, ...)
 {
@@ -50,9 +57,8 @@ tp__fail(struct tp_result *res, int status, const char *fmt, ...)
 
 	if (res == NULL)
 		return status;
-	res->status = status;
 	va_start(ap, fmt);
-	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	tp_vfail(res, status, fmt, ap);
 	va_end(ap);
 	return status;
 }
@@ -64,9 +70,8 @@ tp__too_big(struct tp_result *res, const char *fmt, ...)
 
 	if (res == NULL)
 		return TP_RESOURCE_EXHAUSTED;
-	res->status = TP_RESOURCE_EXHAUSTED;
 	va_start(ap, fmt);
-	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	tp_vfail(res, TP_RESOURCE_EXHAUSTED, fmt, ap);
 	va_end(ap);
 	/* The daemon's form of it (rpc.proto): tp_result_too_big() reads both alike. */
 	free(res->violations);
