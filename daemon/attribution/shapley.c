@@ -271,7 +271,8 @@ attr_shapley_rate(const struct attr_table *t, struct attr_credit *out, size_t *n
 		double pos = 0;
 		uint32_t j;
 
-		if (p->conversions <= 0)
+		/* A path file's row may carry value without conversions: it is shared too. */
+		if (p->conversions <= 0 && !(p->value > 0))
 			continue;
 		if (p->len <= ATTR_EXACT_SHAPLEY) {
 			exact(&sets, d, p->len, &w);

@@ -746,6 +746,29 @@ test_shapley_rate(void **state)
 	free_resp(r);
 }
 
+/* A path file's row with value but no conversions: its value is credited too. */
+static void
+test_shapley_rate_value_only(void **state)
+{
+	const char *csv = "path,total_conversions,total_conversion_value,total_null\n"
+	                  "a,1,10,0\n"
+	                  "a > b,0,6,1\n";
+	struct req q;
+	char err[256];
+	AResp *r;
+	FILE *f = fmemopen((void *)csv, strlen(csv), "r");
+
+	(void)state;
+	req_init(&q);
+	req_model(&q, "shapley_rate", NULL, NULL);
+	assert_int_equal(attr_pathfile_attribute(f, &q.r, &r, err, sizeof(err)), TP_OK);
+	fclose(f);
+	near(r->totals->value, 16);
+	near(value_of(r, "shapley_rate", "a") + value_of(r, "shapley_rate", "b"), 16);
+	near(conv_of(r, "shapley_rate", "a") + conv_of(r, "shapley_rate", "b"), 1);
+	free_resp(r);
+}
+
 static void
 test_shapley_rate_sampled(void **state)
 {
@@ -1235,6 +1258,7 @@ main(void)
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_invariants),
 		cmocka_unit_test(test_shapley_rate),
+		cmocka_unit_test(test_shapley_rate_value_only),
 		cmocka_unit_test(test_shapley_rate_sampled),
 		cmocka_unit_test(test_pathfile_errors),
 		cmocka_unit_test(test_pathfile_round_trip),
