@@ -686,10 +686,12 @@ rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
 void
 rpc_stop_accepting(struct rpc_server *r)
 {
+	/*
+	 * The listeners stay open: closing one closes the pipes it made, and with them the
+	 * replies still to come for the requests in flight (their clients waited out their
+	 * deadlines). They close with the socket, in rpc_free, once those are sent.
+	 */
 	atomic_store(&r->stopping, 1);
-	for (size_t i = 0; i < r->nlisteners; i++)
-		nng_listener_close(r->listeners[i]);
-	r->nlisteners = 0;
 }
 
 int

@@ -39,7 +39,7 @@ int rpc_register(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, co
                  rpc_handler_fn fn, void *arg);
 /* Arms the contexts and starts the listeners. */
 int rpc_start(struct rpc_server *r, char *errbuf, size_t errlen);
-/* Closes the listeners; requests still arriving on open pipes get UNAVAILABLE. */
+/* From now on new requests get UNAVAILABLE; those in flight are answered as usual. */
 void rpc_stop_accepting(struct rpc_server *r);
 /* Waits until no request is in flight (replies sent); TP_DEADLINE_EXCEEDED after timeout. */
 int rpc_drain(struct rpc_server *r, unsigned timeout_ms);

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -1041,6 +1042,50 @@ one_send_main(void *arg)
 	return NULL;
 }
 
+/*
+ * SIGTERM while a batch waits for its commit (the writer stalled by the test hook): the
+ * daemon finishes it and the client gets its reply, then it exits 0 (the reply was lost
+ * with the listener's connections before, and the client waited out its deadline).
+ */
+static void
+test_term_inflight(void)
+{
+	struct tpd d;
+	struct one_send o = { 0 };
+	pthread_t th;
+	char stall[400];
+	FILE *f;
+	nng_socket s;
+	int status;
+
+	tpd_init(&d, NULL);
+	snprintf(stall, sizeof(stall), "%s/stall", d.dir);
+	CHECK(setenv("TOUCHPOINTD_TEST_STALL_WRITER", stall, 1) == 0);
+	CHECK((f = fopen(stall, "w")) != NULL);
+	CHECK(fclose(f) == 0);
+	tpd_start(&d);
+	o.url = d.url;
+	o.id = "term-1";
+	atomic_init(&o.code, -1);
+	CHECK(pthread_create(&th, NULL, one_send_main, &o) == 0);
+	sleep_ms(300); /* the batch is queued behind the stalled writer */
+	CHECK(atomic_load(&o.code) == -1);
+	CHECK(kill(d.pid, SIGTERM) == 0);
+	sleep_ms(300);
+	CHECK(unlink(stall) == 0);
+	CHECK(pthread_join(th, NULL) == 0);
+	CHECK(atomic_load(&o.code) == 0);
+	CHECK(waitpid(d.pid, &status, 0) == d.pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	d.pid = 0;
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	CHECK(stored_events(s) == 1);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 /* A stalled writer (the test hook) with queue_depth = 1: the second batch is refused. */
 static void
 test_queue(void)
@@ -1088,11 +1133,17 @@ main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-		{ "journey", test_journey },       { "invalid", test_invalid },
-		{ "duplicates", test_duplicates }, { "errors", test_errors },
-		{ "check", test_check },           { "sigterm", test_sigterm },
-		{ "crash", test_crash },           { "attribute", test_attribute },
-		{ "deadline", test_deadline },     { "queue", test_queue },
+		{ "journey", test_journey },
+		{ "invalid", test_invalid },
+		{ "duplicates", test_duplicates },
+		{ "errors", test_errors },
+		{ "check", test_check },
+		{ "sigterm", test_sigterm },
+		{ "crash", test_crash },
+		{ "attribute", test_attribute },
+		{ "deadline", test_deadline },
+		{ "queue", test_queue },
+		{ "term_inflight", test_term_inflight },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
