@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "log.h"
 #include "touchpoint/touchpoint.h"
@@ -172,6 +173,46 @@ config_trim(char *s)
 	return s;
 }
 
+int
+config_url_check(const char *u, char *msg, size_t msglen)
+{
+	const struct sockaddr_un *sa = NULL;
+	const char *hp, *colon;
+	unsigned long port;
+
+	if (strncmp(u, "ipc://", 6) == 0) {
+		/* NNG refuses such a path only when it listens, as "Address invalid". */
+		if (u[6] == '\0' || strlen(u + 6) >= sizeof(sa->sun_path)) {
+			snprintf(msg, msglen,
+			         "\"%.200s\": an ipc:// path must be 1-%zu bytes (a unix socket's "
+			         "limit)",
+			         u, sizeof(sa->sun_path) - 1);
+			return TP_INVALID_ARGUMENT;
+		}
+		return TP_OK;
+	}
+	if (strncmp(u, "tcp://", 6) == 0)
+		hp = u + 6;
+	else if (strncmp(u, "tcp4://", 7) == 0 || strncmp(u, "tcp6://", 7) == 0)
+		hp = u + 7;
+	else {
+		snprintf(msg, msglen, "\"%.200s\" is not an ipc:// or tcp:// URL", u);
+		return TP_INVALID_ARGUMENT;
+	}
+	/* HOST:PORT, HOST possibly [v6] or empty (every address); the port 1-65535. */
+	colon = strrchr(hp, ':');
+	if (colon == NULL || (strchr(hp, ']') != NULL && colon < strchr(hp, ']')) ||
+	    strchr(hp, '/') != NULL || colon[1] == '\0' ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    (errno = 0, port = strtoul(colon + 1, NULL, 10), errno != 0) || port == 0 ||
+	    port > 65535) {
+		snprintf(msg, msglen, "\"%.200s\": a tcp:// URL is tcp://HOST:PORT, PORT 1-65535",
+		         u);
+		return TP_INVALID_ARGUMENT;
+	}
+	return TP_OK;
+}
+
 /* One "key = value" pair; returns TP_OK or TP_INVALID_ARGUMENT with a message. */
 static int
 config_set(struct config *c, const char *k, const char *v, char *msg, size_t msglen)
@@ -188,10 +229,10 @@ config_set(struct config *c, const char *k, const char *v, char *msg, size_t msg
 			         CONFIG_MAX_LISTEN);
 			return TP_INVALID_ARGUMENT;
 		}
-		if ((strncmp(v, "ipc://", 6) != 0 && strncmp(v, "tcp://", 6) != 0 &&
-		     strncmp(v, "tcp4://", 7) != 0 && strncmp(v, "tcp6://", 7) != 0) ||
-		    strlen(v) >= sizeof(c->listen[0]))
+		if (strlen(v) >= sizeof(c->listen[0]))
 			goto bad;
+		if (config_url_check(v, msg, msglen) != TP_OK)
+			return TP_INVALID_ARGUMENT;
 		strcpy(c->listen[c->nlisten++], v);
 	} else if (strcmp(k, "ipc_permissions") == 0) {
 		char *end;

@@ -40,6 +40,12 @@ struct config {
 	int64_t default_lookback_s;           /* default_lookback = 30d */
 };
 
+/*
+ * A listen URL that NNG can listen on: ipc:// with a path a unix socket holds, or
+ * tcp://HOST:PORT. TP_OK, or TP_INVALID_ARGUMENT with a message naming u.
+ */
+int config_url_check(const char *u, char *msg, size_t msglen);
+
 /* Defaults, then the file (if path != NULL), then nothing else: the caller applies flags. */
 int config_load(struct config *c, const char *path, char *errbuf, size_t errlen);
 

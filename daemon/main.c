@@ -185,12 +185,12 @@ load_config(struct config *c, const struct flags *fl, const char **path, char *e
 		for (size_t i = 0; i < fl->nendpoints; i++) {
 			const char *u = fl->endpoints[i];
 
-			if ((strncmp(u, "ipc://", 6) != 0 && strncmp(u, "tcp://", 6) != 0 &&
-			     strncmp(u, "tcp4://", 7) != 0 && strncmp(u, "tcp6://", 7) != 0) ||
-			    strlen(u) >= sizeof(c->listen[0])) {
-				snprintf(errbuf, errlen,
-				         "--endpoint: \"%.200s\" is not an ipc:// or tcp:// URL",
-				         u);
+			char why[300];
+
+			if (strlen(u) >= sizeof(c->listen[0]) ||
+			    config_url_check(u, why, sizeof(why)) != TP_OK) {
+				snprintf(errbuf, errlen, "--endpoint: %s",
+				         strlen(u) >= sizeof(c->listen[0]) ? "too long" : why);
 				return TP_INVALID_ARGUMENT;
 			}
 			strcpy(c->listen[i], u);
@@ -203,8 +203,12 @@ load_config(struct config *c, const struct flags *fl, const char **path, char *e
 		if (base == NULL)
 			base = c->state_dir;
 		if ((size_t)snprintf(c->listen[0], sizeof(c->listen[0]),
-		                     "ipc://%s/touchpointd.sock", base) >= sizeof(c->listen[0])) {
-			snprintf(errbuf, errlen, "the default endpoint's path is too long");
+		                     "ipc://%s/touchpointd.sock", base) >= sizeof(c->listen[0]) ||
+		    config_url_check(c->listen[0], errbuf, errlen) != TP_OK) {
+			snprintf(errbuf, errlen,
+			         "the default endpoint's path (in %.200s) is too long for a unix "
+			         "socket: set listen or --endpoint",
+			         base);
 			return TP_INVALID_ARGUMENT;
 		}
 		c->nlisten = 1;
@@ -292,7 +296,9 @@ main(int argc, char **argv)
 	if ((rv = parse_flags(argc, argv, &fl, &exit_now)) != 0 || exit_now)
 		return rv;
 	if (load_config(&cfg, &fl, &path, err, sizeof(err)) != TP_OK) {
-		fprintf(stderr, "touchpointd: %s\n", err);
+		/* Through the log, so the journal files it as an error (<3>), not at info. */
+		log_init(fl.foreground, LOG_LEVEL_ERR);
+		log_err("touchpointd: %s", err);
 		return EXIT_CONFIG;
 	}
 	if (fl.check) {

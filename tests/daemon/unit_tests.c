@@ -95,6 +95,33 @@ test_config(void)
 	CHECK(load(&c, "sync = sometimes\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
 	CHECK(load(&c, "log_level = loud\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
 	CHECK(load(&c, "listen = http://x\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
+	/* URLs NNG could never listen on are refused here (exit 78), not at start (exit 1). */
+	{
+		static const char *const bad[] = { "ipc://",          "tcp://",
+			                           "tcp://127.0.0.1", "tcp://127.0.0.1:99999",
+			                           "tcp://h:0",       "tcp://h:70x",
+			                           "tcp://h:7/x",     "tcp://[::1]" };
+		static const char *const good[] = { "tcp://127.0.0.1:7070", "tcp://[::1]:7070",
+			                            "tcp://:7070", "tcp6://[::]:1", "ipc://x" };
+		char line[400], longpath[200];
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			snprintf(line, sizeof(line), "listen = %s\n", bad[i]);
+			CHECK(load(&c, line, err, sizeof(err)) == TP_INVALID_ARGUMENT);
+			CHECK(strstr(err, bad[i]) != NULL);
+		}
+		for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+			snprintf(line, sizeof(line), "listen = %s\n", good[i]);
+			CHECK(load(&c, line, err, sizeof(err)) == TP_OK);
+		}
+		memset(longpath, 'x', 107);
+		longpath[107] = '\0'; /* 107 bytes fit sun_path with its NUL; 108 do not */
+		snprintf(line, sizeof(line), "listen = ipc://%s\n", longpath);
+		CHECK(load(&c, line, err, sizeof(err)) == TP_OK);
+		snprintf(line, sizeof(line), "listen = ipc://%sx\n", longpath);
+		CHECK(load(&c, line, err, sizeof(err)) == TP_INVALID_ARGUMENT);
+		CHECK(strstr(err, "unix socket") != NULL);
+	}
 	CHECK(load(&c, "ipc_permissions = 0999\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
 	CHECK(load(&c, "max_message_bytes = 99999999999999999999999\n", err, sizeof(err)) ==
 	      TP_INVALID_ARGUMENT);

@@ -21,6 +21,14 @@ printf 'map_size = 12X\n' >"$tmp/badval.conf"
 rc=$?
 [ $rc -eq 78 ] || fail "badval.conf: exit $rc, not 78"
 grep -q 'badval.conf:1' "$tmp/out" || fail "badval.conf: no line number: $(cat "$tmp/out")"
+# Not a terminal (as under systemd): an error line, so journalctl -p warning shows it.
+grep -q '^<3>touchpointd: .*badval.conf:1' "$tmp/out" || fail "badval.conf: not logged as <3>"
+
+# A listen URL NNG could never listen on is a configuration error too, not a start failure.
+printf 'listen = tcp://127.0.0.1:99999\n' >"$tmp/badurl.conf"
+"$bin" -n -f "$tmp/badurl.conf" >"$tmp/out" 2>&1
+rc=$?
+[ $rc -eq 78 ] || fail "badurl.conf: exit $rc, not 78"
 
 cat >"$tmp/good.conf" <<'CONF'
 # every kind of value
