@@ -80,7 +80,6 @@ ingest_send(void *arg, struct rpc_call *call)
 		v.index = -1;
 		v.field = "events";
 		v.reason = msg;
-		metrics_ingest(0, 0, n);
 		rpc_finish_details(call, TP_INVALID_ARGUMENT, msg, &vp, 1);
 		return;
 	}
@@ -94,12 +93,12 @@ ingest_send(void *arg, struct rpc_call *call)
 	if ((bad = validate_send_request(req, wire, len, &r)) > 0) {
 		log_info("ingest: batch rejected: events=%zu invalid=%zu violations=%zu", n, bad,
 		         r.total);
-		metrics_ingest(0, 0, n);
+		/* The invalid events only: clients send the valid rest again (tp_sender does). */
+		metrics_ingest(0, 0, bad);
 		ingest_reject(call, req, wire, len, bad);
 		return;
 	}
 	if ((rv = store_prepare(in->store, req->events, n, &prep)) != TP_OK) {
-		metrics_ingest(0, 0, n);
 		rpc_finish(call, rv, NULL,
 		           rv == TP_RESOURCE_EXHAUSTED
 		               ? "out of memory, retry later"

@@ -88,6 +88,7 @@ static struct metrics_hist metrics_commit_b = METRICS_HIST(metrics_commit_b_boun
 static _Atomic uint64_t metrics_ingested;
 static _Atomic uint64_t metrics_duplicates;
 static _Atomic uint64_t metrics_rejected;
+static _Atomic uint64_t metrics_commit_failures;
 static _Atomic uint64_t metrics_qdepth;
 
 /* Written by metrics_start/metrics_stop only, read by the HTTP handler in between. */
@@ -142,6 +143,12 @@ metrics_ingest(uint64_t accepted, uint64_t duplicates, uint64_t rejected)
 	atomic_fetch_add_explicit(&metrics_ingested, accepted, memory_order_relaxed);
 	atomic_fetch_add_explicit(&metrics_duplicates, duplicates, memory_order_relaxed);
 	atomic_fetch_add_explicit(&metrics_rejected, rejected, memory_order_relaxed);
+}
+
+void
+metrics_commit_failed(void)
+{
+	atomic_fetch_add_explicit(&metrics_commit_failures, 1, memory_order_relaxed);
 }
 
 void
@@ -384,8 +391,12 @@ metrics_render(char **buf, size_t *len)
 	                       "Events acknowledged as duplicates of a stored event_id.",
 	                       &metrics_duplicates);
 	metrics_render_counter(&b, "touchpointd_events_rejected_total",
-	                       "Events refused as invalid (their whole batch is refused).",
+	                       "Invalid events refused (with the rest of their batch).",
 	                       &metrics_rejected);
+	metrics_render_counter(&b, "touchpointd_commit_failures_total",
+	                       "Group commits that failed (a full disk, say); their batches "
+	                       "were refused and are retried by the clients.",
+	                       &metrics_commit_failures);
 
 	metrics_family(&b, "touchpointd_commit_events", "histogram",
 	               "Events written per group commit.");

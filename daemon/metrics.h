@@ -21,6 +21,8 @@ void metrics_request(const char *method, int code, double seconds);
 void metrics_ingest(uint64_t accepted, uint64_t duplicates, uint64_t rejected);
 /* One group commit: how many batches and events it carried, how long it took. */
 void metrics_commit(size_t batches, size_t events, double seconds);
+/* A group commit that failed (its batches were answered with its error). */
+void metrics_commit_failed(void);
 /* Writer queue depth, sampled by the writer. */
 void metrics_queue_depth(size_t depth);
 

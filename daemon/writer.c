@@ -145,7 +145,7 @@ writer_commit(struct writer *w, size_t ngroup)
 	metrics_commit(nb, events, writer_elapsed(&t0));
 	if (rv != TP_OK) {
 		log_err("writer: commit failed: code=%d batches=%zu events=%zu", rv, nb, events);
-		metrics_ingest(0, 0, events);
+		metrics_commit_failed(); /* a full disk, say: not the clients' invalid events */
 	}
 	nb = 0;
 	for (size_t i = 0; i < ngroup; i++) {
