@@ -57,7 +57,7 @@ usage(FILE *f)
 	    "usage: touchpointd [-d] [-n] [-v]... [-f FILE] [--state-dir DIR] [--endpoint URL]...\n"
 	    "  -d, --foreground     run in the foreground, logs on stderr\n"
 	    "  -n, --check          check the configuration and exit (78 if it is bad)\n"
-	    "  -v, --verbose        more log output (repeat for debug)\n"
+	    "  -v, --verbose        one log level more each (info -> debug)\n"
 	    "  -f, --config FILE    configuration file (default %s)\n"
 	    "  -s, --state-dir DIR  where the store lives (default: state_dir, $STATE_DIRECTORY, "
 	    ".)\n"
@@ -197,6 +197,21 @@ load_config(struct config *c, const struct flags *fl, const char **path, char *e
 		}
 		c->nlisten = fl->nendpoints;
 	}
+	/* Absolute before anything is derived from it: the socket path, and a reload's compare. */
+	if (c->state_dir[0] != '/') {
+		char cwd[CONFIG_PATH_MAX];
+
+		if (getcwd(cwd, sizeof(cwd)) == NULL ||
+		    (size_t)snprintf(dir, sizeof(dir), "%s%s%s", cwd,
+		                     strcmp(c->state_dir, ".") == 0 ? "" : "/",
+		                     strcmp(c->state_dir, ".") == 0 ? "" : c->state_dir) >=
+		        sizeof(c->state_dir)) {
+			snprintf(errbuf, errlen, "state_dir: cannot make \"%.200s\" absolute",
+			         c->state_dir);
+			return TP_INVALID_ARGUMENT;
+		}
+		strcpy(c->state_dir, dir);
+	}
 	if (c->nlisten == 0) {
 		const char *base = first_dir("RUNTIME_DIRECTORY", dir, sizeof(dir));
 
@@ -214,6 +229,30 @@ load_config(struct config *c, const struct flags *fl, const char **path, char *e
 		c->nlisten = 1;
 	}
 	return TP_OK;
+}
+
+/* The running state_dir went through realpath() at start: compare like with like. */
+static int
+same_dir(const char *a, const char *b)
+{
+	char ra[PATH_MAX], rb[PATH_MAX];
+
+	if (realpath(a, ra) != NULL && realpath(b, rb) != NULL)
+		return strcmp(ra, rb) == 0;
+	return strcmp(a, b) == 0;
+}
+
+static int
+same_listen(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++)
+		if (strcmp(a->listen[i], b->listen[i]) != 0)
+			return 0;
+	return 1;
 }
 
 /* SIGHUP: re-read the file; apply what can change at run time, name what cannot. */
@@ -247,10 +286,8 @@ reload(const char *path, struct config *cur, const struct flags *fl, struct quer
 #define RESTART_IF(cond, key)                                                                      \
 	if (cond)                                                                                  \
 	log_warn("reload: %s changed; it takes effect after a restart", key)
-	RESTART_IF(strcmp(nc.state_dir, cur->state_dir) != 0, "state_dir");
-	RESTART_IF(nc.nlisten != cur->nlisten ||
-	               memcmp(nc.listen, cur->listen, sizeof(nc.listen[0]) * nc.nlisten) != 0,
-	           "listen");
+	RESTART_IF(!same_dir(nc.state_dir, cur->state_dir), "state_dir");
+	RESTART_IF(!same_listen(&nc, cur), "listen");
 	RESTART_IF(nc.ipc_permissions != cur->ipc_permissions, "ipc_permissions");
 	RESTART_IF(nc.max_message_bytes != cur->max_message_bytes, "max_message_bytes");
 	RESTART_IF(nc.max_batch_events != cur->max_batch_events, "max_batch_events");

@@ -61,6 +61,23 @@ lib)
 	start
 	"$testlib" "$ep" || fail "test_lib"
 	;;
+reload_relative)
+	# A relative state directory is made absolute once: the socket path in it, and a
+	# reload that changes nothing warns about nothing.
+	mkdir -p "$dir/rel"
+	printf 'metrics =\n' >"$dir/rel.conf"
+	(cd "$dir" && exec "$tpd" -d -f rel.conf --state-dir rel) 2>"$dir/d.log" &
+	pid=$!
+	export TOUCHPOINT_ENDPOINT="ipc://$dir/rel/touchpointd.sock"
+	for _ in $(seq 100); do "$tp" status >/dev/null 2>&1 && break; sleep 0.1; done
+	expect 0 "$tp" status
+	grep -q "listening url=ipc://$dir/rel/touchpointd.sock" "$dir/d.log" ||
+		fail "socket path not absolute: $(cat "$dir/d.log")"
+	kill -HUP "$pid"
+	for _ in $(seq 50); do grep -q 'configuration reloaded' "$dir/d.log" && break; sleep 0.1; done
+	grep -q 'configuration reloaded' "$dir/d.log" || fail "no reload: $(cat "$dir/d.log")"
+	! grep -q 'changed; it takes effect' "$dir/d.log" || fail "spurious: $(cat "$dir/d.log")"
+	;;
 small_messages)
 	# A daemon whose max_message_bytes is below the batches clients send: they learn the
 	# limit from its answer and send smaller batches instead of timing out.
