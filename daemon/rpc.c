@@ -384,11 +384,6 @@ rpc_lookup(struct rpc_server *r, const char *method, const ProtobufCMethodDescri
 	return NULL;
 }
 
-/*
- * A request over max_message_bytes, not unpacked: RESOURCE_EXHAUSTED with one violation
- * {-1, "envelope", …} by which libtouchpoint tells it from a busy daemon (rpc.proto) and
- * sends smaller batches instead of the same one again.
- */
 /* Reads one varint at *p (< end); -1 if it is cut or longer than 10 bytes. */
 static int
 rpc_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -439,6 +434,11 @@ rpc_peek_request_id(const uint8_t *p, size_t len)
 	return 0;
 }
 
+/*
+ * A request over max_message_bytes, not unpacked: RESOURCE_EXHAUSTED with one violation
+ * {-1, "envelope", …} by which libtouchpoint tells it from a busy daemon (rpc.proto) and
+ * sends smaller batches instead of the same one again.
+ */
 static void
 rpc_too_big(struct rpc_call *c, nng_msg *msg)
 {
