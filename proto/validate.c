@@ -161,7 +161,7 @@ valid_day(const char *s)
 	y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
 	m = (s[5] - '0') * 10 + (s[6] - '0');
 	d = (s[8] - '0') * 10 + (s[9] - '0');
-	if (y < 1970 || y > 2199 || m < 1 || m > 12 || d < 1)
+	if (y < 1970 || y > 2200 || m < 1 || m > 12 || d < 1)
 		return 0;
 	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 	return d <= mdays[m - 1] + (m == 2 && leap);
@@ -178,7 +178,7 @@ validate_event(const Touchpoint__V1__Event *e, int32_t index, struct validate_re
 	                    e->kind_case == TOUCHPOINT__V1__EVENT__KIND_SPEND ? 0 : 1, 256);
 	if (e->timestamp_us < 0 || e->timestamp_us >= VALIDATE_TS_END_US) {
 		vr_add(r, index, p, "timestamp_us",
-		       "is %lld, must be in [0, 7258118400000000) (years 1970-2199)",
+		       "is %lld, must be in [0, 7289654400000000) (years 1970-2200)",
 		       (long long)e->timestamp_us);
 		bad++;
 	}

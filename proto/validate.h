@@ -12,8 +12,11 @@
 #include "touchpoint/v1/event.pb-c.h"
 #include "touchpoint/v1/ingest.pb-c.h"
 
-/* Timestamps lie in [0, VALIDATE_TS_END_US): 1970-01-01 to 2200-01-01 exclusive, UTC. */
-#define VALIDATE_TS_END_US INT64_C(7258118400000000)
+/*
+ * Timestamps lie in [0, VALIDATE_TS_END_US): SPEC §2's years 1970-2200, the year 2200
+ * included (2201-01-01 exclusive), UTC.
+ */
+#define VALIDATE_TS_END_US INT64_C(7289654400000000)
 
 struct validate_violation {
 	int32_t index;   /* event position in the batch; -1: the request itself */

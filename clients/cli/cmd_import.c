@@ -525,6 +525,9 @@ imp_csv(struct imp *m)
 		return EX_OSERR;
 	}
 	m->ncols = n;
+	/* A UTF-8 byte order mark, as spreadsheets write one, is not part of the first name. */
+	if (n > 0 && strncmp(fields[0], "\xef\xbb\xbf", 3) == 0)
+		memmove(fields[0], fields[0] + 3, strlen(fields[0] + 3) + 1);
 	for (i = 0; i < n; i++) {
 		if (!row_known_field(fields[i])) {
 			fprintf(stderr, "touchpoint import: %s:%lu: unknown column '%s'\n", m->name,
@@ -595,6 +598,8 @@ imp_json_row(struct imp *m, const struct json_value *v, unsigned long line, char
 		const struct json_value *x = v->items[i];
 
 		snprintf(field, flen, "%s", v->keys[i]);
+		if (strcmp(v->keys[i], "traits") == 0 && x->type == JSON_NULL)
+			continue; /* null means absent, as for every key */
 		if (strcmp(v->keys[i], "traits") == 0 && x->type == JSON_OBJECT) {
 			for (j = 0; j < x->n; j++) {
 				if (x->items[j]->type != JSON_STRING || nt == ROW_MAX_TRAITS ||
@@ -633,18 +638,18 @@ imp_ndjson(struct imp *m)
 {
 	struct json_value *v;
 	char err[128], field[80], reason[256];
-	size_t len;
+	size_t len, blank;
 	int c, r;
 
 	for (;;) {
 		len = 0;
 		m->line++;
 		while ((c = getc(m->in)) != EOF && c != '\n') {
+			if (len == IMP_MAX_LINE + 1) /* room for the line's own CR */
+				break;
 			if (len + 1 >= m->linecap) {
 				char *nb;
 
-				if (m->linecap >= IMP_MAX_LINE)
-					break;
 				if ((nb = realloc(m->linebuf,
 				                  m->linecap ? m->linecap * 2 : 4096)) == NULL)
 					return EX_OSERR;
@@ -662,9 +667,17 @@ imp_ndjson(struct imp *m)
 		}
 		if (len > 0 && m->linebuf[len - 1] == '\r')
 			len--;
+		if (m->line == 1 && len >= 3 && memcmp(m->linebuf, "\xef\xbb\xbf", 3) == 0) {
+			memmove(m->linebuf, m->linebuf + 3, len - 3); /* a byte order mark */
+			len -= 3;
+		}
 		if (c == EOF && len == 0)
 			break;
-		if (len == 0)
+		for (blank = 0;
+		     blank < len && (m->linebuf[blank] == ' ' || m->linebuf[blank] == '\t');
+		     blank++)
+			;
+		if (blank == len) /* empty, or only spaces and tabs */
 			continue;
 		m->rows++;
 		if (json_parse(m->linebuf, len, &v, err, sizeof(err)) != 0) {
@@ -691,6 +704,34 @@ imp_ndjson(struct imp *m)
 	return EX_OK;
 }
 
+/*
+ * `gzip -t` of a .gz file before anything is read from it: gzip -dc streams what it
+ * decodes and finds a damaged member only at its end, after the garbage went out as rows.
+ * 0 when sound (or only trailing garbage, gzip's status 2), else an exit code.
+ */
+static int
+imp_gz_test(const char *path)
+{
+	char *args[] = { "gzip", "-t", "--", (char *)path, NULL };
+	pid_t pid;
+	int rv, st;
+
+	if ((rv = posix_spawnp(&pid, "gzip", NULL, NULL, args, environ)) != 0) {
+		fprintf(stderr, "touchpoint import: cannot run gzip: %s\n", strerror(rv));
+		return EX_UNAVAILABLE;
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return EX_OSERR;
+	if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2))
+		return 0;
+	fprintf(stderr,
+	        "touchpoint import: %s: damaged gzip data (gzip -t failed): nothing was "
+	        "imported\n",
+	        path);
+	return EX_DATAERR;
+}
+
 /* Opens the input; .gz through a `gzip -dc` child. */
 static int
 imp_open(struct imp *m, const char *path, int gz)
@@ -710,6 +751,8 @@ imp_open(struct imp *m, const char *path, int gz)
 		m->total = st.st_size;
 	if (!gz)
 		return EX_OK;
+	if (m->total > 0 && (rv = imp_gz_test(path)) != 0)
+		return rv;
 	if (pipe(fds) != 0)
 		return EX_OSERR;
 	posix_spawn_file_actions_init(&fa);
@@ -748,7 +791,8 @@ imp_close(struct imp *m)
 	if (m->gzip > 0) {
 		while (waitpid(m->gzip, &st, 0) < 0 && errno == EINTR)
 			;
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		/* 2: a warning (trailing garbage after the last member), the rows are sound */
+		if (!WIFEXITED(st) || (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 2)) {
 			fprintf(stderr, "touchpoint import: %s: gzip failed to decompress it\n",
 			        m->name);
 			rv = EX_DATAERR;

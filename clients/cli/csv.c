@@ -117,6 +117,8 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 						break;
 				} else if (c == '\n') {
 					r->line++;
+				} else if (c == '\0') {
+					goto nul;
 				}
 				if (csv_putc(r, (char)c) != 0)
 					goto toolong;
@@ -140,6 +142,8 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 					csv_skip_line(r, c);
 					return -1;
 				}
+				if (c == '\0')
+					goto nul;
 				if (c == '\r') {
 					if ((c2 = getc(r->in)) == '\n') {
 						c = '\n';
@@ -182,6 +186,11 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 	return 1;
 toolong:
 	snprintf(err, errlen, "record longer than %d bytes", CSV_MAX_RECORD);
+	csv_skip_line(r, c);
+	return -1;
+nul:
+	/* A C string would end there: the value would be cut short, not refused (SPEC §2). */
+	snprintf(err, errlen, "NUL byte in a field");
 	csv_skip_line(r, c);
 	return -1;
 }

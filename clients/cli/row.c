@@ -258,7 +258,7 @@ row_hash_number(struct row_hash *rh, const char *name, double v)
 {
 	char buf[64];
 
-	snprintf(buf, sizeof(buf), "%.17g", v);
+	snprintf(buf, sizeof(buf), "%.17g", v == 0 ? 0.0 : v); /* -0 is a spelling of 0 */
 	row_hash_field(rh, name, buf);
 }
 
@@ -301,14 +301,29 @@ row_event_id(const struct tp_event *ev, char *out)
 	case TP_CONVERSION:
 		row_hash_number(&rh, "value", ev->u.conversion.value);
 		row_hash_field(&rh, "currency", ev->u.conversion.currency);
-		row_hash_field(&rh, "name", ev->u.conversion.name);
+		/* SPEC §2's default spelled out is the default: the same event, the same id. */
+		row_hash_field(&rh, "name",
+		               ev->u.conversion.name == NULL || ev->u.conversion.name[0] == '\0' ||
+		                       strcmp(ev->u.conversion.name, "conversion") == 0
+		                   ? NULL
+		                   : ev->u.conversion.name);
 		break;
 	case TP_IDENTIFY:
 		nt = ev->u.identify.count < ROW_MAX_TRAITS ? ev->u.identify.count : ROW_MAX_TRAITS;
 		memcpy(sorted, ev->u.identify.traits, nt * sizeof(*sorted));
 		qsort(sorted, nt, sizeof(*sorted), row_trait_cmp);
-		for (i = 0; i < nt; i++)
+		for (i = 0; i < nt; i++) {
+			/*
+			 * key=value is ambiguous when the key holds '=' ("a" "b=c" against "a=b"
+			 * "c"): such a key's length goes first. Other ids stay as they were, so
+			 * files imported before still come back as duplicates.
+			 */
+			if (strchr(sorted[i].key, '=') != NULL) {
+				snprintf(buf, sizeof(buf), "%zu", strlen(sorted[i].key));
+				row_hash_field(&rh, "=key-length", buf);
+			}
 			row_hash_field(&rh, sorted[i].key, sorted[i].value);
+		}
 		break;
 	case TP_ALIAS:
 		row_hash_field(&rh, "previous_id", ev->u.alias.previous_id);

@@ -77,7 +77,7 @@ tf_parse_time(const char *s, int64_t *us)
 				return -1;
 			v = v * 10 + (*p - '0');
 		}
-		if (v > tf_days_from_civil(2201, 1, 1) * 86400 * TF_US_PER_S)
+		if (v >= tf_days_from_civil(2201, 1, 1) * 86400 * TF_US_PER_S)
 			return -1;
 		*us = v;
 		return 0;

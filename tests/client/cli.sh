@@ -209,6 +209,34 @@ EOF2
 	cp "$dir/ev.ndjson" "$dir/ev.jsonl"
 	expect 65 "$tp" import --format json "$dir/ev.jsonl"
 	[ "$(json_get '["duplicates"]')" = 3 ] || fail "jsonl"
+	# A byte order mark, a line of spaces, "traits": null: read as a careful user expects.
+	printf '\xef\xbb\xbf{"customer_id": "b1", "type": "touch", "timestamp_us": 5, "channel": "web"}\n   \n{"customer_id": "b1", "type": "identify", "timestamp_us": 6, "traits": null}\n' >"$dir/bom.ndjson"
+	expect 0 "$tp" import --format json "$dir/bom.ndjson"
+	[ "$(json_get '["accepted"]')" = 2 ] || fail "bom.ndjson: $(cat "$dir/out") $(cat "$dir/err")"
+	printf '\xef\xbb\xbfcustomer_id,type,timestamp_us,channel\nb2,touch,5,web\n' >"$dir/bom.csv"
+	expect 0 "$tp" import --format json "$dir/bom.csv"
+	[ "$(json_get '["accepted"]')" = 1 ] || fail "bom.csv: $(cat "$dir/err")"
+	# A NUL in a CSV cell is refused, not cut short there.
+	printf 'customer_id,type,timestamp_us,channel\nb3,touch,5,em\0ail\nb3,touch,6,web\n' >"$dir/nul.csv"
+	expect 65 "$tp" import --format json "$dir/nul.csv"
+	[ "$(json_get '["accepted"]')" = 1 ] && [ "$(json_get '["rejected"]')" = 1 ] ||
+		fail "nul.csv: $(cat "$dir/out")"
+	grep -q "nul.csv:2: .*NUL byte" "$dir/err" || fail "nul.csv: $(cat "$dir/err")"
+	# A damaged .gz is refused before a row of it is read (gzip -dc would stream garbage).
+	expect 0 "$tp" status --format json
+	before=$(json_get '["events"]["total"]')
+	python3 -c '
+print("customer_id,type,timestamp_us,channel")
+for i in range(3000):
+    print("gz%d,touch,%d,web" % (i, i + 1))' | gzip -c >"$dir/ok.csv.gz"
+	cp "$dir/ok.csv.gz" "$dir/bad.csv.gz"
+	printf '\0\0\0\0' | dd of="$dir/bad.csv.gz" bs=1 seek=2000 conv=notrunc 2>/dev/null
+	expect 65 "$tp" import "$dir/bad.csv.gz"
+	grep -q "damaged gzip data" "$dir/err" || fail "bad.csv.gz: $(cat "$dir/err")"
+	expect 0 "$tp" status --format json
+	[ "$(json_get '["events"]["total"]')" = "$before" ] || fail "a damaged .gz stored rows"
+	expect 0 "$tp" import --format json "$dir/ok.csv.gz"
+	[ "$(json_get '["accepted"]')" = 3000 ] || fail "ok.csv.gz: $(cat "$dir/out")"
 	;;
 import_jobs)
 	# ~20 000 generated rows with 150 bad ones scattered: -j 4 and -j 1 must agree on the

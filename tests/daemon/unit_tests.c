@@ -180,6 +180,9 @@ test_validate(void)
 	t.channel = (char *)"search";
 	validate_report_init(&r, vv, 64);
 	CHECK(validate_event(&e, 0, &r) == 0 && r.total == 0);
+	/* SPEC §2's years 1970-2200 include 2200: its last microsecond is in, 2201 is out. */
+	e.timestamp_us = INT64_C(7289654400000000) - 1; /* 2200-12-31T23:59:59.999999Z */
+	CHECK(validate_event(&e, 0, &r) == 0 && r.total == 0);
 
 	e.timestamp_us = VALIDATE_TS_END_US;
 	t.cost_present_case = TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST;
