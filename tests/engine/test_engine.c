@@ -58,6 +58,25 @@ free_resp(AResp *r)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+static char *
+render_as(AResp *r, enum attr_format fmt)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	assert_non_null((f = open_memstream(&buf, &len)));
+	assert_int_equal(attr_render_attribute(f, r, fmt), TP_OK);
+	fclose(f);
+	return buf;
+}
+
+static char *
+render(AResp *r)
+{
+	return render_as(r, ATTR_FORMAT_JSON);
+}
+
 /*
  * The basic set: A: search@1d email@2d direct@3d, buys 100 at 3d+1h;
  * B: display@1d search@2d, buys 50 at 2d+1h; C: email@1d, no purchase (a null path).
@@ -484,9 +503,7 @@ test_empty(void **state)
 {
 	struct req q;
 	AResp *r;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
+	char *buf;
 
 	(void)state;
 	req_init(&q);
@@ -495,9 +512,7 @@ test_empty(void **state)
 	assert_int_equal(r->totals->converting_paths, 0);
 	assert_int_equal(r->models[0]->n_channels, 0);
 	assert_string_equal(r->models[0]->model, "first_touch");
-	assert_non_null((f = open_memstream(&buf, &len)));
-	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_JSON), TP_OK);
-	fclose(f);
+	buf = render(r);
 	assert_non_null(strstr(buf, "\"from\": null"));
 	assert_non_null(strstr(buf, "\"lookback_s\": 2592000"));
 	free(buf);
@@ -949,19 +964,6 @@ json_near(const char *a, const char *b)
 }
 
 static char *
-render(AResp *r)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f;
-
-	assert_non_null((f = open_memstream(&buf, &len)));
-	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_JSON), TP_OK);
-	fclose(f);
-	return buf;
-}
-
-static char *
 render_paths(struct attr_engine *e)
 {
 	Touchpoint__V1__PathsResponse *p;
@@ -1008,18 +1010,14 @@ test_render_overflow(void **state)
 	struct cust c[] = { { e1, 2 }, { e2, 2 } };
 	struct req q;
 	AResp *r;
-	char *buf = NULL, *js;
-	size_t len = 0;
-	FILE *f;
+	char *buf, *js;
 
 	(void)state;
 	req_init(&q);
 	req_model(&q, "linear", NULL, NULL);
 	r = run(&q, c, 2, NULL);
 	assert_true(isinf(r->totals->value));
-	assert_non_null((f = open_memstream(&buf, &len)));
-	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_CSV), TP_OK);
-	fclose(f);
+	buf = render_as(r, ATTR_FORMAT_CSV);
 	assert_null(strstr(buf, "inf"));
 	assert_non_null(strstr(buf, ",linear,search,2,,"));
 	js = render(r);
