@@ -1,6 +1,7 @@
 /*
  * Turning import rows into events (SPEC §6 import columns) and their content-derived ids.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +54,17 @@ row_keep(struct row_event *e, const char *s)
 	return d;
 }
 
+/* A decimal number: strtod alone would also take hex ("0x10") and "inf"/"nan" spellings. */
 static int
 row_number(const char *s, double *v)
 {
+	const char *p = s + strspn(s, " \t"); /* as strtod does, and as files have had */
 	char *end;
 
+	p += *p == '-' || *p == '+';
+	if (!((*p >= '0' && *p <= '9') || (*p == '.' && p[1] >= '0' && p[1] <= '9')) ||
+	    (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')))
+		return -1;
 	*v = strtod(s, &end);
 	return end != s && *end == '\0' && isfinite(*v) ? 0 : -1;
 }
@@ -126,9 +133,11 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 	if (ts != NULL && tf_parse_time(ts, &t1) != 0)
 		ROW_FAIL("timestamp", "not an RFC 3339 time in 1970-2200: \"%.64s\"", ts);
 	if (tsus != NULL) {
+		errno = 0;
 		ll = strtoll(tsus, &end, 10);
-		if (end == tsus || *end != '\0' || ll < 0)
-			ROW_FAIL("timestamp_us", "not a non-negative integer: \"%.64s\"", tsus);
+		if (end == tsus || *end != '\0' || ll < 0 || errno == ERANGE)
+			ROW_FAIL("timestamp_us", "not a non-negative 64-bit integer: \"%.64s\"",
+			         tsus);
 		t2 = ll;
 		if (ts != NULL && t1 != t2)
 			ROW_FAIL("timestamp_us", "disagrees with timestamp");
@@ -137,10 +146,11 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 		ev->timestamp_us = t1;
 	else if (tsus != NULL)
 		ev->timestamp_us = t2;
-	else if (ev->kind == TP_SPEND && (v = row_get(f, n, "day")) != NULL &&
-	         tf_parse_time(v, &t1) == 0 && strlen(v) == 10)
-		ev->timestamp_us = t1; /* a spend row may give its day only */
-	else
+	else if (ev->kind == TP_SPEND && (v = row_get(f, n, "day")) != NULL) {
+		if (tf_parse_time(v, &t1) != 0 || strlen(v) != 10) /* its day only will do */
+			ROW_FAIL("day", "not a YYYY-MM-DD date: \"%.64s\"", v);
+		ev->timestamp_us = t1;
+	} else
 		ROW_FAIL("timestamp", "missing (timestamp or timestamp_us)");
 	if (row_opt(out, f, n, "event_id", &ev->event_id) != 0 ||
 	    row_opt(out, f, n, "customer_id", &ev->customer_id) != 0)

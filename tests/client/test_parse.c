@@ -276,6 +276,30 @@ test_row_errors(void **state)
 	assert_string_equal(field, "value");
 	assert_int_equal(row_to_event(disagree, 3, &e, field, 64, reason, 256), -1);
 	assert_string_equal(field, "timestamp_us");
+	{
+		/* hex is not a decimal number; an overflowing time is named, not clamped */
+		const struct row_field hex[] = { { "type", "conversion" },
+			                         { "timestamp_us", "5" },
+			                         { "value", "0x10" } };
+		const struct row_field huge[] = { { "type", "touch" },
+			                          { "timestamp_us", "99999999999999999999" } };
+		const struct row_field badday[] = { { "type", "spend" }, { "day", "2024-5-1" } };
+		const struct row_field spaced[] = { { "customer_id", "c1" },
+			                            { "type", "conversion" },
+			                            { "timestamp_us", "5" },
+			                            { "value", " 10" } };
+
+		assert_int_equal(row_to_event(hex, 3, &e, field, 64, reason, 256), -1);
+		assert_string_equal(field, "value");
+		assert_int_equal(row_to_event(huge, 2, &e, field, 64, reason, 256), -1);
+		assert_string_equal(field, "timestamp_us");
+		assert_non_null(strstr(reason, "64-bit"));
+		assert_int_equal(row_to_event(badday, 2, &e, field, 64, reason, 256), -1);
+		assert_string_equal(field, "day"); /* not "timestamp: missing" */
+		assert_int_equal(row_to_event(spaced, 4, &e, field, 64, reason, 256), 0);
+		assert_true(e.ev.u.conversion.value == 10);
+		row_event_free(&e);
+	}
 }
 
 /* Builds a row and returns its id in out. */
