@@ -177,9 +177,14 @@ int
 config_url_check(const char *u, char *msg, size_t msglen)
 {
 	const struct sockaddr_un *sa = NULL;
+	const struct config *c = NULL;
 	const char *hp, *colon;
 	unsigned long port;
 
+	if (strlen(u) >= sizeof(c->listen[0])) {
+		snprintf(msg, msglen, "\"%.200s...\": too long", u);
+		return TP_INVALID_ARGUMENT;
+	}
 	if (strncmp(u, "ipc://", 6) == 0) {
 		/* NNG refuses such a path only when it listens, as "Address invalid". */
 		if (u[6] == '\0' || strlen(u + 6) >= sizeof(sa->sun_path)) {
@@ -229,8 +234,6 @@ config_set(struct config *c, const char *k, const char *v, char *msg, size_t msg
 			         CONFIG_MAX_LISTEN);
 			return TP_INVALID_ARGUMENT;
 		}
-		if (strlen(v) >= sizeof(c->listen[0]))
-			goto bad;
 		if (config_url_check(v, msg, msglen) != TP_OK)
 			return TP_INVALID_ARGUMENT;
 		strcpy(c->listen[c->nlisten++], v);

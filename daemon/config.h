@@ -41,8 +41,8 @@ struct config {
 };
 
 /*
- * A listen URL that NNG can listen on: ipc:// with a path a unix socket holds, or
- * tcp://HOST:PORT. TP_OK, or TP_INVALID_ARGUMENT with a message naming u.
+ * A listen URL that NNG can listen on and config.listen holds: ipc:// with a path a unix
+ * socket holds, or tcp://HOST:PORT. TP_OK, or TP_INVALID_ARGUMENT with a message naming u.
  */
 int config_url_check(const char *u, char *msg, size_t msglen);
 

@@ -70,17 +70,11 @@ ingest_send(void *arg, struct rpc_call *call)
 	int rv;
 
 	if (n > in->max_batch_events) {
-		Touchpoint__V1__FieldViolation v = TOUCHPOINT__V1__FIELD_VIOLATION__INIT, *vp = &v;
-		char msg[128];
-
 		/* {-1, "events"}: libtouchpoint's sender and import send it again in halves. */
-		snprintf(msg, sizeof(msg),
-		         "batch of %zu events exceeds the limit of %zu (max_batch_events)", n,
-		         in->max_batch_events);
-		v.index = -1;
-		v.field = "events";
-		v.reason = msg;
-		rpc_finish_details(call, TP_INVALID_ARGUMENT, msg, &vp, 1);
+		rpc_finish_violation(
+		    call, TP_INVALID_ARGUMENT, "events",
+		    "batch of %zu events exceeds the limit of %zu (max_batch_events)", n,
+		    in->max_batch_events);
 		return;
 	}
 	if (n == 0) {

@@ -183,28 +183,23 @@ load_config(struct config *c, const struct flags *fl, const char **path, char *e
 	}
 	if (fl->nendpoints > 0) {
 		for (size_t i = 0; i < fl->nendpoints; i++) {
-			const char *u = fl->endpoints[i];
-
 			char why[300];
 
-			if (strlen(u) >= sizeof(c->listen[0]) ||
-			    config_url_check(u, why, sizeof(why)) != TP_OK) {
-				snprintf(errbuf, errlen, "--endpoint: %s",
-				         strlen(u) >= sizeof(c->listen[0]) ? "too long" : why);
+			if (config_url_check(fl->endpoints[i], why, sizeof(why)) != TP_OK) {
+				snprintf(errbuf, errlen, "--endpoint: %s", why);
 				return TP_INVALID_ARGUMENT;
 			}
-			strcpy(c->listen[i], u);
+			strcpy(c->listen[i], fl->endpoints[i]);
 		}
 		c->nlisten = fl->nendpoints;
 	}
 	/* Absolute before anything is derived from it: the socket path, and a reload's compare. */
 	if (c->state_dir[0] != '/') {
+		const char *rel = strcmp(c->state_dir, ".") == 0 ? "" : c->state_dir;
 		char cwd[CONFIG_PATH_MAX];
 
 		if (getcwd(cwd, sizeof(cwd)) == NULL ||
-		    (size_t)snprintf(dir, sizeof(dir), "%s%s%s", cwd,
-		                     strcmp(c->state_dir, ".") == 0 ? "" : "/",
-		                     strcmp(c->state_dir, ".") == 0 ? "" : c->state_dir) >=
+		    (size_t)snprintf(dir, sizeof(dir), "%s%s%s", cwd, rel[0] ? "/" : "", rel) >=
 		        sizeof(c->state_dir)) {
 			snprintf(errbuf, errlen, "state_dir: cannot make \"%.200s\" absolute",
 			         c->state_dir);

@@ -106,7 +106,7 @@ record_encode(const Touchpoint__V1__Event *ev, const struct record_ids *ids, uin
 	/*
 	 * A bound, not the exact size: every varint counted at its largest. Traits count at
 	 * their own lengths: at STR_MAX each, SPEC §2's 32 pairs would be over RECORD_MAX
-	 * although their keys are at most 64 bytes (session 11: 31 traits were refused).
+	 * although their keys are at most 64 bytes.
 	 */
 	need = 3 + 6 * VARINT_MAX + 8 + 3 * STR_MAX + 4 + 1;
 	for (i = 0; i < ntraits; i++) {

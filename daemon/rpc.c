@@ -296,6 +296,22 @@ rpc_finish_details(struct rpc_call *c, int code, const char *message,
 }
 
 void
+rpc_finish_violation(struct rpc_call *c, int code, const char *field, const char *fmt, ...)
+{
+	Touchpoint__V1__FieldViolation v = TOUCHPOINT__V1__FIELD_VIOLATION__INIT, *vp = &v;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	v.index = -1;
+	v.field = (char *)field;
+	v.reason = msg;
+	rpc_reply(c, code, msg, &vp, 1, NULL);
+}
+
+void
 rpc_finish(struct rpc_call *c, int code, const ProtobufCMessage *resp, const char *fmt, ...)
 {
 	char msg[512] = "";
@@ -384,56 +400,6 @@ rpc_lookup(struct rpc_server *r, const char *method, const ProtobufCMethodDescri
 	return NULL;
 }
 
-/* Reads one varint at *p (< end); -1 if it is cut or longer than 10 bytes. */
-static int
-rpc_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	unsigned shift;
-
-	*v = 0;
-	for (shift = 0; shift < 70 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0)
-			return 0;
-	}
-	return -1;
-}
-
-/*
- * The Envelope's request_id (field 2), read off the wire without unpacking the payload, so
- * that a refusal reaches the caller (libtouchpoint drops a reply to another id). 0 when
- * the bytes are not an envelope.
- */
-static uint64_t
-rpc_peek_request_id(const uint8_t *p, size_t len)
-{
-	const uint8_t *end = p + len;
-	uint64_t key, v;
-
-	while (p < end) {
-		if (rpc_varint(&p, end, &key) != 0)
-			return 0;
-		switch (key & 7) {
-		case 0: /* varint */
-			if (rpc_varint(&p, end, &v) != 0)
-				return 0;
-			if (key >> 3 == 2)
-				return v;
-			break;
-		case 2: /* length-delimited: method, payload */
-			if (rpc_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
-				return 0;
-			p += v;
-			break;
-		default:
-			return 0;
-		}
-	}
-	return 0;
-}
-
 /*
  * A request over max_message_bytes, not unpacked: RESOURCE_EXHAUSTED with one violation
  * {-1, "envelope", …} by which libtouchpoint tells it from a busy daemon (rpc.proto) and
@@ -442,20 +408,18 @@ rpc_peek_request_id(const uint8_t *p, size_t len)
 static void
 rpc_too_big(struct rpc_call *c, nng_msg *msg)
 {
-	Touchpoint__V1__FieldViolation v = TOUCHPOINT__V1__FIELD_VIOLATION__INIT, *vp = &v;
 	size_t len = nng_msg_len(msg);
-	char reason[128], text[192];
+	uint64_t id;
 
-	snprintf(reason, sizeof(reason), "is %zu bytes, over max_message_bytes (%zu)", len,
-	         c->srv->max_message_bytes);
-	snprintf(text, sizeof(text), "request %s: send smaller batches", reason);
 	log_warn("rpc: request too large: bytes=%zu max_message_bytes=%zu", len,
 	         c->srv->max_message_bytes);
-	c->request_id = rpc_peek_request_id(nng_msg_body(msg), len);
-	v.index = -1;
-	v.field = "envelope";
-	v.reason = reason;
-	rpc_finish_details(c, TP_RESOURCE_EXHAUSTED, text, &vp, 1);
+	/* Read off the envelope undecoded: libtouchpoint drops a reply to another id. */
+	if (validate_wire_varint_field(nng_msg_body(msg), len, 2, &id) == 0)
+		c->request_id = id;
+	rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "envelope",
+	                     "request is %zu bytes, over max_message_bytes (%zu): send smaller "
+	                     "batches",
+	                     len, c->srv->max_message_bytes);
 }
 
 static void

@@ -71,5 +71,9 @@ void rpc_finish(struct rpc_call *c, int code, const ProtobufCMessage *resp, cons
     __attribute__((format(printf, 4, 5)));
 void rpc_finish_details(struct rpc_call *c, int code, const char *message,
                         Touchpoint__V1__FieldViolation *const *details, size_t ndetails);
+/* An error about the request as a whole: the message, and it again as the one detail
+ * {index -1, field} (rpc.proto's markers "envelope" and "events" are such). */
+void rpc_finish_violation(struct rpc_call *c, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif /* TPD_RPC_H */

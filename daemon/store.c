@@ -3067,6 +3067,16 @@ store_free(struct store *s)
 }
 
 /*
+ * errno of a path the operator chose: PERMISSION_DENIED when it may not be written (EROFS
+ * too: under systemd everything outside ReadWritePaths= is read-only), else other.
+ */
+static int
+path_status(int e, int other)
+{
+	return e == EACCES || e == EPERM || e == EROFS ? TP_PERMISSION_DENIED : other;
+}
+
+/*
  * One process at a time owns a store. Opening drops what a crash left half done (runs being
  * built, flushed segments, consumed runs), which in a store another process has open is
  * its work in progress, and each process keeps the dictionary and the run directory in
@@ -3087,8 +3097,7 @@ own_store(struct store *s, const char *path, char *errbuf, size_t errlen)
 	if ((fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0640)) < 0) {
 		e = errno;
 		snprintf(errbuf, errlen, "store: %s: %s", file, strerror(e));
-		return e == EACCES || e == EPERM || e == EROFS ? TP_PERMISSION_DENIED
-		                                               : status_of(e);
+		return path_status(e, status_of(e));
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		e = errno;
@@ -4651,12 +4660,8 @@ fsync_path(const char *path, int dir)
 static int
 backup_dir_status(int e)
 {
-	if (e == ENOSPC || e == EDQUOT)
-		return TP_RESOURCE_EXHAUSTED;
-	/* EROFS: under systemd everything outside ReadWritePaths= is read-only. */
-	if (e == EACCES || e == EPERM || e == EROFS)
-		return TP_PERMISSION_DENIED;
-	return TP_FAILED_PRECONDITION;
+	return path_status(e, e == ENOSPC || e == EDQUOT ? TP_RESOURCE_EXHAUSTED
+	                                                 : TP_FAILED_PRECONDITION);
 }
 
 /* 1 if dir is a directory with no entries, 0 if not, -1 (errno) if it cannot be read. */

@@ -288,6 +288,55 @@ wire_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 	return -1;
 }
 
+/*
+ * Steps over the value of a field of wire type (key & 7) at *pos unless it is
+ * length-delimited: 0 skipped, 1 length-delimited (left for the caller), -1 malformed.
+ */
+static int
+wire_skip_scalar(const uint8_t *buf, size_t len, size_t *pos, uint64_t key)
+{
+	uint64_t n;
+
+	switch (key & 7) {
+	case 0:
+		return wire_varint(buf, len, pos, &n);
+	case 1:
+	case 5:
+		n = (key & 7) == 1 ? 8 : 4;
+		if (len - *pos < n)
+			return -1;
+		*pos += (size_t)n;
+		return 0;
+	case 2:
+		return 1;
+	default:
+		return -1;
+	}
+}
+
+int
+validate_wire_varint_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *out)
+{
+	size_t pos = 0;
+	uint64_t key, n;
+	int rc;
+
+	while (pos < len) {
+		if (wire_varint(buf, len, &pos, &key) != 0)
+			return -1;
+		if ((key & 7) == 0 && key >> 3 == field)
+			return wire_varint(buf, len, &pos, out);
+		if ((rc = wire_skip_scalar(buf, len, &pos, key)) < 0)
+			return -1;
+		if (rc == 1) { /* stepped over unread: a payload costs nothing here */
+			if (wire_varint(buf, len, &pos, &n) != 0 || n > len - pos)
+				return -1;
+			pos += (size_t)n;
+		}
+	}
+	return -1;
+}
+
 /* Where the walker is: formatted into a name only for a violation. */
 struct wire_path {
 	const struct wire_path *up;
@@ -337,22 +386,10 @@ wire_walk(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len, i
 
 		if (wire_varint(buf, len, &pos, &key) != 0)
 			goto malformed;
-		switch (key & 7) {
+		switch (wire_skip_scalar(buf, len, &pos, key)) {
 		case 0:
-			if (wire_varint(buf, len, &pos, &n) != 0)
-				goto malformed;
 			continue;
 		case 1:
-			if (len - pos < 8)
-				goto malformed;
-			pos += 8;
-			continue;
-		case 5:
-			if (len - pos < 4)
-				goto malformed;
-			pos += 4;
-			continue;
-		case 2:
 			break;
 		default:
 			goto malformed;
@@ -402,6 +439,7 @@ validate_send_request(const Touchpoint__V1__SendRequest *req, const uint8_t *wir
                       struct validate_report *r)
 {
 	size_t k = 0, pos = 0;
+	int rc;
 
 	/* The events of a SendRequest are its field 1, in order: event k is events[k]. */
 	while (wire != NULL && pos < len && k < req->n_events) {
@@ -410,20 +448,11 @@ validate_send_request(const Touchpoint__V1__SendRequest *req, const uint8_t *wir
 
 		if (wire_varint(wire, len, &pos, &key) != 0)
 			break;
-		if ((key & 7) == 0) {
-			if (wire_varint(wire, len, &pos, &n) != 0)
-				break;
+		rc = wire_skip_scalar(wire, len, &pos, key);
+		if (rc == 0)
 			continue;
-		}
-		if ((key & 7) == 1 || (key & 7) == 5) {
-			n = (key & 7) == 1 ? 8 : 4;
-			if (n > len - pos)
-				break;
-			pos += (size_t)n;
-			continue;
-		}
 		/* Anything else cannot follow a successful unpack: check the decoded events. */
-		if ((key & 7) != 2 || wire_varint(wire, len, &pos, &n) != 0 || n > len - pos)
+		if (rc < 0 || wire_varint(wire, len, &pos, &n) != 0 || n > len - pos)
 			break;
 		if (key >> 3 == 1) {
 			struct wire_path at = { NULL, "events", (long)k };

@@ -53,6 +53,13 @@ size_t validate_wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t 
                              int32_t index, const char *prefix, struct validate_report *r);
 
 /*
+ * The first varint field number `field` at the top level of an encoded message, read
+ * without decoding anything else (a payload is stepped over): 0 and *out, or -1 when absent
+ * or the bytes are not a message. The daemon answers a request it will not unpack with it.
+ */
+int validate_wire_varint_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *out);
+
+/*
  * A whole batch: every event of req, and, when wire is not NULL, the NUL check on req's
  * encoding (wire, len). Returns the number of invalid events (0: the batch is valid).
  */

@@ -31,6 +31,8 @@ extern char **environ;
 #define IMP_MAX_JOBS      64
 /* Events read ahead or in flight, at most (each row_event is ~2.3 KB). */
 #define IMP_MAX_BUFFERED 256000
+/* A UTF-8 byte order mark, as spreadsheets write one before the first byte of a file. */
+#define IMP_BOM "\xef\xbb\xbf"
 
 static const char import_help[] =
     "Usage: touchpoint import [--input-format csv|ndjson] [--batch N] [--jobs N]\n"
@@ -525,8 +527,7 @@ imp_csv(struct imp *m)
 		return EX_OSERR;
 	}
 	m->ncols = n;
-	/* A UTF-8 byte order mark, as spreadsheets write one, is not part of the first name. */
-	if (n > 0 && strncmp(fields[0], "\xef\xbb\xbf", 3) == 0)
+	if (n > 0 && strncmp(fields[0], IMP_BOM, 3) == 0) /* not part of the first name */
 		memmove(fields[0], fields[0] + 3, strlen(fields[0] + 3) + 1);
 	for (i = 0; i < n; i++) {
 		if (!row_known_field(fields[i])) {
@@ -667,8 +668,8 @@ imp_ndjson(struct imp *m)
 		}
 		if (len > 0 && m->linebuf[len - 1] == '\r')
 			len--;
-		if (m->line == 1 && len >= 3 && memcmp(m->linebuf, "\xef\xbb\xbf", 3) == 0) {
-			memmove(m->linebuf, m->linebuf + 3, len - 3); /* a byte order mark */
+		if (m->line == 1 && len >= 3 && memcmp(m->linebuf, IMP_BOM, 3) == 0) {
+			memmove(m->linebuf, m->linebuf + 3, len - 3);
 			len -= 3;
 		}
 		if (c == EOF && len == 0)
@@ -704,6 +705,13 @@ imp_ndjson(struct imp *m)
 	return EX_OK;
 }
 
+/* gzip's wait status: 0, or 2 (a warning: trailing garbage after the last member). */
+static int
+imp_gzip_ok(int st)
+{
+	return WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2);
+}
+
 /*
  * `gzip -t` of a .gz file before anything is read from it: gzip -dc streams what it
  * decodes and finds a damaged member only at its end, after the garbage went out as rows.
@@ -723,7 +731,7 @@ imp_gz_test(const char *path)
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return EX_OSERR;
-	if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2))
+	if (imp_gzip_ok(st))
 		return 0;
 	fprintf(stderr,
 	        "touchpoint import: %s: damaged gzip data (gzip -t failed): nothing was "
@@ -791,8 +799,7 @@ imp_close(struct imp *m)
 	if (m->gzip > 0) {
 		while (waitpid(m->gzip, &st, 0) < 0 && errno == EINTR)
 			;
-		/* 2: a warning (trailing garbage after the last member), the rows are sound */
-		if (!WIFEXITED(st) || (WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 2)) {
+		if (!imp_gzip_ok(st)) {
 			fprintf(stderr, "touchpoint import: %s: gzip failed to decompress it\n",
 			        m->name);
 			rv = EX_DATAERR;

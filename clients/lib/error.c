@@ -74,16 +74,23 @@ tp__too_big(struct tp_result *res, const char *fmt, ...)
 	tp_vfail(res, TP_RESOURCE_EXHAUSTED, fmt, ap);
 	va_end(ap);
 	/* The daemon's form of it (rpc.proto): tp_result_too_big() reads both alike. */
+	tp__violation_set(res, -1, "envelope", res->message);
+	return TP_RESOURCE_EXHAUSTED;
+}
+
+void
+tp__violation_set(struct tp_result *res, int index, const char *field, const char *reason)
+{
 	free(res->violations);
 	res->nviolations = 0;
-	if ((res->violations = calloc(1, sizeof(*res->violations))) != NULL) {
-		res->violations[0].index = -1;
-		snprintf(res->violations[0].field, sizeof(res->violations[0].field), "envelope");
-		snprintf(res->violations[0].reason, sizeof(res->violations[0].reason), "%.*s",
-		         (int)sizeof(res->violations[0].reason) - 1, res->message);
-		res->nviolations = 1;
-	}
-	return TP_RESOURCE_EXHAUSTED;
+	if ((res->violations = calloc(1, sizeof(*res->violations))) == NULL)
+		return;
+	res->violations[0].index = index;
+	snprintf(res->violations[0].field, sizeof(res->violations[0].field), "%.*s",
+	         (int)sizeof(res->violations[0].field) - 1, field);
+	snprintf(res->violations[0].reason, sizeof(res->violations[0].reason), "%.*s",
+	         (int)sizeof(res->violations[0].reason) - 1, reason);
+	res->nviolations = 1;
 }
 
 int

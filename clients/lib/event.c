@@ -181,13 +181,7 @@ tp_violation1(struct tp_result *res, int index, const char *field, const char *r
 	if (res == NULL)
 		return TP_INVALID_ARGUMENT;
 	tp__fail(res, TP_INVALID_ARGUMENT, "%s: %s", field, reason);
-	if ((res->violations = calloc(1, sizeof(*res->violations))) != NULL) {
-		res->violations[0].index = index;
-		snprintf(res->violations[0].field, sizeof(res->violations[0].field), "%s", field);
-		snprintf(res->violations[0].reason, sizeof(res->violations[0].reason), "%s",
-		         reason);
-		res->nviolations = 1;
-	}
+	tp__violation_set(res, index, field, reason);
 	return TP_INVALID_ARGUMENT;
 }
 

@@ -9,12 +9,14 @@
 
 #include "touchpoint/touchpoint.h"
 
-/* Sets res (if not NULL) to status and a printf-style message; returns status. */
 /* Most traits tp_sender_add copies (SPEC allows 32; the daemon names any excess). */
 #define TP_SENDER_MAX_TRAITS 1024
 
+/* Sets res (if not NULL) to status and a printf-style message; returns status. */
 int tp__fail(struct tp_result *res, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* res's one violation (index, field, reason), replacing any; none if out of memory. */
+void tp__violation_set(struct tp_result *res, int index, const char *field, const char *reason);
 /* RESOURCE_EXHAUSTED for a request too big to send, marked as the daemon marks it. */
 int tp__too_big(struct tp_result *res, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Zeroes res (if not NULL) for a new call, freeing nothing. */
