@@ -22,9 +22,25 @@ struct tp_client {
 	atomic_uint_fast64_t next_id;
 };
 
+/*
+ * NNG reports EACCES and EPERM alike as NNG_EPERM: the daemon is there, but this user may
+ * not open its socket, which no retry or other endpoint mends.
+ */
+static int
+tp_denied(struct tp_result *res, const char *endpoint)
+{
+	return tp__fail(res, TP_PERMISSION_DENIED,
+	                "permission denied on touchpointd's socket at %s: add this user to "
+	                "the socket's group (touchpoint under systemd) or check the "
+	                "permissions of the socket and its directory",
+	                endpoint);
+}
+
 static int
 tp_transport_error(tp_client *c, int rv, unsigned timeout_ms, struct tp_result *res)
 {
+	if (rv == NNG_EPERM)
+		return tp_denied(res, c->endpoint);
 	if (rv == NNG_ETIMEDOUT)
 		return tp__fail(res, TP_DEADLINE_EXCEEDED,
 		                "no reply from touchpointd at %s within %u ms", c->endpoint,
@@ -73,6 +89,10 @@ tp__connect(tp_client **cp, const char *endpoint, int wait_for_daemon, struct tp
 	if (rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP || rv == NNG_EINVAL) {
 		tp__fail(res, TP_INVALID_ARGUMENT, "bad endpoint \"%s\": %s", endpoint,
 		         nng_strerror(rv));
+		goto fail;
+	}
+	if (rv == NNG_EPERM) {
+		tp_denied(res, endpoint);
 		goto fail;
 	}
 	if (rv != 0) {

@@ -57,6 +57,22 @@ unavailable)
 	[ ! -s "$dir/out" ] || fail "data on stdout"
 	expect 69 "$tp" send touch -c a --channel x
 	;;
+permission)
+	# A socket this user may not open: 77 and what to do, not "is touchpointd running?".
+	# Root opens any socket, so it runs the client as nobody; others chmod their own.
+	start
+	as=()
+	if [ "$(id -u)" = 0 ]; then
+		command -v setpriv >/dev/null 2>&1 || { echo "SKIP: no setpriv"; exit 77; }
+		as=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+	else
+		chmod 000 "$dir/t.sock"
+	fi
+	expect 77 "${as[@]}" "$tp" status
+	grep -q "permission denied on touchpointd's socket at $ep: add this user to the socket's group" \
+		"$dir/err" || fail "message: $(cat "$dir/err")"
+	! grep -q "is touchpointd running" "$dir/err" || fail "told to start the daemon: $(cat "$dir/err")"
+	;;
 lib)
 	start
 	"$testlib" "$ep" || fail "test_lib"

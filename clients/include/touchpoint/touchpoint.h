@@ -49,7 +49,8 @@ const char *tp_strerror(int status);
  * struct tp_result also fill it with the message and the per-field violations.
  *
  * Transport failures are reported as TP_UNAVAILABLE ("cannot reach touchpointd at
- * ENDPOINT: reason"), an expired timeout as TP_DEADLINE_EXCEEDED. All strings are
+ * ENDPOINT: reason"), a socket this user may not open as TP_PERMISSION_DENIED, an
+ * expired timeout as TP_DEADLINE_EXCEEDED. All strings are
  * NUL-terminated UTF-8; the library never keeps a pointer to caller memory after a call
  * returns (tp_sender_add copies).
  */
@@ -72,7 +73,8 @@ struct tp_result;
  * The first connection is made before returning: if nothing listens there the result is
  * TP_UNAVAILABLE (and *cp is NULL). Afterwards NNG reconnects by itself when the daemon
  * restarts; a call made while it is away waits until its timeout.
- * Returns TP_OK, TP_INVALID_ARGUMENT (NULL cp, bad URL), TP_UNAVAILABLE, TP_INTERNAL
+ * Returns TP_OK, TP_INVALID_ARGUMENT (NULL cp, bad URL), TP_UNAVAILABLE,
+ * TP_PERMISSION_DENIED (the socket exists but this user may not open it), TP_INTERNAL
  * (out of memory). Free with tp_close().
  */
 int tp_connect(tp_client **cp, const char *endpoint);
