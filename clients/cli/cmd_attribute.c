@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "cmd_attribute.h"
+#include "csv.h"
 #include "timefmt.h"
 #ifdef TP_HAVE_ENGINE
 #include "attribution/engine.h"
@@ -229,6 +230,151 @@ attr_fmt(enum cli_format f)
 	       : f == CLI_CSV ? ATTR_FORMAT_CSV
 	                      : ATTR_FORMAT_TABLE;
 }
+
+/* Columns of UTF-8 text, as the engine's tables count them: code points. */
+static int
+matrix_width(const char *s)
+{
+	int w = 0;
+
+	for (; *s != '\0'; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+static void
+matrix_pad(FILE *out, int n)
+{
+	while (n-- > 0)
+		putc(' ', out);
+}
+
+/*
+ * One model's transitions as an aligned from/to/probability list: the JSON's shape, which
+ * stays readable at order 4 where a square grid of states would not.
+ */
+static void
+matrix_table(FILE *out, const char *trait, const char *segment,
+             const Touchpoint__V1__ModelResult *m)
+{
+	int wf = matrix_width("from"), wt = matrix_width("to");
+	char p[32];
+	size_t i;
+
+	for (i = 0; i < m->n_transitions; i++) {
+		if (matrix_width(m->transitions[i]->from) > wf)
+			wf = matrix_width(m->transitions[i]->from);
+		if (matrix_width(m->transitions[i]->to) > wt)
+			wt = matrix_width(m->transitions[i]->to);
+	}
+	fputs("\ntransition matrix: ", out);
+	attr_text_put(out, m->model);
+	for (i = 0; i < m->n_params; i++) {
+		fputs(i ? ", " : " (", out);
+		attr_text_put(out, m->params[i]->key);
+		putc(' ', out);
+		attr_text_put(out, m->params[i]->value);
+	}
+	fputs(m->n_params ? ")" : "", out);
+	if (segment != NULL) {
+		fputs(", ", out);
+		attr_text_put(out, trait);
+		fputs(" = ", out);
+		attr_text_put(out, segment);
+	}
+	putc('\n', out);
+	fputs("from", out);
+	matrix_pad(out, wf - matrix_width("from") + 2);
+	fputs("to", out);
+	matrix_pad(out, wt - matrix_width("to") + 2);
+	fputs("probability\n", out);
+	for (i = 0; i < m->n_transitions; i++) {
+		attr_text_put(out, m->transitions[i]->from);
+		matrix_pad(out, wf - matrix_width(m->transitions[i]->from) + 2);
+		attr_text_put(out, m->transitions[i]->to);
+		matrix_pad(out, wt - matrix_width(m->transitions[i]->to) + 2);
+		snprintf(p, sizeof(p), "%.4f", m->transitions[i]->probability);
+		matrix_pad(out, matrix_width("probability") - matrix_width(p));
+		fputs(p, out);
+		putc('\n', out);
+	}
+}
+
+static void
+matrix_csv(FILE *out, const char *segment, const Touchpoint__V1__ModelResult *m)
+{
+	char p[40];
+	size_t i;
+
+	for (i = 0; i < m->n_transitions; i++) {
+		csv_put(out, segment);
+		putc(',', out);
+		csv_put(out, m->model);
+		putc(',', out);
+		csv_put(out, m->transitions[i]->from);
+		putc(',', out);
+		csv_put(out, m->transitions[i]->to);
+		putc(',', out);
+		/* Empty where JSON says null, as the credits' CSV does. */
+		p[0] = '\0';
+		if (isfinite(m->transitions[i]->probability))
+			attr_format_number(p, sizeof(p), m->transitions[i]->probability);
+		fputs(p, out);
+		fputs("\r\n", out);
+	}
+}
+
+static int
+matrix_any(Touchpoint__V1__ModelResult *const *models, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (models[i]->n_transitions > 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * --matrix for table and CSV (the engine's JSON nests it in each model): after the
+ * credits, each Markov model's transitions, the top level's first, then each segment's.
+ * CSV starts a second table after an empty line, so a spreadsheet shows both and a
+ * pivot of from × to gives the square matrix.
+ */
+static int
+matrix_render(FILE *out, const Touchpoint__V1__AttributeResponse *r, enum cli_format fmt)
+{
+	size_t i, j;
+	int any = matrix_any(r->models, r->n_models);
+
+	for (i = 0; i < r->n_segments; i++)
+		any |= matrix_any(r->segments[i]->models, r->segments[i]->n_models);
+	if (!any || fmt == CLI_JSON)
+		return 0;
+	if (fmt == CLI_CSV)
+		fputs("\r\nsegment,model,from,to,probability\r\n", out);
+	for (i = 0; i < r->n_models; i++) {
+		if (r->models[i]->n_transitions == 0)
+			continue;
+		if (fmt == CLI_CSV)
+			matrix_csv(out, "", r->models[i]);
+		else
+			matrix_table(out, NULL, NULL, r->models[i]);
+	}
+	for (i = 0; i < r->n_segments; i++)
+		for (j = 0; j < r->segments[i]->n_models; j++) {
+			const Touchpoint__V1__ModelResult *m = r->segments[i]->models[j];
+
+			if (m->n_transitions == 0)
+				continue;
+			if (fmt == CLI_CSV)
+				matrix_csv(out, r->segments[i]->segment, m);
+			else
+				matrix_table(out, r->by_trait ? r->by_trait : "segment",
+				             r->segments[i]->segment, m);
+		}
+	return ferror(out) ? -1 : 0;
+}
 #endif
 
 static const char attribute_help[] =
@@ -316,6 +462,8 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 			return rv;
 	}
 	st = attr_render_attribute(stdout, r, attr_fmt(fmt));
+	if (st == TP_OK && matrix_render(stdout, r, fmt) != 0)
+		st = TP_INTERNAL;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return st == TP_OK ? EX_OK : EX_IOERR;
 #else

@@ -364,6 +364,38 @@ PY
 	expect 0 "$tp" paths --top 0
 	! grep -q $'\e' "$dir/out" || fail "paths table passes an escape to the terminal"
 	;;
+matrix)
+	# --matrix prints the Markov transition matrix in every format, from a path file and
+	# from the daemon alike: the table after the credits, CSV as a second table.
+	printf 'path,total_conversions,total_conversion_value,total_null\nemail > search,3,30,1\nsearch,1,10,2\nsocial > email,2,20,0\n' >"$dir/p.csv"
+	check_matrix() {
+		expect 0 "$@" --matrix
+		grep -q '^transition matrix: markov (order 1)$' "$dir/out" || fail "table: $(cat "$dir/out")"
+		grep -Eq '^\(start\) +email +0\.[0-9]{4}$' "$dir/out" || fail "table row: $(cat "$dir/out")"
+		expect 0 "$@" --matrix --format csv
+		python3 - "$dir/out" <<'PY' || fail "csv: $(cat "$dir/out")"
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+cut = rows.index([])
+assert rows[0][:3] == ["segment", "model", "channel"] and rows[cut + 1] == ["segment", "model", "from", "to", "probability"], rows
+m = {(r[2], r[3]): float(r[4]) for r in rows[cut + 2:]}
+assert all(r[1] == "markov" for r in rows[cut + 2:])
+assert abs(sum(p for (f, t), p in m.items() if f == "(start)") - 1) < 1e-9, m
+assert m[("social", "email")] == 1 and ("search", "(conversion)") in m, m
+PY
+		expect 0 "$@" --format csv
+		! grep -q 'from,to' "$dir/out" || fail "a matrix without --matrix"
+	}
+	check_matrix "$tp" attribute --paths "$dir/p.csv" -m markov
+	start
+	expect 0 "$tp" send touch -c m1 --channel email -t 2024-05-01T10:00:00Z
+	expect 0 "$tp" send touch -c m1 --channel search -t 2024-05-01T11:00:00Z
+	expect 0 "$tp" send conversion -c m1 --value 30 -t 2024-05-01T12:00:00Z
+	expect 0 "$tp" send touch -c m2 --channel social -t 2024-05-01T10:00:00Z
+	expect 0 "$tp" send touch -c m2 --channel email -t 2024-05-01T11:00:00Z
+	expect 0 "$tp" send conversion -c m2 --value 20 -t 2024-05-01T12:00:00Z
+	check_matrix "$tp" attribute --lookback 0 -m markov,linear
+	;;
 *)
 	fail "unknown scenario $scenario"
 	;;
