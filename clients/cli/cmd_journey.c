@@ -98,6 +98,46 @@ journey_value(const Touchpoint__V1__Event *e)
 	return e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION ? e->conversion->value : 0;
 }
 
+/* The interaction as sent (send --interaction, the import column); NULL when none. */
+static const char *
+journey_interaction(Touchpoint__V1__Interaction i)
+{
+	switch (i) {
+	case TOUCHPOINT__V1__INTERACTION__INTERACTION_IMPRESSION:
+		return "impression";
+	case TOUCHPOINT__V1__INTERACTION__INTERACTION_CLICK:
+		return "click";
+	case TOUCHPOINT__V1__INTERACTION__INTERACTION_VISIT:
+		return "visit";
+	case TOUCHPOINT__V1__INTERACTION__INTERACTION_EMAIL_OPEN:
+		return "email_open";
+	case TOUCHPOINT__V1__INTERACTION__INTERACTION_OTHER:
+		return "other";
+	default:
+		return NULL;
+	}
+}
+
+/* An unnamed conversion is SPEC §2's default, as the table shows it. */
+static const char *
+journey_conversion_name(const Touchpoint__V1__Conversion *c)
+{
+	return c->name[0] != '\0' ? c->name : "conversion";
+}
+
+/* A spend's day; stored empty, it is the UTC day of its timestamp (spend.day). */
+static void
+journey_day(const Touchpoint__V1__Event *e, char *buf, size_t len)
+{
+	if (e->spend->day[0] != '\0') {
+		snprintf(buf, len, "%s", e->spend->day);
+		return;
+	}
+	tf_format(e->timestamp_us, buf, len);
+	if (len > 10)
+		buf[10] = '\0';
+}
+
 static void
 journey_channels(FILE *out, const Touchpoint__V1__JourneyPath *p)
 {
@@ -108,9 +148,95 @@ journey_channels(FILE *out, const Touchpoint__V1__JourneyPath *p)
 }
 
 static void
+journey_json_key(FILE *out, const char *key, const char *s)
+{
+	fprintf(out, ", \"%s\": ", key);
+	attr_json_string(out, s);
+}
+
+static void
+journey_json_number(FILE *out, const char *key, double v)
+{
+	char num[64];
+
+	attr_format_number(num, sizeof(num), v);
+	fprintf(out, ", \"%s\": %s", key, num);
+}
+
+static void
+journey_json_traits(FILE *out, const Touchpoint__V1__Identify *id)
+{
+	size_t j;
+
+	putc('{', out);
+	for (j = 0; j < id->n_traits; j++) {
+		fputs(j ? ", " : "", out);
+		attr_json_string(out, id->traits[j]->key);
+		fputs(": ", out);
+		attr_json_string(out, id->traits[j]->value);
+	}
+	putc('}', out);
+}
+
+/* Every field of the event, under its proto name; an absent optional one is null. */
+static void
+journey_json_event(FILE *out, const Touchpoint__V1__Event *e)
+{
+	char t[TF_TIME_MAX];
+	const char *in;
+
+	tf_format(e->timestamp_us, t, sizeof(t));
+	fputs("{\"event_id\": ", out);
+	attr_json_string(out, e->event_id);
+	journey_json_key(out, "customer_id", e->customer_id);
+	fprintf(out, ", \"timestamp\": \"%s\", \"timestamp_us\": %lld, \"type\": \"%s\"", t,
+	        (long long)e->timestamp_us, journey_type(e));
+	switch (e->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		journey_json_key(out, "channel", e->touch->channel);
+		journey_json_key(out, "campaign", e->touch->campaign);
+		journey_json_key(out, "source", e->touch->source);
+		journey_json_key(out, "medium", e->touch->medium);
+		in = journey_interaction(e->touch->interaction);
+		if (in != NULL)
+			journey_json_key(out, "interaction", in);
+		else
+			fputs(", \"interaction\": null", out);
+		if (e->touch->cost_present_case == TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST)
+			journey_json_number(out, "cost", e->touch->cost);
+		else
+			fputs(", \"cost\": null", out);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		journey_json_number(out, "value", e->conversion->value);
+		journey_json_key(out, "currency", e->conversion->currency);
+		journey_json_key(out, "name", journey_conversion_name(e->conversion));
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
+		fputs(", \"traits\": ", out);
+		journey_json_traits(out, e->identify);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
+		journey_json_key(out, "previous_id", e->alias->previous_id);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		journey_day(e, t, sizeof(t));
+		journey_json_key(out, "channel", e->spend->channel);
+		journey_json_key(out, "campaign", e->spend->campaign);
+		journey_json_key(out, "day", t);
+		journey_json_number(out, "amount", e->spend->amount);
+		journey_json_key(out, "currency", e->spend->currency);
+		break;
+	default:
+		break;
+	}
+	putc('}', out);
+}
+
+static void
 journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 {
-	char t[TF_TIME_MAX], num[64];
+	char num[64];
 	size_t i, j;
 
 	printf("{\"customer_id\": ");
@@ -122,43 +248,8 @@ journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 	}
 	printf("], \"events\": [");
 	for (i = 0; i < r->n_events; i++) {
-		const Touchpoint__V1__Event *e = r->events[i];
-		const char *ch, *camp;
-		char detail[JOURNEY_DETAIL_MAX];
-
-		journey_cols(e, &ch, &camp, detail, sizeof(detail));
-		tf_format(e->timestamp_us, t, sizeof(t));
-		printf("%s{\"event_id\": ", i ? ", " : "");
-		attr_json_string(stdout, e->event_id);
-		printf(", \"timestamp\": \"%s\", \"timestamp_us\": %lld, \"type\": \"%s\"", t,
-		       (long long)e->timestamp_us, journey_type(e));
-		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_TOUCH ||
-		    e->kind_case == TOUCHPOINT__V1__EVENT__KIND_SPEND) {
-			printf(", \"channel\": ");
-			attr_json_string(stdout, ch);
-			printf(", \"campaign\": ");
-			attr_json_string(stdout, camp);
-		}
-		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_CONVERSION) {
-			attr_format_number(num, sizeof(num), e->conversion->value);
-			printf(", \"value\": %s, \"name\": ", num);
-			attr_json_string(stdout, e->conversion->name);
-		}
-		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_IDENTIFY) {
-			printf(", \"traits\": {");
-			for (j = 0; j < e->identify->n_traits; j++) {
-				printf(j ? ", " : "");
-				attr_json_string(stdout, e->identify->traits[j]->key);
-				printf(": ");
-				attr_json_string(stdout, e->identify->traits[j]->value);
-			}
-			printf("}");
-		}
-		if (e->kind_case == TOUCHPOINT__V1__EVENT__KIND_ALIAS) {
-			printf(", \"previous_id\": ");
-			attr_json_string(stdout, e->alias->previous_id);
-		}
-		printf("}");
+		fputs(i ? ", " : "", stdout);
+		journey_json_event(stdout, r->events[i]);
 	}
 	printf("], \"paths\": [");
 	for (i = 0; i < r->n_paths; i++) {
@@ -187,13 +278,72 @@ journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 	printf("]}\n");
 }
 
+/* The columns after detail: each field once, empty where the event has none. */
+#define JOURNEY_CSV_FIELDS                                                                         \
+	"customer_id,source,medium,interaction,cost,currency,name,previous_id,day,amount,traits"
+#define JOURNEY_CSV_NFIELDS 11
+
+static void
+journey_csv_fields(FILE *out, const Touchpoint__V1__Event *e)
+{
+	const char *col[JOURNEY_CSV_NFIELDS] = { e->customer_id };
+	char cost[64], amount[64], day[TF_TIME_MAX], *traits = NULL;
+	size_t i, len = 0;
+	FILE *m;
+
+	switch (e->kind_case) {
+	case TOUCHPOINT__V1__EVENT__KIND_TOUCH:
+		col[1] = e->touch->source;
+		col[2] = e->touch->medium;
+		col[3] = journey_interaction(e->touch->interaction);
+		if (e->touch->cost_present_case == TOUCHPOINT__V1__TOUCH__COST_PRESENT_COST) {
+			attr_format_number(cost, sizeof(cost), e->touch->cost);
+			col[4] = cost;
+		}
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_CONVERSION:
+		col[5] = e->conversion->currency;
+		col[6] = journey_conversion_name(e->conversion);
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
+		/* A JSON object: the detail column's "k=v" cannot tell "a=b c" apart. */
+		if ((m = open_memstream(&traits, &len)) != NULL) {
+			journey_json_traits(m, e->identify);
+			if (fclose(m) != 0) {
+				free(traits);
+				traits = NULL;
+			}
+		}
+		col[10] = traits != NULL ? traits : "(out of memory)";
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
+		col[7] = e->alias->previous_id;
+		break;
+	case TOUCHPOINT__V1__EVENT__KIND_SPEND:
+		col[5] = e->spend->currency;
+		journey_day(e, day, sizeof(day));
+		col[8] = day;
+		attr_format_number(amount, sizeof(amount), e->spend->amount);
+		col[9] = amount;
+		break;
+	default:
+		break;
+	}
+	for (i = 0; i < JOURNEY_CSV_NFIELDS; i++) {
+		putc(',', out);
+		csv_put(out, col[i] != NULL ? col[i] : "");
+	}
+	free(traits);
+}
+
 static void
 journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 {
 	char t[TF_TIME_MAX], v[64];
-	size_t i;
+	size_t i, k;
 
-	printf("record,timestamp,type,channel,campaign,value,event_id,detail\r\n");
+	printf("record,timestamp,type,channel,campaign,value,event_id,detail," JOURNEY_CSV_FIELDS
+	       "\r\n");
 	for (i = 0; i < r->n_events; i++) {
 		const Touchpoint__V1__Event *e = r->events[i];
 		const char *ch, *camp;
@@ -210,6 +360,7 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		csv_put(stdout, e->event_id);
 		putchar(',');
 		csv_put(stdout, detail);
+		journey_csv_fields(stdout, e);
 		fputs("\r\n", stdout);
 	}
 	for (i = 0; i < r->n_paths; i++) {
@@ -230,6 +381,9 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		csv_put(stdout, p->converting ? p->conversion_event_id : "");
 		putchar(',');
 		csv_put(stdout, buf);
+		/* Every record has the header's field count (RFC 4180). */
+		for (k = 0; k < JOURNEY_CSV_NFIELDS; k++)
+			putchar(',');
 		fputs("\r\n", stdout);
 		free(buf);
 	}

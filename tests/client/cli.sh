@@ -319,9 +319,10 @@ PY
 	;;
 journey)
 	start
-	expect 0 "$tp" send touch -c jo --channel email --campaign spring -t 2024-05-01T10:00:00Z -i j1
+	expect 0 "$tp" send touch -c jo --channel email --campaign spring -t 2024-05-01T10:00:00Z -i j1 \
+		--source news --medium mail --interaction click --cost 0.25
 	expect 0 "$tp" send touch -c jo --channel search -t 2024-05-01T11:00:00Z -i j2
-	expect 0 "$tp" send conversion -c jo --value 30 -t 2024-05-01T12:00:00Z -i j3
+	expect 0 "$tp" send conversion -c jo --value 30 --currency EUR -t 2024-05-01T12:00:00Z -i j3
 	expect 0 "$tp" send touch -c jo --channel social -t 2024-05-03T10:00:00Z -i j4
 	expect 0 "$tp" journey jo --format json
 	python3 - "$dir/out" <<'PY' || fail "journey json: $(cat "$dir/out")"
@@ -335,13 +336,31 @@ null = [p for p in d["paths"] if not p["converting"]]
 assert len(conv) == 1 and conv[0]["channels"] == ["email", "search"] and conv[0]["value"] == 30
 assert conv[0]["conversion_event_id"] == "j3"
 assert len(null) == 1 and null[0]["channels"] == ["social"]
+# Every stored field, under its proto name; SPEC's default name spelled out.
+e = d["events"]
+assert e[0] == {"event_id": "j1", "customer_id": "jo", "timestamp": "2024-05-01T10:00:00Z",
+                "timestamp_us": 1714557600000000, "type": "touch", "channel": "email",
+                "campaign": "spring", "source": "news", "medium": "mail",
+                "interaction": "click", "cost": 0.25}, e[0]
+assert e[1]["interaction"] is None and e[1]["cost"] is None and e[1]["source"] == "", e[1]
+assert e[2]["currency"] == "EUR" and e[2]["name"] == "conversion" and e[2]["value"] == 30, e[2]
 PY
 	expect 0 "$tp" journey jo
 	grep -q "email/spring" "$dir/out" || fail "journey table: $(cat "$dir/out")"
 	grep -q "email > search" "$dir/out" || fail "journey table paths"
 	expect 0 "$tp" journey jo --format csv
-	grep -q $'^converting_path,2024-05-01T12:00:00Z,path,,,30,j3,email > search\r$' "$dir/out" ||
+	grep -q $'^converting_path,2024-05-01T12:00:00Z,path,,,30,j3,email > search,,,,,,,,,,,\r$' "$dir/out" ||
 		fail "journey csv: $(cat "$dir/out")"
+	python3 - "$dir/out" <<'PY' || fail "journey csv fields: $(cat "$dir/out")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+ev = {r["event_id"]: r for r in rows if r["record"] == "event"}
+j1, j3 = ev["j1"], ev["j3"]
+assert (j1["customer_id"], j1["source"], j1["medium"], j1["interaction"], j1["cost"]) == \
+    ("jo", "news", "mail", "click", "0.25"), j1
+assert (j3["currency"], j3["name"], j3["value"]) == ("EUR", "conversion", "30"), j3
+assert all(None not in r for r in rows), "a row with more fields than the header"
+PY
 	# SPEC's largest identify (32 traits, keys of 64 bytes, values of 256) is stored and
 	# comes back whole in CSV; a channel with terminal escapes is shown harmless in tables.
 	args=()
@@ -352,11 +371,13 @@ PY
 	expect 0 "$tp" send touch -c jt --channel $'esc\e]0;x\a' -t 2024-05-01T09:00:00Z
 	expect 0 "$tp" journey jt --format csv
 	python3 - "$dir/out" <<'PY' || fail "journey csv of the largest identify"
-import csv, sys
+import csv, json, sys
 rows = list(csv.reader(open(sys.argv[1], encoding="utf-8", newline="")))
-detail = [r for r in rows if r[2] == "identify"][0][7]
-traits = detail.split(" ")
+ident = [r for r in rows if r[2] == "identify"][0]
+traits = ident[7].split(" ")
 assert len(traits) == 32 and all(t.endswith("é" * 128) for t in traits), traits[-1][:80]
+t = json.loads(ident[rows[0].index("traits")])
+assert len(t) == 32 and all(v == "é" * 128 for v in t.values()), list(t)[:2]
 PY
 	expect 0 "$tp" journey jt
 	! grep -q $'\e' "$dir/out" || fail "journey table passes an escape to the terminal"
