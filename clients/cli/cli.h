@@ -35,7 +35,15 @@ int cli_exit_code(int status);
 int cli_parse_format(const char *s, enum cli_format *f);
 /* A decimal count in [min, max] (an option's value); 0, or -1 if it is not one. */
 int cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);
-/* Prints "touchpoint CMD: message" and a --help hint to stderr; returns 64. */
+/* Room for one message: a path of PATH_MAX with words around it. */
+#define CLI_MSG_MAX 5120
+/*
+ * Prints one line to stderr: the formatted text with each control character as '?', as
+ * tables print names (attr_text_put), since messages quote ids, cells, keys and paths
+ * that must not move the cursor or retitle the terminal. Longer text ends in "...".
+ */
+void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "touchpoint CMD: message" (as cli_msg) and a --help hint to stderr; returns 64. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /*
  * For getopt_long's '?' (opterr = 0): names the option it stopped at, which is unknown or

@@ -438,15 +438,14 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 	if (pathfile != NULL) {
 		in = strcmp(pathfile, "-") == 0 ? stdin : fopen(pathfile, "r");
 		if (in == NULL) {
-			fprintf(stderr, "touchpoint attribute: %s: %s\n", pathfile,
-			        strerror(errno));
+			cli_msg("touchpoint attribute: %s: %s", pathfile, strerror(errno));
 			return EX_NOINPUT;
 		}
 		st = attr_pathfile_attribute(in, &o.req, &r, err, sizeof(err));
 		if (in != stdin)
 			fclose(in);
 		if (st != TP_OK) {
-			fprintf(stderr, "touchpoint attribute: %s: %s\n", pathfile, err);
+			cli_msg("touchpoint attribute: %s: %s", pathfile, err);
 			return cli_exit_code(st);
 		}
 	} else {
@@ -558,11 +557,11 @@ export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 
 	if (out != NULL) {
 		if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out) >= sizeof(tmp)) {
-			fprintf(stderr, "touchpoint export paths: %s: name too long\n", out);
+			cli_msg("touchpoint export paths: %s: name too long", out);
 			return EX_CANTCREAT;
 		}
 		if ((fd = mkstemp(tmp)) < 0 || (f = fdopen(fd, "w")) == NULL) {
-			fprintf(stderr, "touchpoint export paths: %s: %s\n", out, strerror(errno));
+			cli_msg("touchpoint export paths: %s: %s", out, strerror(errno));
 			if (fd >= 0) {
 				close(fd);
 				unlink(tmp);
@@ -580,12 +579,12 @@ export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 	rv = paths_pages(c, req, export_page, f);
 	if (f != stdout ? fclose(f) != 0 : fflush(f) != 0) {
 		if (rv == EX_OK)
-			fprintf(stderr, "touchpoint export paths: %s: %s\n",
-			        out != NULL ? out : "stdout", strerror(errno));
+			cli_msg("touchpoint export paths: %s: %s", out != NULL ? out : "stdout",
+			        strerror(errno));
 		rv = rv == EX_OK ? EX_IOERR : rv;
 	}
 	if (out != NULL && rv == EX_OK && rename(tmp, out) != 0) {
-		fprintf(stderr, "touchpoint export paths: %s: %s\n", out, strerror(errno));
+		cli_msg("touchpoint export paths: %s: %s", out, strerror(errno));
 		rv = EX_CANTCREAT;
 	}
 	if (out != NULL && rv != EX_OK)

@@ -84,7 +84,7 @@ cmd_backup(struct cli *g, int argc, char **argv)
 	if (optind + 1 != argc)
 		return cli_usage("backup", "one directory wanted");
 	if (backup_abspath(argv[optind], path, sizeof(path)) != 0) {
-		fprintf(stderr, "touchpoint backup: %s: cannot resolve its parent directory: %s\n",
+		cli_msg("touchpoint backup: %s: cannot resolve its parent directory: %s",
 		        argv[optind], strerror(errno ? errno : EINVAL));
 		return EX_CANTCREAT;
 	}
@@ -109,8 +109,9 @@ cmd_backup(struct cli *g, int argc, char **argv)
 		printf(",%" PRIu64 ",%" PRIu64 "\n", r->bytes, r->events);
 		break;
 	case CLI_TABLE:
-		printf("backup %s: %" PRIu64 " events, %" PRIu64 " bytes\n", r->dir, r->events,
-		       r->bytes);
+		fputs("backup ", stdout);
+		attr_text_put(stdout, r->dir);
+		printf(": %" PRIu64 " events, %" PRIu64 " bytes\n", r->events, r->bytes);
 		break;
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attribution/engine.h"
 #include "cli.h"
 #include "csv.h"
 #include "json.h"
@@ -64,10 +65,15 @@ struct imp_batch {
 	struct imp_batch *next;
 };
 
-/* A rejected row's messages, "FILE:LINE: FIELD: REASON\n" each. */
+/*
+ * A rejected row's messages, "FILE:LINE: FIELD: REASON" each, NUL-terminated one after
+ * another in len bytes: printed through cli_msg, which makes a newline in a quoted cell
+ * a '?' and not a line that seems to be another message.
+ */
 struct imp_shown {
 	unsigned long line;
 	char *text;
+	size_t len;
 };
 
 struct imp {
@@ -138,7 +144,7 @@ imp_progress(struct imp *m)
 	fflush(stderr);
 }
 
-/* Appends one formatted message to a malloc'd text; -1 when out of memory. */
+/* Appends one formatted message and its NUL to a malloc'd text; -1 when out of memory. */
 static int __attribute__((format(printf, 3, 4)))
 imp_text_add(char **text, size_t *len, const char *fmt, ...)
 {
@@ -155,7 +161,7 @@ imp_text_add(char **text, size_t *len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(nt + *len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
-	*len += (size_t)n;
+	*len += (size_t)n + 1;
 	return 0;
 }
 
@@ -174,7 +180,7 @@ imp_heap_swap(struct imp_shown *a, struct imp_shown *b)
  * Call with mu held.
  */
 static void
-imp_reject_locked(struct imp *m, unsigned long line, char *text)
+imp_reject_locked(struct imp *m, unsigned long line, char *text, size_t len)
 {
 	struct imp_shown *h = m->shown;
 	size_t i, c;
@@ -186,7 +192,7 @@ imp_reject_locked(struct imp *m, unsigned long line, char *text)
 	}
 	if (m->nshown < IMP_SHOWN_REJECTS) {
 		i = m->nshown++;
-		h[i] = (struct imp_shown){ line, text };
+		h[i] = (struct imp_shown){ line, text, len };
 		while (i > 0 && h[(i - 1) / 2].line < h[i].line) {
 			imp_heap_swap(&h[(i - 1) / 2], &h[i]);
 			i = (i - 1) / 2;
@@ -198,7 +204,7 @@ imp_reject_locked(struct imp *m, unsigned long line, char *text)
 		return;
 	}
 	free(h[0].text);
-	h[0] = (struct imp_shown){ line, text };
+	h[0] = (struct imp_shown){ line, text, len };
 	for (i = 0; (c = 2 * i + 1) < m->nshown; i = c) {
 		if (c + 1 < m->nshown && h[c + 1].line > h[c].line)
 			c++;
@@ -215,12 +221,12 @@ imp_reject(struct imp *m, unsigned long line, const char *field, const char *rea
 	char *text = NULL;
 	size_t len = 0;
 
-	if (imp_text_add(&text, &len, "%s:%lu: %s: %s\n", m->name, line, field, reason) != 0) {
+	if (imp_text_add(&text, &len, "%s:%lu: %s: %s", m->name, line, field, reason) != 0) {
 		free(text);
 		text = NULL;
 	}
 	pthread_mutex_lock(&m->mu);
-	imp_reject_locked(m, line, text);
+	imp_reject_locked(m, line, text, len);
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -294,7 +300,7 @@ imp_reject_named(struct imp *m, struct imp_batch *b, const size_t *pos, const st
 		for (j = i; j < res->nviolations; j++) {
 			if (res->violations[j].index != res->violations[i].index)
 				continue;
-			if (imp_text_add(&text, &len, "%s:%lu: %s: %s\n", m->name, line,
+			if (imp_text_add(&text, &len, "%s:%lu: %s: %s", m->name, line,
 			                 imp_field(res->violations[j].field),
 			                 res->violations[j].reason) != 0) {
 				free(text);
@@ -303,7 +309,7 @@ imp_reject_named(struct imp *m, struct imp_batch *b, const size_t *pos, const st
 			}
 		}
 		pthread_mutex_lock(&m->mu);
-		imp_reject_locked(m, line, text);
+		imp_reject_locked(m, line, text, len);
 		pthread_mutex_unlock(&m->mu);
 	}
 }
@@ -342,13 +348,13 @@ imp_send_part(struct imp *m, struct imp_batch *b, struct tp_event *evs, size_t *
 					imp_send_part(m, b, evs + k / 2, pos + k / 2, k - k / 2);
 				return;
 			}
-			if (imp_text_add(&text, &len, "%s:%lu: %s\n", m->name, b->rows[pos[0]].line,
+			if (imp_text_add(&text, &len, "%s:%lu: %s", m->name, b->rows[pos[0]].line,
 			                 res.message) != 0) {
 				free(text);
 				text = NULL;
 			}
 			pthread_mutex_lock(&m->mu);
-			imp_reject_locked(m, b->rows[pos[0]].line, text);
+			imp_reject_locked(m, b->rows[pos[0]].line, text, len);
 			pthread_mutex_unlock(&m->mu);
 			tp_result_free(&res);
 			return;
@@ -517,7 +523,7 @@ imp_csv(struct imp *m)
 		return EX_OSERR;
 	r = csv_read(m->csv, &fields, &n, &line, err, sizeof(err));
 	if (r <= 0) {
-		fprintf(stderr, "touchpoint import: %s: %s\n", m->name,
+		cli_msg("touchpoint import: %s: %s", m->name,
 		        r == 0 ? "empty input, a header row was expected" : err);
 		return r == -2 ? EX_IOERR : EX_DATAERR;
 	}
@@ -531,15 +537,15 @@ imp_csv(struct imp *m)
 		memmove(fields[0], fields[0] + 3, strlen(fields[0] + 3) + 1);
 	for (i = 0; i < n; i++) {
 		if (!row_known_field(fields[i])) {
-			fprintf(stderr, "touchpoint import: %s:%lu: unknown column '%s'\n", m->name,
-			        line, fields[i]);
+			cli_msg("touchpoint import: %s:%lu: unknown column '%s'", m->name, line,
+			        fields[i]);
 			free(f);
 			return EX_DATAERR;
 		}
 		for (j = 0; j < i; j++)
 			if (strcmp(m->cols[j], fields[i]) == 0) {
-				fprintf(stderr, "touchpoint import: %s:%lu: column '%s' twice\n",
-				        m->name, line, fields[i]);
+				cli_msg("touchpoint import: %s:%lu: column '%s' twice", m->name,
+				        line, fields[i]);
 				free(f);
 				return EX_DATAERR;
 			}
@@ -551,7 +557,7 @@ imp_csv(struct imp *m)
 	}
 	while ((r = csv_read(m->csv, &fields, &n, &line, err, sizeof(err))) != 0) {
 		if (r == -2) {
-			fprintf(stderr, "touchpoint import: %s: read error\n", m->name);
+			cli_msg("touchpoint import: %s: read error", m->name);
 			free(f);
 			return EX_IOERR;
 		}
@@ -699,7 +705,7 @@ imp_ndjson(struct imp *m)
 			break;
 	}
 	if (ferror(m->in)) {
-		fprintf(stderr, "touchpoint import: %s: read error\n", m->name);
+		cli_msg("touchpoint import: %s: read error", m->name);
 		return EX_IOERR;
 	}
 	return EX_OK;
@@ -733,9 +739,8 @@ imp_gz_test(const char *path)
 			return EX_OSERR;
 	if (imp_gzip_ok(st))
 		return 0;
-	fprintf(stderr,
-	        "touchpoint import: %s: damaged gzip data (gzip -t failed): nothing was "
-	        "imported\n",
+	cli_msg("touchpoint import: %s: damaged gzip data (gzip -t failed): nothing was "
+	        "imported",
 	        path);
 	return EX_DATAERR;
 }
@@ -752,8 +757,10 @@ imp_open(struct imp *m, const char *path, int gz)
 	if (strcmp(path, "-") == 0) {
 		m->in = stdin;
 	} else if ((m->in = fopen(path, "r")) == NULL) {
-		fprintf(stderr, "touchpoint import: %s: %s\n", path, strerror(errno));
-		return errno == EACCES ? EX_NOPERM : EX_NOINPUT;
+		int e = errno; /* writing the message may change it */
+
+		cli_msg("touchpoint import: %s: %s", path, strerror(e));
+		return e == EACCES ? EX_NOPERM : EX_NOINPUT;
 	}
 	if (fstat(fileno(m->in), &st) == 0 && S_ISREG(st.st_mode))
 		m->total = st.st_size;
@@ -800,8 +807,7 @@ imp_close(struct imp *m)
 		while (waitpid(m->gzip, &st, 0) < 0 && errno == EINTR)
 			;
 		if (!imp_gzip_ok(st)) {
-			fprintf(stderr, "touchpoint import: %s: gzip failed to decompress it\n",
-			        m->name);
+			cli_msg("touchpoint import: %s: gzip failed to decompress it", m->name);
 			rv = EX_DATAERR;
 		}
 		m->gzip = 0;
@@ -862,11 +868,14 @@ imp_pool_free(struct imp *m)
 static void
 imp_print_rejects(struct imp *m)
 {
+	const char *p;
 	size_t i;
 
 	qsort(m->shown, m->nshown, sizeof(m->shown[0]), imp_shown_cmp);
 	for (i = 0; i < m->nshown; i++)
-		fputs(m->shown[i].text, stderr);
+		for (p = m->shown[i].text; p < m->shown[i].text + m->shown[i].len;
+		     p += strlen(p) + 1)
+			cli_msg("%s", p);
 	if (m->rejected > m->nshown)
 		fprintf(stderr, "... %lu more rejected rows not shown%s\n", m->rejected - m->nshown,
 		        m->oom ? " (out of memory)" : "");
@@ -999,7 +1008,8 @@ cmd_import(struct cli *g, int argc, char **argv)
 		       m.accepted, m.duplicates, m.rejected, m.retries);
 		break;
 	case CLI_TABLE:
-		printf("%s: %lu rows: %lu accepted, %lu duplicates, %lu rejected\n", m.name, m.rows,
+		attr_text_put(stdout, m.name);
+		printf(": %lu rows: %lu accepted, %lu duplicates, %lu rejected\n", m.rows,
 		       m.accepted, m.duplicates, m.rejected);
 		break;
 	}

@@ -79,13 +79,13 @@ cmd_report(struct cli *g, int argc, char **argv)
 		goto done;
 	err[0] = '\0';
 	if ((st = report_write(ar, pr, &ro, err, sizeof(err))) != TP_OK) {
-		fprintf(stderr, "touchpoint report: %s: %s\n", tp_strerror(st), err);
+		cli_msg("touchpoint report: %s: %s", tp_strerror(st), err);
 		rv = st == TP_FAILED_PRECONDITION ? EX_CANTCREAT
 		     : st == TP_UNAVAILABLE       ? EX_UNAVAILABLE
 		                                  : cli_exit_code(st);
 		goto done;
 	}
-	fprintf(stderr, "touchpoint report: wrote %s\n", ro.out_dir);
+	cli_msg("touchpoint report: wrote %s", ro.out_dir);
 done:
 	if (ar != NULL)
 		protobuf_c_message_free_unpacked(&ar->base, NULL);

@@ -210,7 +210,7 @@ cmd_send(struct cli *g, int argc, char **argv)
 	if (row_to_event(f, nf, &re, field, sizeof(field), reason, sizeof(reason)) != 0) {
 		if (strcmp(field, "type") == 0)
 			return cli_usage("send", "%s", reason);
-		fprintf(stderr, "touchpoint send: %s: %s\n", field, reason);
+		cli_msg("touchpoint send: %s: %s", field, reason);
 		return EX_DATAERR;
 	}
 	/* A one-off event gets a fresh id, not the content hash an import would use. */
@@ -249,8 +249,9 @@ cmd_send(struct cli *g, int argc, char **argv)
 		printf(",%u,%u\n", res.accepted, res.duplicates);
 		break;
 	case CLI_TABLE:
-		printf("%s %s\n", res.duplicates ? "duplicate (already stored)" : "stored",
-		       re.ev.event_id);
+		printf("%s ", res.duplicates ? "duplicate (already stored)" : "stored");
+		attr_text_put(stdout, re.ev.event_id);
+		putchar('\n');
 		break;
 	}
 	tp_result_free(&res);

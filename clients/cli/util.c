@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "attribution/engine.h"
 #include "cli.h"
 
 int
@@ -62,16 +63,35 @@ cli_parse_format(const char *s, enum cli_format *f)
 	return 0;
 }
 
+void
+cli_msg(const char *fmt, ...)
+{
+	char buf[CLI_MSG_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		snprintf(buf, sizeof(buf), "touchpoint: (a message that cannot be formatted)");
+	attr_text_put(stderr, buf);
+	if (n >= (int)sizeof(buf))
+		fputs("...", stderr);
+	putc('\n', stderr);
+}
+
 int
 cli_usage(const char *cmd, const char *fmt, ...)
 {
+	char msg[CLI_MSG_MAX];
 	va_list ap;
 
-	fprintf(stderr, "touchpoint%s%s: ", cmd ? " " : "", cmd ? cmd : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'touchpoint %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+	cli_msg("touchpoint%s%s: %s", cmd ? " " : "", cmd ? cmd : "", msg);
+	fprintf(stderr, "Try 'touchpoint %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
 	return EX_USAGE;
 }
 
@@ -121,10 +141,11 @@ cli_report(const char *what, const struct tp_result *res)
 {
 	size_t i;
 
-	fprintf(stderr, "touchpoint: %s: %s%s%s\n", what, tp_strerror(res->status),
+	/* The daemon's messages quote what it was sent: a customer id, a channel. */
+	cli_msg("touchpoint: %s: %s%s%s", what, tp_strerror(res->status),
 	        res->message[0] ? ": " : "", res->message);
 	for (i = 0; i < res->nviolations && i < 100; i++)
-		fprintf(stderr, "  %s: %s\n", res->violations[i].field, res->violations[i].reason);
+		cli_msg("  %s: %s", res->violations[i].field, res->violations[i].reason);
 	if (res->nviolations > 100)
 		fprintf(stderr, "  ... and %zu more\n", res->nviolations - 100);
 }
@@ -136,7 +157,7 @@ cli_connect(const struct cli *g, tp_client **cp)
 	int status;
 
 	if ((status = tp_connect_ex(cp, g->endpoint, &res)) != TP_OK) {
-		fprintf(stderr, "touchpoint: %s\n", res.message);
+		cli_msg("touchpoint: %s", res.message);
 		if (status == TP_UNAVAILABLE)
 			fprintf(stderr, "touchpoint: is touchpointd running? Set the endpoint "
 			                "with -e or TOUCHPOINT_ENDPOINT.\n");

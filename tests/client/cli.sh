@@ -202,6 +202,21 @@ import_bad)
 	printf 'customer_id,type,timestamp,colour\n' >"$dir/unknown.csv"
 	expect 65 "$tp" import "$dir/unknown.csv"
 	grep -q "unknown column 'colour'" "$dir/err" || fail "unknown column"
+	# Cells quoted in messages cannot drive the terminal: control characters print as '?',
+	# and a line break in a quoted cell does not start what looks like another message.
+	printf 'customer_id,type,timestamp\nx,"bo\e[2Jgus",2024-01-01\nx,touch,"2024\e]0;t\a"\nx,"a\nb",2024-01-01\n' >"$dir/esc.csv"
+	expect 65 "$tp" import "$dir/esc.csv"
+	! grep -q $'[\e\a]' "$dir/err" || fail "import passes an escape to the terminal"
+	grep -q 'esc.csv:2: type: unknown type "bo?\[2Jgus"$' "$dir/err" || fail "esc.csv:2: $(cat "$dir/err")"
+	grep -q 'esc.csv:3: timestamp: .*"2024?\]0;t?"$' "$dir/err" || fail "esc.csv:3: $(cat "$dir/err")"
+	grep -q 'esc.csv:4: type: unknown type "a?b"$' "$dir/err" || fail "esc.csv:4: $(cat "$dir/err")"
+	[ "$(wc -l <"$dir/err")" -eq 3 ] || fail "esc.csv: $(cat "$dir/err")"
+	printf 'customer_id,type,timestamp,\e[31mred\n' >"$dir/esccol.csv"
+	expect 65 "$tp" import "$dir/esccol.csv"
+	grep -q "unknown column '?\[31mred'" "$dir/err" || fail "esccol.csv: $(cat "$dir/err")"
+	printf '{"customer_id": "x", "type": "touch", "timestamp": "2024-01-01", "\\u001b[2J": 1}\n' >"$dir/esc.ndjson"
+	expect 65 "$tp" import "$dir/esc.ndjson"
+	grep -q 'esc.ndjson:1: ?\[2J: unknown key' "$dir/err" || fail "esc.ndjson: $(cat "$dir/err")"
 	;;
 ndjson)
 	start
@@ -384,6 +399,10 @@ PY
 	grep -q 'esc?\]0;x?' "$dir/out" || fail "journey table: $(cat "$dir/out")"
 	expect 0 "$tp" paths --top 0
 	! grep -q $'\e' "$dir/out" || fail "paths table passes an escape to the terminal"
+	# Nor do the daemon's messages that quote what it was sent.
+	expect 66 "$tp" journey $'no\e]0;such\a'
+	! grep -q $'[\e\a]' "$dir/err" || fail "journey NOT_FOUND passes an escape to the terminal"
+	grep -q 'NOT_FOUND: no events for customer_id "no?\]0;such?"' "$dir/err" || fail "journey: $(cat "$dir/err")"
 	;;
 matrix)
 	# --matrix prints the Markov transition matrix in every format, from a path file and
