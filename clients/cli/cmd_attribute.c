@@ -375,6 +375,31 @@ matrix_render(FILE *out, const Touchpoint__V1__AttributeResponse *r, enum cli_fo
 		}
 	return ferror(out) ? -1 : 0;
 }
+
+/*
+ * The options a path table cannot honour: it has no times, conversion names or traits.
+ * Ignored, they would still be echoed in the JSON as if applied.
+ */
+static int
+attr_pathfile_refuse(const struct attr_opts *o)
+{
+	const char *opt = NULL, *why = "timestamps";
+
+	if (o->win.lookback_case == TOUCHPOINT__V1__WINDOW__LOOKBACK_LOOKBACK_S)
+		opt = "--lookback";
+	else if (o->win.from_case == TOUCHPOINT__V1__WINDOW__FROM_FROM_US)
+		opt = "--from";
+	else if (o->win.to_case == TOUCHPOINT__V1__WINDOW__TO_TO_US)
+		opt = "--to";
+	else if (o->win.conversion != NULL && o->win.conversion[0] != '\0')
+		opt = "--conversion", why = "conversion names";
+	else if (o->req.by_trait != NULL && o->req.by_trait[0] != '\0')
+		opt = "--by", why = "traits";
+	if (opt == NULL)
+		return 0;
+	return cli_usage("attribute", "%s does not apply to --paths: a path table has no %s", opt,
+	                 why);
+}
 #endif
 
 static const char attribute_help[] =
@@ -398,7 +423,8 @@ static const char attribute_help[] =
     "  --by TRAIT              one section per value of this identify trait\n"
     "  --matrix                markov: print the transition matrix too\n"
     "  -p, --paths FILE        attribute a ChannelAttribution path table locally (no daemon;\n"
-    "                          models that need timestamps are skipped)\n"
+    "                          models that need timestamps are skipped; --lookback,\n"
+    "                          --from, --to, --conversion and --by do not apply)\n"
     "  --format F              table (default), csv or json\n";
 
 int
@@ -434,6 +460,8 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 	if (optind != argc)
 		return cli_usage("attribute", "unexpected argument '%s'", argv[optind]);
 	if ((rv = attr_opts_finish(&o, "attribute")) != 0)
+		return rv;
+	if (pathfile != NULL && (rv = attr_pathfile_refuse(&o)) != 0)
 		return rv;
 	if (pathfile != NULL) {
 		in = strcmp(pathfile, "-") == 0 ? stdin : fopen(pathfile, "r");

@@ -50,6 +50,15 @@ help)
 	expect 64 "$tp" report -Z
 	grep -q "'-Z'" "$dir/err" || fail "report: the unknown short option is not named"
 	expect 64 "$tp" attribute --lookback 3w
+	# A path table has no times, names or traits: those options are refused, not ignored.
+	printf 'path,total_conversions,total_conversion_value,total_null\nemail,1,1,0\n' >"$dir/p.csv"
+	for opt in "--lookback 7d" "--from 2024-01-01" "--to 2024-01-01" "--conversion buy" "--by plan"; do
+		expect 64 "$tp" attribute --paths "$dir/p.csv" $opt --format json
+		grep -q "touchpoint attribute: ${opt% *} does not apply to --paths" "$dir/err" ||
+			fail "attribute --paths $opt: $(cat "$dir/err")"
+		[ ! -s "$dir/out" ] || fail "attribute --paths $opt printed: $(cat "$dir/out")"
+	done
+	expect 0 "$tp" attribute --paths "$dir/p.csv" --repeats collapse --level channel
 	;;
 unavailable)
 	expect 69 "$tp" -e "ipc://$dir/none.sock" status
