@@ -158,6 +158,14 @@ cli_connect(const struct cli *g, tp_client **cp)
 
 	if ((status = tp_connect_ex(cp, g->endpoint, &res)) != TP_OK) {
 		cli_msg("touchpoint: %s", res.message);
+		/* Only the URL is bad: the value of -e or TOUCHPOINT_ENDPOINT, a usage error. */
+		if (status == TP_INVALID_ARGUMENT) {
+			fprintf(stderr, "touchpoint: an endpoint is an NNG URL, e.g. "
+			                "ipc:///path/to.sock or tcp://host:port (-e or "
+			                "TOUCHPOINT_ENDPOINT).\n");
+			tp_result_free(&res);
+			return EX_USAGE;
+		}
 		if (status == TP_UNAVAILABLE)
 			fprintf(stderr, "touchpoint: is touchpointd running? Set the endpoint "
 			                "with -e or TOUCHPOINT_ENDPOINT.\n");

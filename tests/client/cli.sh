@@ -65,6 +65,10 @@ unavailable)
 	grep -q "cannot reach touchpointd at ipc://$dir/none.sock" "$dir/err" || fail "message: $(cat "$dir/err")"
 	[ ! -s "$dir/out" ] || fail "data on stdout"
 	expect 69 "$tp" send touch -c a --channel x
+	# A bad endpoint is a bad option value: a usage error, not bad data.
+	expect 64 "$tp" -e bogus status
+	grep -q 'bad endpoint "bogus"' "$dir/err" || fail "-e bogus: $(cat "$dir/err")"
+	expect 64 env TOUCHPOINT_ENDPOINT=nosuch://x "$tp" journey alice
 	;;
 permission)
 	# A socket this user may not open: 77 and what to do, not "is touchpointd running?".
