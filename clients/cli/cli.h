@@ -46,10 +46,11 @@ void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "touchpoint CMD: message" (as cli_msg) and a --help hint to stderr; returns 64. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /*
- * For getopt_long's '?' (opterr = 0): names the option it stopped at, which is unknown or
- * lacks its value, as cli_usage() does; returns 64.
+ * For an option the command does not take, getopt_long's ch: '?' (opterr = 0) for one
+ * unknown or without its value, else one of another command's. Names the option itself
+ * (never its value), as cli_usage() does; returns 64.
  */
-int cli_bad_option(const char *cmd, char **argv);
+int cli_bad_option(const char *cmd, char **argv, int ch);
 /* Prints usage (stdout) and returns 0. */
 int cli_help(const char *text);
 int cli_version(void);

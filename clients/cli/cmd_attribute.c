@@ -454,7 +454,7 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 		} else if (ch == 'p') {
 			pathfile = optarg;
 		} else if ((rv = attr_opts_parse(&o, "attribute", ch, optarg)) != 0) {
-			return rv > 0 ? rv : cli_bad_option("attribute", argv);
+			return rv > 0 ? rv : cli_bad_option("attribute", argv, ch);
 		}
 	}
 	if (optind != argc)
@@ -525,7 +525,7 @@ attr_longopts_build(struct option *out, const char *extra, int extra_val)
 
 static const char paths_help[] =
     "Usage: touchpoint paths [--top N] [window options] [--format table|csv|json]\n"
-    "       touchpoint export paths [--out FILE] [window options]\n"
+    "       touchpoint export paths [--out FILE] [window options] [--format csv]\n"
     "\n"
     "The path table: each distinct path with its conversions, conversion value and\n"
     "non-converting occurrences. `export paths` writes every path as ChannelAttribution\n"
@@ -689,7 +689,14 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 		if ((rv = cli_common(g, ch, paths_help)) != -1) {
 			if (rv != -2)
 				return rv;
-		} else if (ch == CLI_OPT_FORMAT && !export) {
+		} else if (ch == CLI_OPT_FORMAT) {
+			/* SPEC §6: every command that prints data takes --format; export has one.
+			 */
+			if (export && strcmp(optarg, "csv") != 0)
+				return cli_usage(cmd,
+				                 "bad --format '%s': export paths writes "
+				                 "ChannelAttribution CSV only (--format csv)",
+				                 optarg);
 			if (cli_parse_format(optarg, &fmt) != 0)
 				return cli_usage(cmd, "bad --format '%s'", optarg);
 		} else if (ch == ATTR_OPT_TOP && !export) {
@@ -703,7 +710,7 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 			if ((rv = attr_opts_parse(&o, cmd, ch, optarg)) != 0)
 				return rv;
 		} else {
-			return cli_bad_option(cmd, argv);
+			return cli_bad_option(cmd, argv, ch);
 		}
 	}
 	if (optind != argc)

@@ -78,7 +78,7 @@ cmd_backup(struct cli *g, int argc, char **argv)
 			if (cli_parse_format(optarg, &fmt) != 0)
 				return cli_usage("backup", "bad --format '%s'", optarg);
 		} else {
-			return cli_bad_option("backup", argv);
+			return cli_bad_option("backup", argv, ch);
 		}
 	}
 	if (optind + 1 != argc)

@@ -920,7 +920,7 @@ cmd_import(struct cli *g, int argc, char **argv)
 			if (cli_parse_count(optarg, 1, IMP_MAX_JOBS, &jobs) != 0)
 				return cli_usage("import", "--jobs is 1..%d", IMP_MAX_JOBS);
 		} else {
-			return cli_bad_option("import", argv);
+			return cli_bad_option("import", argv, ch);
 		}
 	}
 	if (optind + 1 != argc)

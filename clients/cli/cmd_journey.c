@@ -490,7 +490,7 @@ cmd_journey(struct cli *g, int argc, char **argv)
 			    TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S;
 			req.lookback_s = lookback;
 		} else {
-			return cli_bad_option("journey", argv);
+			return cli_bad_option("journey", argv, ch);
 		}
 	}
 	if (optind + 1 != argc)

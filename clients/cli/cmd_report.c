@@ -54,7 +54,7 @@ cmd_report(struct cli *g, int argc, char **argv)
 		} else if (ch == ATTR_OPT_GNUPLOT) {
 			ro.gnuplot = optarg;
 		} else if ((rv = attr_opts_parse(&o, "report", ch, optarg)) != 0) {
-			return rv > 0 ? rv : cli_bad_option("report", argv);
+			return rv > 0 ? rv : cli_bad_option("report", argv, ch);
 		}
 	}
 	if (optind != argc)

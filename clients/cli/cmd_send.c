@@ -183,7 +183,7 @@ cmd_send(struct cli *g, int argc, char **argv)
 			break;
 		}
 		default:
-			return cli_bad_option("send", argv);
+			return cli_bad_option("send", argv, ch);
 		}
 		if (name != NULL) {
 			f[nf].name = name;

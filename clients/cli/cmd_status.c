@@ -42,7 +42,7 @@ cmd_status(struct cli *g, int argc, char **argv)
 			if (cli_parse_format(optarg, &fmt) != 0)
 				return cli_usage("status", "bad --format '%s'", optarg);
 		} else {
-			return cli_bad_option("status", argv);
+			return cli_bad_option("status", argv, ch);
 		}
 	}
 	if (optind != argc)

@@ -57,7 +57,7 @@ main(int argc, char **argv)
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+" CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
 		if (ch == '?' || ch == ':')
-			return cli_bad_option(NULL, argv);
+			return cli_bad_option(NULL, argv, ch);
 		if ((rv = cli_common(&g, ch, main_help)) != -2)
 			return rv;
 	}

@@ -96,14 +96,27 @@ cli_usage(const char *cmd, const char *fmt, ...)
 }
 
 int
-cli_bad_option(const char *cmd, char **argv)
+cli_bad_option(const char *cmd, char **argv, int ch)
 {
 	const char *a = optind > 0 ? argv[optind - 1] : "";
+	int n;
 
+	if (ch != '?' && ch != ':') {
+		/* Another command's option, known to getopt: its value may be the next word. */
+		if (optarg != NULL && optind > 1 && argv[optind - 1] == optarg)
+			a = argv[optind - 2];
+		if (strncmp(a, "--", 2) != 0)
+			return cli_usage(cmd, "option '-%c' does not apply to %s", ch,
+			                 cmd ? cmd : "touchpoint");
+		n = (int)strcspn(a, "=");
+		return cli_usage(cmd, "option '%.*s' does not apply to %s", n, a,
+		                 cmd ? cmd : "touchpoint");
+	}
 	/* A short option may sit in a cluster (-fx): getopt names it in optopt. */
 	if (optopt > 0 && optopt < 128 && strncmp(a, "--", 2) != 0)
 		return cli_usage(cmd, "unknown option, or one without its value: '-%c'", optopt);
-	return cli_usage(cmd, "unknown option, or one without its value: '%s'", a);
+	n = (int)strcspn(a, "=");
+	return cli_usage(cmd, "unknown option, or one without its value: '%.*s'", n, a);
 }
 
 int

@@ -49,6 +49,15 @@ help)
 	grep -q "'--lookback'" "$dir/err" || fail "journey: the option without its value is not named"
 	expect 64 "$tp" report -Z
 	grep -q "'-Z'" "$dir/err" || fail "report: the unknown short option is not named"
+	# Another command's option is named itself, not the value after it.
+	for c in "report -o $dir/r --top 5:--top" "export paths --top 5:--top" \
+		"paths --model markov:--model" "report --format=json -o $dir/r:--format" \
+		"attribute --pdf:--pdf" "paths -o $dir/x:-o"; do
+		expect 64 "$tp" ${c%:*}
+		grep -q "option '${c##*:}' does not apply to" "$dir/err" || fail "${c%:*}: $(cat "$dir/err")"
+	done
+	expect 64 "$tp" export paths --format json
+	grep -q "export paths writes ChannelAttribution CSV only" "$dir/err" || fail "export --format json: $(cat "$dir/err")"
 	expect 64 "$tp" attribute --lookback 3w
 	# A path table has no times, names or traits: those options are refused, not ignored.
 	printf 'path,total_conversions,total_conversion_value,total_null\nemail,1,1,0\n' >"$dir/p.csv"
@@ -412,6 +421,12 @@ PY
 	grep -q 'esc?\]0;x?' "$dir/out" || fail "journey table: $(cat "$dir/out")"
 	expect 0 "$tp" paths --top 0
 	! grep -q $'\e' "$dir/out" || fail "paths table passes an escape to the terminal"
+	# export paths takes --format csv, its only format (SPEC §6: every command that prints).
+	expect 0 "$tp" export paths
+	cp "$dir/out" "$dir/export"
+	expect 0 "$tp" export paths --format csv
+	cmp -s "$dir/out" "$dir/export" || fail "export paths --format csv: $(cat "$dir/out")"
+	grep -q $'^email > search,1,30,0\r$' "$dir/out" || fail "export paths: $(cat "$dir/out")"
 	# Nor do the daemon's messages that quote what it was sent.
 	expect 66 "$tp" journey $'no\e]0;such\a'
 	! grep -q $'[\e\a]' "$dir/err" || fail "journey NOT_FOUND passes an escape to the terminal"
