@@ -51,7 +51,7 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
  * (never its value), as cli_usage() does; returns 64.
  */
 int cli_bad_option(const char *cmd, char **argv, int ch);
-/* Prints usage (stdout) and returns 0. */
+/* Prints usage (stdout) and returns 0; main() flushes it. */
 int cli_help(const char *text);
 int cli_version(void);
 /* Handles -e/-h/-V; returns -1 when ch is none of them, else the exit code or -2 (go on). */

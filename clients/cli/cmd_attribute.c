@@ -605,10 +605,10 @@ export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 	}
 	fputs(ATTR_PATHS_CSV_HEADER "\r\n", f);
 	rv = paths_pages(c, req, export_page, f);
-	if (f != stdout ? fclose(f) != 0 : fflush(f) != 0) {
+	/* Standard output is flushed, and its failure reported, by main, as for every command. */
+	if (f != stdout && fclose(f) != 0) {
 		if (rv == EX_OK)
-			cli_msg("touchpoint export paths: %s: %s", out != NULL ? out : "stdout",
-			        strerror(errno));
+			cli_msg("touchpoint export paths: %s: %s", out, strerror(errno));
 		rv = rv == EX_OK ? EX_IOERR : rv;
 	}
 	if (out != NULL && rv == EX_OK && rename(tmp, out) != 0) {

@@ -2,8 +2,10 @@
  * touchpoint: the command-line client of touchpointd. Global options, then one command
  * (cmd_*.c), each a thin layer over libtouchpoint.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -33,7 +35,8 @@ static const char main_help[] =
     "  -V, --version        the version\n"
     "\n"
     "Exit status: 0 ok, 64 usage, 65 bad data, 66 not found, 69 daemon unavailable,\n"
-    "70 internal error, 75 try again later, 77 permission denied.\n";
+    "70 internal error, 74 cannot write the output, 75 try again later, 77 permission\n"
+    "denied.\n";
 
 static const struct {
 	const char *name;
@@ -43,6 +46,24 @@ static const struct {
 	{ "journey", cmd_journey }, { "attribute", cmd_attribute }, { "paths", cmd_paths },
 	{ "export", cmd_export },   { "report", cmd_report },       { "backup", cmd_backup },
 };
+
+/*
+ * Standard output written out, or 74 with why: commands print with stdio and learn of a
+ * full disk only here. A reader that went away (| head) is no news worth a message.
+ */
+static int
+main_flush(int rv)
+{
+	int e;
+
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rv;
+	e = errno;
+	if ((rv == EX_OK || rv == EX_IOERR) && e != EPIPE)
+		fprintf(stderr, "touchpoint: writing the output: %s\n", strerror(e != 0 ? e : EIO));
+	return rv == EX_OK ? EX_IOERR : rv;
+}
 
 int
 main(int argc, char **argv)
@@ -59,7 +80,7 @@ main(int argc, char **argv)
 		if (ch == '?' || ch == ':')
 			return cli_bad_option(NULL, argv, ch);
 		if ((rv = cli_common(&g, ch, main_help)) != -2)
-			return rv;
+			return main_flush(rv);
 	}
 	if (optind >= argc)
 		return cli_usage(NULL, "no command given");
@@ -70,9 +91,7 @@ main(int argc, char **argv)
 
 			optind = 0; /* reinitialise getopt for the command's own options */
 			rv = main_cmds[i].fn(&g, cargc, cargv);
-			if (fflush(stdout) != 0 && rv == EX_OK)
-				rv = EX_IOERR;
-			return rv;
+			return main_flush(rv);
 		}
 	}
 	return cli_usage(NULL, "unknown command '%s'", argv[optind]);

@@ -158,6 +158,17 @@ PY
 	grep -q $'^events.total,5\r$' "$dir/out" || fail "status csv"
 	expect 0 "$tp" status
 	grep -q '^version' "$dir/out" || fail "status table"
+	# Output that cannot be written: 74 and why, from every command alike.
+	if [ -c /dev/full ]; then
+		for c in "status" "status --format json" "attribute" "attribute --format csv" \
+			"export paths" "journey alice" "--help" "attribute --help"; do
+			rc=0
+			"$tp" $c >/dev/full 2>"$dir/err" || rc=$?
+			[ "$rc" -eq 74 ] || fail "$c >/dev/full exited $rc"
+			grep -qx 'touchpoint: writing the output: No space left on device' "$dir/err" ||
+				fail "$c >/dev/full: $(cat "$dir/err")"
+		done
+	fi
 	# A second touchpointd on the same state directory (another socket) is refused and
 	# leaves the first one serving.
 	rc=0
