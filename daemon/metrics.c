@@ -89,6 +89,7 @@ static _Atomic uint64_t metrics_ingested;
 static _Atomic uint64_t metrics_duplicates;
 static _Atomic uint64_t metrics_rejected;
 static _Atomic uint64_t metrics_commit_failures;
+static _Atomic uint64_t metrics_listener_reopens;
 static _Atomic uint64_t metrics_qdepth;
 
 /* Written by metrics_start/metrics_stop only, read by the HTTP handler in between. */
@@ -149,6 +150,12 @@ void
 metrics_commit_failed(void)
 {
 	atomic_fetch_add_explicit(&metrics_commit_failures, 1, memory_order_relaxed);
+}
+
+void
+metrics_listener_reopened(void)
+{
+	atomic_fetch_add_explicit(&metrics_listener_reopens, 1, memory_order_relaxed);
 }
 
 void
@@ -397,6 +404,10 @@ metrics_render(char **buf, size_t *len)
 	                       "Group commits that failed (a full disk, say); their batches "
 	                       "were refused and are retried by the clients.",
 	                       &metrics_commit_failures);
+	metrics_render_counter(&b, "touchpointd_listener_reopens_total",
+	                       "Listeners found no longer accepting connections and opened "
+	                       "again (their clients reconnect).",
+	                       &metrics_listener_reopens);
 
 	metrics_family(&b, "touchpointd_commit_events", "histogram",
 	               "Events written per group commit.");

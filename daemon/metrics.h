@@ -23,6 +23,8 @@ void metrics_ingest(uint64_t accepted, uint64_t duplicates, uint64_t rejected);
 void metrics_commit(size_t batches, size_t events, double seconds);
 /* A group commit that failed (its batches were answered with its error). */
 void metrics_commit_failed(void);
+/* A listener that stopped accepting connections was opened again (rpc.c's guard). */
+void metrics_listener_reopened(void);
 /* Writer queue depth, sampled by the writer. */
 void metrics_queue_depth(size_t depth);
 

@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -27,7 +29,18 @@
 #include "touchpoint/v1/query.pb-c.h"
 #include "validate.h"
 
-#define RPC_MAX_HANDLERS  16
+#define RPC_MAX_HANDLERS 16
+/*
+ * How often the guard tries each listener (see rpc_guard), and how long a connection whose
+ * handshake is done may take to reach the socket (well under a millisecond when the
+ * listener works): a stuck listener is open again within about 7 s.
+ */
+#ifndef RPC_GUARD_MS
+#define RPC_GUARD_MS 2000
+#endif
+#ifndef RPC_GUARD_ATTACH_MS
+#define RPC_GUARD_ATTACH_MS 5000
+#endif
 #define RPC_MAX_LISTENERS 16
 #define RPC_NAME_MAX      96
 /* NNG counts its own headers (REQ's request id) against NNG_OPT_RECVMAXSZ. */
@@ -147,6 +160,12 @@ struct rpc_server {
 	int sock_open;
 	nng_listener listeners[RPC_MAX_LISTENERS];
 	size_t nlisteners;
+	char *probe[RPC_MAX_LISTENERS];    /* the URL the guard dials for each listener */
+	atomic_int lid[RPC_MAX_LISTENERS]; /* nng_listener_id of each */
+	atomic_uint_fast64_t attached[RPC_MAX_LISTENERS]; /* connections it handed over */
+	pthread_t guard;
+	int guard_on, guard_stop, guard_done;
+	int listen_broken; /* a listener could not be opened again: unhealthy */
 	char **urls;
 	size_t nurls;
 	size_t max_message_bytes;
@@ -160,7 +179,8 @@ struct rpc_server {
 	atomic_int closing;  /* socket closing: do not re-arm */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	unsigned inflight; /* calls between receive and the end of their reply's send */
+	pthread_cond_t gcv; /* wakes the guard early (rpc_free) */
+	unsigned inflight;  /* calls between receive and the end of their reply's send */
 	uint64_t replies;
 	uint64_t replies_seen; /* by rpc_healthy() */
 	int closed;            /* rpc_closer() finished */
@@ -538,6 +558,7 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&r->cv, &ca);
+	pthread_cond_init(&r->gcv, &ca);
 	pthread_condattr_destroy(&ca);
 	r->max_message_bytes = o->max_message_bytes;
 	r->ipc_permissions = o->ipc_permissions;
@@ -615,6 +636,160 @@ rpc_register(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, const 
 	return TP_OK;
 }
 
+/* Opens listener i on its URL; TP_OK, or the code and message rpc_start gives. */
+static int
+rpc_listen(struct rpc_server *r, size_t i, char *errbuf, size_t errlen)
+{
+	const char *url = r->urls[i];
+	nng_listener l;
+	int rv;
+
+	if ((rv = nng_listener_create(&l, r->sock, url)) != 0) {
+		tp_errf(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
+		return TP_INVALID_ARGUMENT;
+	}
+	r->listeners[i] = l;
+	atomic_store(&r->lid[i], nng_listener_id(l));
+	if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, r->recv_max)) != 0 ||
+	    (strncmp(url, "ipc://", 6) == 0 &&
+	     (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, (int)r->ipc_permissions)) !=
+	         0) ||
+	    (rv = nng_listener_start(l, 0)) != 0) {
+		tp_errf(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
+		return rv == NNG_EADDRINUSE || rv == NNG_EPERM ? TP_FAILED_PRECONDITION
+		                                               : TP_INTERNAL;
+	}
+	return TP_OK;
+}
+
+/*
+ * The URL a client dials to reach listener url: a TCP wildcard host becomes loopback.
+ * NULL when out of memory (the guard then leaves that listener alone).
+ */
+static char *
+rpc_probe_url(const char *url)
+{
+	static const char *const any[] = { "tcp://*:", "tcp://0.0.0.0:", "tcp://:" };
+	size_t i, n;
+	char *s;
+
+	for (i = 0; i < sizeof(any) / sizeof(any[0]); i++) {
+		n = strlen(any[i]);
+		if (strncmp(url, any[i], n) == 0 && (s = malloc(strlen(url) + 16)) != NULL) {
+			sprintf(s, "tcp://127.0.0.1:%s", url + n);
+			return s;
+		}
+	}
+	if (strncmp(url, "tcp://[::]:", 11) == 0 && (s = malloc(strlen(url) + 16)) != NULL) {
+		sprintf(s, "tcp://[::1]:%s", url + 11);
+		return s;
+	}
+	return strdup(url);
+}
+
+/* Counts the connections each listener hands to the socket (see rpc_probe). */
+static void
+rpc_pipe_added(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct rpc_server *r = arg;
+	int id = nng_listener_id(nng_pipe_listener(p));
+	size_t i;
+
+	(void)ev;
+	for (i = 0; i < RPC_MAX_LISTENERS; i++)
+		if (id > 0 && atomic_load(&r->lid[i]) == id)
+			atomic_fetch_add(&r->attached[i], 1);
+}
+
+/*
+ * 0 when listener i takes a new connection: a client finishes NNG's handshake with it and
+ * the socket gets the connection (rpc_pipe_added) within RPC_GUARD_ATTACH_MS; else an
+ * NNG error code.
+ */
+static int
+rpc_probe(struct rpc_server *r, size_t i)
+{
+	uint64_t before = atomic_load(&r->attached[i]);
+	struct timespec ts = { 0, 10 * 1000000 };
+	nng_socket s;
+	nng_dialer d;
+	int rv, waited;
+
+	if (nng_req0_open(&s) != 0)
+		return 0; /* cannot tell: leave the listener be */
+	if ((rv = nng_dialer_create(&d, s, r->probe[i])) == 0)
+		rv = nng_dialer_start(d, 0); /* returns once the client's side of it is done */
+	for (waited = 0; rv == 0 && atomic_load(&r->attached[i]) == before; waited += 10) {
+		if (waited >= RPC_GUARD_ATTACH_MS || atomic_load(&r->stopping)) {
+			if (waited >= RPC_GUARD_ATTACH_MS)
+				rv = NNG_ETIMEDOUT;
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	nng_close(s);
+	return rv;
+}
+
+/*
+ * NNG 1.5.2 (Debian 12's) can stop a listener for good when a client closes its connection
+ * during NNG's handshake (nng#1518, fixed upstream in 1.5.3): after a connect-and-close,
+ * or a second touchpointd trying the same socket, new clients still connect but their
+ * connections never reach the socket, so nobody new gets an answer. This thread checks
+ * every listener every RPC_GUARD_MS and opens one that no longer hands over connections
+ * again. Closing it closes its connections too; their clients reconnect (NNG redials)
+ * and retry. A listener that cannot be opened again makes the daemon unhealthy, so that
+ * systemd's watchdog restarts it.
+ */
+static void *
+rpc_guard(void *arg)
+{
+	struct rpc_server *r = arg;
+	struct timespec ts;
+	char err[256];
+	size_t i;
+	int rv;
+
+	(void)prctl(PR_SET_NAME, "tp-rpc-guard");
+	pthread_mutex_lock(&r->mu);
+	while (!r->guard_stop) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += RPC_GUARD_MS / 1000;
+		ts.tv_nsec += (long)(RPC_GUARD_MS % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		while (!r->guard_stop && pthread_cond_timedwait(&r->gcv, &r->mu, &ts) == 0)
+			;
+		if (r->guard_stop)
+			break;
+		pthread_mutex_unlock(&r->mu);
+		for (i = 0; i < r->nlisteners && !atomic_load(&r->stopping); i++) {
+			if (r->probe[i] == NULL || (rv = rpc_probe(r, i)) == 0)
+				continue;
+			if (atomic_load(&r->stopping))
+				break;
+			log_warn("listener %s takes no new connection (%s): opening it again",
+			         r->urls[i], nng_strerror(rv));
+			nng_listener_close(r->listeners[i]);
+			metrics_listener_reopened();
+			err[0] = '\0';
+			if ((rv = rpc_listen(r, i, err, sizeof(err))) != TP_OK) {
+				log_err("cannot listen again: %s", err);
+				pthread_mutex_lock(&r->mu);
+				r->listen_broken = 1;
+				pthread_mutex_unlock(&r->mu);
+			}
+		}
+		pthread_mutex_lock(&r->mu);
+	}
+	r->guard_done = 1;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
 int
 rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
 {
@@ -624,26 +799,22 @@ rpc_start(struct rpc_server *r, char *errbuf, size_t errlen)
 		r->calls[i].state = RPC_RECV;
 		nng_ctx_recv(r->calls[i].ctx, r->calls[i].aio);
 	}
-	for (size_t i = 0; i < r->nurls; i++) {
-		nng_listener l;
-		const char *url = r->urls[i];
-
-		if ((rv = nng_listener_create(&l, r->sock, url)) != 0) {
-			tp_errf(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
-			return TP_INVALID_ARGUMENT;
-		}
-		r->listeners[r->nlisteners++] = l;
-		if ((rv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, r->recv_max)) != 0 ||
-		    (strncmp(url, "ipc://", 6) == 0 &&
-		     (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
-		                                (int)r->ipc_permissions)) != 0) ||
-		    (rv = nng_listener_start(l, 0)) != 0) {
-			tp_errf(errbuf, errlen, "listen %s: %s", url, nng_strerror(rv));
-			return rv == NNG_EADDRINUSE || rv == NNG_EPERM ? TP_FAILED_PRECONDITION
-			                                               : TP_INTERNAL;
-		}
-		log_info("listening url=%s", url);
+	if ((rv = nng_pipe_notify(r->sock, NNG_PIPE_EV_ADD_POST, rpc_pipe_added, r)) != 0) {
+		tp_errf(errbuf, errlen, "rpc: pipe notification: %s", nng_strerror(rv));
+		return TP_INTERNAL;
 	}
+	for (size_t i = 0; i < r->nurls; i++) {
+		if ((rv = rpc_listen(r, i, errbuf, errlen)) != TP_OK)
+			return rv;
+		r->nlisteners = i + 1;
+		r->probe[i] = rpc_probe_url(r->urls[i]);
+		log_info("listening url=%s", r->urls[i]);
+	}
+	if (pthread_create(&r->guard, NULL, rpc_guard, r) != 0) {
+		tp_errf(errbuf, errlen, "rpc: cannot start the listener guard thread");
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	r->guard_on = 1;
 	return TP_OK;
 }
 
@@ -687,7 +858,7 @@ rpc_healthy(struct rpc_server *r)
 	int ok;
 
 	pthread_mutex_lock(&r->mu);
-	ok = r->inflight < r->ncalls || r->replies != r->replies_seen;
+	ok = !r->listen_broken && (r->inflight < r->ncalls || r->replies != r->replies_seen);
 	r->replies_seen = r->replies;
 	pthread_mutex_unlock(&r->mu);
 	return ok;
@@ -737,6 +908,27 @@ rpc_free(struct rpc_server *r)
 		return;
 	atomic_store(&r->stopping, 1);
 	atomic_store(&r->closing, 1);
+	/* The guard first: it may be opening a listener of the socket about to close. */
+	if (r->guard_on) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 15; /* a dial in progress ends within NNG's 10 s handshake timeout */
+		pthread_mutex_lock(&r->mu);
+		r->guard_stop = 1;
+		pthread_cond_broadcast(&r->gcv);
+		while (!r->guard_done)
+			if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+				break;
+		closed = r->guard_done;
+		pthread_mutex_unlock(&r->mu);
+		if (!closed) {
+			log_warn(
+			    "rpc: the listener guard did not stop in 15 s; exiting without it");
+			pthread_detach(r->guard);
+			rpc_abandoned = r;
+			return;
+		}
+		pthread_join(r->guard, NULL);
+	}
 	/*
 	 * nng 1.5.2 can deadlock in nng_close (fixed upstream later). Nothing is left to
 	 * lose at this point, but shutting down must not hang: close on a helper thread and
@@ -770,6 +962,9 @@ rpc_free(struct rpc_server *r)
 	for (size_t i = 0; i < r->nurls; i++)
 		free(r->urls[i]);
 	free(r->urls);
+	for (size_t i = 0; i < r->nlisteners; i++)
+		free(r->probe[i]);
+	pthread_cond_destroy(&r->gcv);
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r);

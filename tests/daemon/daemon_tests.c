@@ -6,6 +6,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -1126,6 +1128,45 @@ test_queue(void)
 	tpd_cleanup(&d);
 }
 
+/*
+ * Clients that connect and close before NNG's handshake (a port scan, a crashed client, a
+ * second daemon trying the socket): NNG 1.5.2 then stops handing the listener's new
+ * connections to the socket (nng#1518), and without rpc.c's guard every new client waited
+ * out its deadline from then on. Each round: such a connection, then a fresh client must
+ * be answered (the guard reopens a stuck listener within ≈ 7 s; the call waits 30 s).
+ */
+static void
+test_handshake(void)
+{
+	struct sockaddr_un sa;
+	struct tpd d;
+	nng_socket s, old;
+	int fd, round;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	old = tpd_connect(d.url, CALL_TIMEOUT);
+	(void)stored_events(old);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	CHECK(strlen(d.url + 6) < sizeof(sa.sun_path));
+	strcpy(sa.sun_path, d.url + 6);
+	for (round = 0; round < 4; round++) {
+		CHECK((fd = socket(AF_UNIX, SOCK_STREAM, 0)) >= 0);
+		CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+		CHECK(close(fd) == 0);
+		sleep_ms(200);
+		s = tpd_connect(d.url, CALL_TIMEOUT);
+		CHECK(stored_events(s) == 0);
+		nng_close(s);
+	}
+	/* A client connected before it all is answered too (REQ resends on a new pipe). */
+	CHECK(stored_events(old) == 0);
+	nng_close(old);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1144,6 +1185,7 @@ main(int argc, char **argv)
 		{ "deadline", test_deadline },
 		{ "queue", test_queue },
 		{ "term_inflight", test_term_inflight },
+		{ "handshake", test_handshake },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
