@@ -73,6 +73,7 @@ int
 attr_opts_parse(struct attr_opts *o, const char *cmd, int ch, const char *arg)
 {
 	int64_t v;
+	int rv;
 
 	switch (ch) {
 	case 'm':
@@ -86,7 +87,10 @@ attr_opts_parse(struct attr_opts *o, const char *cmd, int ch, const char *arg)
 		return 0;
 	case ATTR_OPT_FROM:
 	case ATTR_OPT_TO:
-		if (tf_parse_time(arg, &v) != 0)
+		if ((rv = tf_parse_time(arg, &v)) == TF_OUT_OF_RANGE)
+			return cli_usage(cmd, "--%s '%s' is out of the supported range 1970-2200",
+			                 ch == ATTR_OPT_FROM ? "from" : "to", arg);
+		if (rv != 0)
 			return cli_usage(cmd, "bad --%s '%s' (RFC 3339 or YYYY-MM-DD)",
 			                 ch == ATTR_OPT_FROM ? "from" : "to", arg);
 		if (ch == ATTR_OPT_FROM) {

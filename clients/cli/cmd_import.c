@@ -53,7 +53,8 @@ static const char import_help[] =
     "  -j, --jobs N           batches in flight at once (default 4, 1..64)\n"
     "  --format F             summary as table (default), csv or json\n"
     "Exit status 0 when every row was stored (or was a duplicate), 65 when some were\n"
-    "rejected.\n";
+    "rejected, 66 when FILE cannot be opened (77 when it may not be read), 69 or 75\n"
+    "when touchpointd stays unavailable or busy.\n";
 
 /* One batch: rows own their strings; evs/pos are the rows still being sent. */
 struct imp_batch {

@@ -196,7 +196,10 @@ cmd_send(struct cli *g, int argc, char **argv)
 	if (optind != argc)
 		return cli_usage("send", "unexpected argument '%s'", argv[optind]);
 	if (time_s != NULL) {
-		if (tf_parse_time(time_s, &us) != 0)
+		if ((rv = tf_parse_time(time_s, &us)) == TF_OUT_OF_RANGE)
+			return cli_usage(
+			    "send", "--time: '%s' is out of the supported range 1970-2200", time_s);
+		if (rv != 0)
 			return cli_usage("send", "--time: '%s' is not RFC 3339, YYYY-MM-DD or @µs",
 			                 time_s);
 	} else {

@@ -109,6 +109,7 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 	const char *type, *ts, *tsus, *v;
 	int64_t t1 = 0, t2 = 0;
 	size_t i;
+	int rv;
 	double d;
 	char *end;
 	long long ll;
@@ -130,8 +131,12 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 		ROW_FAIL("type", "unknown type \"%.64s\"", type);
 	ts = row_get(f, n, "timestamp");
 	tsus = row_get(f, n, "timestamp_us");
-	if (ts != NULL && tf_parse_time(ts, &t1) != 0)
-		ROW_FAIL("timestamp", "not an RFC 3339 time in 1970-2200: \"%.64s\"", ts);
+	if (ts != NULL && (rv = tf_parse_time(ts, &t1)) != 0) {
+		if (rv == TF_OUT_OF_RANGE)
+			ROW_FAIL("timestamp", "out of the supported range 1970-2200: \"%.64s\"",
+			         ts);
+		ROW_FAIL("timestamp", "not an RFC 3339 time: \"%.64s\"", ts);
+	}
 	if (tsus != NULL) {
 		errno = 0;
 		ll = strtoll(tsus, &end, 10);
@@ -147,8 +152,10 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 	else if (tsus != NULL)
 		ev->timestamp_us = t2;
 	else if (ev->kind == TP_SPEND && (v = row_get(f, n, "day")) != NULL) {
-		if (tf_parse_time(v, &t1) != 0 || strlen(v) != 10) /* its day only will do */
+		if (strlen(v) != 10 || (rv = tf_parse_time(v, &t1)) == -1) /* only its day */
 			ROW_FAIL("day", "not a YYYY-MM-DD date: \"%.64s\"", v);
+		if (rv != 0)
+			ROW_FAIL("day", "out of the supported range 1970-2200: \"%.64s\"", v);
 		ev->timestamp_us = t1;
 	} else
 		ROW_FAIL("timestamp", "missing (timestamp or timestamp_us)");

@@ -52,10 +52,20 @@ tf_parse_date(const char **p, int64_t *days)
 	if ((y = tf_digits(p, 4)) < 0 || *(*p)++ != '-' || (m = tf_digits(p, 2)) < 0 ||
 	    *(*p)++ != '-' || (d = tf_digits(p, 2)) < 0)
 		return -1;
-	if (y < 1970 || y > 2200 || m < 1 || m > 12 || d < 1 ||
-	    d > mdays[m - 1] + (m == 2 && tf_leap(y)))
+	/* Any year reads: the range is checked on the whole time, zone applied. */
+	if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1] + (m == 2 && tf_leap(y)))
 		return -1;
 	*days = tf_days_from_civil(y, (unsigned)m, (unsigned)d);
+	return 0;
+}
+
+/* SPEC §2's years, 1970-2200 in UTC. */
+static int
+tf_in_range(int64_t v, int64_t *us)
+{
+	if (v < 0 || v >= tf_days_from_civil(2201, 1, 1) * 86400 * TF_US_PER_S)
+		return TF_OUT_OF_RANGE;
+	*us = v;
 	return 0;
 }
 
@@ -72,22 +82,19 @@ tf_parse_time(const char *s, int64_t *us)
 		p++;
 		if (*p == '\0')
 			return -1;
+		if (p[strspn(p, "0123456789")] != '\0')
+			return -1;
 		for (; *p != '\0'; p++) {
-			if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10)
-				return -1;
+			if (v > (INT64_MAX - 9) / 10)
+				return TF_OUT_OF_RANGE;
 			v = v * 10 + (*p - '0');
 		}
-		if (v >= tf_days_from_civil(2201, 1, 1) * 86400 * TF_US_PER_S)
-			return -1;
-		*us = v;
-		return 0;
+		return tf_in_range(v, us);
 	}
 	if (tf_parse_date(&p, &days) != 0)
 		return -1;
-	if (*p == '\0') {
-		*us = days * 86400 * TF_US_PER_S;
-		return 0;
-	}
+	if (*p == '\0')
+		return tf_in_range(days * 86400 * TF_US_PER_S, us);
 	if (*p != 'T' && *p != 't' && *p != ' ')
 		return -1;
 	p++;
@@ -119,10 +126,7 @@ tf_parse_time(const char *s, int64_t *us)
 	if (*p != '\0')
 		return -1;
 	v = ((days * 86400 + hh * 3600 + mm * 60 + ss) - off) * TF_US_PER_S + frac;
-	if (v < 0 || v >= tf_days_from_civil(2201, 1, 1) * 86400 * TF_US_PER_S)
-		return -1;
-	*us = v;
-	return 0;
+	return tf_in_range(v, us);
 }
 
 int

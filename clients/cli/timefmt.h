@@ -13,9 +13,11 @@
 
 /*
  * RFC 3339 ("2024-05-01T12:00:00Z", "2024-05-01 12:00:00.25+02:00"), YYYY-MM-DD (UTC
- * midnight) or @N (N microseconds since the epoch) -> *us. Years 1970-2200.
- * Returns 0, or -1 when s is none of these.
+ * midnight) or @N (N microseconds since the epoch) -> *us. Years 1970-2200 (UTC).
+ * Returns 0; -1 when s is none of these; TF_OUT_OF_RANGE when it is one, but of a time
+ * outside those years.
  */
+#define TF_OUT_OF_RANGE (-2)
 int tf_parse_time(const char *s, int64_t *us);
 
 /* "0" (unlimited), "3600", "90s", "15m", "12h", "30d", "1d12h" -> seconds. 0 or -1. */

@@ -59,6 +59,24 @@ help)
 	expect 64 "$tp" export paths --format json
 	grep -q "export paths writes ChannelAttribution CSV only" "$dir/err" || fail "export --format json: $(cat "$dir/err")"
 	expect 64 "$tp" attribute --lookback 3w
+	# Every exit code the commands use is in their help.
+	expect 0 "$tp" --help
+	for code in 64 65 66 69 70 73 74 75 77; do
+		grep -q "\b$code\b" "$dir/out" || fail "touchpoint --help leaves out $code"
+	done
+	expect 0 "$tp" import --help
+	for code in 65 66; do
+		grep -q "\b$code\b" "$dir/out" || fail "import --help leaves out $code"
+	done
+	# A time outside SPEC's years is told as such, not as one that cannot be read.
+	for t in 1969-12-31 2201-01-01 1970-01-01T00:00:00+01:00 @7289654400000000; do
+		expect 64 "$tp" send touch -c a --channel x -t "$t"
+		grep -q "'$t' is out of the supported range 1970-2200" "$dir/err" || fail "-t $t: $(cat "$dir/err")"
+		expect 64 "$tp" attribute --from "$t"
+		grep -q "'$t' is out of the supported range 1970-2200" "$dir/err" || fail "--from $t: $(cat "$dir/err")"
+	done
+	expect 64 "$tp" send touch -c a --channel x -t 1969-12-31Tnoon
+	grep -q "is not RFC 3339" "$dir/err" || fail "-t 1969-12-31Tnoon: $(cat "$dir/err")"
 	# A path table has no times, names or traits: those options are refused, not ignored.
 	printf 'path,total_conversions,total_conversion_value,total_null\nemail,1,1,0\n' >"$dir/p.csv"
 	for opt in "--lookback 7d" "--from 2024-01-01" "--to 2024-01-01" "--conversion buy" "--by plan"; do
@@ -244,6 +262,11 @@ import_bad)
 	grep -q 'esc.csv:3: timestamp: .*"2024?\]0;t?"$' "$dir/err" || fail "esc.csv:3: $(cat "$dir/err")"
 	grep -q 'esc.csv:4: type: unknown type "a?b"$' "$dir/err" || fail "esc.csv:4: $(cat "$dir/err")"
 	[ "$(wc -l <"$dir/err")" -eq 3 ] || fail "esc.csv: $(cat "$dir/err")"
+	printf 'customer_id,type,timestamp\nx,touch,1969-12-31T23:59:59Z\nx,touch,noon\n' >"$dir/range.csv"
+	expect 65 "$tp" import "$dir/range.csv"
+	grep -q 'range.csv:2: timestamp: out of the supported range 1970-2200: "1969-12-31T23:59:59Z"' "$dir/err" ||
+		fail "range.csv:2: $(cat "$dir/err")"
+	grep -q 'range.csv:3: timestamp: not an RFC 3339 time: "noon"' "$dir/err" || fail "range.csv:3: $(cat "$dir/err")"
 	printf 'customer_id,type,timestamp,\e[31mred\n' >"$dir/esccol.csv"
 	expect 65 "$tp" import "$dir/esccol.csv"
 	grep -q "unknown column '?\[31mred'" "$dir/err" || fail "esccol.csv: $(cat "$dir/err")"

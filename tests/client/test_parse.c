@@ -187,9 +187,19 @@ test_times(void **state)
 	assert_int_equal(tf_parse_time("2023-02-29", &us), -1);
 	assert_int_equal(tf_parse_time("2024-05-01T24:00:00Z", &us), -1);
 	assert_int_equal(tf_parse_time("2024-05-01T12:00:00", &us), -1); /* no zone */
-	assert_int_equal(tf_parse_time("1969-12-31", &us), -1);
-	assert_int_equal(tf_parse_time("2201-01-01", &us), -1);
+	/* Well-formed but outside 1970-2200 (UTC) is told apart from not a time at all. */
+	assert_int_equal(tf_parse_time("1969-12-31", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("2201-01-01", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("0000-01-01T00:00:00Z", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("1970-01-01T00:30:00+01:00", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("2200-12-31T23:30:00-01:00", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("@7289654400000000", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("@99999999999999999999", &us), TF_OUT_OF_RANGE);
+	assert_int_equal(tf_parse_time("1969-12-31Tnoon", &us), -1);
+	assert_int_equal(tf_parse_time("1969-13-01", &us), -1);
+	assert_int_equal(tf_parse_time("@12x", &us), -1);
 	assert_int_equal(tf_parse_time("yesterday", &us), -1);
+	assert_int_equal(tf_parse_time("@7289654399999999", &us), 0);
 	tf_format(1714564800LL * 1000000 + 250000, buf, sizeof(buf));
 	assert_string_equal(buf, "2024-05-01T12:00:00.250000Z");
 	tf_format(0, buf, sizeof(buf));
