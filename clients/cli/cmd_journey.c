@@ -19,7 +19,8 @@ static const char journey_help[] =
     "\n"
     "Shows the customer's events (after alias resolution) in time order and the paths\n"
     "they form: one converting path per conversion and the non-converting tail.\n"
-    "  --lookback D   path window: s, m, h, d suffixes, 0 = unlimited (default 30d)\n"
+    "  --lookback D   path window: s, m, h, d suffixes, 0 = unlimited (default: the\n"
+    "                 daemon's default_lookback, 30d unless configured)\n"
     "  --format F     table (default), csv or json\n";
 
 /* Room for SPEC §2's largest identify (32 traits, keys ≤ 64, values ≤ 256 bytes). */
