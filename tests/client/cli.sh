@@ -64,6 +64,12 @@ help)
 	for code in 64 65 66 69 70 73 74 75 77; do
 		grep -q "\b$code\b" "$dir/out" || fail "touchpoint --help leaves out $code"
 	done
+	# Without --lookback the daemon's setting applies: the help says so, not a fixed 30d.
+	for c in attribute journey; do
+		expect 0 "$tp" $c --help
+		grep -q "default: the" "$dir/out" && grep -q "daemon's default_lookback" "$dir/out" ||
+			fail "$c --help: $(grep -A1 lookback "$dir/out")"
+	done
 	expect 0 "$tp" import --help
 	for code in 65 66; do
 		grep -q "\b$code\b" "$dir/out" || fail "import --help leaves out $code"
