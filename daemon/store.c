@@ -35,7 +35,6 @@
 #define STORE_MAX_RETIRED (2 * (STORE_MAX_RUNS + STORE_MAX_SEGS)) /* waiting to be dropped */
 #define STORE_MAX_GROUP   4000000                                 /* events in one store_write() */
 #define STORE_MAX_PROBE   64    /* ids: linear probes past a hash collision */
-#define STORE_MAX_HOPS    1024  /* alias chain length */
 #define STORE_MAX_MEMBERS 65536 /* ids aliased into one journey */
 #define SCAN_MAX_THREADS  8     /* threads of one scan (store_scan_parts) */
 #define STORE_GROW_TRIES  40
@@ -1003,47 +1002,185 @@ alias_next(struct store *s, MDB_txn *txnb, const struct apend *ap, MDB_val *k)
 }
 
 /*
+ * What an alias rule has learnt of the forest while it applies one segment's aliases (the
+ * compactor's flush) or a snapshot's unflushed ones (a reader): the ids met so far, each with
+ * a known ancestor. An id's parent never changes once it has one (the first alias wins) and
+ * the trees only grow, so an ancestor stays one: a walk jumps along them and points every id
+ * it passed at the root it found (path compression). Without it the rule walked every hop of
+ * cust's chain: a chain built root first cost n²/2 steps (a bound of 1 024 hops capped that,
+ * and broke deeper chains).
+ */
+struct ament {
+	const char *name;
+	size_t len;
+	uint64_t h;
+	size_t up; /* an ancestor's entry, AM_ROOT (none, so far) or AM_UNKNOWN */
+	int own;   /* name is a copy */
+};
+
+#define AM_ROOT    SIZE_MAX
+#define AM_UNKNOWN (SIZE_MAX - 1)
+
+struct amemo {
+	struct ament *e;
+	size_t n, cap;
+	size_t *tab; /* open addressing over e by name, SIZE_MAX = empty; a power of two */
+	size_t tcap;
+	int copy; /* copy names: a write transaction's values move when it writes */
+};
+
+static void
+amemo_free(struct amemo *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->e[i].own)
+			free((void *)m->e[i].name);
+	free(m->e);
+	free(m->tab);
+	memset(m, 0, sizeof(*m));
+}
+
+static void
+amemo_slot(struct amemo *m, size_t x)
+{
+	size_t i;
+
+	for (i = m->e[x].h & (m->tcap - 1); m->tab[i] != SIZE_MAX; i = (i + 1) & (m->tcap - 1))
+		;
+	m->tab[i] = x;
+}
+
+/* The entry of id, added (AM_UNKNOWN) if it is new. */
+static int
+amemo_get(struct store *s, struct amemo *m, const char *id, size_t len, size_t *x)
+{
+	uint64_t h = record_hash(s->key, id, len);
+	struct ament *e;
+	size_t i;
+	int rc;
+
+	for (i = h & (m->tcap - 1); m->tcap > 0 && m->tab[i] != SIZE_MAX;
+	     i = (i + 1) & (m->tcap - 1)) {
+		e = &m->e[m->tab[i]];
+		if (e->h == h && e->len == len && memcmp(e->name, id, len) == 0) {
+			*x = m->tab[i];
+			return 0;
+		}
+	}
+	if ((rc = grow_buf((void **)&m->e, &m->cap, m->n + 1, sizeof(*m->e))) != 0)
+		return rc;
+	e = &m->e[m->n];
+	*e = (struct ament){ id, len, h, AM_UNKNOWN, 0 };
+	if (m->copy) {
+		char *c = malloc(len + 1);
+
+		if (c == NULL)
+			return ENOMEM;
+		memcpy(c, id, len);
+		c[len] = 0;
+		e->name = c;
+		e->own = 1;
+	}
+	*x = m->n++;
+	if (m->n * 2 > m->tcap) {
+		size_t ncap = m->tcap ? m->tcap * 2 : 64, *nt = malloc(ncap * sizeof(*nt));
+
+		if (nt == NULL)
+			return ENOMEM;
+		free(m->tab);
+		m->tab = nt;
+		m->tcap = ncap;
+		for (i = 0; i < ncap; i++)
+			nt[i] = SIZE_MAX;
+		for (i = 0; i < m->n; i++)
+			amemo_slot(m, i);
+	} else {
+		amemo_slot(m, *x);
+	}
+	return 0;
+}
+
+/* The entry of the root of x's chain (*r), through the trees and ap where m does not know. */
+static int
+amemo_root(struct store *s, struct amemo *m, MDB_txn *txnb, const struct apend *ap, size_t x,
+           size_t *r)
+{
+	MDB_val k;
+	size_t y, z, up, steps;
+	int rc;
+
+	for (y = x, steps = 0; m->e[y].up != AM_ROOT; y = m->e[y].up) {
+		/* Each step meets another entry, but in a cycle (no rule makes one). */
+		if (++steps > m->n)
+			return MDB_CORRUPTED;
+		if (m->e[y].up != AM_UNKNOWN)
+			continue;
+		k.mv_size = m->e[y].len;
+		k.mv_data = (void *)m->e[y].name;
+		if ((rc = alias_next(s, txnb, ap, &k)) == MDB_NOTFOUND) {
+			m->e[y].up = AM_ROOT;
+			break;
+		}
+		if (rc != 0 || (rc = amemo_get(s, m, k.mv_data, k.mv_size, &up)) != 0)
+			return rc;
+		m->e[y].up = up;
+	}
+	for (z = x; z != y; z = up) {
+		up = m->e[z].up;
+		m->e[z].up = y;
+	}
+	*r = y;
+	return 0;
+}
+
+/*
  * Whether alias(prev -> cust) joins the two (*ok): not when either is empty or they are
  * the same, not when prev already has an alias (the first one wins), not when cust's chain
- * leads back to prev (no cycles) or is longer than STORE_MAX_HOPS.
+ * leads back to prev (that would close a cycle). Chains of any depth are joined: every
+ * reader walks to the root, so no bound is needed, and one here would also have to count
+ * the ids already under prev. If so, m learns that prev is now under cust's root.
  */
 static int
-alias_rule(struct store *s, MDB_txn *txnb, const struct apend *ap, const char *prev, size_t pl,
-           const char *cust, size_t cl, int *ok)
+alias_rule(struct store *s, struct amemo *m, MDB_txn *txnb, const struct apend *ap,
+           const char *prev, size_t pl, const char *cust, size_t cl, int *ok)
 {
-	MDB_val k = { pl, (void *)prev };
-	size_t hops;
+	size_t p, c, r;
 	int rc;
 
 	*ok = 0;
 	if (pl == 0 || cl == 0 || (pl == cl && memcmp(prev, cust, pl) == 0))
 		return 0;
-	if ((rc = alias_next(s, txnb, ap, &k)) != MDB_NOTFOUND)
+	/* If prev has no alias yet it is a root: cust is under it iff cust's root is prev. */
+	if ((rc = amemo_get(s, m, prev, pl, &p)) != 0 ||
+	    (rc = amemo_root(s, m, txnb, ap, p, &r)) != 0 || r != p)
 		return rc;
-	k.mv_size = cl;
-	k.mv_data = (void *)cust;
-	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
-		if (k.mv_size == pl && memcmp(k.mv_data, prev, pl) == 0)
-			return 0;
-		if ((rc = alias_next(s, txnb, ap, &k)) == MDB_NOTFOUND)
-			break;
-		if (rc != 0)
-			return rc;
-	}
-	*ok = hops < STORE_MAX_HOPS;
+	if ((rc = amemo_get(s, m, cust, cl, &c)) != 0 ||
+	    (rc = amemo_root(s, m, txnb, ap, c, &r)) != 0 || r == p)
+		return rc;
+	m->e[p].up = r;
+	*ok = 1;
 	return 0;
 }
 
-/* Root of id's alias chain; *root points into a map or is id itself. */
+/*
+ * Root of id's alias chain; *root points into a map or is id itself. Any depth: a chain has
+ * at most as many hops as there are aliases, so a longer walk is a cycle, which no rule made.
+ */
 static int
 alias_root(struct store *s, MDB_txn *txnb, const struct apend *ap, const char *id, size_t len,
            MDB_val *root)
 {
 	MDB_val k = { len, (void *)id };
-	int rc, hops;
+	MDB_stat st;
+	size_t hops;
+	int rc;
 
 	*root = k;
-	for (hops = 0; hops < STORE_MAX_HOPS; hops++) {
+	if ((rc = mdb_stat(txnb, s->aliases, &st)) != 0)
+		return rc;
+	for (hops = 0; hops <= st.ms_entries + (ap != NULL ? ap->n : 0); hops++) {
 		if ((rc = alias_next(s, txnb, ap, &k)) == MDB_NOTFOUND)
 			return 0;
 		if (rc != 0)
@@ -1093,43 +1230,47 @@ alias_events(struct store *s, MDB_txn *txn, MDB_dbi seg, alias_fn fn, void *arg)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* alias_fn of the compactor's flush: into runs.mdb's trees, in its write transaction. */
+struct alias_arg {
+	struct apend *ap; /* NULL: the compactor's flush */
+	MDB_txn *txnb;
+	struct amemo m;
+};
+
+/*
+ * alias_fn of the compactor's flush: into runs.mdb's trees, in its write transaction (txnb),
+ * and of a reader: into its apend, on top of the trees of its snapshot.
+ */
 static int
-put_alias(struct store *s, void *txnp, const struct record *r)
+apply_alias(struct store *s, void *argp, const struct record *r)
 {
-	MDB_txn *txn = txnp;
+	struct alias_arg *a = argp;
 	const char *prev = r->str[REC_PREVIOUS_ID], *cust = r->str[REC_CUSTOMER_ID];
 	size_t pl = r->len[REC_PREVIOUS_ID], cl = r->len[REC_CUSTOMER_ID];
 	MDB_val k = { pl, (void *)prev }, v = { cl + 1, (void *)cust };
 	int rc, ok;
 
-	if ((rc = alias_rule(s, txn, NULL, prev, pl, cust, cl, &ok)) != 0 || !ok)
+	if ((rc = alias_rule(s, &a->m, a->txnb, a->ap, prev, pl, cust, cl, &ok)) != 0 || !ok)
 		return rc;
-	if ((rc = mdb_put(txn, s->aliases, &k, &v, 0)) != 0)
+	if (a->ap != NULL)
+		return apend_add(s, a->ap, prev, pl, cust, cl);
+	if ((rc = mdb_put(a->txnb, s->aliases, &k, &v, 0)) != 0)
 		return rc;
 	k.mv_size = cl;
 	k.mv_data = (void *)cust;
 	v.mv_size = pl;
 	v.mv_data = (void *)prev;
-	return mdb_put(txn, s->alias_rev, &k, &v, 0);
+	return mdb_put(a->txnb, s->alias_rev, &k, &v, 0);
 }
 
-struct apend_arg {
-	struct apend *ap;
-	MDB_txn *txnb;
-};
-
+/* The compactor's flush: the alias events of log segment seg (read in rtxn) into txn. */
 static int
-pend_alias(struct store *s, void *argp, const struct record *r)
+flush_aliases(struct store *s, MDB_txn *rtxn, MDB_dbi seg, MDB_txn *txn)
 {
-	struct apend_arg *a = argp;
-	const char *prev = r->str[REC_PREVIOUS_ID], *cust = r->str[REC_CUSTOMER_ID];
-	size_t pl = r->len[REC_PREVIOUS_ID], cl = r->len[REC_CUSTOMER_ID];
-	int rc, ok;
+	struct alias_arg a = { NULL, txn, { .copy = 1 } };
+	int rc = alias_events(s, rtxn, seg, apply_alias, &a);
 
-	if ((rc = alias_rule(s, a->txnb, a->ap, prev, pl, cust, cl, &ok)) != 0 || !ok)
-		return rc;
-	return apend_add(s, a->ap, prev, pl, cust, cl);
+	amemo_free(&a.m);
+	return rc;
 }
 
 /*
@@ -1139,7 +1280,7 @@ pend_alias(struct store *s, void *argp, const struct record *r)
 static int
 apend_build(struct store *s, const struct rsnap *snap, struct apend *ap)
 {
-	struct apend_arg a = { ap, snap->txnb };
+	struct alias_arg a = { ap, snap->txnb, { .copy = 0 } };
 	MDB_cursor *c = NULL;
 	MDB_val k, v, lo = { 0, NULL };
 	size_t i;
@@ -1171,10 +1312,11 @@ apend_build(struct store *s, const struct rsnap *snap, struct apend *ap)
 				break;
 		if (rc == MDB_NOTFOUND)
 			continue;
-		if (rc != 0 || (rc = alias_event(s, &k, &v, pend_alias, &a)) != 0)
+		if (rc != 0 || (rc = alias_event(s, &k, &v, apply_alias, &a)) != 0)
 			break;
 	}
 	mdb_cursor_close(c);
+	amemo_free(&a.m);
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -2312,7 +2454,7 @@ flush_seg(struct store *s, int *again)
 	}
 	mdb_cursor_close(c);
 	c = NULL;
-	if ((rc = alias_events(s, rtxn, seg.dbi, put_alias, txn)) != 0)
+	if ((rc = flush_aliases(s, rtxn, seg.dbi, txn)) != 0)
 		goto fail;
 	mdb_txn_abort(rtxn); /* every value is copied into txn's pages by now */
 	rtxn = NULL;
@@ -3571,11 +3713,31 @@ load_aliases(struct scan *sc, const struct rsnap *snap, const struct apend *ap, 
 	/* In the trees' order, then the pending aliases': a later alias of an id replaces. */
 	for (i = 0; i < n; i += 2)
 		sc->nodes[node[i]].parent = node[i + 1];
+	for (i = 0; i < sc->nnodes; i++)
+		sc->nodes[i].root = SIZE_MAX;
+	/*
+	 * Every id's root, at any depth, each id walked once: up to the first id whose root is
+	 * known (or a root), then that root is set along the path. Walking each id to its root
+	 * cost the sum of the depths (n²/2 for a chain). A walk longer than the forest is a
+	 * cycle, which no alias rule made.
+	 */
 	for (i = 0; i < sc->nnodes; i++) {
-		for (a = i, hops = 0; sc->nodes[a].parent != SIZE_MAX && hops < STORE_MAX_HOPS;
-		     hops++)
-			a = sc->nodes[a].parent;
-		sc->nodes[i].root = a;
+		for (a = i, hops = 0;
+		     sc->nodes[a].root == SIZE_MAX && sc->nodes[a].parent != SIZE_MAX;
+		     a = sc->nodes[a].parent)
+			if (++hops > sc->nnodes) {
+				rc = MDB_CORRUPTED;
+				goto fail;
+			}
+		a = sc->nodes[a].root != SIZE_MAX ? sc->nodes[a].root : a;
+		for (j = i; sc->nodes[j].root == SIZE_MAX; j = sc->nodes[j].parent) {
+			sc->nodes[j].root = a;
+			if (j == a)
+				break;
+		}
+	}
+	for (i = 0; i < sc->nnodes; i++) {
+		a = sc->nodes[i].root;
 		cnt[(sc->nodes[i].h >> SCAN_PART_SHIFT) + 1]++;
 		/* Only a corrupt forest has a root named by a key alone (no NUL). */
 		if (!sc->nodes[a].term) {
