@@ -695,8 +695,7 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 			if (rv != -2)
 				return rv;
 		} else if (ch == CLI_OPT_FORMAT) {
-			/* SPEC §6: every command that prints data takes --format; export has one.
-			 */
+			/* SPEC §6: every command that prints data takes --format. */
 			if (export && strcmp(optarg, "csv") != 0)
 				return cli_usage(cmd,
 				                 "bad --format '%s': export paths writes "
