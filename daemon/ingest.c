@@ -111,5 +111,12 @@ ingest_send(void *arg, struct rpc_call *call)
 int
 ingest_register(struct ingest *in, struct rpc_server *r)
 {
-	return rpc_register(r, &touchpoint__v1__ingest__descriptor, "Send", ingest_send, in);
+	int rv;
+
+	if ((rv = rpc_register(r, &touchpoint__v1__ingest__descriptor, "Send", ingest_send, in)) !=
+	    TP_OK)
+		return rv;
+	/* Counted before decoding: an empty event is 2 bytes on the wire, 72 decoded. */
+	return rpc_limit(r, &touchpoint__v1__ingest__descriptor, "Send", 0, 1 /* events */,
+	                 "events", in->max_batch_events, "max_batch_events");
 }

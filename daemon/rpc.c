@@ -31,6 +31,16 @@
 
 #define RPC_MAX_HANDLERS 16
 /*
+ * Decoding bounds, checked before and while a request is unpacked: an encoding a few bytes
+ * long can decode into a struct of a hundred (16 MiB of empty events took 875 MB). Every
+ * request may decode into RPC_DECODE_FACTOR times its size plus RPC_DECODE_SLACK (valid
+ * batches need at most ≈ 10×: a minimal touch is 21 bytes on the wire, 192 decoded), and a
+ * request other than those rpc_limit() allows more is at most RPC_SMALL_PAYLOAD bytes.
+ */
+#define RPC_DECODE_FACTOR 16
+#define RPC_DECODE_SLACK  ((size_t)1 << 20)
+#define RPC_SMALL_PAYLOAD ((size_t)1 << 20)
+/*
  * How often the guard tries each listener (see rpc_guard), and how long a connection whose
  * handshake is done may take to reach the socket (well under a millisecond when the
  * listener works): a stuck listener is open again within about 7 s.
@@ -59,6 +69,10 @@ struct rpc_handler {
 	unsigned method;
 	rpc_handler_fn fn;
 	void *arg;
+	size_t max_payload; /* 0: max_message_bytes only (rpc_limit) */
+	uint32_t field;     /* a repeated field counted before decoding, 0: none */
+	size_t max_count;
+	const char *field_name, *setting;
 	char name[RPC_NAME_MAX]; /* "/touchpoint.v1.Ingest/Send", for metrics and logs */
 };
 
@@ -76,6 +90,9 @@ struct rpc_block {
 struct rpc_arena {
 	struct rpc_block *head;
 	size_t blocks;
+	size_t total;  /* bytes of its blocks */
+	size_t budget; /* for the request being decoded; 0: none */
+	int over;      /* an allocation was refused for the budget */
 };
 
 #define RPC_ARENA_FIRST ((size_t)64 << 10)
@@ -95,8 +112,19 @@ rpc_arena_alloc(void *arg, size_t size)
 
 		if (bs < need)
 			bs = need;
+		if (a->budget > 0) {
+			size_t left = a->total < a->budget ? a->budget - a->total : 0;
+
+			if (bs > left)
+				bs = need; /* the last block: only what is asked */
+			if (bs > left) {
+				a->over = 1;
+				return NULL;
+			}
+		}
 		if ((b = malloc(sizeof(*b) + bs)) == NULL)
 			return NULL;
+		a->total += bs;
 		b->size = bs;
 		b->used = 0;
 		b->next = a->head;
@@ -126,6 +154,7 @@ rpc_arena_reset(struct rpc_arena *a, int keep)
 			b->used = 0;
 			a->head = b;
 			a->blocks = 1;
+			a->total = b->size;
 			return;
 		}
 		free(b);
@@ -133,6 +162,7 @@ rpc_arena_reset(struct rpc_arena *a, int keep)
 	}
 	a->head = NULL;
 	a->blocks = 0;
+	a->total = 0;
 }
 
 enum rpc_state {
@@ -442,6 +472,38 @@ rpc_too_big(struct rpc_call *c, nng_msg *msg)
 	                     len, c->srv->max_message_bytes);
 }
 
+/*
+ * The handler's bounds on a payload not yet decoded (rpc_limit): 1 when it answered. A batch
+ * of too many events is refused as ingest.c would refuse it decoded, {-1, field}, so that
+ * clients split it the same way.
+ */
+static int
+rpc_precheck(struct rpc_call *c, const struct rpc_handler *h)
+{
+	const uint8_t *p = c->env->payload.data;
+	size_t len = c->env->payload.len;
+	uint64_t n;
+
+	if (h->max_payload > 0 && len > h->max_payload) {
+		rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "payload",
+		                     "a %s request is at most %zu bytes, this one is %zu", h->name,
+		                     h->max_payload, len);
+		return 1;
+	}
+	if (h->field == 0 || len == 0)
+		return 0;
+	if (validate_wire_count_field(p, len, h->field, &n) != 0)
+		return 0; /* malformed: decoding says so */
+	if (n > h->max_count) {
+		rpc_finish_violation(c, TP_INVALID_ARGUMENT, h->field_name,
+		                     "batch of %llu %s exceeds the limit of %zu (%s)",
+		                     (unsigned long long)n, h->field_name, h->max_count,
+		                     h->setting);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 {
@@ -459,10 +521,17 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 		nng_msg_free(msg);
 		return;
 	}
+	c->arena.over = 0;
+	c->arena.budget = RPC_DECODE_FACTOR * nng_msg_len(msg) + RPC_DECODE_SLACK;
 	c->env = touchpoint__v1__envelope__unpack(&c->alloc, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
 	if (c->env == NULL) {
-		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "envelope: cannot parse");
+		if (c->arena.over)
+			rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "envelope",
+			                     "request decodes to more than %zu bytes",
+			                     c->arena.budget);
+		else
+			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "envelope: cannot parse");
 		return;
 	}
 	c->request_id = c->env->request_id;
@@ -480,11 +549,18 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 		rpc_finish(c, TP_UNIMPLEMENTED, NULL, "method %s is not implemented", name);
 		return;
 	}
+	if (rpc_precheck(c, h))
+		return;
 	c->req = protobuf_c_message_unpack(md->input, &c->alloc, c->env->payload.len,
 	                                   c->env->payload.data);
 	if (c->req == NULL) {
-		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
-		           md->input->name);
+		if (c->arena.over)
+			rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "payload",
+			                     "request decodes to more than %zu bytes",
+			                     c->arena.budget);
+		else
+			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
+			           md->input->name);
 		return;
 	}
 	/*
@@ -632,8 +708,35 @@ rpc_register(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, const 
 	h->method = (unsigned)(m - svc->methods);
 	h->fn = fn;
 	h->arg = arg;
+	h->max_payload = RPC_SMALL_PAYLOAD;
+	h->field = 0;
 	snprintf(h->name, sizeof(h->name), "/%s/%s", svc->name, m->name);
 	return TP_OK;
+}
+
+int
+rpc_limit(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, const char *method,
+          size_t max_payload, uint32_t field, const char *field_name, size_t max_count,
+          const char *setting)
+{
+	const ProtobufCMethodDescriptor *m =
+	    protobuf_c_service_descriptor_get_method_by_name(svc, method);
+
+	if (m == NULL)
+		return TP_NOT_FOUND;
+	for (size_t i = 0; i < r->nhandlers; i++) {
+		struct rpc_handler *h = &r->handlers[i];
+
+		if (h->svc == svc && h->method == (unsigned)(m - svc->methods)) {
+			h->max_payload = max_payload;
+			h->field = field;
+			h->field_name = field_name;
+			h->max_count = max_count;
+			h->setting = setting;
+			return TP_OK;
+		}
+	}
+	return TP_NOT_FOUND;
 }
 
 /* Opens listener i on its URL; TP_OK, or the code and message rpc_start gives. */

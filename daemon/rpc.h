@@ -37,6 +37,16 @@ int rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, s
 /* method is the rpc's name in svc ("Send"); TP_NOT_FOUND if svc has no such method. */
 int rpc_register(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, const char *method,
                  rpc_handler_fn fn, void *arg);
+/*
+ * Bounds on method's requests, checked before they are decoded: the payload at most
+ * max_payload bytes (0: only max_message_bytes; without a call here, 1 MiB), and repeated
+ * field number field (0: none) at most max_count times, else INVALID_ARGUMENT with the
+ * violation {-1, field_name} naming the setting. After rpc_register(method); TP_NOT_FOUND
+ * otherwise.
+ */
+int rpc_limit(struct rpc_server *r, const ProtobufCServiceDescriptor *svc, const char *method,
+              size_t max_payload, uint32_t field, const char *field_name, size_t max_count,
+              const char *setting);
 /* Arms the contexts and starts the listeners. */
 int rpc_start(struct rpc_server *r, char *errbuf, size_t errlen);
 /* From now on new requests get UNAVAILABLE; those in flight are answered as usual. */

@@ -337,6 +337,29 @@ validate_wire_varint_field(const uint8_t *buf, size_t len, uint32_t field, uint6
 	return -1;
 }
 
+int
+validate_wire_count_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *n)
+{
+	size_t pos = 0;
+	uint64_t key, l;
+	int rc;
+
+	*n = 0;
+	while (pos < len) {
+		if (wire_varint(buf, len, &pos, &key) != 0 ||
+		    (rc = wire_skip_scalar(buf, len, &pos, key)) < 0)
+			return -1;
+		if (rc == 1) {
+			if (wire_varint(buf, len, &pos, &l) != 0 || l > len - pos)
+				return -1;
+			pos += (size_t)l;
+			if (key >> 3 == field)
+				(*n)++;
+		}
+	}
+	return 0;
+}
+
 /* Where the walker is: formatted into a name only for a violation. */
 struct wire_path {
 	const struct wire_path *up;

@@ -58,6 +58,11 @@ size_t validate_wire_strings(const ProtobufCMessageDescriptor *d, const uint8_t 
  * or the bytes are not a message. The daemon answers a request it will not unpack with it.
  */
 int validate_wire_varint_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *out);
+/*
+ * How many times field (length-delimited) occurs at the top level of buf, read without
+ * decoding: 0 and *n, or -1 if buf is malformed.
+ */
+int validate_wire_count_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *n);
 
 /*
  * A whole batch: every event of req, and, when wire is not NULL, the NUL check on req's

@@ -13,6 +13,7 @@
 #include "attribution/pathtable.h"
 
 #define ATTR_MAX_SEGMENTS   1000 /* distinct by_trait values; more -> RESOURCE_EXHAUSTED */
+#define ATTR_MAX_MODELS     64   /* model specs in one request */
 #define ATTR_MAX_PARAMS     3
 #define ATTR_EXACT_SHAPLEY  16   /* shapley_rate: exact up to this many distinct channels */
 #define ATTR_SHAPLEY_SAMPLE 2000 /* sampled permutations beyond */

@@ -280,6 +280,12 @@ attr_models_parse(struct attr_engine *e, const Touchpoint__V1__AttributeRequest 
 	char where[48];
 	int rv;
 
+	/* Each model is a pass over the path table at least: a list is not a work queue. */
+	if (n > ATTR_MAX_MODELS) {
+		snprintf(errbuf, errlen, "models: %zu models asked for, at most %d per request", n,
+		         ATTR_MAX_MODELS);
+		return TP_INVALID_ARGUMENT;
+	}
 	if ((e->m = calloc(n, sizeof(*e->m))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
 	for (i = 0; i < n; i++) {

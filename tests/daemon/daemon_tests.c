@@ -1128,6 +1128,76 @@ test_queue(void)
 	tpd_cleanup(&d);
 }
 
+/* The one violation {-1, field} of rep, with code. */
+static void
+check_marker(const Touchpoint__V1__Reply *rep, int code, const char *field)
+{
+	CHECK(rep->status->code == code);
+	CHECK(rep->status->n_details == 1 && rep->status->details[0]->index == -1 &&
+	      strcmp(rep->status->details[0]->field, field) == 0);
+}
+
+/*
+ * Requests that decode into far more memory than they take on the wire are refused before
+ * (or while) they are decoded: 16 MiB of empty events took 875 MB, and unknown fields, which
+ * protobuf-c keeps, as much. The daemon then serves on.
+ */
+static void
+test_decode_bounds(void)
+{
+	Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
+	Touchpoint__V1__Reply *rep;
+	struct tpd d;
+	nng_socket s;
+	uint8_t *buf, *raw;
+	size_t n = 2 * 100001, big = (size_t)4 << 20, len, i;
+
+	tpd_init(&d, NULL);
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	CHECK((buf = malloc(big)) != NULL);
+
+	/* 100 001 empty events (field 1, length 0): over max_batch_events, counted undecoded */
+	for (i = 0; i < n; i += 2) {
+		buf[i] = 0x0a;
+		buf[i + 1] = 0;
+	}
+	CHECK(tpd_call_payload(s, M_SEND, buf, n, CALL_TIMEOUT, &rep) == 0);
+	check_marker(rep, 3, "events");
+	CHECK(strstr(rep->status->message, "max_batch_events") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	/* 2 MiB of unknown fields (15, varint 0) in a GetStatus: a small request's bound */
+	for (i = 0; i < ((size_t)2 << 20); i += 2) {
+		buf[i] = 0x78;
+		buf[i + 1] = 0;
+	}
+	CHECK(tpd_call_payload(s, M_STATUS, buf, (size_t)2 << 20, CALL_TIMEOUT, &rep) == 0);
+	check_marker(rep, 8, "payload");
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+
+	/* 4 MiB of unknown fields in the envelope itself: decodes to more than its budget */
+	env.method = (char *)M_STATUS;
+	env.request_id = 7;
+	len = touchpoint__v1__envelope__get_packed_size(&env);
+	CHECK((raw = malloc(len + big)) != NULL);
+	touchpoint__v1__envelope__pack(&env, raw);
+	for (i = 0; i < big; i += 2) {
+		raw[len + i] = 0x78;
+		raw[len + i + 1] = 0;
+	}
+	CHECK(tpd_call_raw(s, raw, len + big, &rep) == 0);
+	check_marker(rep, 8, "envelope");
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	free(raw);
+	free(buf);
+
+	CHECK(stored_events(s) == 0);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 /*
  * Clients that connect and close before NNG's handshake (a port scan, a crashed client, a
  * second daemon trying the socket): NNG 1.5.2 then stops handing the listener's new
@@ -1186,6 +1256,7 @@ main(int argc, char **argv)
 		{ "queue", test_queue },
 		{ "term_inflight", test_term_inflight },
 		{ "handshake", test_handshake },
+		{ "decode_bounds", test_decode_bounds },
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -534,6 +534,25 @@ test_validation(void **state)
 	                 TP_INVALID_ARGUMENT);
 	assert_string_equal(err, "models[1]: unknown model \"nope\"");
 	assert_null(e);
+	{
+		/* A list is bounded (each model is a pass at least): 65 specs are refused. */
+		Touchpoint__V1__ModelSpec one = TOUCHPOINT__V1__MODEL_SPEC__INIT, *many[65];
+
+		one.model = (char *)"linear";
+		for (size_t i = 0; i < 65; i++)
+			many[i] = &one;
+		req_init(&q);
+		q.r.n_models = 65;
+		q.r.models = many;
+		assert_int_equal(attr_engine_new(&e, &q.r, 0, NULL, NULL, err, sizeof(err)),
+		                 TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(err, "at most 64"));
+		assert_null(e);
+		q.r.n_models = 64;
+		assert_int_equal(attr_engine_new(&e, &q.r, 0, NULL, NULL, err, sizeof(err)), TP_OK);
+		attr_engine_free(e);
+		e = NULL;
+	}
 	req_init(&q);
 	req_model(&q, "linear", NULL, NULL);
 	req_model(&q, "markov", "order", "5");
