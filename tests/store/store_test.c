@@ -977,6 +977,404 @@ test_aliases(void **state)
 	}
 }
 
+/* ---- alias forests of any depth: journeys and scans against a model ---- */
+
+#define FMAX   16000 /* ids */
+#define FMARKS 64    /* touches and conversions */
+
+/*
+ * The ids of the forest tests, numbered; fpar is the model of SPEC §2's alias as the store
+ * documents it: the first alias of an id wins, one that would close a cycle is ignored, and
+ * any depth resolves.
+ */
+static char fname[FMAX][16];
+static int fpar[FMAX], froot[FMAX], fnid, fseq;
+
+struct fmark {
+	int64_t ts;
+	int node;
+};
+
+static struct fmark fmarks[FMARKS];
+static int nfmarks;
+
+static void
+forest_reset(void)
+{
+	fnid = fseq = nfmarks = 0;
+}
+
+/* n new ids prefix0 .. prefix(n - 1); the first one's number. */
+static int
+forest_ids(const char *prefix, int n)
+{
+	int i, base = fnid;
+
+	if (fnid + n > FMAX)
+		fail_msg("forest: too many ids");
+	for (i = 0; i < n; i++) {
+		snprintf(fname[fnid], sizeof(fname[fnid]), "%s%d", prefix, i);
+		fpar[fnid++] = -1;
+	}
+	return base;
+}
+
+static int
+forest_root(int x)
+{
+	while (fpar[x] >= 0)
+		x = fpar[x];
+	return x;
+}
+
+/* Adds e to *t, written first when full. */
+static void
+forest_add(struct store *s, struct tbatch **t, Touchpoint__V1__Event *e)
+{
+	if ((*t)->b.n == (*t)->cap) {
+		assert_int_equal(tb_write(s, *t), TP_OK);
+		tb_free(*t);
+		*t = tb_new(500);
+	}
+	tb_add(*t, e);
+}
+
+/* The event of alias(prev -> cust), applied to the model too. */
+static void
+forest_alias(struct store *s, struct tbatch **t, int prev, int cust)
+{
+	char eid[32];
+
+	snprintf(eid, sizeof(eid), "fa%d", fseq);
+	forest_add(s, t, ev_alias(eid, fname[cust], T0 + fseq++ * 1000, fname[prev]));
+	if (prev != cust && fpar[prev] < 0 && forest_root(cust) != prev)
+		fpar[prev] = cust;
+}
+
+/* A touch (or a conversion) on node, its time its name among the marks. */
+static void
+forest_mark(struct store *s, struct tbatch **t, int node, int conv)
+{
+	char eid[32];
+	int64_t ts = T0 + fseq++ * 1000;
+
+	if (nfmarks == FMARKS)
+		fail_msg("forest: too many marks");
+	snprintf(eid, sizeof(eid), "fm%d", fseq);
+	forest_add(s, t,
+	           conv ? ev_conv(eid, fname[node], ts, 5, "")
+	                : ev_touch(eid, fname[node], ts, "email", ""));
+	fmarks[nfmarks].ts = ts;
+	fmarks[nfmarks++].node = node;
+}
+
+/* The chain x + i + 1 -> x + i of n hops (x the root), its aliases root first or leaf first. */
+static void
+forest_chain(struct store *s, struct tbatch **t, int x, int n, int leaf_first)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		int k = leaf_first ? n - 1 - i : i;
+
+		forest_alias(s, t, x + k + 1, x + k);
+	}
+}
+
+/* What one part of a scan saw: the customer of each mark, and how often. */
+struct fscan {
+	char seen[FMARKS][16];
+	int nseen[FMARKS];
+	int bad;
+	char why[200];
+};
+
+static int
+fmark_at(int64_t ts)
+{
+	int i;
+
+	for (i = 0; i < nfmarks; i++)
+		if (fmarks[i].ts == ts)
+			return i;
+	return -1;
+}
+
+static int
+forest_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	struct fscan *fs = arg;
+	size_t e;
+	int m;
+
+	if (strcmp(cid, "filler") == 0)
+		return 0;
+	for (e = 0; e < n; e++) {
+		if ((m = fmark_at(evs[e].ts_us)) < 0) {
+			snprintf(fs->why, sizeof(fs->why), "%s: an unknown event", cid);
+			fs->bad++;
+			continue;
+		}
+		snprintf(fs->seen[m], sizeof(fs->seen[m]), "%s", cid);
+		fs->nseen[m]++;
+	}
+	return 0;
+}
+
+/* The journey of id: its customer is node's root in the model, with every id of the tree. */
+static void
+forest_journey(struct store *s, int node)
+{
+	struct store_journey *j;
+	int i, r = froot[node], members = 0, marks = 0;
+	size_t e, own = 0;
+
+	for (i = 0; i < fnid; i++)
+		members += froot[i] == r;
+	for (i = 0; i < nfmarks; i++)
+		marks += froot[fmarks[i].node] == r;
+	if (store_journey(s, fname[node], &j) != TP_OK)
+		fail_msg("journey %s: failed", fname[node]);
+	if (strcmp(j->customer_id, fname[r]) != 0)
+		fail_msg("journey %s: customer %s, want %s", fname[node], j->customer_id, fname[r]);
+	assert_int_equal(j->naliases, (size_t)members - 1);
+	for (e = 0; e < j->n; e++) {
+		if (j->view[e].kind == ATTR_ALIAS)
+			continue;
+		own++;
+		i = fmark_at(j->view[e].ts_us);
+		assert_true(i >= 0 && froot[fmarks[i].node] == r);
+	}
+	assert_int_equal(own, (size_t)marks);
+	store_journey_free(j);
+}
+
+/*
+ * The scan (one thread, then every part on two) puts each touch and conversion under its
+ * id's root in the model, once, and the journeys of the marked ids and of probe[] agree.
+ */
+static void
+forest_check(struct store *s, const int *probe, int nprobe)
+{
+	static struct fscan fs[STORE_SCAN_NPARTS];
+	void *args[STORE_SCAN_NPARTS];
+	int i, m, p, round;
+
+	for (i = 0; i < fnid; i++)
+		froot[i] = forest_root(i);
+	for (round = 0; round < 2; round++) {
+		memset(fs, 0, sizeof(fs));
+		for (i = 0; i < STORE_SCAN_NPARTS; i++)
+			args[i] = &fs[i];
+		if (round == 0)
+			assert_int_equal(store_scan(s, forest_cb, &fs[0]), TP_OK);
+		else
+			assert_int_equal(store_scan_parts(s, 2, forest_cb, NULL, args), TP_OK);
+		for (m = 0; m < nfmarks; m++) {
+			const char *want = fname[froot[fmarks[m].node]], *got = "";
+			int n = 0;
+
+			for (p = 0; p < STORE_SCAN_NPARTS; p++) {
+				if (fs[p].bad)
+					fail_msg("scan: %s", fs[p].why);
+				if (fs[p].nseen[m] > 0)
+					got = fs[p].seen[m];
+				n += fs[p].nseen[m];
+			}
+			if (n != 1 || strcmp(got, want) != 0)
+				fail_msg("scan: the event on %s seen %d times, under %s, want %s",
+				         fname[fmarks[m].node], n, got, want);
+		}
+	}
+	for (i = 0; i < nfmarks; i++)
+		forest_journey(s, fmarks[i].node);
+	for (i = 0; i < nprobe; i++)
+		forest_journey(s, probe[i]);
+}
+
+/* Writes touches on "filler" until the log's segments are sealed and flushed. */
+static void
+forest_flush(struct store *s, int n)
+{
+	struct tbatch *t = tb_new(500);
+	char eid[32];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(eid, sizeof(eid), "ff%d", fseq);
+		forest_add(s, &t, ev_touch(eid, "filler", T0 + fseq++ * 1000, "direct", ""));
+	}
+	assert_int_equal(tb_write(s, t), TP_OK);
+	tb_free(t);
+	wait_runs(s, SETTLED_RUNS);
+}
+
+#define FPROBES 32
+
+/*
+ * The shapes of the review: chains of 1 023, 1 024, 1 025 and 3 000 hops (chain1024.csv:
+ * a touch on the root, the conversion on the leaf), deep.csv (a chain of 1 000 joined under
+ * one of 100: 1 101 hops), the same with its aliases in a shuffled order (a parallel
+ * import's), two chains of 1 500 joined end to end, and aliases that are ignored at depth (a
+ * cycle, a second alias of an id). probe[] gets ids whose journeys to check.
+ */
+static void
+forest_build(struct store *s, int *probe, int *nprobe)
+{
+	static const struct {
+		const char *prefix;
+		int hops, leaf_first;
+	} chains[] = { { "x", 1023, 0 },
+		       { "y", 1024, 0 },
+		       { "z", 1025, 0 },
+		       { "w", 3000, 0 },
+		       { "v", 3000, 1 } };
+	static int e[1101][2];
+	struct tbatch *t = tb_new(500);
+	int i, k, x, a, b, c, d, g, h, n = 0, zz;
+
+	forest_reset();
+	for (i = 0; i < 5; i++) {
+		int hops = chains[i].hops;
+
+		x = forest_ids(chains[i].prefix, hops + 1);
+		forest_mark(s, &t, x, 0);
+		forest_chain(s, &t, x, hops, chains[i].leaf_first);
+		forest_mark(s, &t, x + hops, 1);
+		probe[n++] = x + hops - 1;
+		probe[n++] = x + hops / 2;
+		if (hops > 1025) {
+			probe[n++] = x + 1023;
+			probe[n++] = x + 1024;
+			probe[n++] = x + 1025;
+		}
+	}
+	/* deep.csv: a1000 -> ... -> a0, b100 -> ... -> b0, then a0 -> b100 */
+	a = forest_ids("a", 1001);
+	b = forest_ids("b", 101);
+	forest_chain(s, &t, a, 1000, 0);
+	forest_chain(s, &t, b, 100, 0);
+	forest_alias(s, &t, a, b + 100);
+	forest_mark(s, &t, a + 1000, 0); /* deep */
+	forest_mark(s, &t, a + 10, 0);   /* shallow */
+	forest_mark(s, &t, b, 1);
+	probe[n++] = a + 923;
+	probe[n++] = a + 1000;
+	probe[n++] = a;
+	/* the same shape, its 1 101 aliases shuffled */
+	c = forest_ids("c", 1001);
+	d = forest_ids("d", 101);
+	for (i = 0; i < 1000; i++) {
+		e[i][0] = c + i + 1;
+		e[i][1] = c + i;
+	}
+	for (i = 0; i < 100; i++) {
+		e[1000 + i][0] = d + i + 1;
+		e[1000 + i][1] = d + i;
+	}
+	e[1100][0] = c;
+	e[1100][1] = d + 100;
+	for (i = 1100; i > 0; i--) {
+		int tmp[2];
+
+		k = (int)(rnd() % (uint64_t)(i + 1));
+		memcpy(tmp, e[i], sizeof(tmp));
+		memcpy(e[i], e[k], sizeof(tmp));
+		memcpy(e[k], tmp, sizeof(tmp));
+	}
+	forest_mark(s, &t, c + 1000, 0);
+	for (i = 0; i < 1101; i++)
+		forest_alias(s, &t, e[i][0], e[i][1]);
+	forest_mark(s, &t, d, 1);
+	probe[n++] = c + 1000;
+	/* two chains of 1 500 joined end to end: g's root under h's leaf, 3 001 hops */
+	g = forest_ids("g", 1501);
+	h = forest_ids("h", 1501);
+	forest_chain(s, &t, g, 1500, 1);
+	forest_chain(s, &t, h, 1500, 0);
+	forest_alias(s, &t, g, h + 1500);
+	forest_mark(s, &t, g + 1500, 0);
+	forest_mark(s, &t, h, 1);
+	probe[n++] = g + 1500;
+	/* ignored at depth: cycles, and second aliases of ids (the first wins) */
+	zz = forest_ids("zz", 1);
+	forest_alias(s, &t, h, g + 1500);
+	forest_alias(s, &t, b, a + 1000);
+	forest_alias(s, &t, a + 999, zz);
+	forest_alias(s, &t, g + 1, zz);
+	forest_mark(s, &t, zz, 0);
+	probe[n++] = zz;
+	assert_true(n <= FPROBES);
+	*nprobe = n;
+	assert_int_equal(tb_write(s, t), TP_OK);
+	tb_free(t);
+}
+
+/*
+ * After forest_build's aliases are flushed: its deep.csv tree (1 101 hops, in runs.mdb's
+ * trees) joined under the leaf of a new chain of 1 200 (unflushed), and a cycle through both.
+ */
+static void
+forest_extend(struct store *s, int *probe, int *nprobe)
+{
+	struct tbatch *t = tb_new(500);
+	int u = forest_ids("u", 1201), b = 0, a = 0;
+
+	while (strcmp(fname[b], "b0") != 0)
+		b++;
+	while (strcmp(fname[a], "a1000") != 0)
+		a++;
+	forest_chain(s, &t, u, 1200, 0);
+	forest_alias(s, &t, b, u + 1200);
+	forest_alias(s, &t, u, a);
+	forest_mark(s, &t, u + 600, 0);
+	probe[(*nprobe)++] = u;
+	probe[(*nprobe)++] = u + 1200;
+	assert_true(*nprobe <= FPROBES);
+	assert_int_equal(tb_write(s, t), TP_OK);
+	tb_free(t);
+}
+
+/*
+ * alias_depth: every shape of forest_build, read while the compactor flushes the log under
+ * the scans, once flushed into runs.mdb's trees, with forest_extend's aliases on top, and
+ * after a reopen.
+ */
+static void
+test_alias_depth(void **state)
+{
+	struct fx *f = *state;
+	int probe[FPROBES], nprobe;
+
+	f->s = open_store(f->dir, 0, 2048);
+	forest_build(f->s, probe, &nprobe);
+	forest_check(f->s, probe, nprobe);
+	forest_flush(f->s, 5000);
+	forest_check(f->s, probe, nprobe);
+	forest_extend(f->s, probe, &nprobe);
+	forest_check(f->s, probe, nprobe);
+	forest_flush(f->s, 3000);
+	forest_check(f->s, probe, nprobe);
+	store_close(f->s);
+	f->s = open_store(f->dir, 0, 2048);
+	forest_check(f->s, probe, nprobe);
+}
+
+/* alias_depth_log: the same with every alias in the unflushed log (each reader applies them). */
+static void
+test_alias_depth_log(void **state)
+{
+	struct fx *f = *state;
+	struct store_stats st;
+	int probe[FPROBES], nprobe;
+
+	f->s = open_store(f->dir, 0, 100000);
+	forest_build(f->s, probe, &nprobe);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.runs, 0);
+	forest_check(f->s, probe, nprobe);
+}
+
 static void
 test_map_growth(void **state)
 {
@@ -1973,6 +2371,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_reverse_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_compaction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alias_depth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alias_depth_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
