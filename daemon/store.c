@@ -4474,6 +4474,38 @@ collect_run(struct rsnap *snap, size_t i, const char *id, size_t len, uint64_t h
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* An id by its hash: a journey's members, or the pending aliases by their id (cust). */
+struct akey {
+	uint64_t h;
+	size_t i; /* in the array it indexes */
+};
+
+static int
+akey_cmp(const void *a, const void *b)
+{
+	const struct akey *x = a, *y = b;
+
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* The first of rk[0, n) whose hash is h or above. */
+static size_t
+ak_first(const struct akey *rk, size_t n, uint64_t h)
+{
+	size_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (rk[mid].h < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * Collects the records of the ids ids[0..nid) (a customer and the ids aliased to it) from
  * every run and the log tail of the snapshot: a seek per id in each run, and one pass over
@@ -4484,7 +4516,7 @@ static int
 collect(struct store *s, struct rsnap *snap, char *const *ids, size_t nid, struct record **out,
         size_t *n, size_t *cap)
 {
-	uint64_t *h;
+	struct akey *h;
 	size_t *len, i, m;
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -4498,11 +4530,14 @@ collect(struct store *s, struct rsnap *snap, char *const *ids, size_t nid, struc
 	}
 	for (m = 0; m < nid; m++) {
 		len[m] = strlen(ids[m]);
-		h[m] = record_hash(s->key, ids[m], len[m]);
+		h[m].h = record_hash(s->key, ids[m], len[m]);
+		h[m].i = m;
 	}
+	/* By hash: a log record finds its id by a binary search (a pass was quadratic). */
+	qsort(h, nid, sizeof(*h), akey_cmp);
 	for (i = 0; i < snap->n && rc == 0; i++)
 		for (m = 0; m < nid && rc == 0; m++)
-			rc = collect_run(snap, i, ids[m], len[m], h[m], out, n, cap);
+			rc = collect_run(snap, i, ids[h[m].i], len[h[m].i], h[m].h, out, n, cap);
 	for (i = 0; i < snap->nlogs && rc == 0; i++) {
 		if ((rc = mdb_cursor_open(snap->txn, snap->logs[i], &c)) != 0)
 			break;
@@ -4518,10 +4553,9 @@ collect(struct store *s, struct rsnap *snap, char *const *ids, size_t nid, struc
 				rc = MDB_CORRUPTED;
 				break;
 			}
-			for (m = 0; m < nid && rc == 0; m++)
-				if (h[m] == cust)
-					rc = collect_one(rec, rlen, cust, ts, rd_be64(k.mv_data),
-					                 ids[m], len[m], out, n, cap);
+			for (m = ak_first(h, nid, cust); m < nid && h[m].h == cust && rc == 0; m++)
+				rc = collect_one(rec, rlen, cust, ts, rd_be64(k.mv_data),
+				                 ids[h[m].i], len[h[m].i], out, n, cap);
 			if (rc != 0)
 				break;
 		}
@@ -4582,6 +4616,29 @@ add_member(char ***members, size_t *cap, size_t *n, const MDB_val *v)
 	return 0;
 }
 
+/*
+ * The pending aliases sorted by cust (then in their order): a journey finds an id's
+ * previous ids among them by a binary search, not by a pass over all of them per id, which
+ * made a deep chain's journey quadratic.
+ */
+static int
+apend_by_cust(struct store *s, const struct apend *ap, struct akey **rk)
+{
+	size_t i;
+
+	*rk = NULL;
+	if (ap->n == 0)
+		return 0;
+	if ((*rk = malloc(ap->n * sizeof(**rk))) == NULL)
+		return ENOMEM;
+	for (i = 0; i < ap->n; i++) {
+		(*rk)[i].h = record_hash(s->key, ap->e[i].cust, ap->e[i].cl);
+		(*rk)[i].i = i;
+	}
+	qsort(*rk, ap->n, sizeof(**rk), akey_cmp);
+	return 0;
+}
+
 int
 store_journey(struct store *s, const char *customer_id, struct store_journey **jp)
 {
@@ -4589,10 +4646,12 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 	struct rsnap snap;
 	struct apend ap = { 0 };
 	struct record *r = NULL;
+	struct akey *rk = NULL;
 	char **members = NULL;
 	size_t nm = 0, mcap = 0, n = 0, cap = 0, i, q, e;
 	MDB_cursor *c = NULL;
 	MDB_val root, k, v;
+	uint64_t h;
 	int rc, st = TP_OK;
 
 	*jp = NULL;
@@ -4611,14 +4670,17 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 	 */
 	if ((rc = mdb_cursor_open(snap.txnb, s->alias_rev, &c)) != 0)
 		goto fail;
+	if ((rc = apend_by_cust(s, &ap, &rk)) != 0)
+		goto fail;
 	for (q = 0; q < nm; q++) {
 		k.mv_size = strlen(members[q]);
 		k.mv_data = members[q];
-		for (e = 0; e < ap.n; e++) {
-			MDB_val pv = { ap.e[e].pl, (void *)ap.e[e].prev };
+		h = record_hash(s->key, members[q], k.mv_size);
+		for (e = ak_first(rk, ap.n, h); e < ap.n && rk[e].h == h; e++) {
+			const struct apedge *pe = &ap.e[rk[e].i];
+			MDB_val pv = { pe->pl, (void *)pe->prev };
 
-			if (ap.e[e].cl == k.mv_size &&
-			    memcmp(ap.e[e].cust, members[q], k.mv_size) == 0 &&
+			if (pe->cl == k.mv_size && memcmp(pe->cust, members[q], k.mv_size) == 0 &&
 			    (rc = add_member(&members, &mcap, &nm, &pv)) != 0)
 				goto fail;
 		}
@@ -4693,6 +4755,7 @@ done:
 		mdb_cursor_close(c);
 	read_end(s, &snap);
 	apend_free(&ap);
+	free(rk);
 	for (i = 0; i < nm; i++)
 		free(members[i]);
 	free(members);
