@@ -395,6 +395,7 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 	struct scan_ctx pc[STORE_SCAN_NPARTS];
 	void *args[STORE_SCAN_NPARTS];
 	struct scan_merge m;
+	char emsg[256] = "";
 	size_t i;
 	int rv = TP_OK;
 
@@ -418,8 +419,14 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 	/* A part's own code (deadline, shutdown, the engine's) says more than "stopped". */
 	for (i = 0; i < STORE_SCAN_NPARTS; i++) {
 		sc->customers += pc[i].customers;
-		if (pc[i].rv != TP_OK && sc->rv == TP_OK)
+		if (pc[i].rv != TP_OK && sc->rv == TP_OK) {
 			sc->rv = pc[i].rv;
+			/* the failing engine's words; a failed merge's are in the first one's */
+			snprintf(emsg, sizeof(emsg), "%s",
+			         pc[i].e != NULL && attr_engine_error(pc[i].e)[0] != '\0'
+			             ? attr_engine_error(pc[i].e)
+			             : attr_engine_error(sc->e));
+		}
 	}
 	if (sc->rv != TP_OK)
 		rv = sc->rv;
@@ -440,6 +447,9 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 		break;
 	case TP_UNAVAILABLE:
 		snprintf(msg, msglen, "touchpointd is shutting down, retry later");
+		break;
+	case TP_INVALID_ARGUMENT: /* the request's shape, e.g. too many segments */
+		snprintf(msg, msglen, "%s", emsg[0] ? emsg : "the request cannot be answered");
 		break;
 	default:
 		snprintf(msg, msglen, "scan failed after %llu customers",
@@ -518,7 +528,9 @@ query_attribute(struct query *q, struct rpc_call *call)
 	if ((rv = attr_engine_result(sc.e, &resp)) != TP_OK) {
 		log_err("attribute: models failed: code=%d customers=%llu", rv,
 		        (unsigned long long)sc.customers);
-		rpc_finish(call, rv, NULL, "attribution failed");
+		rpc_finish(call, rv, NULL, "%s",
+		           attr_engine_error(sc.e)[0] ? attr_engine_error(sc.e)
+		                                      : "attribution failed");
 		goto done;
 	}
 	t2 = query_mono_us();

@@ -395,8 +395,14 @@ segment_get(struct attr_engine *e, const char *name, struct attr_scope **sp)
 		*sp = e->segs[idx];
 		return TP_OK;
 	}
-	if (e->nsegs >= ATTR_MAX_SEGMENTS)
-		return TP_RESOURCE_EXHAUSTED;
+	if (e->nsegs >= ATTR_MAX_SEGMENTS) {
+		/* The request's shape, not the daemon's load: retrying cannot help. */
+		snprintf(e->err, sizeof(e->err),
+		         "by_trait: more than %d distinct values (segments); choose a trait with "
+		         "fewer values or a narrower window",
+		         ATTR_MAX_SEGMENTS);
+		return TP_INVALID_ARGUMENT;
+	}
 	if ((e->nsegs & (e->nsegs + 1)) == 0 || e->segs == NULL) {
 		struct attr_scope **ns = realloc(e->segs, (e->nsegs * 2 + 2) * sizeof(*ns));
 
@@ -490,6 +496,12 @@ attr_engine_customer(struct attr_engine *e, const struct attr_event *evs, size_t
 	return attr_journey_walk(evs, n, e->lookback_s, keep_conversion, e, e->tidx, on_path, &c);
 }
 
+const char *
+attr_engine_error(const struct attr_engine *e)
+{
+	return e != NULL ? e->err : "";
+}
+
 int
 attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign, int32_t day,
                   double amount, const char *currency)
@@ -529,13 +541,12 @@ attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign, in
 int
 attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out)
 {
-	char err[256];
-
 	if (e == NULL || out == NULL)
 		return TP_INVALID_ARGUMENT;
 	if (e->paths_only)
 		return TP_FAILED_PRECONDITION;
-	return attr_build_result(e, out, err, sizeof(err));
+	e->err[0] = '\0';
+	return attr_build_result(e, out, e->err, sizeof(e->err));
 }
 
 /* src's unit ids in dst: units new to dst are added in src's (first-seen) order. */

@@ -57,6 +57,8 @@ int attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign
  * attr_engine_result on an engine made by attr_engine_new_paths -> TP_FAILED_PRECONDITION.
  */
 int attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out);
+/* Why the engine's last failed call failed, naming the field or model; "" if it did not say. */
+const char *attr_engine_error(const struct attr_engine *e);
 /* Paths sorted by conversions, then nulls, descending (then by path); top 0 = every path. */
 int attr_engine_paths(struct attr_engine *e, uint32_t top, Touchpoint__V1__PathsResponse **out);
 /*

@@ -102,6 +102,7 @@ struct attr_spend {
 };
 
 struct attr_engine {
+	char err[256];     /* why the last call failed, for attr_engine_error() */
 	int paths_only;    /* attr_engine_new_paths */
 	int no_timestamps; /* a path file: time_decay and daily cannot run */
 	int64_t lookback_s;

@@ -496,6 +496,27 @@ test_segments(void **state)
 	near(r->totals->conversions, 3);
 	near(conv_of(r, "last_touch", "search"), 1);
 	free_resp(r);
+
+	/* 1 001 distinct values: refused as the request's shape, naming by_trait */
+	{
+		struct attr_engine *e = NULL;
+		struct attr_event ev[2] = { { 0 }, TOUCH(2, SEARCH, 0) };
+		struct attr_trait t;
+		char val[16], err[256];
+		int rv = TP_OK;
+
+		assert_int_equal(attr_engine_new(&e, &q.r, 0, NULL, NULL, err, sizeof(err)), TP_OK);
+		ev[0].kind = ATTR_IDENTIFY, ev[0].ts_us = 1, ev[0].traits = &t, ev[0].ntraits = 1;
+		t.key = "plan";
+		t.value = val;
+		for (int i = 0; i <= 1000 && rv == TP_OK; i++) {
+			snprintf(val, sizeof(val), "v%d", i);
+			rv = attr_engine_customer(e, ev, 2);
+		}
+		assert_int_equal(rv, TP_INVALID_ARGUMENT);
+		assert_non_null(strstr(attr_engine_error(e), "by_trait"));
+		attr_engine_free(e);
+	}
 }
 
 static void
