@@ -81,7 +81,14 @@ tp__connect(tp_client **cp, const char *endpoint, int wait_for_daemon, struct tp
 	/* The daemon enforces the same cap; replies bigger than it are a protocol error. */
 	if ((rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, TP_MAX_MESSAGE)) != 0 ||
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 50)) != 0 ||
-	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000)) != 0) {
+	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000)) != 0 ||
+	    /*
+	     * REQ sends a request again after a minute without a reply by default: a query
+	     * longer than that ran twice in the daemon, then three times. Every call has its
+	     * own deadline instead; a lost connection still fails the call, which the caller
+	     * (tp_sender, import) retries.
+	     */
+	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0) {
 		tp__fail(res, TP_INTERNAL, "cannot configure the REQ socket: %s", nng_strerror(rv));
 		goto fail;
 	}
