@@ -3,6 +3,7 @@
  * local path file), rendered by the engine's attr_render_*. The window and model options
  * are shared with `report` (attr_opts_*).
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -584,10 +585,29 @@ export_page(void *arg, Touchpoint__V1__PathsResponse *page)
 static int
 export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 {
-	char tmp[PATH_MAX];
+	char tmp[PATH_MAX], real[PATH_MAX];
+	const char *name = out;
 	FILE *f = stdout;
+	struct stat st;
 	int fd, rv;
 
+	/*
+	 * Not a regular file — a device, a FIFO, /dev/stdout — is written into as it is: renaming
+	 * over it replaced /dev/full with a file. A link to a file: the file is replaced.
+	 */
+	if (out != NULL && stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+		if (S_ISDIR(st.st_mode)) {
+			cli_msg("touchpoint export paths: %s: %s", out, strerror(EISDIR));
+			return EX_CANTCREAT;
+		}
+		if ((f = fopen(out, "w")) == NULL) {
+			cli_msg("touchpoint export paths: %s: %s", out, strerror(errno));
+			return EX_CANTCREAT;
+		}
+		out = NULL;
+	} else if (out != NULL && realpath(out, real) != NULL) {
+		out = real;
+	}
 	if (out != NULL) {
 		if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", out) >= sizeof(tmp)) {
 			cli_msg("touchpoint export paths: %s: name too long", out);
@@ -613,7 +633,7 @@ export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 	/* Standard output is flushed, and its failure reported, by main, as for every command. */
 	if (f != stdout && fclose(f) != 0) {
 		if (rv == EX_OK)
-			cli_msg("touchpoint export paths: %s: %s", out, strerror(errno));
+			cli_msg("touchpoint export paths: %s: %s", name, strerror(errno));
 		rv = rv == EX_OK ? EX_IOERR : rv;
 	}
 	if (out != NULL && rv == EX_OK && rename(tmp, out) != 0) {

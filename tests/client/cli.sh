@@ -467,6 +467,19 @@ PY
 	expect 0 "$tp" export paths --format csv
 	cmp -s "$dir/out" "$dir/export" || fail "export paths --format csv: $(cat "$dir/out")"
 	grep -q $'^email > search,1,30,0\r$' "$dir/out" || fail "export paths: $(cat "$dir/out")"
+	# --out into what is not a regular file writes into it: a FIFO stays a FIFO (renaming
+	# over such a target once replaced /dev/full with a file); a link's file is replaced.
+	mkfifo "$dir/fifo"
+	cat "$dir/fifo" >"$dir/fromfifo" &
+	expect 0 "$tp" export paths --out "$dir/fifo"
+	wait
+	[ -p "$dir/fifo" ] || fail "export --out replaced a FIFO"
+	cmp -s "$dir/fromfifo" "$dir/export" || fail "export --out FIFO: $(cat "$dir/fromfifo")"
+	echo old >"$dir/target.csv"
+	ln -s target.csv "$dir/link.csv"
+	expect 0 "$tp" export paths --out "$dir/link.csv"
+	[ -L "$dir/link.csv" ] && cmp -s "$dir/target.csv" "$dir/export" || fail "export --out through a link"
+	expect 73 "$tp" export paths --out "$dir"
 	# Nor do the daemon's messages that quote what it was sent.
 	expect 66 "$tp" journey $'no\e]0;such\a'
 	! grep -q $'[\e\a]' "$dir/err" || fail "journey NOT_FOUND passes an escape to the terminal"
