@@ -306,6 +306,15 @@ struct scan_merge {
 	int merging;
 };
 
+/* The models' cancellation: nobody waits for them any more, or the daemon stops. */
+static int
+query_cancelled(void *arg)
+{
+	struct scan_ctx *sc = arg;
+
+	return rpc_call_expired(sc->call) || atomic_load(&sc->q->abort);
+}
+
 static int
 scan_customer(void *arg, const char *customer_id, const struct attr_event *evs, size_t n)
 {
@@ -525,7 +534,17 @@ query_attribute(struct query *q, struct rpc_call *call)
 		goto done;
 	}
 	t1 = query_mono_us();
-	if ((rv = attr_engine_result(sc.e, &resp)) != TP_OK) {
+	attr_engine_cancel_with(sc.e, query_cancelled, &sc);
+	if ((rv = attr_engine_result(sc.e, &resp)) == TP_CANCELLED) {
+		if (rpc_call_expired(call))
+			rpc_finish(call, TP_DEADLINE_EXCEEDED, NULL,
+			           "deadline exceeded while running the models");
+		else
+			rpc_finish(call, TP_UNAVAILABLE, NULL,
+			           "touchpointd is shutting down, retry later");
+		goto done;
+	}
+	if (rv != TP_OK) {
 		log_err("attribute: models failed: code=%d customers=%llu", rv,
 		        (unsigned long long)sc.customers);
 		rpc_finish(call, rv, NULL, "%s",

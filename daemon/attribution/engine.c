@@ -496,6 +496,13 @@ attr_engine_customer(struct attr_engine *e, const struct attr_event *evs, size_t
 	return attr_journey_walk(evs, n, e->lookback_s, keep_conversion, e, e->tidx, on_path, &c);
 }
 
+void
+attr_engine_cancel_with(struct attr_engine *e, int (*cancelled)(void *arg), void *arg)
+{
+	e->cancelled = cancelled;
+	e->cancel_arg = arg;
+}
+
 const char *
 attr_engine_error(const struct attr_engine *e)
 {

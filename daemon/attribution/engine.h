@@ -57,6 +57,11 @@ int attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign
  * attr_engine_result on an engine made by attr_engine_new_paths -> TP_FAILED_PRECONDITION.
  */
 int attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out);
+/*
+ * attr_engine_result's long models (markov, shapley_rate) poll cancelled(arg) and stop with
+ * TP_CANCELLED when it returns nonzero: the daemon's deadline and shutdown.
+ */
+void attr_engine_cancel_with(struct attr_engine *e, int (*cancelled)(void *arg), void *arg);
 /* Why the engine's last failed call failed, naming the field or model; "" if it did not say. */
 const char *attr_engine_error(const struct attr_engine *e);
 /* Paths sorted by conversions, then nulls, descending (then by path); top 0 = every path. */

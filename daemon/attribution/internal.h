@@ -102,7 +102,9 @@ struct attr_spend {
 };
 
 struct attr_engine {
-	char err[256];     /* why the last call failed, for attr_engine_error() */
+	char err[256];               /* why the last call failed, for attr_engine_error() */
+	int (*cancelled)(void *arg); /* attr_engine_cancel_with() */
+	void *cancel_arg;
 	int paths_only;    /* attr_engine_new_paths */
 	int no_timestamps; /* a path file: time_decay and daily cannot run */
 	int64_t lookback_s;

@@ -1722,7 +1722,8 @@ struct mk_pool {
 	size_t maxscc; /* states in the largest SCC: the jumps' history is kept for one */
 	size_t maxnc;  /* aggregates of the largest coarse system */
 	double pconv;
-	double *re, *vc; /* per unit; written only by the thread that solves its batch */
+	double *re, *vc;            /* per unit; written only by the thread that solves its batch */
+	const struct attr_table *t; /* for its cancellation */
 	atomic_size_t next;
 	atomic_int stop;
 };
@@ -1787,6 +1788,11 @@ mk_work(void *arg)
 
 		nb = p->nunits - k * MK_LANES < MK_LANES ? (int)(p->nunits - k * MK_LANES)
 		                                         : MK_LANES;
+		if (p->t->cancelled != NULL && p->t->cancelled(p->t->cancel_arg)) {
+			w->rv = TP_CANCELLED;
+			atomic_store(&p->stop, 1);
+			break;
+		}
 		if ((w->rv = mk_remove(&w->s, b, nb, dconv, dval)) != TP_OK) {
 			atomic_store(&p->stop, 1);
 			break;
@@ -2107,6 +2113,10 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		goto fail;
 	if (mat != NULL && (rv = mk_matrix(t, &b, orp, ocol, ow, mat)) != TP_OK)
 		goto fail;
+	if (t->cancelled != NULL && t->cancelled(t->cancel_arg)) {
+		rv = TP_CANCELLED;
+		goto fail_conv;
+	}
 
 	rv = TP_RESOURCE_EXHAUSTED;
 	s.c = &c;
@@ -2161,6 +2171,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	pool.pconv = pconv;
 	pool.re = re;
 	pool.vc = vc;
+	pool.t = t;
 	atomic_init(&pool.next, 0);
 	atomic_init(&pool.stop, 0);
 	if (pconv > 0 && pool.nbatch > 0 && (rv = mk_remove_all(&pool, &c, s.v)) != TP_OK)
@@ -2208,6 +2219,8 @@ credit:
 fail_conv:
 	if (rv == TP_INTERNAL)
 		tp_errf(errbuf, errlen, "markov: the solver did not converge");
+	if (rv == TP_CANCELLED)
+		tp_errf(errbuf, errlen, "markov: cancelled");
 fail:
 	if (rv == TP_RESOURCE_EXHAUSTED)
 		tp_errf(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)", b.n,

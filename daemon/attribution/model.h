@@ -22,6 +22,12 @@ struct attr_table {
 	size_t npaths;
 	uint32_t nunits;
 	const char *const *unit_names; /* nunits names */
+	/*
+	 * Polled by the models that can run long (markov's removals, shapley_rate) between
+	 * steps of a fraction of a second: nonzero stops them with TP_CANCELLED. NULL: never.
+	 */
+	int (*cancelled)(void *arg);
+	void *cancel_arg;
 };
 
 /* Per-unit output, arrays of nunits allocated by the caller and zeroed. */

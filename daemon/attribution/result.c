@@ -368,6 +368,8 @@ scope_models(struct attr_engine *e, struct attr_scope *s, int top,
 	ru.table.npaths = s->pt.n;
 	ru.table.nunits = nunits;
 	ru.table.unit_names = (const char *const *)e->units.names;
+	ru.table.cancelled = e->cancelled;
+	ru.table.cancel_arg = e->cancel_arg;
 	if (e->nm >= 2 && s->pt.n >= RESULT_PAR_PATHS) {
 		rv = models_parallel(&ru, *models, errbuf, errlen);
 		for (i = 0; i < e->nm && (*models)[i] != NULL; i++)

@@ -274,6 +274,11 @@ attr_shapley_rate(const struct attr_table *t, struct attr_credit *out, size_t *n
 		/* A path file's row may carry value without conversions: it is shared too. */
 		if (p->conversions <= 0 && !(p->value > 0))
 			continue;
+		if ((i & 63) == 0 && t->cancelled != NULL && t->cancelled(t->cancel_arg)) {
+			rv = TP_CANCELLED;
+			snprintf(errbuf, errlen, "shapley_rate: cancelled");
+			goto fail;
+		}
 		if (p->len <= ATTR_EXACT_SHAPLEY) {
 			exact(&sets, d, p->len, &w);
 		} else {
@@ -295,7 +300,7 @@ attr_shapley_rate(const struct attr_table *t, struct attr_credit *out, size_t *n
 	}
 	rv = TP_OK;
 fail:
-	if (rv != TP_OK)
+	if (rv != TP_OK && rv != TP_CANCELLED)
 		snprintf(errbuf, errlen, "shapley_rate: out of memory");
 	attr_ptab_free(&sets);
 	free(buf);

@@ -540,6 +540,41 @@ test_empty(void **state)
 	free_resp(r);
 }
 
+static int
+always(void *arg)
+{
+	(void)arg;
+	return 1;
+}
+
+/* The long models stop when the caller says so (the daemon: deadline, shutdown). */
+static void
+test_cancel(void **state)
+{
+	struct attr_event a[] = { TOUCH(1, SEARCH, 0), TOUCH(2, EMAIL, 0), CONV(3, 10, 0) };
+	static const char *const models[] = { "markov", "shapley_rate" };
+	struct attr_engine *e;
+	struct req q;
+	AResp *r;
+	char err[256];
+
+	(void)state;
+	for (size_t m = 0; m < 2; m++) {
+		req_init(&q);
+		req_model(&q, models[m], NULL, NULL);
+		assert_int_equal(attr_engine_new(&e, &q.r, 0, NULL, NULL, err, sizeof(err)), TP_OK);
+		seqs(a, 3);
+		assert_int_equal(attr_engine_customer(e, a, 3), TP_OK);
+		attr_engine_cancel_with(e, always, NULL);
+		assert_int_equal(attr_engine_result(e, &r), TP_CANCELLED);
+		assert_non_null(strstr(attr_engine_error(e), "cancelled"));
+		attr_engine_cancel_with(e, NULL, NULL);
+		assert_int_equal(attr_engine_result(e, &r), TP_OK);
+		free_resp(r);
+		attr_engine_free(e);
+	}
+}
+
 static void
 test_validation(void **state)
 {
@@ -1292,6 +1327,7 @@ main(void)
 		cmocka_unit_test(test_conversion_filter),
 		cmocka_unit_test(test_from_to),
 		cmocka_unit_test(test_segments),
+		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_invariants),

@@ -53,7 +53,7 @@ tt_add(struct tt *t, const char *path, double conv, double value, double nulls)
 static struct attr_table
 tt_table(struct tt *t)
 {
-	struct attr_table tab = { t->p, t->n, t->nunits, names };
+	struct attr_table tab = { t->p, t->n, t->nunits, names, NULL, NULL };
 
 	return tab;
 }
