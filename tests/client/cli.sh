@@ -471,8 +471,9 @@ PY
 	# over such a target once replaced /dev/full with a file); a link's file is replaced.
 	mkfifo "$dir/fifo"
 	cat "$dir/fifo" >"$dir/fromfifo" &
+	reader=$!
 	expect 0 "$tp" export paths --out "$dir/fifo"
-	wait
+	wait "$reader"
 	[ -p "$dir/fifo" ] || fail "export --out replaced a FIFO"
 	cmp -s "$dir/fromfifo" "$dir/export" || fail "export --out FIFO: $(cat "$dir/fromfifo")"
 	echo old >"$dir/target.csv"
