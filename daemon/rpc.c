@@ -1000,12 +1000,29 @@ rpc_closer(void *arg)
 	return NULL;
 }
 
+/* Waits up to secs for *flag (set under r->mu, with r->cv broadcast); its value. */
+static int
+rpc_wait_flag(struct rpc_server *r, const int *flag, int secs)
+{
+	struct timespec ts;
+	int v;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += secs;
+	pthread_mutex_lock(&r->mu);
+	while (!*flag)
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
+			break;
+	v = *flag;
+	pthread_mutex_unlock(&r->mu);
+	return v;
+}
+
 void
 rpc_free(struct rpc_server *r)
 {
-	struct timespec ts;
 	pthread_t t;
-	int threaded, closed;
+	int threaded;
 
 	if (r == NULL)
 		return;
@@ -1013,17 +1030,12 @@ rpc_free(struct rpc_server *r)
 	atomic_store(&r->closing, 1);
 	/* The guard first: it may be opening a listener of the socket about to close. */
 	if (r->guard_on) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += 15; /* a dial in progress ends within NNG's 10 s handshake timeout */
 		pthread_mutex_lock(&r->mu);
 		r->guard_stop = 1;
 		pthread_cond_broadcast(&r->gcv);
-		while (!r->guard_done)
-			if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-				break;
-		closed = r->guard_done;
 		pthread_mutex_unlock(&r->mu);
-		if (!closed) {
+		/* a dial in progress ends within NNG's 10 s handshake timeout */
+		if (!rpc_wait_flag(r, &r->guard_done, 15)) {
 			log_warn(
 			    "rpc: the listener guard did not stop in 15 s; exiting without it");
 			pthread_detach(r->guard);
@@ -1040,15 +1052,7 @@ rpc_free(struct rpc_server *r)
 	threaded = pthread_create(&t, NULL, rpc_closer, r) == 0;
 	if (!threaded)
 		rpc_closer(r);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += 5;
-	pthread_mutex_lock(&r->mu);
-	while (!r->closed)
-		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
-			break;
-	closed = r->closed;
-	pthread_mutex_unlock(&r->mu);
-	if (!closed) {
+	if (!rpc_wait_flag(r, &r->closed, 5)) {
 		log_warn("rpc: closing the NNG socket did not finish in 5 s; exiting without it");
 		pthread_detach(t);
 		rpc_abandoned = r;

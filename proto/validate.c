@@ -314,25 +314,34 @@ wire_skip_scalar(const uint8_t *buf, size_t len, size_t *pos, uint64_t key)
 	}
 }
 
+/* Steps over the whole field whose key was just read, a payload unread: 0, or -1 malformed. */
+static int
+wire_skip_field(const uint8_t *buf, size_t len, size_t *pos, uint64_t key)
+{
+	uint64_t n;
+	int rc;
+
+	if ((rc = wire_skip_scalar(buf, len, pos, key)) != 1)
+		return rc;
+	if (wire_varint(buf, len, pos, &n) != 0 || n > len - *pos)
+		return -1;
+	*pos += (size_t)n;
+	return 0;
+}
+
 int
 validate_wire_varint_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *out)
 {
 	size_t pos = 0;
-	uint64_t key, n;
-	int rc;
+	uint64_t key;
 
 	while (pos < len) {
 		if (wire_varint(buf, len, &pos, &key) != 0)
 			return -1;
 		if ((key & 7) == 0 && key >> 3 == field)
 			return wire_varint(buf, len, &pos, out);
-		if ((rc = wire_skip_scalar(buf, len, &pos, key)) < 0)
+		if (wire_skip_field(buf, len, &pos, key) != 0)
 			return -1;
-		if (rc == 1) { /* stepped over unread: a payload costs nothing here */
-			if (wire_varint(buf, len, &pos, &n) != 0 || n > len - pos)
-				return -1;
-			pos += (size_t)n;
-		}
 	}
 	return -1;
 }
@@ -341,21 +350,15 @@ int
 validate_wire_count_field(const uint8_t *buf, size_t len, uint32_t field, uint64_t *n)
 {
 	size_t pos = 0;
-	uint64_t key, l;
-	int rc;
+	uint64_t key;
 
 	*n = 0;
 	while (pos < len) {
 		if (wire_varint(buf, len, &pos, &key) != 0 ||
-		    (rc = wire_skip_scalar(buf, len, &pos, key)) < 0)
+		    wire_skip_field(buf, len, &pos, key) != 0)
 			return -1;
-		if (rc == 1) {
-			if (wire_varint(buf, len, &pos, &l) != 0 || l > len - pos)
-				return -1;
-			pos += (size_t)l;
-			if (key >> 3 == field)
-				(*n)++;
-		}
+		if ((key & 7) == 2 && key >> 3 == field)
+			(*n)++;
 	}
 	return 0;
 }
