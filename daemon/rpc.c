@@ -225,6 +225,19 @@ rpc_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* ts = now + ms on CLOCK_MONOTONIC, the clock of the server's condition variables. */
+static void
+rpc_deadline(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
 /* A reply's send has ended (or could not start): the context is free again. */
 static void
 rpc_release(struct rpc_call *c)
@@ -856,13 +869,7 @@ rpc_guard(void *arg)
 	(void)prctl(PR_SET_NAME, "tp-rpc-guard");
 	pthread_mutex_lock(&r->mu);
 	while (!r->guard_stop) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += RPC_GUARD_MS / 1000;
-		ts.tv_nsec += (long)(RPC_GUARD_MS % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		rpc_deadline(&ts, RPC_GUARD_MS);
 		while (!r->guard_stop && pthread_cond_timedwait(&r->gcv, &r->mu, &ts) == 0)
 			;
 		if (r->guard_stop)
@@ -938,13 +945,7 @@ rpc_drain(struct rpc_server *r, unsigned timeout_ms)
 	struct timespec ts;
 	int rv = TP_OK;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	rpc_deadline(&ts, timeout_ms);
 	pthread_mutex_lock(&r->mu);
 	while (r->inflight > 0)
 		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT) {
@@ -1007,8 +1008,7 @@ rpc_wait_flag(struct rpc_server *r, const int *flag, int secs)
 	struct timespec ts;
 	int v;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += secs;
+	rpc_deadline(&ts, (unsigned)secs * 1000);
 	pthread_mutex_lock(&r->mu);
 	while (!*flag)
 		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
