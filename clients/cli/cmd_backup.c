@@ -91,6 +91,12 @@ cmd_backup(struct cli *g, int argc, char **argv)
 	req.dir = path;
 	if ((rv = cli_connect(g, &c)) != EX_OK)
 		return rv;
+	/*
+	 * The daemon finishes a backup it has started whoever waits (a copy of a few GB takes
+	 * minutes): with the default 10 s the CLI said "try again later" (75) about a backup
+	 * that then succeeded, and the retry found the directory taken (73).
+	 */
+	tp_set_timeout(c, 0);
 	rv = cli_rpc_status(c, "/touchpoint.v1.Admin/Backup", &req.base,
 	                    &touchpoint__v1__backup_response__descriptor, (ProtobufCMessage **)&r,
 	                    &st);
