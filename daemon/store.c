@@ -160,6 +160,8 @@ struct store {
 	pthread_cond_t gcv;
 	unsigned gactive, ggrow, run_readers;
 	int gexcl, dropping;
+	/* store_stats' last sizes, given while the map is being grown (gate_try_enter) */
+	_Atomic uint64_t stat_bytes, stat_map;
 
 	/* Directory of complete runs; held across commits that change it (see read_begin). */
 	pthread_mutex_t dmu;
@@ -380,6 +382,23 @@ gate_enter(struct store *s)
 		pthread_cond_wait(&s->gcv, &s->gmu);
 	s->gactive++;
 	pthread_mutex_unlock(&s->gmu);
+}
+
+/*
+ * gate_enter, but 0 at once instead of waiting while the map is to be grown: a growth
+ * waits for every reader, a backup's for minutes, and status or a metrics scrape (on
+ * NNG's own threads) must not wait with it.
+ */
+static int
+gate_try_enter(struct store *s)
+{
+	int ok;
+
+	pthread_mutex_lock(&s->gmu);
+	if ((ok = s->ggrow == 0 && !s->gexcl))
+		s->gactive++;
+	pthread_mutex_unlock(&s->gmu);
+	return ok;
 }
 
 static void
@@ -4856,7 +4875,13 @@ store_stats(struct store *s, struct store_stats *st)
 	st->chunk_records = atomic_load(&s->t_chunk_records);
 	st->compactor_nice = atomic_load(&s->cnice);
 	st->compactor_nice_denied = atomic_load(&s->cnice_denied);
-	gate_enter(s);
+	if (!gate_try_enter(s)) {
+		/* a growth is waiting for readers: the sizes of the last call */
+		st->store_bytes = atomic_load(&s->stat_bytes);
+		st->map_size = atomic_load(&s->stat_map);
+		mdb_reader_list(s->env, count_reader, &st->readers);
+		return TP_OK;
+	}
 	if ((rc = mdb_env_info(s->env, &info)) == 0 && (rc = mdb_env_stat(s->env, &est)) == 0)
 		rc = mdb_env_info(s->envb, &infob);
 	gate_leave(s);
@@ -4865,6 +4890,8 @@ store_stats(struct store *s, struct store_stats *st)
 	/* Both environments (same page size). */
 	st->store_bytes = (uint64_t)(info.me_last_pgno + 1 + infob.me_last_pgno + 1) * est.ms_psize;
 	st->map_size = info.me_mapsize + infob.me_mapsize;
+	atomic_store(&s->stat_bytes, st->store_bytes);
+	atomic_store(&s->stat_map, st->map_size);
 	mdb_reader_list(s->env, count_reader, &st->readers);
 	return TP_OK;
 }
