@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,7 +221,7 @@ int
 ops_call(const char *endpoint, const char *method, const ProtobufCMessage *req, uint8_t **resp,
          size_t *resp_len, char *msg, size_t msglen)
 {
-	static uint64_t next_id = 1;
+	static _Atomic uint64_t next_id = 1; /* ops_backup calls from two threads */
 	Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
 	Touchpoint__V1__Reply *rep = NULL;
 	nng_socket s = NNG_SOCKET_INITIALIZER;
