@@ -85,8 +85,8 @@ tp__connect(tp_client **cp, const char *endpoint, int wait_for_daemon, struct tp
 	    /*
 	     * REQ sends a request again after a minute without a reply by default: a query
 	     * longer than that ran twice in the daemon, then three times. Every call has its
-	     * own deadline instead; a lost connection still fails the call, which the caller
-	     * (tp_sender, import) retries.
+	     * own deadline instead: a call whose connection is lost ends in an error by that
+	     * deadline at the latest, and its caller (tp_sender, import) retries.
 	     */
 	    (rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0) {
 		tp__fail(res, TP_INTERNAL, "cannot configure the REQ socket: %s", nng_strerror(rv));
