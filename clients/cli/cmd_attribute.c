@@ -236,17 +236,6 @@ attr_fmt(enum cli_format f)
 	                      : ATTR_FORMAT_TABLE;
 }
 
-/* Columns of UTF-8 text, as the engine's tables count them: code points. */
-static int
-matrix_width(const char *s)
-{
-	int w = 0;
-
-	for (; *s != '\0'; s++)
-		w += ((unsigned char)*s & 0xc0) != 0x80;
-	return w;
-}
-
 static void
 matrix_pad(FILE *out, int n)
 {
@@ -262,15 +251,15 @@ static void
 matrix_table(FILE *out, const char *trait, const char *segment,
              const Touchpoint__V1__ModelResult *m)
 {
-	int wf = matrix_width("from"), wt = matrix_width("to");
+	int wf = attr_text_width("from"), wt = attr_text_width("to");
 	char p[32];
 	size_t i;
 
 	for (i = 0; i < m->n_transitions; i++) {
-		if (matrix_width(m->transitions[i]->from) > wf)
-			wf = matrix_width(m->transitions[i]->from);
-		if (matrix_width(m->transitions[i]->to) > wt)
-			wt = matrix_width(m->transitions[i]->to);
+		if (attr_text_width(m->transitions[i]->from) > wf)
+			wf = attr_text_width(m->transitions[i]->from);
+		if (attr_text_width(m->transitions[i]->to) > wt)
+			wt = attr_text_width(m->transitions[i]->to);
 	}
 	fputs("\ntransition matrix: ", out);
 	attr_text_put(out, m->model);
@@ -289,17 +278,17 @@ matrix_table(FILE *out, const char *trait, const char *segment,
 	}
 	putc('\n', out);
 	fputs("from", out);
-	matrix_pad(out, wf - matrix_width("from") + 2);
+	matrix_pad(out, wf - attr_text_width("from") + 2);
 	fputs("to", out);
-	matrix_pad(out, wt - matrix_width("to") + 2);
+	matrix_pad(out, wt - attr_text_width("to") + 2);
 	fputs("probability\n", out);
 	for (i = 0; i < m->n_transitions; i++) {
 		attr_text_put(out, m->transitions[i]->from);
-		matrix_pad(out, wf - matrix_width(m->transitions[i]->from) + 2);
+		matrix_pad(out, wf - attr_text_width(m->transitions[i]->from) + 2);
 		attr_text_put(out, m->transitions[i]->to);
-		matrix_pad(out, wt - matrix_width(m->transitions[i]->to) + 2);
+		matrix_pad(out, wt - attr_text_width(m->transitions[i]->to) + 2);
 		snprintf(p, sizeof(p), "%.4f", m->transitions[i]->probability);
-		matrix_pad(out, matrix_width("probability") - matrix_width(p));
+		matrix_pad(out, attr_text_width("probability") - attr_text_width(p));
 		fputs(p, out);
 		putc('\n', out);
 	}

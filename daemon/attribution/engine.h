@@ -109,5 +109,7 @@ void attr_format_number(char *buf, size_t len, double v);
 void attr_json_string(FILE *out, const char *s);
 /* s for a terminal (tables): each control character, C0, DEL or C1, printed as '?'. */
 void attr_text_put(FILE *out, const char *s);
+/* Display width of UTF-8 text in a table: code points, good enough for alignment. */
+int attr_text_width(const char *s);
 
 #endif /* TP_ATTR_ENGINE_H */

@@ -323,9 +323,8 @@ csv_models(FILE *out, const char *segment, MRes *const *models, size_t n)
 		}
 }
 
-/* Display width of UTF-8 text: code points, good enough for alignment. */
-static int
-width(const char *s)
+int
+attr_text_width(const char *s)
 {
 	int w = 0;
 
@@ -362,7 +361,7 @@ table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, si
 {
 	const char **rows = NULL;
 	size_t nrows = 0, cap = 0, i, j, k;
-	int w0 = width("channel"), *wc = NULL;
+	int w0 = attr_text_width("channel"), *wc = NULL;
 	char buf[64];
 
 	for (i = 0; i < n; i++)
@@ -386,10 +385,10 @@ table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, si
 				rows[nrows++] = ch;
 		}
 	for (k = 0; k < nrows; k++)
-		if (width(rows[k]) > w0)
-			w0 = width(rows[k]);
+		if (attr_text_width(rows[k]) > w0)
+			w0 = attr_text_width(rows[k]);
 	for (i = 0; i < n; i++) {
-		wc[i] = width(models[i]->model);
+		wc[i] = attr_text_width(models[i]->model);
 		if (wc[i] < 10)
 			wc[i] = 10;
 	}
@@ -398,16 +397,16 @@ table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, si
 		goto totals;
 	}
 	fputs("channel", out);
-	pad(out, w0 - width("channel"));
+	pad(out, w0 - attr_text_width("channel"));
 	for (i = 0; i < n; i++) {
 		fputs("  ", out);
-		pad(out, wc[i] - width(models[i]->model));
+		pad(out, wc[i] - attr_text_width(models[i]->model));
 		attr_text_put(out, models[i]->model);
 	}
 	putc('\n', out);
 	for (k = 0; k < nrows; k++) {
 		attr_text_put(out, rows[k]);
-		pad(out, w0 - width(rows[k]));
+		pad(out, w0 - attr_text_width(rows[k]));
 		for (i = 0; i < n; i++) {
 			double v = 0;
 
@@ -416,7 +415,7 @@ table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, si
 					v = models[i]->channels[j]->conversions;
 			snprintf(buf, sizeof(buf), "%.2f", v);
 			fputs("  ", out);
-			pad(out, wc[i] - width(buf));
+			pad(out, wc[i] - attr_text_width(buf));
 			fputs(buf, out);
 		}
 		putc('\n', out);
