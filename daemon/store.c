@@ -33,10 +33,11 @@
 #define STORE_FLUSH_LIMIT 400 /* above this many runs the compactor lets the log grow */
 #define STORE_MAX_SEGS    32  /* log segments; past it the writer appends to the last */
 #define STORE_MAX_RETIRED (2 * (STORE_MAX_RUNS + STORE_MAX_SEGS)) /* waiting to be dropped */
-#define STORE_MAX_GROUP   4000000                                 /* events in one store_write() */
-#define STORE_MAX_PROBE   64    /* ids: linear probes past a hash collision */
-#define STORE_MAX_MEMBERS 65536 /* ids aliased into one journey */
-#define SCAN_MAX_THREADS  8     /* threads of one scan (store_scan_parts) */
+#define MAP_ROOM          ((size_t)64 << 20) /* default store_options.map_room */
+#define STORE_MAX_GROUP   4000000            /* events in one store_write() */
+#define STORE_MAX_PROBE   64                 /* ids: linear probes past a hash collision */
+#define STORE_MAX_MEMBERS 65536              /* ids aliased into one journey */
+#define SCAN_MAX_THREADS  8                  /* threads of one scan (store_scan_parts) */
 #define STORE_GROW_TRIES  40
 #define DROP_FORCE        16 /* retired runs that make the compactor wait for readers */
 #define KEY_LEN           24 /* run key: customer hash | biased ts | seq */
@@ -146,6 +147,9 @@ struct store {
 	MDB_dbi metab, aliases, alias_rev;
 	/* Held by a backup while it copies, and by the compactor while it changes the runs. */
 	pthread_mutex_t bmu;
+	size_t map_room; /* least free map kept at open and made before a backup */
+	void (*backup_pause)(void *arg);
+	void *backup_pause_arg;
 	uint8_t key[16];
 	uint8_t key2[16]; /* key with every bit flipped: the ids value's hash */
 	size_t run_events;
@@ -410,6 +414,28 @@ gate_leave(struct store *s)
 	pthread_mutex_unlock(&s->gmu);
 }
 
+/* The gate alone, for a growth: waits for every transaction, and new ones wait behind. */
+static void
+gate_excl_enter(struct store *s)
+{
+	pthread_mutex_lock(&s->gmu);
+	s->ggrow++;
+	while (s->gactive > 0 || s->gexcl)
+		pthread_cond_wait(&s->gcv, &s->gmu);
+	s->ggrow--;
+	s->gexcl = 1;
+	pthread_mutex_unlock(&s->gmu);
+}
+
+static void
+gate_excl_leave(struct store *s)
+{
+	pthread_mutex_lock(&s->gmu);
+	s->gexcl = 0;
+	pthread_cond_broadcast(&s->gcv);
+	pthread_mutex_unlock(&s->gmu);
+}
+
 /*
  * Grows the map (or adopts another process's size when seen == 0) with no transaction of
  * this process open. seen is the map size the caller found full: if somebody grew it in
@@ -421,14 +447,7 @@ grow_map(struct store *s, MDB_env *env, size_t seen)
 	MDB_envinfo info;
 	int rc = 0;
 
-	pthread_mutex_lock(&s->gmu);
-	s->ggrow++;
-	while (s->gactive > 0 || s->gexcl)
-		pthread_cond_wait(&s->gcv, &s->gmu);
-	s->ggrow--;
-	s->gexcl = 1;
-	pthread_mutex_unlock(&s->gmu);
-
+	gate_excl_enter(s);
 	if (seen == 0) {
 		rc = mdb_env_set_mapsize(env, 0);
 	} else if ((rc = mdb_env_info(env, &info)) == 0 && info.me_mapsize <= seen) {
@@ -436,12 +455,68 @@ grow_map(struct store *s, MDB_env *env, size_t seen)
 
 		rc = mdb_env_set_mapsize(env, next);
 	}
-
-	pthread_mutex_lock(&s->gmu);
-	s->gexcl = 0;
-	pthread_cond_broadcast(&s->gcv);
-	pthread_mutex_unlock(&s->gmu);
+	gate_excl_leave(s);
 	return rc;
+}
+
+/* The bytes of env's data file in use (up to its last page) and its map size. */
+static int
+map_usage(MDB_env *env, size_t *used, size_t *mapsize)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int rc;
+
+	if ((rc = mdb_env_info(env, &info)) != 0 || (rc = mdb_env_stat(env, &st)) != 0)
+		return rc;
+	*used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+	*mapsize = info.me_mapsize;
+	return 0;
+}
+
+/* Grows env's map to want bytes (rounded up to MiB) unless it is as large already. */
+static int
+map_reserve(struct store *s, MDB_env *env, size_t have, size_t want)
+{
+	MDB_envinfo info;
+	int rc;
+
+	want = (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+	if (have >= want)
+		return 0;
+	gate_excl_enter(s);
+	if ((rc = mdb_env_info(env, &info)) == 0 && info.me_mapsize < want)
+		rc = mdb_env_set_mapsize(env, want);
+	gate_excl_leave(s);
+	return rc;
+}
+
+/*
+ * Before a backup: a growth cannot happen while its copy pins the map, and would stop
+ * ingest (whose transactions wait behind a pending growth) until the copy ends, minutes
+ * for a few GB. So each map first gets room for twice what both files hold (at least
+ * map_room): the copy reads all of that and writes it again, and ingest and the merges,
+ * on the same disk meanwhile, cannot write more. The room is address space; the files
+ * grow only as it is used.
+ */
+static int
+backup_room(struct store *s)
+{
+	size_t used = 0, usedb = 0, map = 0, mapb = 0, room;
+	int rc;
+
+	gate_enter(s); /* mdb_env_info() reads the meta pages in the map */
+	if ((rc = map_usage(s->env, &used, &map)) == 0)
+		rc = map_usage(s->envb, &usedb, &mapb);
+	gate_leave(s);
+	if (rc != 0)
+		return rc;
+	if (used > SIZE_MAX / 8 || usedb > SIZE_MAX / 8)
+		return 0;
+	room = 2 * (used + usedb) > s->map_room ? 2 * (used + usedb) : s->map_room;
+	if ((rc = map_reserve(s, s->env, map, used + room)) != 0)
+		return rc;
+	return map_reserve(s, s->envb, mapb, usedb + room);
 }
 
 /*
@@ -450,18 +525,15 @@ grow_map(struct store *s, MDB_env *env, size_t seen)
  * MDB_MAP_FULL before the writer could grow anything. Give it room first.
  */
 static int
-open_headroom(MDB_env *env)
+open_headroom(struct store *s, MDB_env *env)
 {
-	MDB_envinfo info;
-	MDB_stat st;
-	size_t used, want;
+	size_t used, map, want;
 	int rc;
 
-	if ((rc = mdb_env_info(env, &info)) != 0 || (rc = mdb_env_stat(env, &st)) != 0)
+	if ((rc = map_usage(env, &used, &map)) != 0)
 		return rc;
-	used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
-	want = used + used / 4 + ((size_t)64 << 20);
-	return info.me_mapsize >= want ? 0 : mdb_env_set_mapsize(env, want);
+	want = used + used / 4 + s->map_room;
+	return map >= want ? 0 : mdb_env_set_mapsize(env, want);
 }
 
 /* mdb_env_info() reads the meta pages in the map: under the gate, like a transaction. */
@@ -3141,7 +3213,7 @@ open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t e
 		return rc;
 	}
 	mdb_reader_check(s->envb, &dead);
-	if ((rc = open_headroom(s->envb)) != 0 ||
+	if ((rc = open_headroom(s, s->envb)) != 0 ||
 	    (rc = mdb_txn_begin(s->envb, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->metab)) != 0 ||
 	    (rc = mdb_dbi_open(txn, "aliases", MDB_CREATE, &s->aliases)) != 0 ||
@@ -3319,6 +3391,9 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	pthread_mutex_init(&s->amu, NULL);
 	pthread_cond_init(&s->ccv, NULL);
 	s->run_events = o->run_events ? o->run_events : 65536;
+	s->map_room = o->map_room ? o->map_room : MAP_ROOM;
+	s->backup_pause = o->backup_pause;
+	s->backup_pause_arg = o->backup_pause_arg;
 	s->cnice_low = o->compactor_nice > 0 && o->compactor_nice <= 19 ? o->compactor_nice : 0;
 	if ((rc = own_store(s, o->path, errbuf, errlen)) != TP_OK) {
 		store_free(s);
@@ -3344,7 +3419,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 		goto fail;
 	}
 	mdb_reader_check(s->env, &dead);
-	if ((rc = open_headroom(s->env)) != 0) {
+	if ((rc = open_headroom(s, s->env)) != 0) {
 		set_err(errbuf, errlen, "store: map size", rc);
 		goto fail;
 	}
@@ -4982,11 +5057,17 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 	 */
 	snprintf(fileb, sizeof(fileb), "%s/runs.mdb", tmp);
 	snprintf(file, sizeof(file), "%s/data.mdb", tmp);
+	if ((rc = backup_room(s)) != 0) {
+		set_err(errbuf, errlen, "map", rc);
+		goto fail;
+	}
 	pthread_mutex_lock(&s->bmu);
 	if ((fd = open(fileb, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
 		rc = errno;
 	} else {
 		gate_enter(s); /* the copy's read transaction keeps the map from moving */
+		if (s->backup_pause != NULL)
+			s->backup_pause(s->backup_pause_arg);
 		if ((rc = mdb_env_copyfd2(s->envb, fd, MDB_CP_COMPACT)) == 0)
 			rc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
 		gate_leave(s);

@@ -24,6 +24,10 @@ struct store_options {
 	int nosync;         /* 1: no fdatasync (benchmarks of the CPU path only) */
 	size_t run_events;  /* events per sorted run (0: the default, 65536) */
 	int compactor_nice; /* the compactor's nice while it keeps up (1..19); 0: unchanged */
+	size_t map_room;    /* least free map at open and before a backup (0: 64 MiB) */
+	/* Tests: called by store_backup() with the map pinned, before it copies. */
+	void (*backup_pause)(void *arg);
+	void *backup_pause_arg;
 };
 
 int store_open(struct store **sp, const struct store_options *o, char *errbuf, size_t errlen);

@@ -147,7 +147,9 @@ static void
 one_round(unsigned round)
 {
 	char dir[] = "/tmp/tpgrowXXXXXX", eid[48], cid[32], prev[32];
-	struct store_options o = { dir, MAP_INIT, 1, 8 + round * 4, 0 };
+	struct store_options o = {
+		.path = dir, .map_size = MAP_INIT, .nosync = 1, .run_events = 8 + round * 4
+	};
 	struct reader rd[3];
 	atomic_int stop = 0;
 	pthread_t th[3];

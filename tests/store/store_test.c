@@ -38,7 +38,9 @@ struct fx {
 static struct store *
 open_store(const char *dir, size_t map_size, size_t run_events)
 {
-	struct store_options o = { dir, map_size, 1, run_events, 0 };
+	struct store_options o = {
+		.path = dir, .map_size = map_size, .nosync = 1, .run_events = run_events
+	};
 	struct store *s = NULL;
 	char err[256];
 	int rc = store_open(&s, &o, err, sizeof(err));
@@ -301,7 +303,7 @@ static void
 test_old_schema(void **state)
 {
 	struct fx *f = *state;
-	struct store_options o = { f->dir, 0, 1, 0, 0 };
+	struct store_options o = { .path = f->dir, .nosync = 1 };
 	struct store *s = NULL;
 	MDB_env *env;
 	MDB_txn *txn;
@@ -381,7 +383,7 @@ static void
 test_owner(void **state)
 {
 	struct fx *f = *state;
-	struct store_options o = { f->dir, 0, 1, 0, 0 };
+	struct store_options o = { .path = f->dir, .nosync = 1 };
 	struct store *s = NULL;
 	char err[256], want[64];
 
@@ -828,7 +830,9 @@ static void
 test_compactor_nice(void **state)
 {
 	struct fx *f = *state;
-	struct store_options o = { f->dir, 0, 1, 16, 10 };
+	struct store_options o = {
+		.path = f->dir, .nosync = 1, .run_events = 16, .compactor_nice = 10
+	};
 	struct store_stats st;
 	char err[256];
 	uint64_t walked;
@@ -1393,7 +1397,7 @@ test_map_growth(void **state)
 static void
 child_writer(const char *dir, int fd)
 {
-	struct store_options o = { dir, 0, 0, 32, 0 };
+	struct store_options o = { .path = dir, .nosync = 0, .run_events = 32 };
 	struct store *s;
 	char eid[32], cid[32];
 	int b, i;
@@ -2355,6 +2359,124 @@ test_customer_count(void **state)
 	assert_true(want > 65536);
 }
 
+/* A backup held at its start (the options' hook) while the test writes. */
+struct pause {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int paused, released, timed_out;
+	struct store *s;
+	const char *dir;
+	int rc;
+};
+
+static void
+pause_hook(void *arg)
+{
+	struct pause *p = arg;
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	pthread_mutex_lock(&p->mu);
+	p->paused = 1;
+	pthread_cond_broadcast(&p->cv);
+	while (!p->released && !p->timed_out)
+		if (pthread_cond_timedwait(&p->cv, &p->mu, &until) == ETIMEDOUT)
+			p->timed_out = 1;
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *
+backup_main(void *arg)
+{
+	struct pause *p = arg;
+	char err[256];
+
+	p->rc = store_backup(p->s, p->dir, NULL, err, sizeof(err));
+	return NULL;
+}
+
+static int
+write_touches(struct store *s, const char *prefix, int from, int n)
+{
+	struct tbatch *t = tb_new((size_t)n);
+	char eid[32], cid[16];
+	int i, rc;
+
+	for (i = from; i < from + n; i++) {
+		snprintf(eid, sizeof(eid), "%s%d", prefix, i);
+		snprintf(cid, sizeof(cid), "u%d", i % 5000);
+		tb_add(t, ev_touch(eid, cid, T0 + i, i % 3 ? "email" : "search", "c"));
+	}
+	rc = tb_write(s, t);
+	tb_free(t);
+	return rc;
+}
+
+/*
+ * A map growth waits for every transaction, a backup's copy too, and ingest waits behind
+ * it: a backup makes room first, so that writes go on while it copies. The backup is held
+ * at its start while more than the maps had free is written.
+ */
+static void
+test_backup_room(void **state)
+{
+	struct fx *f = *state;
+	struct pause p = {
+		PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, -1
+	};
+	struct store_options o = { .path = f->dir,
+		                   .map_size = 1 << 20,
+		                   .nosync = 1,
+		                   .run_events = 1000,
+		                   .map_room = 128 << 10,
+		                   .backup_pause = pause_hook,
+		                   .backup_pause_arg = &p };
+	struct store_stats st;
+	struct store *b;
+	char bdir[128], err[256];
+	uint64_t map0;
+	pthread_t th;
+	int n = 0;
+
+	assert_int_equal(store_open(&f->s, &o, err, sizeof(err)), TP_OK);
+	for (; n < 20000; n += 1000)
+		assert_int_equal(write_touches(f->s, "a", n, 1000), TP_OK);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	map0 = st.map_size;
+	assert_true(map0 < (uint64_t)16 << 20); /* grown from 1 MiB by doubling */
+
+	snprintf(bdir, sizeof(bdir), "%s/backup", f->dir);
+	p.s = f->s;
+	p.dir = bdir;
+	assert_int_equal(pthread_create(&th, NULL, backup_main, &p), 0);
+	pthread_mutex_lock(&p.mu);
+	while (!p.paused)
+		pthread_cond_wait(&p.cv, &p.mu);
+	pthread_mutex_unlock(&p.mu);
+	/* More than both maps held: a write would have waited for a growth, for the backup. */
+	do {
+		assert_int_equal(write_touches(f->s, "a", n, 1000), TP_OK);
+		n += 1000;
+		assert_int_equal(store_stats(f->s, &st), TP_OK);
+	} while (st.store_bytes <= map0);
+	pthread_mutex_lock(&p.mu);
+	assert_false(p.timed_out); /* the writes went on while the backup held the map */
+	p.released = 1;
+	pthread_cond_broadcast(&p.cv);
+	pthread_mutex_unlock(&p.mu);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(p.rc, TP_OK);
+	assert_true(st.map_size > map0);
+
+	/* Its copy began after those writes (the hook runs before it): it holds them all. */
+	b = open_store(bdir, 0, 1000);
+	assert_int_equal(store_stats(b, &st), TP_OK);
+	assert_int_equal(st.events[0], (uint64_t)n);
+	store_close(b);
+	rm_store_dir(bdir);
+}
+
 int
 main(void)
 {
@@ -2382,6 +2504,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_flushed_segment_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats_backup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_customer_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts_snapshot, setup, teardown),
