@@ -175,7 +175,7 @@ attr_opts_finish(struct attr_opts *o, const char *cmd)
 	int all = strcmp(list, "all") == 0;
 	int any_param = o->half_life[0] || o->order[0] || o->first_weight[0] || o->last_weight[0] ||
 	                o->direct != NULL;
-	int used_hl = 0, used_order = 0, used_w = 0, used_direct = 0;
+	int used_hl = 0, used_order = 0, used_w = 0, used_direct = 0, has_markov = all;
 	const char *p, *q;
 	size_t i, n;
 
@@ -210,6 +210,7 @@ attr_opts_finish(struct attr_opts *o, const char *cmd)
 		used_w |= attr_param(o, i, m, "position_based", "first_weight", o->first_weight);
 		used_w |= attr_param(o, i, m, "position_based", "last_weight", o->last_weight);
 		used_direct |= attr_param(o, i, m, "last_non_direct", "direct_channels", o->direct);
+		has_markov |= strcmp(m, "markov") == 0;
 		o->specp[i] = &o->specs[i];
 	}
 	if (o->half_life[0] && !used_hl)
@@ -222,6 +223,9 @@ attr_opts_finish(struct attr_opts *o, const char *cmd)
 	if (o->direct != NULL && !used_direct)
 		return cli_usage(
 		    cmd, "--direct-channels applies to last_non_direct, which is not selected");
+	/* Only markov has transitions: without it --matrix would print nothing, silently. */
+	if (o->req.transition_matrix && !has_markov)
+		return cli_usage(cmd, "--matrix needs the markov model, which is not selected");
 	o->req.n_models = o->nmodels;
 	o->req.models = o->specp;
 	return 0;
@@ -416,7 +420,8 @@ static const char attribute_help[] =
     "  --direct-channels LIST  last_non_direct's direct channels (default direct)\n"
     "  --conversion NAME       only conversions of this name\n"
     "  --by TRAIT              one section per value of this identify trait\n"
-    "  --matrix                markov: print the transition matrix too\n"
+    "  --matrix                print markov's transition matrix too (markov must be\n"
+    "                          among the models)\n"
     "  -p, --paths FILE        attribute a ChannelAttribution path table locally (no daemon;\n"
     "                          models that need timestamps are skipped; --lookback,\n"
     "                          --from, --to, --conversion and --by do not apply)\n"

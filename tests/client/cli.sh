@@ -509,6 +509,18 @@ PY
 		! grep -q 'from,to' "$dir/out" || fail "a matrix without --matrix"
 	}
 	check_matrix "$tp" attribute --paths "$dir/p.csv" -m markov
+	# Every model (the default, all) includes markov; a list or preset without it has no
+	# matrix to print: a usage error naming --matrix, not a silent table of credits.
+	check_matrix "$tp" attribute --paths "$dir/p.csv"
+	check_matrix "$tp" attribute --paths "$dir/p.csv" -m all --first-weight 0.3
+	for m in linear u_shaped "first_touch,shapley"; do
+		expect 64 "$tp" attribute --paths "$dir/p.csv" -m "$m" --matrix
+		grep -q "^touchpoint attribute: --matrix needs the markov model, which is not selected$" "$dir/err" ||
+			fail "-m $m --matrix: $(cat "$dir/err")"
+		[ ! -s "$dir/out" ] || fail "-m $m --matrix printed: $(cat "$dir/out")"
+	done
+	expect 64 "$tp" attribute --matrix -m linear
+	grep -q -- "--matrix needs the markov model" "$dir/err" || fail "attribute -m linear --matrix: $(cat "$dir/err")"
 	start
 	expect 0 "$tp" send touch -c m1 --channel email -t 2024-05-01T10:00:00Z
 	expect 0 "$tp" send touch -c m1 --channel search -t 2024-05-01T11:00:00Z
