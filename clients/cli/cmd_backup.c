@@ -110,9 +110,9 @@ cmd_backup(struct cli *g, int argc, char **argv)
 		printf(", \"bytes\": %" PRIu64 ", \"events\": %" PRIu64 "}\n", r->bytes, r->events);
 		break;
 	case CLI_CSV:
-		printf("dir,bytes,events\n");
+		printf("dir,bytes,events\r\n");
 		csv_put(stdout, r->dir);
-		printf(",%" PRIu64 ",%" PRIu64 "\n", r->bytes, r->events);
+		printf(",%" PRIu64 ",%" PRIu64 "\r\n", r->bytes, r->events);
 		break;
 	case CLI_TABLE:
 		fputs("backup ", stdout);

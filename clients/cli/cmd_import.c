@@ -1005,8 +1005,8 @@ cmd_import(struct cli *g, int argc, char **argv)
 		       m.rows, m.accepted, m.duplicates, m.rejected, m.retries);
 		break;
 	case CLI_CSV:
-		printf("rows,accepted,duplicates,rejected,retries\n%lu,%lu,%lu,%lu,%lu\n", m.rows,
-		       m.accepted, m.duplicates, m.rejected, m.retries);
+		printf("rows,accepted,duplicates,rejected,retries\r\n%lu,%lu,%lu,%lu,%lu\r\n",
+		       m.rows, m.accepted, m.duplicates, m.rejected, m.retries);
 		break;
 	case CLI_TABLE:
 		attr_text_put(stdout, m.name);

@@ -247,9 +247,9 @@ cmd_send(struct cli *g, int argc, char **argv)
 		printf(", \"accepted\": %u, \"duplicates\": %u}\n", res.accepted, res.duplicates);
 		break;
 	case CLI_CSV:
-		printf("event_id,accepted,duplicates\n");
+		printf("event_id,accepted,duplicates\r\n");
 		csv_put(stdout, re.ev.event_id);
-		printf(",%u,%u\n", res.accepted, res.duplicates);
+		printf(",%u,%u\r\n", res.accepted, res.duplicates);
 		break;
 	case CLI_TABLE:
 		printf("%s ", res.duplicates ? "duplicate (already stored)" : "stored");

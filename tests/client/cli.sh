@@ -207,12 +207,23 @@ PY
 	mkdir "$dir/bk"
 	expect 0 "$tp" backup "$dir/bk" --format json
 	[ "$(json_get '["events"]')" = 5 ] || fail "backup events"
+	mkdir "$dir/bk2"
+	expect 0 "$tp" backup "$dir/bk2" --format csv
+	python3 - "$dir/out" "$dir/bk2" <<'PY' || fail "backup csv: $(cat -A "$dir/out")"
+import sys
+b = open(sys.argv[1], "rb").read()
+assert b == b"dir,bytes,events\r\n" + sys.argv[2].encode() + b"," + b.split(b",")[-2] + b",5\r\n", b
+PY
 	[ -s "$dir/bk/data.mdb" ] || fail "backup wrote no data.mdb"
 	expect 73 "$tp" backup "$dir/bk"
 	grep -q "FAILED_PRECONDITION: dir: $dir/bk exists and is not an empty directory" "$dir/err" ||
 		fail "backup over a backup: $(cat "$dir/err")"
 	expect 73 "$tp" backup "$dir/no/such"
 	grep -q "no/such: cannot resolve its parent directory" "$dir/err" || fail "backup, missing parent: $(cat "$dir/err")"
+	# Every command's CSV is RFC 4180 with CRLF line ends (send, import and backup had LF).
+	expect 0 "$tp" send alias -c alice --previous-id anon-7 -i al-1 -t 2024-05-03 --format csv
+	[ "$(cat -A "$dir/out")" = $'event_id,accepted,duplicates^M$\nal-1,1,0^M$' ] ||
+		fail "send csv: $(cat -A "$dir/out")"
 	;;
 import_csv)
 	start
@@ -226,6 +237,9 @@ c2,identify,2024-05-02T10:00:01Z,,,,pro
 CSV
 	expect 0 "$tp" import --format json "$dir/ev.csv"
 	[ "$(json_get '["accepted"]')" = 5 ] || fail "first import: $(cat "$dir/out")"
+	expect 0 "$tp" import --format csv "$dir/ev.csv"
+	[ "$(cat -A "$dir/out")" = $'rows,accepted,duplicates,rejected,retries^M$\n5,0,5,0,0^M$' ] ||
+		fail "import csv: $(cat -A "$dir/out")"
 	expect 0 "$tp" import --format json --batch 2 "$dir/ev.csv"
 	[ "$(json_get '["accepted"]')" = 0 ] && [ "$(json_get '["duplicates"]')" = 5 ] ||
 		fail "second import: $(cat "$dir/out")"
