@@ -92,7 +92,7 @@ attr_opts_parse(struct attr_opts *o, const char *cmd, int ch, const char *arg)
 			return cli_usage(cmd, "--%s '%s' is out of the supported range 1970-2200",
 			                 ch == ATTR_OPT_FROM ? "from" : "to", arg);
 		if (rv != 0)
-			return cli_usage(cmd, "bad --%s '%s' (RFC 3339 or YYYY-MM-DD)",
+			return cli_usage(cmd, "bad --%s '%s' (RFC 3339, YYYY-MM-DD or @µs)",
 			                 ch == ATTR_OPT_FROM ? "from" : "to", arg);
 		if (ch == ATTR_OPT_FROM) {
 			o->win.from_case = TOUCHPOINT__V1__WINDOW__FROM_FROM_US;
@@ -411,7 +411,8 @@ static const char attribute_help[] =
     "  -l, --lookback D        path window before each conversion: s m h d, 0 = unlimited\n"
     "                          (default: the daemon's default_lookback, 30d unless\n"
     "                          configured)\n"
-    "  --from T, --to T        conversions in [from, to): RFC 3339 or YYYY-MM-DD\n"
+    "  --from T, --to T        conversions in [from, to): RFC 3339, YYYY-MM-DD or\n"
+    "                          @microseconds\n"
     "  --repeats keep|collapse consecutive touches on one channel (default keep)\n"
     "  --level channel|campaign unit of credit (default channel)\n"
     "  --half-life D           time_decay half-life (default 7d)\n"

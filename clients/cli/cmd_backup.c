@@ -22,7 +22,9 @@ static const char backup_help[] =
     "\n"
     "Asks touchpointd for a consistent, compacted copy of its store in DIR (which must\n"
     "not exist or be empty), made while it keeps serving. DIR is on the daemon's host;\n"
-    "a relative DIR is made absolute against this directory.\n";
+    "a relative DIR is made absolute against this directory. It waits as long as the\n"
+    "copy takes. Exit status 73 when DIR is not empty or cannot be created.\n"
+    "  --format F   table (default), csv or json\n";
 
 /* realpath() of DIR's parent (which must exist) plus DIR's last component. */
 static int

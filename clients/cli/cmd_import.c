@@ -53,8 +53,10 @@ static const char import_help[] =
     "  -j, --jobs N           batches in flight at once (default 4, 1..64)\n"
     "  --format F             summary as table (default), csv or json\n"
     "Exit status 0 when every row was stored (or was a duplicate), 65 when some were\n"
-    "rejected, 66 when FILE cannot be opened (77 when it may not be read), 69 or 75\n"
-    "when touchpointd stays unavailable or busy.\n";
+    "rejected (or, with nothing sent, the header or the gzip data is bad), 66 when\n"
+    "FILE cannot be opened (77 when it may not be read), 74 when it cannot be read\n"
+    "to its end, 69 or 75 when touchpointd stays unavailable or busy (69 also when\n"
+    "gzip cannot be run), 71 when the system runs out of memory or threads.\n";
 
 /* One batch: rows own their strings; evs/pos are the rows still being sent. */
 struct imp_batch {

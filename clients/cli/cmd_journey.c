@@ -15,13 +15,13 @@
 #include "touchpoint/v1/query.pb-c.h"
 
 static const char journey_help[] =
-    "Usage: touchpoint journey [--lookback D] [--format table|csv|json] CUSTOMER\n"
+    "Usage: touchpoint journey [-l|--lookback D] [--format table|csv|json] CUSTOMER\n"
     "\n"
     "Shows the customer's events (after alias resolution) in time order and the paths\n"
     "they form: one converting path per conversion and the non-converting tail.\n"
-    "  --lookback D   path window: s, m, h, d suffixes, 0 = unlimited (default: the\n"
-    "                 daemon's default_lookback, 30d unless configured)\n"
-    "  --format F     table (default), csv or json\n";
+    "  -l, --lookback D   path window: s m h d, 0 = unlimited (default: the\n"
+    "                     daemon's default_lookback, 30d unless configured)\n"
+    "  --format F         table (default), csv or json\n";
 
 /* Room for SPEC §2's largest identify (32 traits, keys ≤ 64, values ≤ 256 bytes). */
 #define JOURNEY_DETAIL_MAX (32 * (64 + 256 + 2) + 64)

@@ -35,8 +35,9 @@ static const char main_help[] =
     "  -V, --version        the version\n"
     "\n"
     "Exit status: 0 ok, 64 usage, 65 bad data, 66 not found, 69 daemon unavailable,\n"
-    "70 internal error, 73 cannot create the output (backup, report, export --out),\n"
-    "74 cannot write the output, 75 try again later, 77 permission denied.\n";
+    "70 internal error, 71 system error (out of memory, threads), 73 cannot create\n"
+    "the output (backup, report, export --out), 74 cannot write the output (or\n"
+    "read import's input), 75 try again later, 77 permission denied.\n";
 
 static const struct {
 	const char *name;

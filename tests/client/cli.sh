@@ -61,7 +61,7 @@ help)
 	expect 64 "$tp" attribute --lookback 3w
 	# Every exit code the commands use is in their help.
 	expect 0 "$tp" --help
-	for code in 64 65 66 69 70 73 74 75 77; do
+	for code in 64 65 66 69 70 71 73 74 75 77; do
 		grep -q "\b$code\b" "$dir/out" || fail "touchpoint --help leaves out $code"
 	done
 	# Without --lookback the daemon's setting applies: the help says so, not a fixed 30d.
