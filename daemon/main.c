@@ -304,6 +304,18 @@ done:
 
 static struct config cfg;
 
+/* A test hook's file name from the environment, or NULL; logged, since it stalls work. */
+static const char *
+test_hook(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (v == NULL || v[0] == '\0')
+		return NULL;
+	log_warn("test hook %s is set", name);
+	return v;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -383,16 +395,13 @@ main(int argc, char **argv)
 	wo.beat_ms = 250;
 	if (wd_usec > 0 && wd_usec / 4000 < wo.beat_ms)
 		wo.beat_ms = wd_usec / 4000 > 10 ? (unsigned)(wd_usec / 4000) : 10;
-	wo.stall_file = getenv("TOUCHPOINTD_TEST_STALL_WRITER");
-	if (wo.stall_file != NULL && wo.stall_file[0] == '\0')
-		wo.stall_file = NULL;
-	if (wo.stall_file != NULL)
-		log_warn("test hook TOUCHPOINTD_TEST_STALL_WRITER is set");
+	wo.stall_file = test_hook("TOUCHPOINTD_TEST_STALL_WRITER");
 	if ((rv = writer_start(&writer, &wo, err, sizeof(err))) != TP_OK) {
 		log_err("%s", err);
 		goto out;
 	}
 	qo.store = store;
+	qo.stall_file = test_hook("TOUCHPOINTD_TEST_STALL_QUERIES");
 	qo.threads = cfg.query_threads;
 	qo.scan_threads = cfg.scan_threads;
 	qo.queue_depth = cfg.contexts;

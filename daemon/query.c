@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "attribution/engine.h"
 #include "log.h"
@@ -31,8 +32,16 @@ struct query_method {
 	query_fn fn;
 	const ProtobufCServiceDescriptor *svc;
 	const char *name;
-	int light; /* cheap (status, one journey): never waits behind a long scan */
+	int lane; /* QUERY_HEAVY, QUERY_LIGHT or QUERY_INLINE */
 };
+
+/*
+ * Heavy calls (scans, backups) queue for any thread; light ones (one journey) are taken
+ * first and have a thread of their own; status is answered at once on NNG's thread (it
+ * never waits: store_stats takes no lock a query or a growth holds), so a health check
+ * stays fast while every query thread reads a whale journey.
+ */
+enum { QUERY_HEAVY, QUERY_LIGHT, QUERY_INLINE };
 
 struct query_item {
 	struct rpc_call *call;
@@ -66,6 +75,7 @@ struct query {
 	struct query_ring light, heavy;
 	struct query_lane lane_light, lane_any;
 	int stop;
+	char *stall_file;
 	struct query_method methods[5];
 
 	/*
@@ -700,6 +710,13 @@ query_main(void *arg)
 		struct query_item it;
 		int got;
 
+		if (q->stall_file != NULL && access(q->stall_file, F_OK) == 0 &&
+		    !atomic_load(&q->abort)) {
+			struct timespec nap = { 0, 50 * 1000000 };
+
+			nanosleep(&nap, NULL);
+			continue;
+		}
 		pthread_mutex_lock(&q->mu);
 		while (q->light.len == 0 && (light_only || q->heavy.len == 0) && !q->stop)
 			pthread_cond_wait(&q->cv, &q->mu);
@@ -729,9 +746,13 @@ query_enqueue(void *arg, struct rpc_call *call)
 	struct query *q = m->q;
 	int full;
 
+	if (m->lane == QUERY_INLINE) {
+		m->fn(q, call);
+		return;
+	}
 	pthread_mutex_lock(&q->mu);
-	full = q->stop ||
-	       !ring_put(m->light ? &q->light : &q->heavy, (struct query_item){ call, m->fn });
+	full = q->stop || !ring_put(m->lane == QUERY_LIGHT ? &q->light : &q->heavy,
+	                            (struct query_item){ call, m->fn });
 	if (!full)
 		pthread_cond_broadcast(&q->cv);
 	pthread_mutex_unlock(&q->mu);
@@ -753,6 +774,8 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	    o->max_reply_bytes > 2 * QUERY_PAGE_SLACK ? o->max_reply_bytes : 2 * QUERY_PAGE_SLACK;
 	pthread_mutex_init(&q->pmu, NULL);
 	q->scan_threads = o->scan_threads;
+	if (o->stall_file != NULL && (q->stall_file = strdup(o->stall_file)) == NULL)
+		goto nomem;
 	atomic_init(&q->default_lookback_s, o->default_lookback_s);
 	atomic_init(&q->abort, 0);
 	q->start_us = query_mono_us();
@@ -767,17 +790,17 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	q->lane_any = (struct query_lane){ q, 0 };
 	q->methods[0] =
 	    (struct query_method){ q, query_journey, &touchpoint__v1__journey__descriptor,
-		                   "GetJourney", 1 };
+		                   "GetJourney", QUERY_LIGHT };
 	q->methods[1] = (struct query_method){ q, query_status, &touchpoint__v1__admin__descriptor,
-		                               "GetStatus", 1 };
+		                               "GetStatus", QUERY_INLINE };
 	q->methods[2] = (struct query_method){ q, query_backup, &touchpoint__v1__admin__descriptor,
-		                               "Backup", 0 };
+		                               "Backup", QUERY_HEAVY };
 	q->methods[3] =
 	    (struct query_method){ q, query_attribute, &touchpoint__v1__attribution__descriptor,
-		                   "Attribute", 0 };
+		                   "Attribute", QUERY_HEAVY };
 	q->methods[4] =
 	    (struct query_method){ q, query_paths, &touchpoint__v1__attribution__descriptor,
-		                   "Paths", 0 };
+		                   "Paths", QUERY_HEAVY };
 	/* Thread 0 is the light lane; then query_threads threads for everything. */
 	for (unsigned n = (o->threads > 0 ? o->threads : 1) + 1; q->nthreads < n; q->nthreads++)
 		if ((rv = pthread_create(&q->threads[q->nthreads], NULL, query_main,
@@ -795,6 +818,7 @@ nomem:
 		free(q->light.items);
 		free(q->heavy.items);
 		free(q->threads);
+		free(q->stall_file);
 		free(q);
 	}
 	return TP_RESOURCE_EXHAUSTED;
@@ -837,5 +861,6 @@ query_stop(struct query *q)
 	free(q->threads);
 	free(q->light.items);
 	free(q->heavy.items);
+	free(q->stall_file);
 	free(q);
 }

@@ -22,6 +22,7 @@ struct query_options {
 	size_t queue_depth;         /* queries waiting; full: RESOURCE_EXHAUSTED */
 	int64_t default_lookback_s; /* when a request gives none (SIGHUP may change it) */
 	size_t max_reply_bytes;     /* max_message_bytes: a page of paths fills at most this */
+	const char *stall_file;     /* tests: while it exists the query threads take nothing */
 };
 
 int query_start(struct query **qp, const struct query_options *o, char *errbuf, size_t errlen);
