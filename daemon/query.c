@@ -173,6 +173,63 @@ journey_path_cb(void *arg, int converting, size_t conversion_index, const size_t
 	return TP_OK;
 }
 
+/* Bytes the tag and length of a repeated message field's element of len bytes take. */
+static size_t
+field_bytes(size_t len)
+{
+	size_t n = 2; /* a one-byte tag, at least one length byte */
+
+	for (; len >= 128; len >>= 7)
+		n++;
+	return n;
+}
+
+/*
+ * Cuts r (the whole journey) down to the page from offset on: as many events as the reply
+ * holds, the paths only in the page at offset 0. Pages are read statelessly, one request
+ * each: a client sees a journey that grew in between by its total_events.
+ */
+static int
+journey_page(const struct query *q, uint64_t offset, Touchpoint__V1__GetJourneyResponse *r,
+             char *msg, size_t msglen)
+{
+	size_t budget = q->max_reply_bytes - QUERY_PAGE_SLACK, used, k, len;
+
+	if (offset > r->n_events || (offset == r->n_events && offset > 0)) {
+		snprintf(msg, msglen, "offset: is %llu, the journey has %zu events",
+		         (unsigned long long)offset, r->n_events);
+		return TP_OUT_OF_RANGE;
+	}
+	r->offset = offset;
+	r->events += offset;
+	r->n_events -= offset;
+	if (offset > 0)
+		r->n_paths = 0;
+	k = r->n_events;
+	r->n_events = 0;
+	used = protobuf_c_message_get_packed_size(&r->base);
+	if (used > budget) {
+		snprintf(msg, msglen,
+		         "paths: the journey's paths alone take %zu bytes, over the %zu a reply "
+		         "may hold",
+		         used, budget);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	while (r->n_events < k) {
+		len = protobuf_c_message_get_packed_size(&r->events[r->n_events]->base);
+		if (used + field_bytes(len) + len > budget)
+			break;
+		used += field_bytes(len) + len;
+		r->n_events++;
+	}
+	if (r->n_events == 0 && k > 0) {
+		snprintf(msg, msglen, "events: event %llu does not fit in a reply",
+		         (unsigned long long)offset);
+		return TP_INTERNAL;
+	}
+	return TP_OK;
+}
+
 static void
 query_journey(struct query *q, struct rpc_call *call)
 {
@@ -182,6 +239,7 @@ query_journey(struct query *q, struct rpc_call *call)
 	struct journey_paths jp = { 0 };
 	struct store_journey *j = NULL;
 	size_t idlen = strlen(req->customer_id);
+	char msg[160];
 	int64_t lookback = atomic_load(&q->default_lookback_s);
 	int rv;
 
@@ -221,6 +279,12 @@ query_journey(struct query *q, struct rpc_call *call)
 	resp.n_events = j->n;
 	resp.paths = jp.paths;
 	resp.n_paths = jp.n;
+	resp.total_events = j->n;
+	if (req->paging_case == TOUCHPOINT__V1__GET_JOURNEY_REQUEST__PAGING_OFFSET &&
+	    (rv = journey_page(q, req->offset, &resp, msg, sizeof(msg))) != TP_OK) {
+		rpc_finish(call, rv, NULL, "%s", msg);
+		goto done;
+	}
 	rpc_finish(call, TP_OK, &resp.base, NULL);
 done:
 	journey_paths_free(&jp);

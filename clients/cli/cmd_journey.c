@@ -461,6 +461,88 @@ journey_table(const Touchpoint__V1__GetJourneyResponse *r)
 	}
 }
 
+/*
+ * A journey too large for one reply comes in pages (GetJourneyRequest.offset): they are
+ * read one after the other and their events put together. A journey that grows in between
+ * shows it by its total_events: then it is read again, up to JOURNEY_TRIES times.
+ */
+#define JOURNEY_TRIES 3
+
+struct pages {
+	Touchpoint__V1__GetJourneyResponse **page;
+	size_t npages, cap;
+	Touchpoint__V1__Event **merged; /* every page's events (views), if more than one */
+	size_t nevents;
+	int complete;
+};
+
+static void
+pages_free(struct pages *pg)
+{
+	size_t i;
+
+	for (i = 0; i < pg->npages; i++)
+		protobuf_c_message_free_unpacked(&pg->page[i]->base, NULL);
+	free(pg->page);
+	free(pg->merged);
+	memset(pg, 0, sizeof(*pg));
+}
+
+static int
+journey_read(tp_client *c, Touchpoint__V1__GetJourneyRequest *req, struct pages *pg)
+{
+	Touchpoint__V1__GetJourneyResponse *r;
+	uint64_t total = 0;
+	int rv;
+
+	pages_free(pg);
+	req->paging_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__PAGING_OFFSET;
+	req->offset = 0;
+	for (;;) {
+		rv = cli_rpc(c, "/touchpoint.v1.Journey/GetJourney", &req->base,
+		             &touchpoint__v1__get_journey_response__descriptor,
+		             (ProtobufCMessage **)&r);
+		if (rv != EX_OK)
+			return rv;
+		if (pg->npages == pg->cap) {
+			size_t ncap = pg->cap ? pg->cap * 2 : 4;
+			void *np = realloc(pg->page, ncap * sizeof(*pg->page));
+
+			if (np == NULL)
+				goto nomem;
+			pg->page = np;
+			pg->cap = ncap;
+		}
+		pg->page[pg->npages++] = r;
+		/* A daemon without pages (total_events 0) sends the whole journey. */
+		if (pg->npages == 1)
+			total = r->total_events > 0 ? r->total_events : r->n_events;
+		if (r->total_events != 0 && (r->total_events != total || r->offset != req->offset))
+			return EX_OK; /* it grew, or pages do not follow: not complete */
+		if (pg->npages == 1 && r->n_events == total) {
+			pg->nevents = r->n_events;
+			break;
+		}
+		if (pg->merged == NULL && (pg->merged = calloc(total, sizeof(*pg->merged))) == NULL)
+			goto nomem;
+		if (r->n_events == 0 || r->n_events > total - req->offset) {
+			cli_msg("touchpoint: journey: malformed page at offset %llu",
+			        (unsigned long long)req->offset);
+			return EX_SOFTWARE;
+		}
+		memcpy(pg->merged + req->offset, r->events, r->n_events * sizeof(*r->events));
+		req->offset += r->n_events;
+		pg->nevents = req->offset;
+		if (req->offset == total)
+			break;
+	}
+	pg->complete = 1;
+	return EX_OK;
+nomem:
+	cli_msg("touchpoint: out of memory");
+	return EX_OSERR;
+}
+
 int
 cmd_journey(struct cli *g, int argc, char **argv)
 {
@@ -472,10 +554,11 @@ cmd_journey(struct cli *g, int argc, char **argv)
 	};
 	Touchpoint__V1__GetJourneyRequest req = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
 	Touchpoint__V1__GetJourneyResponse *r = NULL;
+	struct pages pg = { 0 };
 	enum cli_format fmt = CLI_TABLE;
 	tp_client *c = NULL;
 	int64_t lookback;
-	int ch, rv;
+	int ch, rv, tries;
 
 	while ((ch = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "l:", longopts, NULL)) != -1) {
 		if ((rv = cli_common(g, ch, journey_help)) != -1) {
@@ -499,17 +582,30 @@ cmd_journey(struct cli *g, int argc, char **argv)
 	req.customer_id = argv[optind];
 	if ((rv = cli_connect(g, &c)) != EX_OK)
 		return rv;
-	rv = cli_rpc(c, "/touchpoint.v1.Journey/GetJourney", &req.base,
-	             &touchpoint__v1__get_journey_response__descriptor, (ProtobufCMessage **)&r);
+	for (tries = 0; tries < JOURNEY_TRIES; tries++) {
+		if ((rv = journey_read(c, &req, &pg)) != EX_OK || pg.complete)
+			break;
+	}
 	tp_close(c);
-	if (rv != EX_OK)
-		return rv;
-	if (fmt == CLI_JSON)
-		journey_json(r);
-	else if (fmt == CLI_CSV)
-		journey_csv(r);
-	else
-		journey_table(r);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return EX_OK;
+	if (rv == EX_OK && !pg.complete) {
+		cli_msg("touchpoint: journey: the journey kept growing while it was read in "
+		        "pages; try again");
+		rv = EX_TEMPFAIL;
+	}
+	if (rv == EX_OK) {
+		/* The first page, with every page's events. */
+		Touchpoint__V1__GetJourneyResponse view = *pg.page[0];
+
+		view.events = pg.merged != NULL ? pg.merged : pg.page[0]->events;
+		view.n_events = pg.nevents;
+		r = &view;
+		if (fmt == CLI_JSON)
+			journey_json(r);
+		else if (fmt == CLI_CSV)
+			journey_csv(r);
+		else
+			journey_table(r);
+	}
+	pages_free(&pg);
+	return rv;
 }

@@ -156,6 +156,23 @@ for i in range(500):
 	expect 0 timeout 60 "$tp" import "$dir/bot.csv" --format json
 	[ "$(json_get '["accepted"]')" = 500 ] || fail "import over the limit: $(cat "$dir/out")"
 	grep -q "request too large" "$dir/d.log" || fail "the daemon did not log the refusals"
+	# Its journey is larger than a reply: read in pages, whole and in order.
+	expect 0 "$tp" journey bot --lookback 1d --format json
+	python3 - "$dir/out" "$dir/bot.csv" <<'PY' || fail "journey in pages: $(head -c 300 "$dir/out")"
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+ts = [e["timestamp"] for e in d["events"]]
+assert len(d["events"]) == 500, len(d["events"])
+assert ts == sorted(ts)
+want = sorted(r["timestamp"] for r in csv.DictReader(open(sys.argv[2])))
+assert [t[:19] for t in ts] == [t[:19] for t in want], (ts[:3], want[:3])
+assert len(d["paths"]) == 1 and not d["paths"][0]["converting"], d["paths"]
+PY
+	expect 0 "$tp" journey bot --lookback 1d --format csv
+	[ "$(grep -c ',touch,' "$dir/out")" = 500 ] || fail "journey csv in pages: $(head -3 "$dir/out")"
+	# Unlimited lookback: one path of 500 touches, over a reply on its own: named.
+	expect 75 "$tp" journey bot --lookback 0
+	grep -q "paths: the journey's paths alone take" "$dir/err" || fail "paths too large: $(cat "$dir/err")"
 	;;
 status)
 	start

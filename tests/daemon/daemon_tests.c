@@ -1191,6 +1191,74 @@ test_status_inline(void)
 	tpd_cleanup(&d);
 }
 
+/* GetJourney in pages (offset): a journey larger than a reply of a 16K daemon. */
+static void
+test_journey_pages(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[200];
+	Touchpoint__V1__GetJourneyRequest jr = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
+	Touchpoint__V1__GetJourneyResponse *j;
+	Touchpoint__V1__Reply *rep;
+	char id[32], ids[200][16]; /* ev_touch keeps the pointer */
+	size_t b, i, seen = 0, pages = 0;
+
+	tpd_init(&d, "max_message_bytes = 16K\n");
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	for (b = 0; b < 3; b++) {
+		for (i = 0; i < 200; i++) {
+			snprintf(ids[i], sizeof(ids[i]), "page-%03zu", b * 200 + i);
+			evs[i] = ev_touch(ids[i], "pager", 1000000 * (int64_t)(b * 200 + i + 1),
+			                  i % 2 ? "email" : "search", NULL);
+		}
+		touchpoint__v1__send_response__free_unpacked(send_ok(s, evs, 200), NULL);
+		evs_free(evs, 200);
+	}
+	jr.customer_id = (char *)"pager";
+	jr.lookback_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S;
+	jr.lookback_s = 1; /* a null path of one touch: the paths fit in the first page */
+	/* Without paging: too large, as before. */
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status->code == 8);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	jr.paging_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__PAGING_OFFSET;
+	while (seen < 600) {
+		jr.offset = seen;
+		CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+		j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		CHECK(j->total_events == 600 && j->offset == seen);
+		CHECK(j->n_events > 0 && j->n_events < 600);
+		CHECK(j->n_paths == (pages == 0 ? 1u : 0u));
+		for (i = 0; i < j->n_events; i++) {
+			snprintf(id, sizeof(id), "page-%03zu", seen + i);
+			CHECK(strcmp(j->events[i]->event_id, id) == 0);
+		}
+		seen += j->n_events;
+		pages++;
+		touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+	}
+	CHECK(seen == 600 && pages >= 2);
+	jr.offset = 600;
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status->code == 11 && strstr(rep->status->message, "offset") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	/* Unlimited lookback: a null path of all 600 touches, which the first page holds whole. */
+	jr.lookback_s = 0;
+	jr.offset = 0;
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(j->n_paths == 1 && j->paths[0]->n_touch_event_ids == 600);
+	CHECK(j->n_events < 600 && j->total_events == 600);
+	touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 /* The one violation {-1, field} of rep, with code. */
 static void
 check_marker(const Touchpoint__V1__Reply *rep, int code, const char *field)
@@ -1321,6 +1389,7 @@ main(int argc, char **argv)
 		{ "handshake", test_handshake },
 		{ "decode_bounds", test_decode_bounds },
 		{ "status_inline", test_status_inline },
+		{ "journey_pages", test_journey_pages },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
