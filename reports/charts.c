@@ -1105,12 +1105,8 @@ chart_spend(struct report_ctx *c)
 				double conv = gi < g->nch ? g->conv[gi * g->nmod + j] : 0;
 				double val = gi < g->nch ? g->value[gi * g->nmod + j] : 0;
 
-				if (w == 1)
-					t.v[i * ncol + j] = conv > 0 ? sp[i].amount / conv : NAN;
-				else
-					t.v[i * ncol + j] = sp[i].amount > 0 && isfinite(val)
-					                        ? val / sp[i].amount
-					                        : NAN;
+				t.v[i * ncol + j] = w == 1 ? report_cpa(sp[i].amount, conv)
+				                           : report_roas(sp[i].amount, val);
 			}
 		}
 		/*

@@ -343,16 +343,15 @@ html_spend(FILE *f, const struct report_ctx *c)
 		if (s->currency != NULL && s->currency[0] != '\0')
 			html_text(f, s->currency);
 		fputs("</td>", f);
-		for (j = 0; j < g->nmod; j++) {
-			double conv = gi < g->nch ? g->conv[gi * g->nmod + j] : NAN;
-
-			html_td(f, conv > 0 ? s->amount / conv : NAN, "%.2f");
-		}
-		for (j = 0; j < g->nmod; j++) {
-			double val = gi < g->nch ? g->value[gi * g->nmod + j] : NAN;
-
-			html_td(f, s->amount > 0 ? val / s->amount : NAN, "%.2f");
-		}
+		/* Not in the grid: no model credited the channel, 0 conversions and value. */
+		for (j = 0; j < g->nmod; j++)
+			html_td(f,
+			        report_cpa(s->amount, gi < g->nch ? g->conv[gi * g->nmod + j] : 0),
+			        "%.2f");
+		for (j = 0; j < g->nmod; j++)
+			html_td(
+			    f, report_roas(s->amount, gi < g->nch ? g->value[gi * g->nmod + j] : 0),
+			    "%.2f");
 		fputs("</tr>\n", f);
 	}
 	fputs("</table>\n<p class=\"note\">CPA = cost / attributed conversions; ROAS = "

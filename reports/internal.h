@@ -77,6 +77,15 @@ void report_model_label(char *dst, size_t dstlen, const Touchpoint__V1__ModelRes
 int report_grid_build(struct report_grid *g, Touchpoint__V1__ModelResult *const *mods, size_t nmod);
 void report_grid_free(struct report_grid *g);
 
+/*
+ * CPA (cost / attributed conversions) and ROAS (attributed value / cost) as every chart and
+ * table shows them: a model that did not credit a channel (NAN in the grid, or a channel
+ * with spend but not in the grid) attributed 0 to it. CPA is undefined (NAN) without
+ * conversions, ROAS only without cost.
+ */
+double report_cpa(double cost, double conv);
+double report_roas(double cost, double value);
+
 /* Formats a µs timestamp as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC). */
 void report_time(char *dst, size_t dstlen, int64_t us);
 

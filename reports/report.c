@@ -144,6 +144,22 @@ report_model_label(char *dst, size_t dstlen, const Touchpoint__V1__ModelResult *
 	}
 }
 
+double
+report_cpa(double cost, double conv)
+{
+	if (!isfinite(conv))
+		conv = 0;
+	return isfinite(cost) && conv > 0 ? cost / conv : NAN;
+}
+
+double
+report_roas(double cost, double value)
+{
+	if (!isfinite(value))
+		value = 0;
+	return isfinite(cost) && cost > 0 ? value / cost : NAN;
+}
+
 void
 report_time(char *dst, size_t dstlen, int64_t us)
 {

@@ -673,6 +673,37 @@ test_spend_undefined(void **state)
 	free(f);
 }
 
+/*
+ * A channel with spend but no touches: ROAS is defined (cost 50, value 0: ROAS 0) in the
+ * table as in the chart; only CPA, without conversions, is a dash.
+ */
+static void
+test_spend_roas_zero(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], path[600], *html;
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 3, "premium");
+	f->spend[2].channel = "tv";
+	f->spend[2].amount = 50;
+	snprintf(dir, sizeof(dir), "%s/roas0", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	assert_non_null(html = slurp(path, &len));
+	if (strstr(html, "<td class=\"name\">tv</td><td>50.00</td><td>EUR</td>"
+	                 "<td>–</td><td>–</td><td>–</td><td>–</td>"
+	                 "<td>0.00</td><td>0.00</td><td>0.00</td><td>0.00</td></tr>") == NULL)
+		fail_msg("tv row: %s", strstr(html, "<td class=\"name\">tv</td>"));
+	free(html);
+	assert_true(exists(dir, "spend_roas.svg"));
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -680,7 +711,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_clean),           cmocka_unit_test(test_full),
 		cmocka_unit_test(test_hostile),         cmocka_unit_test(test_no_gnuplot),
 		cmocka_unit_test(test_gnuplot_fails),   cmocka_unit_test(test_replace),
-		cmocka_unit_test(test_spend_undefined),
+		cmocka_unit_test(test_spend_undefined), cmocka_unit_test(test_spend_roas_zero),
 	};
 
 	if (argc > 1)
