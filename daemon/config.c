@@ -14,6 +14,7 @@
  *                                          else ipc://<state_dir>/touchpointd.sock
  *   ipc_permissions = 0660                 octal mode of ipc:// socket files
  *   max_message_bytes = 16M                largest request accepted (1K..1G)
+ *   decode_memory = 0                      requests decoded at once, in bytes (0: auto)
  *   max_batch_events = 100000              events per Send (1..10000000)
  *   queue_depth = 256                      batches waiting for the writer (1..65536)
  *   contexts = 64                          requests in flight at once (1..4096)
@@ -250,6 +251,11 @@ config_set(struct config *c, const char *k, const char *v, char *msg, size_t msg
 		if (config_size(v, (uint64_t)1 << 30, &n) != 0 || n < 1024)
 			goto bad;
 		c->max_message_bytes = (size_t)n;
+	} else if (strcmp(k, "decode_memory") == 0) {
+		if (config_size(v, (uint64_t)1 << 40, &n) != 0 ||
+		    (n != 0 && n < ((uint64_t)1 << 20)))
+			goto bad;
+		c->decode_memory = (size_t)n;
 	} else if (strcmp(k, "max_batch_events") == 0) {
 		if (config_count(v, 1, 10000000, &n) != 0)
 			goto bad;

@@ -285,6 +285,7 @@ reload(const char *path, struct config *cur, const struct flags *fl, struct quer
 	RESTART_IF(!same_listen(&nc, cur), "listen");
 	RESTART_IF(nc.ipc_permissions != cur->ipc_permissions, "ipc_permissions");
 	RESTART_IF(nc.max_message_bytes != cur->max_message_bytes, "max_message_bytes");
+	RESTART_IF(nc.decode_memory != cur->decode_memory, "decode_memory");
 	RESTART_IF(nc.max_batch_events != cur->max_batch_events, "max_batch_events");
 	RESTART_IF(nc.queue_depth != cur->queue_depth, "queue_depth");
 	RESTART_IF(nc.contexts != cur->contexts, "contexts");
@@ -421,6 +422,8 @@ main(int argc, char **argv)
 	ro.nurls = cfg.nlisten;
 	ro.contexts = cfg.contexts;
 	ro.max_message_bytes = cfg.max_message_bytes;
+	ro.decode_memory = cfg.decode_memory > 0 ? cfg.decode_memory
+	                                         : rpc_decode_memory_auto(cfg.max_message_bytes);
 	ro.ipc_permissions = cfg.ipc_permissions;
 	in.writer = writer;
 	in.store = store;

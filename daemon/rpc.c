@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 #include <sys/prctl.h>
 
@@ -92,8 +93,18 @@ struct rpc_arena {
 	size_t blocks;
 	size_t total;  /* bytes of its blocks */
 	size_t budget; /* for the request being decoded; 0: none */
-	int over;      /* an allocation was refused for the budget */
+	int over;      /* an allocation was refused: RPC_OVER_REQUEST or RPC_OVER_SHARED */
+	/*
+	 * Every context's blocks together, at most shared_cap (decode_memory); not counted: the
+	 * first block, kept for the next request (base), RPC_ARENA_FIRST bytes a context.
+	 */
+	_Atomic size_t *shared;
+	size_t shared_cap;
+	struct rpc_block *base;
 };
+
+/* Why an arena refused: its request's own budget, or every context's together. */
+enum { RPC_OVER_REQUEST = 1, RPC_OVER_SHARED = 2 };
 
 #define RPC_ARENA_FIRST ((size_t)64 << 10)
 
@@ -118,12 +129,22 @@ rpc_arena_alloc(void *arg, size_t size)
 			if (bs > left)
 				bs = need; /* the last block: only what is asked */
 			if (bs > left) {
-				a->over = 1;
+				a->over = RPC_OVER_REQUEST;
 				return NULL;
 			}
 		}
-		if ((b = malloc(sizeof(*b) + bs)) == NULL)
+		if (a->shared != NULL && atomic_fetch_add(a->shared, bs) + bs > a->shared_cap) {
+			atomic_fetch_sub(a->shared, bs);
+			/* More than decode_memory on its own: too big, not busy. */
+			a->over =
+			    a->total + bs > a->shared_cap ? RPC_OVER_REQUEST : RPC_OVER_SHARED;
 			return NULL;
+		}
+		if ((b = malloc(sizeof(*b) + bs)) == NULL) {
+			if (a->shared != NULL)
+				atomic_fetch_sub(a->shared, bs);
+			return NULL;
+		}
 		a->total += bs;
 		b->size = bs;
 		b->used = 0;
@@ -142,7 +163,10 @@ rpc_arena_free(void *arg, void *p)
 	(void)p; /* everything goes at once in rpc_arena_reset() */
 }
 
-/* Frees every block but the first (oldest) one, which is kept empty for reuse. */
+/*
+ * Frees every block but the first (oldest) one, which is kept empty for reuse unless it
+ * grew past RPC_ARENA_FIRST (a request's one large field would stay allocated for good).
+ */
 static void
 rpc_arena_reset(struct rpc_arena *a, int keep)
 {
@@ -150,13 +174,18 @@ rpc_arena_reset(struct rpc_arena *a, int keep)
 
 	while (b != NULL) {
 		next = b->next;
-		if (next == NULL && keep) {
+		if (b != a->base && a->shared != NULL)
+			atomic_fetch_sub(a->shared, b->size);
+		if (next == NULL && keep && b->size == RPC_ARENA_FIRST) {
+			a->base = b;
 			b->used = 0;
 			a->head = b;
 			a->blocks = 1;
 			a->total = b->size;
 			return;
 		}
+		if (b == a->base)
+			a->base = NULL;
 		free(b);
 		b = next;
 	}
@@ -199,7 +228,8 @@ struct rpc_server {
 	char **urls;
 	size_t nurls;
 	size_t max_message_bytes;
-	size_t recv_max; /* NNG's cap: max(max_message_bytes, TP_MAX_MESSAGE) + slack */
+	size_t recv_max;         /* NNG's cap: max(max_message_bytes, TP_MAX_MESSAGE) + slack */
+	_Atomic size_t decoding; /* bytes of every context's arena (rpc_arena.shared) */
 	unsigned ipc_permissions;
 	struct rpc_call *calls;
 	unsigned ncalls;
@@ -517,6 +547,34 @@ rpc_precheck(struct rpc_call *c, const struct rpc_handler *h)
 	return 0;
 }
 
+size_t
+rpc_decode_memory_auto(size_t max_message_bytes)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	size_t quarter = pages > 0 && psize > 0 ? (size_t)pages / 4 * (size_t)psize : 0;
+	size_t two = 2 * (RPC_DECODE_FACTOR * max_message_bytes + RPC_DECODE_SLACK);
+
+	return quarter > two ? quarter : two;
+}
+
+/* What the request being decoded may take: its own budget, or decode_memory if less. */
+static size_t
+rpc_decode_max(const struct rpc_call *c)
+{
+	return c->arena.budget < c->arena.shared_cap ? c->arena.budget : c->arena.shared_cap;
+}
+
+/* The requests in flight hold decode_memory between them: this one can come back later. */
+static void
+rpc_busy(struct rpc_call *c)
+{
+	log_warn("rpc: decode_memory full: method=%s bytes=%zu", c->method,
+	         atomic_load(c->arena.shared));
+	rpc_finish(c, TP_RESOURCE_EXHAUSTED, NULL,
+	           "the requests in flight hold decode_memory (%zu bytes): retry later",
+	           c->arena.shared_cap);
+}
+
 static void
 rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 {
@@ -539,10 +597,12 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 	c->env = touchpoint__v1__envelope__unpack(&c->alloc, nng_msg_len(msg), nng_msg_body(msg));
 	nng_msg_free(msg);
 	if (c->env == NULL) {
-		if (c->arena.over)
+		if (c->arena.over == RPC_OVER_SHARED)
+			rpc_busy(c);
+		else if (c->arena.over)
 			rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "envelope",
 			                     "request decodes to more than %zu bytes",
-			                     c->arena.budget);
+			                     rpc_decode_max(c));
 		else
 			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "envelope: cannot parse");
 		return;
@@ -567,10 +627,12 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 	c->req = protobuf_c_message_unpack(md->input, &c->alloc, c->env->payload.len,
 	                                   c->env->payload.data);
 	if (c->req == NULL) {
-		if (c->arena.over)
+		if (c->arena.over == RPC_OVER_SHARED)
+			rpc_busy(c);
+		else if (c->arena.over)
 			rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "payload",
 			                     "request decodes to more than %zu bytes",
-			                     c->arena.budget);
+			                     rpc_decode_max(c));
 		else
 			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
 			           md->input->name);
@@ -651,6 +713,7 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 	pthread_condattr_destroy(&ca);
 	r->max_message_bytes = o->max_message_bytes;
 	r->ipc_permissions = o->ipc_permissions;
+	atomic_init(&r->decoding, 0);
 	if ((r->urls = calloc(o->nurls, sizeof(char *))) == NULL)
 		goto nomem;
 	for (r->nurls = 0; r->nurls < o->nurls; r->nurls++)
@@ -684,6 +747,10 @@ rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_
 		c->alloc.alloc = rpc_arena_alloc;
 		c->alloc.free = rpc_arena_free;
 		c->alloc.allocator_data = &c->arena;
+		c->arena.shared = &r->decoding;
+		c->arena.shared_cap = o->decode_memory > 0
+		                          ? o->decode_memory
+		                          : rpc_decode_memory_auto(o->max_message_bytes);
 		if ((rv = nng_aio_alloc(&c->aio, rpc_cb, c)) != 0)
 			goto nngfail;
 		if ((rv = nng_ctx_open(&c->ctx, r->sock)) != 0) {

@@ -1259,6 +1259,87 @@ test_journey_pages(void)
 	tpd_cleanup(&d);
 }
 
+struct big_send {
+	const char *url;
+	const char *prefix;
+	int n;
+	atomic_int code;
+	char message[200];
+	size_t ndetails;
+};
+
+static void *
+big_send_main(void *arg)
+{
+	struct big_send *o = arg;
+	nng_socket s = tpd_connect(o->url, CALL_TIMEOUT);
+	Touchpoint__V1__Event **evs = calloc((size_t)o->n, sizeof(*evs));
+	char(*ids)[24] = calloc((size_t)o->n, sizeof(*ids)); /* ev_touch keeps the pointer */
+	Touchpoint__V1__Reply *rep;
+
+	CHECK(evs != NULL && ids != NULL);
+	for (int i = 0; i < o->n; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%s-%d", o->prefix, i);
+		evs[i] = ev_touch(ids[i], "dora", 1000 + i, "search", NULL);
+	}
+	rep = send_batch(s, evs, (size_t)o->n);
+	snprintf(o->message, sizeof(o->message), "%s", rep->status->message);
+	o->ndetails = rep->status->n_details;
+	atomic_store(&o->code, rep->status->code);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	evs_free(evs, (size_t)o->n);
+	free(evs);
+	free(ids);
+	nng_close(s);
+	return NULL;
+}
+
+/*
+ * decode_memory bounds every request decoded or held at once: with the writer stalled (the
+ * test hook) a first batch stays decoded, and a second one that would take the total over
+ * is answered RESOURCE_EXHAUSTED "retry later" with no violation (not "too big": clients
+ * retry it as it is); once the first is stored, it goes in.
+ */
+static void
+test_decode_memory(void)
+{
+	struct tpd d;
+	struct big_send a = { 0 }, b = { 0 };
+	pthread_t th;
+	char stall[400];
+	FILE *f;
+	nng_socket s;
+
+	tpd_init(&d, "decode_memory = 1536K\n");
+	snprintf(stall, sizeof(stall), "%s/stall", d.dir);
+	CHECK(setenv("TOUCHPOINTD_TEST_STALL_WRITER", stall, 1) == 0);
+	CHECK((f = fopen(stall, "w")) != NULL);
+	CHECK(fclose(f) == 0);
+	tpd_start(&d);
+	a.url = b.url = d.url;
+	a.prefix = "mem-a";
+	b.prefix = "mem-b";
+	a.n = b.n = 2000;
+	atomic_init(&a.code, -1);
+	atomic_init(&b.code, -1);
+	CHECK(pthread_create(&th, NULL, big_send_main, &a) == 0);
+	sleep_ms(300); /* decoded, waiting for the stalled writer */
+	CHECK(atomic_load(&a.code) == -1);
+	big_send_main(&b);
+	CHECK(atomic_load(&b.code) == 8 && b.ndetails == 0);
+	CHECK(strstr(b.message, "decode_memory") != NULL);
+	CHECK(unlink(stall) == 0);
+	CHECK(pthread_join(th, NULL) == 0);
+	CHECK(atomic_load(&a.code) == 0);
+	big_send_main(&b); /* the retry */
+	CHECK(atomic_load(&b.code) == 0);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	CHECK(stored_events(s) == 4000);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 /* The one violation {-1, field} of rep, with code. */
 static void
 check_marker(const Touchpoint__V1__Reply *rep, int code, const char *field)
@@ -1390,6 +1471,7 @@ main(int argc, char **argv)
 		{ "decode_bounds", test_decode_bounds },
 		{ "status_inline", test_status_inline },
 		{ "journey_pages", test_journey_pages },
+		{ "decode_memory", test_decode_memory },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
