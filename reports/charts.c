@@ -6,8 +6,11 @@
  * written here contain only constants of this file and numbers. Every name, title and
  * label travels in tab-separated data files (cleaned by report_clean: no tabs, newlines or
  * control characters; '"' and '\\' carried as 0x01 and 0x03 and turned back by tp_q; 0x02,
- * which never occurs, as the comment character so that '#' is text) and is read with
- * strcol()/xtic()/ytic() or stats into string variables, which gnuplot never re-parses.
+ * which never occurs, as the comment character so that '#' is text; spaces at either end
+ * as "␣", which strcol() would strip) and is read with strcol()/xtic()/ytic() or stats into
+ * string variables, which gnuplot never re-parses. No missing-data marker is set: a field
+ * equal to it reads as empty through strcol(), so a channel named "NaN" lost its label;
+ * an undefined number is written as NaN, which gnuplot skips as undefined.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -207,7 +210,7 @@ body_head(FILE *b, const char *id, size_t nkeys, size_t other_key)
 	      "set encoding utf8\n"
 	      "set datafile separator \"\\t\"\n"
 	      "set datafile commentschars \"\\002\"\n"
-	      "set datafile missing \"NaN\"\n"
+	      "unset datafile missing\n"
 	      "tp_b(s) = (tp_j = strstrt(s, \"\\003\")) ? s[1:tp_j-1] . \"\\\\\" . "
 	      "tp_b(s[tp_j+1:]) : s\n"
 	      "tp_q(s) = (tp_i = strstrt(s, \"\\001\")) ? tp_b(s[1:tp_i-1]) . \"\\\"\" . "
@@ -1305,7 +1308,7 @@ gp_stderr(int fd, char *msg, size_t msglen)
 			pick = line;
 	}
 	if (pick != NULL)
-		report_clean(msg, msglen, pick, 200, 0);
+		report_clean(msg, msglen, pick + strspn(pick, " \t"), 200, 0);
 }
 
 /*

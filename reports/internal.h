@@ -62,7 +62,8 @@ struct report_ctx {
 
 /*
  * Copies src into dst as valid UTF-8 for display: a tab becomes "⇥", a line break "↵",
- * other control characters and invalid bytes U+FFFD; an empty name "(empty)". At most
+ * other control characters and invalid bytes U+FFFD; an empty name "(empty)"; a space at
+ * either end "␣" (U+2423), so that " ", "  " and " x" are visible and distinct. At most
  * maxcp code points (0: no limit), the last one an ellipsis when cut. With gnuplot set, a
  * double quote becomes the byte 0x01 and a backslash 0x03, which the chart scripts turn
  * back (tp_q): gnuplot's data files have no escape for a quote and read backslash-n in a

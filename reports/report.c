@@ -85,7 +85,7 @@ void
 report_clean(char *dst, size_t dstlen, const char *src, size_t maxcp, int gnuplot)
 {
 	const unsigned char *s;
-	size_t o = 0, ncp = 0, k, total = 0;
+	size_t o = 0, ncp = 0, k, total = 0, lead, trail, at;
 	uint32_t c;
 	char enc[4];
 
@@ -95,10 +95,17 @@ report_clean(char *dst, size_t dstlen, const char *src, size_t maxcp, int gnuplo
 		src = "(empty)";
 	for (s = (const unsigned char *)src; *s != '\0'; s += utf8_next(s, &c))
 		total++;
+	/* Spaces before lead and from trail on are at an edge of the name. */
+	lead = strspn(src, " ");
+	for (trail = strlen(src); trail > lead && src[trail - 1] == ' '; trail--)
+		;
 	for (s = (const unsigned char *)src; *s != '\0'; ncp++) {
+		at = (size_t)((const char *)s - src);
 		s += utf8_next(s, &c);
 		/* Visible stand-ins that DejaVu Sans has (it lacks the control pictures). */
-		if (c == '\t')
+		if (c == ' ' && (at < lead || at >= trail))
+			c = 0x2423; /* ␣: gnuplot strips leading spaces, HTML collapses them */
+		else if (c == '\t')
 			c = 0x21e5; /* ⇥ */
 		else if (c == '\n' || c == '\r' || c == 0x2028 || c == 0x2029)
 			c = 0x21b5; /* ↵ (gnuplot breaks the line at the Unicode separators too) */

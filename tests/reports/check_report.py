@@ -3,7 +3,8 @@
 that exist (no network), each <img> states the PNG's real size, and optionally that names
 appear literally in one SVG's text and in index.html's text.
 
-usage: check_report.py DIR [NAMES SVG]   NAMES: lines "chart-form<TAB>html-form" (UTF-8)
+usage: check_report.py DIR [NAMES SVG]   NAMES: lines "chart-form<TAB>html-form" (UTF-8);
+a chart form starting with "=" must be a whole text of the SVG (a label), not part of one.
 """
 import html.parser
 import os
@@ -85,7 +86,10 @@ def main():
                 if not line:
                     continue
                 chart, shown = line.split("\t")
-                if not any(chart in t for t in texts):
+                if chart.startswith("="):
+                    if chart[1:] not in texts:
+                        bad.append("%s: no label %r" % (sys.argv[3], chart[1:]))
+                elif not any(chart in t for t in texts):
                     bad.append("%s: no text %r" % (sys.argv[3], chart))
                 if shown not in body:
                     bad.append("index.html: no text %r" % shown)

@@ -635,6 +635,16 @@ test_clean(void **state)
 	             "c",
 	             0, 0); /* U+2028/9 */
 	assert_string_equal(buf, "a↵b↵c");
+	report_clean(buf, sizeof(buf), " ", 0, 1); /* spaces at the edges only */
+	assert_string_equal(buf, "␣");
+	report_clean(buf, sizeof(buf), "   ", 0, 0);
+	assert_string_equal(buf, "␣␣␣");
+	report_clean(buf, sizeof(buf), "  a b  ", 0, 0);
+	assert_string_equal(buf, "␣␣a b␣␣");
+	report_clean(buf, sizeof(buf), "␣a", 0, 0); /* idempotent */
+	assert_string_equal(buf, "␣a");
+	report_clean(buf, sizeof(buf), " abcdefgh", 5, 0);
+	assert_string_equal(buf, "␣abc…");
 }
 
 /*
@@ -704,6 +714,52 @@ test_spend_roas_zero(void **state)
 	free(f);
 }
 
+/*
+ * Names that gnuplot's data reading used to eat: "NaN" (the missing-data marker) lost its
+ * label, and leading spaces were stripped, so " " and "  " were blank and alike. Every
+ * chart draws them literally, edge spaces as "␣" (U+2423), and so does index.html.
+ */
+static void
+test_names_literal(void **state)
+{
+	static const char *const odd[] = { "NaN", " ", "  ", "  lead", "trail ", "email" };
+	static const char *const want[] = { "NaN", "␣", "␣␣", "␣␣lead", "trail␣", "email" };
+	static const char *const svgs[] = { "model_comparison.svg",  "value_by_channel.svg",
+		                            "daily_conversions.svg", "markov_transitions.svg",
+		                            "spend_cost.svg",        "removal_effects.svg" };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], file[400];
+	size_t i;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, odd, 6, "NaN");
+	snprintf(dir, sizeof(dir), "%s/literal", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(file, sizeof(file), "%s/literal.txt", tmproot);
+	assert_non_null(fp = fopen(file, "w"));
+	for (i = 0; i < 6; i++)
+		fprintf(fp, "=%s\t%s\n", want[i], want[i]);
+	fclose(fp);
+	for (i = 0; i < sizeof(svgs) / sizeof(svgs[0]); i++) {
+		print_message("%s\n", svgs[i]);
+		assert_int_equal(run_checker(dir, file, svgs[i]), 0);
+	}
+	/* Paths join the same forms; the segment named NaN is named in its title. */
+	assert_non_null(fp = fopen(file, "w"));
+	fputs("=NaN\tNaN\n=␣␣\t␣␣\n=␣ > ␣␣ > ␣␣lead > trail␣\t␣\n", fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "top_paths.svg"), 0);
+	assert_non_null(fp = fopen(file, "w"));
+	fputs("Segment plan = NaN: \tplan = NaN\n", fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "segment_1_model_comparison.svg"), 0);
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -712,6 +768,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_hostile),         cmocka_unit_test(test_no_gnuplot),
 		cmocka_unit_test(test_gnuplot_fails),   cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_spend_undefined), cmocka_unit_test(test_spend_roas_zero),
+		cmocka_unit_test(test_names_literal),
 	};
 
 	if (argc > 1)
