@@ -50,7 +50,7 @@ struct table {
 };
 
 struct gp {
-	char path[4096]; /* resolved gnuplot executable */
+	char path[4096]; /* resolved gnuplot executable, an absolute path */
 	char **envp;
 	int found;
 };
@@ -1236,29 +1236,61 @@ chart_segments(struct report_ctx *c)
 	return TP_OK;
 }
 
+/*
+ * dir/name (dir may be NULL or empty: name alone) as an absolute path into dst, a relative
+ * one prefixed with the working directory: the child runs gnuplot after fchdir() into the
+ * report's temporary directory, where a relative path would name nothing. -1 when it does
+ * not fit or there is no working directory.
+ */
+static int
+gp_abs(char *dst, size_t len, const char *dir, size_t dirlen, const char *name)
+{
+	char cwd[4096];
+	size_t n;
+
+	if (dir == NULL || dirlen == 0)
+		n = (size_t)snprintf(dst, len, "%s", name);
+	else
+		n = (size_t)snprintf(dst, len, "%.*s/%s", (int)dirlen, dir, name);
+	if (n >= len)
+		return -1;
+	if (dst[0] == '/')
+		return 0;
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return -1;
+	if (dir == NULL || dirlen == 0)
+		n = (size_t)snprintf(dst, len, "%s/%s", cwd, name);
+	else
+		n = (size_t)snprintf(dst, len, "%s/%.*s/%s", cwd, (int)dirlen, dir, name);
+	return n < len ? 0 : -1;
+}
+
+static int
+gp_usable(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
 /* gnuplot from PATH, as execvp would find it, resolved in the parent (see gp_run). */
 static int
 gp_find(struct gp *gp, const char *name)
 {
 	const char *path, *p, *e;
-	struct stat st;
 	size_t n;
 
-	if (strchr(name, '/') != NULL) {
-		snprintf(gp->path, sizeof(gp->path), "%s", name);
-		return stat(name, &st) == 0 && S_ISREG(st.st_mode) && access(name, X_OK) == 0 ? 0
-		                                                                              : -1;
-	}
+	if (strchr(name, '/') != NULL)
+		return gp_abs(gp->path, sizeof(gp->path), NULL, 0, name) == 0 && gp_usable(gp->path)
+		           ? 0
+		           : -1;
 	if ((path = getenv("PATH")) == NULL)
 		path = "/usr/local/bin:/usr/bin:/bin";
 	for (p = path;; p = e + 1) {
 		e = strchr(p, ':');
 		n = e == NULL ? strlen(p) : (size_t)(e - p);
-		if (n == 0)
-			snprintf(gp->path, sizeof(gp->path), "./%s", name);
-		else
-			snprintf(gp->path, sizeof(gp->path), "%.*s/%s", (int)n, p, name);
-		if (stat(gp->path, &st) == 0 && S_ISREG(st.st_mode) && access(gp->path, X_OK) == 0)
+		/* An empty entry is the working directory. */
+		if (gp_abs(gp->path, sizeof(gp->path), p, n, name) == 0 && gp_usable(gp->path))
 			return 0;
 		if (e == NULL)
 			return -1;

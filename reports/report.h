@@ -12,7 +12,8 @@
 struct report_options {
 	const char *out_dir; /* the report directory; replaced as a whole, only on success */
 	int pdf;             /* also report.pdf: every chart, one per page (pdfcairo) */
-	const char *gnuplot; /* NULL: "gnuplot" from PATH; a name with a '/' is used as is */
+	const char *gnuplot; /* NULL: "gnuplot" from PATH; a name with a '/' is used as is
+	                        (a relative one from the working directory) */
 };
 
 /*

@@ -760,6 +760,72 @@ test_names_literal(void **state)
 	free(f);
 }
 
+/* The gnuplot on PATH, as an absolute path, into dst; 0 when found. */
+static int
+gnuplot_path(char *dst, size_t len)
+{
+	const char *path = getenv("PATH"), *p, *e;
+	size_t n;
+
+	for (p = path != NULL ? path : "/usr/bin:/bin";; p = e + 1) {
+		e = strchr(p, ':');
+		n = e == NULL ? strlen(p) : (size_t)(e - p);
+		if (n > 0 && p[0] == '/' &&
+		    (size_t)snprintf(dst, len, "%.*s/gnuplot", (int)n, p) < len &&
+		    access(dst, X_OK) == 0)
+			return 0;
+		if (e == NULL)
+			return -1;
+	}
+}
+
+/*
+ * A relative --gnuplot, a relative PATH entry and an empty one (the working directory):
+ * gnuplot runs in the report's temporary directory, so the path is made absolute first
+ * (it was looked up here and executed there: "gnuplot exited 127").
+ */
+static void
+test_gnuplot_relative(void **state)
+{
+	static const char *const paths[] = { "gpbin:/nonexistent", ":/nonexistent",
+		                             "/nonexistent:gpbin" };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], real[600], link[600], cwd[1024], *oldpath;
+	size_t i;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 3, "premium");
+	assert_int_equal(gnuplot_path(real, sizeof(real)), 0);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_non_null(oldpath = strdup(getenv("PATH")));
+	snprintf(link, sizeof(link), "%s/gpbin", tmproot);
+	assert_int_equal(mkdir(link, 0755), 0);
+	snprintf(link, sizeof(link), "%s/gpbin/gnuplot", tmproot);
+	assert_int_equal(symlink(real, link), 0);
+	snprintf(link, sizeof(link), "%s/gnuplot", tmproot);
+	assert_int_equal(symlink(real, link), 0);
+	assert_int_equal(chdir(tmproot), 0);
+
+	o.out_dir = "rel-option";
+	o.gnuplot = "gpbin/gnuplot";
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	assert_true(exists("rel-option", "model_comparison.png"));
+	o.gnuplot = NULL;
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		snprintf(dir, sizeof(dir), "%s/rel-path-%zu", tmproot, i);
+		o.out_dir = dir;
+		assert_int_equal(setenv("PATH", paths[i], 1), 0);
+		expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+		assert_true(exists(dir, "model_comparison.svg"));
+	}
+	assert_int_equal(setenv("PATH", oldpath, 1), 0);
+	assert_int_equal(chdir(cwd), 0);
+	free(oldpath);
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -768,7 +834,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_hostile),         cmocka_unit_test(test_no_gnuplot),
 		cmocka_unit_test(test_gnuplot_fails),   cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_spend_undefined), cmocka_unit_test(test_spend_roas_zero),
-		cmocka_unit_test(test_names_literal),
+		cmocka_unit_test(test_names_literal),   cmocka_unit_test(test_gnuplot_relative),
 	};
 
 	if (argc > 1)
