@@ -417,6 +417,81 @@ target_check(const char *path, char *errbuf, size_t errlen)
 	return 1;
 }
 
+/*
+ * Splits out_dir into the directory to write (trailing slashes dropped), its parent and
+ * its name. A path that names no directory of its own — "", ".", "..", "/", "x/.." — is
+ * refused: the report is swapped in by renaming, which such a path cannot take.
+ */
+static int
+out_split(const char *out_dir, char out[4096], char parent[4096], char base[256], char *errbuf,
+          size_t errlen)
+{
+	const char *slash, *bn;
+	size_t n = strlen(out_dir);
+
+	if (n == 0) {
+		tp_errf(errbuf, errlen,
+		        "the path is empty; name the report directory, like ./report");
+		return TP_INVALID_ARGUMENT;
+	}
+	if (n >= 4096 - 64) {
+		tp_errf(errbuf, errlen, "longer than %d bytes", 4096 - 64);
+		return TP_INVALID_ARGUMENT;
+	}
+	memcpy(out, out_dir, n + 1);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+	slash = strrchr(out, '/');
+	bn = slash == NULL ? out : slash + 1;
+	if (bn[0] == '\0' || strcmp(bn, ".") == 0 || strcmp(bn, "..") == 0) {
+		tp_errf(errbuf, errlen,
+		        "'%s' is not usable as a report directory: name a new directory, an empty "
+		        "one or a previous report, like ./report",
+		        out_dir);
+		return TP_INVALID_ARGUMENT;
+	}
+	if (strlen(bn) >= 256 - 32) {
+		tp_errf(errbuf, errlen, "'%s': its last component is longer than %d bytes", out_dir,
+		        256 - 32 - 1);
+		return TP_INVALID_ARGUMENT;
+	}
+	memcpy(base, bn, strlen(bn) + 1);
+	if (slash == NULL) {
+		memcpy(parent, ".", 2);
+	} else {
+		n = slash == out ? 1 : (size_t)(slash - out);
+		memcpy(parent, out, n);
+		parent[n] = '\0';
+	}
+	return TP_OK;
+}
+
+int
+report_check_out(const char *out_dir, char *errbuf, size_t errlen)
+{
+	char out[4096], parent[4096], base[256];
+	struct stat st;
+	int rv;
+
+	if (errbuf != NULL && errlen > 0)
+		errbuf[0] = '\0';
+	if (out_dir == NULL)
+		out_dir = "";
+	if ((rv = out_split(out_dir, out, parent, base, errbuf, errlen)) != TP_OK)
+		return rv;
+	if (target_check(out, errbuf, errlen) < 0)
+		return TP_FAILED_PRECONDITION;
+	/* The staging directory is made in the parent: it must be a directory we may write. */
+	if (stat(parent, &st) != 0)
+		; /* errno says why */
+	else if (!S_ISDIR(st.st_mode))
+		errno = ENOTDIR;
+	else if (access(parent, W_OK | X_OK) == 0)
+		return TP_OK;
+	tp_errf(errbuf, errlen, "%s: cannot create it in %s: %s", out, parent, strerror(errno));
+	return TP_FAILED_PRECONDITION;
+}
+
 static int
 write_rendered(struct report_ctx *c, const char *name, enum attr_format f, char *errbuf,
                size_t errlen)
@@ -506,39 +581,19 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 {
 	struct report_ctx *c = NULL;
 	char out[4096], parent[4096], base[256], path[4200], cherr[512] = "";
-	const char *slash, *bn;
-	size_t n, i;
+	size_t i;
 	int rv, exists, chart_rv = TP_OK, made = 0;
 	FILE *fp;
 
 	if (errbuf != NULL && errlen > 0)
 		errbuf[0] = '\0';
-	if (attr == NULL || o == NULL || o->out_dir == NULL || o->out_dir[0] == '\0') {
+	if (attr == NULL || o == NULL || o->out_dir == NULL) {
 		tp_errf(errbuf, errlen, "report: an attribution response and out_dir are required");
 		return TP_INVALID_ARGUMENT;
 	}
-	n = strlen(o->out_dir);
-	if (n >= sizeof(out) - 64) {
-		tp_errf(errbuf, errlen, "out_dir: longer than %zu bytes", sizeof(out) - 64);
-		return TP_INVALID_ARGUMENT;
-	}
-	memcpy(out, o->out_dir, n + 1);
-	while (n > 1 && out[n - 1] == '/')
-		out[--n] = '\0';
-	slash = strrchr(out, '/');
-	bn = slash == NULL ? out : slash + 1;
-	if (bn[0] == '\0' || strcmp(bn, ".") == 0 || strcmp(bn, "..") == 0 ||
-	    strlen(bn) >= sizeof(base) - 32) {
-		tp_errf(errbuf, errlen, "out_dir: %s: not usable as a report directory", out);
-		return TP_INVALID_ARGUMENT;
-	}
-	memcpy(base, bn, strlen(bn) + 1);
-	if (slash == NULL) {
-		memcpy(parent, ".", 2);
-	} else {
-		n = slash == out ? 1 : (size_t)(slash - out);
-		memcpy(parent, out, n);
-		parent[n] = '\0';
+	if ((rv = out_split(o->out_dir, out, parent, base, cherr, sizeof(cherr))) != TP_OK) {
+		tp_errf(errbuf, errlen, "out_dir: %s", cherr);
+		return rv;
 	}
 	if ((exists = target_check(out, errbuf, errlen)) < 0)
 		return TP_FAILED_PRECONDITION;

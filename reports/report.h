@@ -36,6 +36,17 @@ struct report_options {
  * The process's working directory and environment are never changed: gnuplot runs in a
  * forked child that calls only async-signal-safe functions before exec.
  */
+/*
+ * What report_write checks of o->out_dir before it fetches nothing and writes anything, for
+ * a caller that would rather find out before an expensive query: TP_OK;
+ * TP_INVALID_ARGUMENT when the path names no directory of its own ("", ".", "..", "/",
+ * "x/.."); TP_FAILED_PRECONDITION when it exists and is not an empty directory or a
+ * previous report, or its parent is missing, not a directory or not writable. errbuf gets
+ * the reason, without the name of the option ("the path is empty", "'.' is not usable as a
+ * report directory: ...", "DIR: exists and is not a directory").
+ */
+int report_check_out(const char *out_dir, char *errbuf, size_t errlen);
+
 int report_write(const Touchpoint__V1__AttributeResponse *attr,
                  const Touchpoint__V1__PathsResponse *paths, const struct report_options *o,
                  char *errbuf, size_t errlen);

@@ -63,6 +63,13 @@ cmd_report(struct cli *g, int argc, char **argv)
 		return cli_usage("report", "--out DIR is required");
 	if ((rv = attr_opts_finish(&o, "report")) != 0)
 		return rv;
+	/* A bad or unusable --out is told now, not after the whole attribution query. */
+	if ((st = report_check_out(ro.out_dir, err, sizeof(err))) == TP_INVALID_ARGUMENT)
+		return cli_usage("report", "--out: %s", err);
+	if (st != TP_OK) {
+		cli_msg("touchpoint report: %s: %s", tp_strerror(st), err);
+		return st == TP_FAILED_PRECONDITION ? EX_CANTCREAT : cli_exit_code(st);
+	}
 	o.req.transition_matrix = 1;
 	o.req.daily_model = "linear";
 	preq.window = &o.win;

@@ -561,6 +561,39 @@ PY
 	expect 0 "$tp" send conversion -c m2 --value 20 -t 2024-05-01T12:00:00Z
 	check_matrix "$tp" attribute --lookback 0 -m markov,linear
 	;;
+report)
+	# --out must name a directory of its own: '.', '..', '/', '' are usage errors naming
+	# --out (64), not bad data (65) or an internal message.
+	for o in . .. ./ ../ '' / "$dir/.." "$dir/."; do
+		expect 64 "$tp" -e "ipc://$dir/none.sock" report --out "$o"
+		grep -q -- "^touchpoint report: --out: " "$dir/err" || fail "--out '$o': $(cat "$dir/err")"
+	done
+	# An unusable --out is found before the daemon is asked (73, here with no daemon at all
+	# rather than 69): a file, a missing parent, a directory that is not a report.
+	echo x >"$dir/afile"
+	mkdir "$dir/foreign"
+	echo x >"$dir/foreign/keep"
+	for o in "$dir/afile" "$dir/no/such/r" "$dir/afile/r" "$dir/foreign"; do
+		expect 73 "$tp" -e "ipc://$dir/none.sock" report --out "$o"
+		grep -q "^touchpoint report: .*$o" "$dir/err" || fail "--out $o: $(cat "$dir/err")"
+	done
+	[ -f "$dir/foreign/keep" ] || fail "a foreign directory was touched"
+	start
+	expect 0 "$tp" send touch -c r1 --channel email -t 2024-05-01T10:00:00Z
+	expect 0 "$tp" send touch -c r1 --channel search -t 2024-05-01T11:00:00Z
+	expect 0 "$tp" send conversion -c r1 --value 30 -t 2024-05-01T12:00:00Z
+	expect 64 "$tp" report --out .
+	expect 73 "$tp" report --out "$dir/afile"
+	if gp=$(command -v gnuplot); then
+		# A relative --gnuplot or PATH entry: gnuplot runs in the temporary directory.
+		mkdir "$dir/gpbin"
+		ln -s "$gp" "$dir/gpbin/gnuplot"
+		(cd "$dir" && expect 0 "$tp" report --lookback 0 --gnuplot gpbin/gnuplot --out r1)
+		[ -f "$dir/r1/model_comparison.svg" ] || fail "relative --gnuplot: $(cat "$dir/err")"
+		(cd "$dir" && PATH="gpbin:$PATH" expect 0 "$tp" report --lookback 0 --out r2)
+		[ -f "$dir/r2/model_comparison.svg" ] || fail "relative PATH: $(cat "$dir/err")"
+	fi
+	;;
 *)
 	fail "unknown scenario $scenario"
 	;;

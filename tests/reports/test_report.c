@@ -557,9 +557,11 @@ test_gnuplot_fails(void **state)
 static void
 test_replace(void **state)
 {
+	static const char *const bad[] = { "", ".", "./", "..", "../", "/", "x/..", "x/." };
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct report_options o = { 0 };
 	char dir[400], err[512], path[600];
+	size_t i;
 	FILE *fp;
 
 	(void)state;
@@ -601,6 +603,21 @@ test_replace(void **state)
 	assert_non_null(strstr(err, "cannot create"));
 
 	expect_write(NULL, NULL, &o, err, sizeof(err), TP_INVALID_ARGUMENT);
+	/* Paths that name no directory of their own; report_check_out agrees. */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.out_dir = bad[i];
+		expect_write(&f->r, NULL, &o, err, sizeof(err), TP_INVALID_ARGUMENT);
+		assert_int_equal(report_check_out(bad[i], err, sizeof(err)), TP_INVALID_ARGUMENT);
+	}
+	snprintf(dir, sizeof(dir), "%s/no/such/parent", tmproot);
+	assert_int_equal(report_check_out(dir, err, sizeof(err)), TP_FAILED_PRECONDITION);
+	assert_non_null(strstr(err, "cannot create"));
+	snprintf(dir, sizeof(dir), "%s/foreign", tmproot);
+	assert_int_equal(report_check_out(dir, err, sizeof(err)), TP_FAILED_PRECONDITION);
+	snprintf(dir, sizeof(dir), "%s/again", tmproot);
+	assert_int_equal(report_check_out(dir, err, sizeof(err)), TP_OK);
+	snprintf(dir, sizeof(dir), "%s/new", tmproot);
+	assert_int_equal(report_check_out(dir, err, sizeof(err)), TP_OK);
 	free(f);
 }
 
