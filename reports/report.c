@@ -537,6 +537,66 @@ sweep(struct report_ctx *c)
 	closedir(d);
 }
 
+/*
+ * mkdtemp(3) with mkdir(2)'s mode 0777, so that the kernel applies the umask (or the
+ * parent's default ACL) as for mkdir(1); mkdtemp's 0700 widened to 0755 ignored both.
+ * path ends in "XXXXXX", which is replaced. 0, or -1 with errno.
+ */
+static int
+stage_mkdir(char *path)
+{
+	static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	size_t n = strlen(path), i;
+	struct timespec ts;
+	uint64_t x;
+	int tries;
+
+	if (n < 6 || strcmp(path + n - 6, "XXXXXX") != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	x = ((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+	     (uint64_t)(uintptr_t)path) |
+	    1;
+	for (tries = 0; tries < 1000; tries++) {
+		for (i = 0; i < 6; i++) {
+			x ^= x << 13; /* xorshift64 */
+			x ^= x >> 7;
+			x ^= x << 17;
+			path[n - 6 + i] = abc[x % (sizeof(abc) - 1)];
+		}
+		if (mkdir(path, 0777) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * A report that replaces a directory (a previous report, or an empty one the user made)
+ * gets no permission it lacked: a report made private stays private. Done last, as the
+ * narrowed mode may not let us write.
+ */
+static int
+stage_narrow(struct report_ctx *c, const char *out, char *errbuf, size_t errlen)
+{
+	struct stat so, sn;
+
+	if (lstat(out, &so) != 0 || stat(c->dir, &sn) != 0) {
+		tp_errf(errbuf, errlen, "%s: %s", out, strerror(errno));
+		return TP_INTERNAL;
+	}
+	if ((sn.st_mode & 0777 & ~so.st_mode) == 0)
+		return TP_OK;
+	if (chmod(c->dir, (sn.st_mode & 07000) | (sn.st_mode & so.st_mode & 0777)) != 0) {
+		tp_errf(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
+		return TP_INTERNAL;
+	}
+	return TP_OK;
+}
+
 /* Puts the finished directory in place of out, keeping the old one until that worked. */
 static int
 swap_in(struct report_ctx *c, const char *out, const char *parent, const char *base, int exists,
@@ -613,19 +673,13 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 	}
 	/* The user named out, not our staging directory: a parent that is missing or not
 	 * writable is theirs to fix (EX_CANTCREAT), like an occupied target. */
-	if (mkdtemp(c->dir) == NULL) {
+	if (stage_mkdir(c->dir) != 0) {
 		tp_errf(errbuf, errlen, "%s: cannot create it in %s: %s", out, parent,
 		        strerror(errno));
 		rv = TP_FAILED_PRECONDITION;
 		goto fail;
 	}
 	made = 1;
-	/* mkdtemp makes it 0700; a report directory is as readable as any mkdir(1) result. */
-	if (chmod(c->dir, 0755) != 0) {
-		tp_errf(errbuf, errlen, "%s: %s", c->dir, strerror(errno));
-		rv = TP_INTERNAL;
-		goto fail;
-	}
 	window_describe(c);
 	if ((rv = report_grid_build(&c->main, attr->models, attr->n_models)) != TP_OK) {
 		tp_errf(errbuf, errlen, "report: out of memory");
@@ -659,6 +713,8 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 		goto fail;
 	}
 	sweep(c);
+	if (exists && (rv = stage_narrow(c, out, errbuf, errlen)) != TP_OK)
+		goto fail;
 	if ((rv = swap_in(c, out, parent, base, exists, errbuf, errlen)) != TP_OK)
 		goto fail;
 	report_charts_free(c);
@@ -672,8 +728,10 @@ report_write(const Touchpoint__V1__AttributeResponse *attr,
 		tp_errf(errbuf, errlen, "%s", cherr);
 	return chart_rv;
 fail:
-	if (made)
+	if (made) {
+		chmod(c->dir, 0700); /* best effort, as flat_remove: narrowed, it may be r-x */
 		flat_remove(c->dir);
+	}
 	report_charts_free(c);
 	for (i = 0; i < c->nseg; i++)
 		report_grid_free(&c->seg[i]);

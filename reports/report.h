@@ -19,7 +19,8 @@ struct report_options {
 /*
  * Writes the report for attr (required) and paths (may be NULL: no path charts) into
  * o->out_dir, atomically: everything is built in a fresh directory beside it
- * (".<name>.tmp-XXXXXX") and renamed into place. An existing out_dir must be empty or a
+ * (".<name>.tmp-XXXXXX", mode 0777 less the umask as for mkdir(1), and no wider than the
+ * directory it replaces) and renamed into place. An existing out_dir must be empty or a
  * previous report (it holds index.html and attribution.json, no subdirectories), else
  * TP_FAILED_PRECONDITION and nothing is touched.
  *

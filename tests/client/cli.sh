@@ -592,6 +592,9 @@ report)
 		[ -f "$dir/r1/model_comparison.svg" ] || fail "relative --gnuplot: $(cat "$dir/err")"
 		(cd "$dir" && PATH="gpbin:$PATH" expect 0 "$tp" report --lookback 0 --out r2)
 		[ -f "$dir/r2/model_comparison.svg" ] || fail "relative PATH: $(cat "$dir/err")"
+		# The directory's mode follows the umask, as mkdir(1)'s does.
+		(umask 027 && expect 0 "$tp" report --lookback 0 --out "$dir/r3")
+		[ "$(stat -c %a "$dir/r3")" = 750 ] || fail "umask 027: mode $(stat -c %a "$dir/r3")"
 	fi
 	;;
 *)

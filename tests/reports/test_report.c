@@ -843,6 +843,51 @@ test_gnuplot_relative(void **state)
 	free(f);
 }
 
+static mode_t
+dir_mode(const char *dir)
+{
+	struct stat st;
+
+	assert_int_equal(stat(dir, &st), 0);
+	return st.st_mode & 07777;
+}
+
+/*
+ * The report directory is made as mkdir(1) would (0777 less the umask), not 0755 whatever
+ * the umask; a replaced report, or an empty directory filled, keeps no wider a mode.
+ */
+static void
+test_umask(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512];
+	mode_t old;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 3, "premium");
+	snprintf(dir, sizeof(dir), "%s/umask", tmproot);
+	o.out_dir = dir;
+	old = umask(027);
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	assert_int_equal(dir_mode(dir), 0750);
+	umask(077);
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	assert_int_equal(dir_mode(dir), 0700);
+	/* Made private by hand: a new report with a wider umask stays private. */
+	umask(022);
+	assert_int_equal(chmod(dir, 0710), 0);
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	assert_int_equal(dir_mode(dir), 0710);
+	snprintf(dir, sizeof(dir), "%s/umask-empty", tmproot);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	assert_int_equal(dir_mode(dir), 0700);
+	umask(old);
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -852,6 +897,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_gnuplot_fails),   cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_spend_undefined), cmocka_unit_test(test_spend_roas_zero),
 		cmocka_unit_test(test_names_literal),   cmocka_unit_test(test_gnuplot_relative),
+		cmocka_unit_test(test_umask),
 	};
 
 	if (argc > 1)
