@@ -200,6 +200,27 @@ chart_add(struct report_ctx *c, const char *id, int segment)
 	return ch;
 }
 
+/* 1 when every value of t is 0 or undefined: a chart of it would be empty. */
+static int
+table_nothing(const struct table *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nrow * t->ncol; i++)
+		if (isfinite(t->v[i]) && t->v[i] != 0)
+			return 0;
+	return 1;
+}
+
+/* Leaves a chart out (docs/reports.md): kept in the list so index.html says why. */
+static void
+chart_omit(struct report_chart *ch, const char *title, const char *why)
+{
+	report_clean(ch->title, sizeof(ch->title), title, 200, 0);
+	snprintf(ch->err, sizeof(ch->err), "%s", why);
+	ch->omitted = 1;
+}
+
 /* The common head of every chart body: settings, texts, series names, colours. */
 static void
 body_head(FILE *b, const char *id, size_t nkeys, size_t other_key)
@@ -367,6 +388,12 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 			}
 			t.v[i * g->nmod + j] = what == 0 && isfinite(v) ? v * 100 : v;
 		}
+	}
+	if (table_nothing(&t)) {
+		chart_omit(ch, title,
+		           what == 0 ? "no model attributed a conversion to any channel"
+		                     : "every attributed value is 0");
+		goto fail;
 	}
 	for (j = 0; j < g->nmod; j++) {
 		report_model_label(lab, sizeof(lab), g->mod, g->nmod, j);
@@ -558,6 +585,12 @@ chart_daily(struct report_ctx *c)
 			         "%s per %lld days under %s, stacked by channel",
 			         w == 0 ? "Attributed conversions" : "Attributed value",
 			         (long long)bucket, model);
+		if (table_nothing(&t[w])) {
+			chart_omit(rc[w], title,
+			           w == 0 ? "no conversion was attributed on any day"
+			                  : "every attributed value is 0");
+			continue;
+		}
 		if ((rv = table_write(c, id, &t[w])) != TP_OK ||
 		    (rv = texts_write(c, rc[w], title, w == 0 ? "conversions" : "value",
 		                      bucket == 1 ? "day (UTC)"
@@ -638,17 +671,23 @@ chart_paths(struct report_ctx *c)
 		else
 			snprintf(title, sizeof(title),
 			         "Path length distribution (touches per path)");
-		if ((rv = table_write(c, "path_length", &t)) != TP_OK ||
-		    (rv = texts_write(c, ch, title, "count", "touches in the path")) != TP_OK)
-			goto out;
-		body = NULL;
-		if ((b = open_memstream(&body, &len)) == NULL) {
-			rv = TP_RESOURCE_EXHAUSTED;
-			goto out;
+		if (table_nothing(&t)) {
+			chart_omit(ch, title,
+			           "every path counts 0 conversions and 0 non-converting");
+		} else {
+			if ((rv = table_write(c, "path_length", &t)) != TP_OK ||
+			    (rv = texts_write(c, ch, title, "count", "touches in the path")) !=
+			        TP_OK)
+				goto out;
+			body = NULL;
+			if ((b = open_memstream(&body, &len)) == NULL) {
+				rv = TP_RESOURCE_EXHAUSTED;
+				goto out;
+			}
+			body_bars(b, "path_length", &t, 0);
+			if ((rv = body_end(b, &body, ch)) != TP_OK)
+				goto out;
 		}
-		body_bars(b, "path_length", &t, 0);
-		if ((rv = body_end(b, &body, ch)) != TP_OK)
-			goto out;
 		table_free(&t);
 	}
 
@@ -996,6 +1035,10 @@ chart_removal(struct report_ctx *c)
 		         REPORT_MAX_BARS, g->nch);
 	else
 		snprintf(title, sizeof(title), "Markov removal effect per channel");
+	if (table_nothing(&t)) {
+		chart_omit(ch, title, "every removal effect is 0");
+		goto out;
+	}
 	if ((rv = table_write(c, "removal_effects", &t)) != TP_OK ||
 	    (rv = texts_write(c, ch, title, "conversions lost without the channel", "channel")) !=
 	        TP_OK)
@@ -1112,18 +1155,6 @@ chart_spend(struct report_ctx *c)
 				                           : report_roas(sp[i].amount, val);
 			}
 		}
-		/*
-		 * No CPA without attributed conversions, no ROAS without cost: a chart of
-		 * nothing but undefined values is left out (gnuplot refuses to draw it).
-		 */
-		for (i = 0; w > 0 && i < nrow * ncol && !isfinite(t.v[i]); i++)
-			;
-		if (w > 0 && i == nrow * ncol) {
-			c->ncharts--; /* ch, the last chart added */
-			ch = NULL;
-			table_free(&t);
-			continue;
-		}
 		for (j = 0; j < ncol; j++) {
 			if (w == 0)
 				snprintf(lab, sizeof(lab), "cost");
@@ -1148,6 +1179,19 @@ chart_spend(struct report_ctx *c)
 		         : w == 1 ? "CPA (%s)"
 		                  : "%s",
 		         w == 2 ? "ROAS (value per unit of cost)" : cur);
+		/*
+		 * No CPA without attributed conversions, no ROAS without cost: a chart of
+		 * nothing but undefined values or 0 is left out (gnuplot refuses to draw one
+		 * of undefined values only).
+		 */
+		if (table_nothing(&t)) {
+			chart_omit(ch, title,
+			           w == 0   ? "every cost is 0"
+			           : w == 1 ? "no channel with spend has attributed conversions"
+			                    : "no channel with spend has attributed value");
+			table_free(&t);
+			continue;
+		}
 		if ((rv = table_write(c, ids[w], &t)) != TP_OK ||
 		    (rv = texts_write(c, ch, title, ylab, "channel")) != TP_OK)
 			goto out;
@@ -1511,11 +1555,18 @@ report_charts(struct report_ctx *c, char *errbuf, size_t errlen)
 			return st;
 		rv = st;
 	}
-	if (c->ncharts == 0)
+	for (i = 0; i < c->ncharts && c->charts[i].omitted; i++)
+		;
+	if (i == c->ncharts) {
+		if (c->o->pdf)
+			snprintf(c->pdf_err, sizeof(c->pdf_err), "no chart to put in it");
 		return rv;
+	}
 	if (gp_find(&gp, c->o->gnuplot != NULL ? c->o->gnuplot : "gnuplot") != 0) {
 		for (i = 0; i < c->ncharts; i++)
-			snprintf(c->charts[i].err, sizeof(c->charts[i].err), "gnuplot not found");
+			if (!c->charts[i].omitted)
+				snprintf(c->charts[i].err, sizeof(c->charts[i].err),
+				         "gnuplot not found");
 		snprintf(c->pdf_err, sizeof(c->pdf_err), "gnuplot not found");
 		if (rv == TP_OK) {
 			report_clean(msg, sizeof(msg),
@@ -1535,7 +1586,7 @@ report_charts(struct report_ctx *c, char *errbuf, size_t errlen)
 	}
 	for (i = 0; i < c->ncharts; i++) {
 		ch = &c->charts[i];
-		if (ch->body == NULL)
+		if (ch->body == NULL || ch->omitted)
 			continue;
 		snprintf(script, sizeof(script), "%s.gp", ch->id);
 		if (script_write(c, script, (const struct report_chart *const *)&ch, 1, 0) !=

@@ -94,6 +94,14 @@ html_chart(FILE *f, const struct report_chart *ch)
 {
 	if (ch == NULL)
 		return;
+	if (ch->omitted) {
+		fprintf(f, "<p class=\"note\">Chart <code>%s</code> is left out (", ch->id);
+		html_text(f, ch->title);
+		fputs("): nothing to show, ", f);
+		html_text(f, ch->err);
+		fputs(".</p>\n", f);
+		return;
+	}
 	if (!ch->ok) {
 		fprintf(f, "<p class=\"missing\">Chart <code>%s</code> is missing (", ch->id);
 		html_text(f, ch->title);
@@ -439,7 +447,7 @@ report_html(const struct report_ctx *c, FILE *f)
 	static const char *const markov[] = { "markov_transitions", "removal_effects" };
 	static const char *const spend[] = { "spend_cost", "spend_cpa", "spend_roas" };
 	char id[64];
-	size_t i, nmissing = 0;
+	size_t i, nmissing = 0, ndrawn = 0;
 
 	fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
 	      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -450,14 +458,17 @@ report_html(const struct report_ctx *c, FILE *f)
 	html_text(f, c->window);
 	fputs("</p>\n", f);
 
-	for (i = 0; i < c->ncharts; i++)
-		nmissing += !c->charts[i].ok;
+	/* Charts left out for having nothing to show are not missing: a note says why. */
+	for (i = 0; i < c->ncharts; i++) {
+		ndrawn += !c->charts[i].omitted;
+		nmissing += !c->charts[i].ok && !c->charts[i].omitted;
+	}
 	if (nmissing > 0) {
 		fprintf(f,
 		        "<div class=\"missing\"><p><b>%zu of %zu charts are missing:</b></p><ul>\n",
-		        nmissing, c->ncharts);
+		        nmissing, ndrawn);
 		for (i = 0; i < c->ncharts; i++) {
-			if (c->charts[i].ok)
+			if (c->charts[i].ok || c->charts[i].omitted)
 				continue;
 			fprintf(f, "<li><code>%s</code>: ", c->charts[i].id);
 			html_text(f, c->charts[i].err[0] != '\0' ? c->charts[i].err : "not drawn");

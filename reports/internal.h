@@ -26,8 +26,9 @@ struct report_chart {
 	int segment;     /* -1: main section; else index into attr->segments */
 	int width, height;
 	int ok;
-	char err[256];
-	char *body; /* the gnuplot commands (constants and numbers only) */
+	int omitted;   /* nothing to show (every value 0 or undefined): not drawn, err says why */
+	char err[256]; /* why it failed, or why it was left out */
+	char *body;    /* the gnuplot commands (constants and numbers only) */
 };
 
 /*

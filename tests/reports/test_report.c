@@ -688,7 +688,8 @@ test_spend_undefined(void **state)
 	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
 	assert_true(exists(dir, "spend_cost.svg"));
 	assert_false(exists(dir, "spend_cpa.svg"));
-	assert_true(exists(dir, "spend_roas.svg")); /* 0 value on known cost: defined */
+	/* ROAS is defined (0 value on a known cost) but 0 everywhere: nothing to draw. */
+	assert_false(exists(dir, "spend_roas.svg"));
 	snprintf(path, sizeof(path), "%s/index.html", dir);
 	assert_non_null(html = slurp(path, &len));
 	assert_non_null(strstr(html, "<td>–</td>"));
@@ -888,6 +889,72 @@ test_umask(void **state)
 	free(f);
 }
 
+/*
+ * A response in which nothing was credited: no conversions, or every value 0. The charts
+ * of nothing (shares, values, removal effects, CPA, ROAS, the days) are left out, not
+ * drawn empty, and index.html says so in their place without calling them missing.
+ */
+static void
+test_nothing_to_show(void **state)
+{
+	static const char *const gone[] = { "model_comparison",
+		                            "value_by_channel",
+		                            "removal_effects",
+		                            "spend_cpa",
+		                            "spend_roas",
+		                            "daily_conversions",
+		                            "daily_value",
+		                            "segment_1_model_comparison",
+		                            "segment_2_model_comparison" };
+	static const char *const kept[] = { "spend_cost", "path_length", "markov_transitions" };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], path[600], name[128], *html;
+	size_t i, m, len = 0;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 4, "premium");
+	f->totals.conversions = 0;
+	f->totals.value = 0;
+	for (m = 0; m < NMOD; m++)
+		for (i = 0; i < 4; i++) {
+			f->cc[m][i].conversions = 0;
+			f->cc[m][i].value = 0;
+			f->cc[m][i].share = 0;
+			f->cc[m][i].removal_effect = 0;
+		}
+	for (i = 0; i < f->r.n_daily; i++) {
+		f->daily[i].conversions = 0;
+		f->daily[i].value = 0;
+	}
+	snprintf(dir, sizeof(dir), "%s/nothing", tmproot);
+	o.out_dir = dir;
+	o.pdf = 1;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		snprintf(name, sizeof(name), "%s.svg", gone[i]);
+		if (exists(dir, name))
+			fail_msg("%s: drawn with nothing to show", name);
+		snprintf(name, sizeof(name), "%s.png", gone[i]);
+		assert_false(exists(dir, name));
+	}
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
+		snprintf(name, sizeof(name), "%s.svg", kept[i]);
+		assert_true(exists(dir, name));
+	}
+	assert_true(exists(dir, "report.pdf"));
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	assert_non_null(html = slurp(path, &len));
+	assert_null(strstr(html, "is missing"));
+	assert_null(strstr(html, "charts are missing"));
+	assert_non_null(strstr(html, "<code>model_comparison</code> is left out"));
+	free(html);
+	assert_int_equal(run_checker(dir, NULL, NULL), 0);
+	assert_clean(tmproot, dir);
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -897,7 +964,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_gnuplot_fails),   cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_spend_undefined), cmocka_unit_test(test_spend_roas_zero),
 		cmocka_unit_test(test_names_literal),   cmocka_unit_test(test_gnuplot_relative),
-		cmocka_unit_test(test_umask),
+		cmocka_unit_test(test_umask),           cmocka_unit_test(test_nothing_to_show),
 	};
 
 	if (argc > 1)
