@@ -35,11 +35,15 @@ extern char **environ;
 #define LABEL_CP     32 /* code points of an axis label before the ellipsis */
 #define PATH_CP      56
 
-/* Okabe-Ito (up to 8 series) and Paul Tol's muted scheme (9 or 10): colour-blind safe. */
+/*
+ * Okabe-Ito (up to 8 series) and Paul Tol's muted scheme (9 or 10): colour-blind safe. The
+ * muted scheme's tenth, pale grey #DDDDDD, is its colour for bad data and nearly invisible
+ * on white; #661100 from Tol's 12-colour scheme stands in for it.
+ */
 static const char *const okabe_ito[] = { "#0072B2", "#E69F00", "#009E73", "#CC79A7",
 	                                 "#56B4E9", "#D55E00", "#F0E442", "#000000" };
 static const char *const tol_muted[] = { "#332288", "#88CCEE", "#44AA99", "#117733", "#999933",
-	                                 "#DDCC77", "#CC6677", "#882255", "#AA4499", "#DDDDDD" };
+	                                 "#DDCC77", "#CC6677", "#882255", "#AA4499", "#661100" };
 #define OTHER_COLOUR "#BBBBBB"
 
 /* A rows × series table of numbers, names cleaned for gnuplot. */
@@ -347,8 +351,32 @@ body_end(FILE *b, char **bodyp, struct report_chart *ch)
 }
 
 /*
+ * "TITLE, by model" over several models; over one, which has no legend, "TITLE under
+ * MODEL" (the label of mods[which]).
+ */
+static void
+title_models(char *dst, size_t len, const char *title,
+             const Touchpoint__V1__ModelResult *const *mods, size_t nmod, size_t which,
+             size_t nshown)
+{
+	char lab[256];
+	int n;
+
+	if (nshown != 1) {
+		n = snprintf(dst, len, "%s, by model", title);
+	} else {
+		report_model_label(lab, sizeof(lab), mods, nmod, which);
+		n = snprintf(dst, len, "%s under %s", title, lab);
+	}
+	/* Cut (never with the callers' buffers): texts_write cleans whatever was split. */
+	if (n < 0 || (size_t)n >= len)
+		dst[len - 1] = '\0';
+}
+
+/*
  * Model comparison and value per channel for one section: the top REPORT_MAX_BARS channels
- * by mean share, the rest summed in "(other)". what: 0 share, 1 value.
+ * by mean share, the rest summed in "(other)". what: 0 share, 1 value. title: what is
+ * shown, without the models.
  */
 static int
 chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int what,
@@ -356,7 +384,7 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 {
 	struct report_chart *ch;
 	struct table t;
-	char lab[256], full[1024];
+	char lab[256], full[1200], named[1100];
 	size_t nrow, i, j, k, len = 0;
 	const double *src = what == 0 ? g->share : g->value;
 	double v;
@@ -369,6 +397,8 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 	nrow = g->nch > REPORT_MAX_BARS ? REPORT_MAX_BARS + 1 : g->nch;
 	if ((ch = chart_add(c, id, segment)) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
+	title_models(named, sizeof(named), title, g->mod, g->nmod, 0, g->nmod);
+	title = named;
 	if ((rv = table_new(&t, nrow, g->nmod)) != TP_OK)
 		goto fail;
 	for (i = 0; i < nrow; i++) {
@@ -988,8 +1018,8 @@ chart_removal(struct report_ctx *c)
 	const struct report_grid *g = &c->main;
 	struct report_chart *ch = NULL;
 	struct table t;
-	size_t i, j, nmk = 0, *mk = NULL, nrow = 0, len;
-	char lab[160], title[256], *body = NULL;
+	size_t i, j, k, nmk = 0, *mk = NULL, nrow = 0, len;
+	char lab[160], title[768], *body = NULL;
 	FILE *b;
 	int rv = TP_OK;
 
@@ -1029,12 +1059,12 @@ chart_removal(struct report_ctx *c)
 			goto out;
 		}
 	}
+	title_models(title, sizeof(title), "Markov removal effect per channel", g->mod, g->nmod,
+	             nmk > 0 ? mk[0] : 0, nmk);
+	k = strlen(title);
 	if (g->nch > REPORT_MAX_BARS)
-		snprintf(title, sizeof(title),
-		         "Markov removal effect per channel (top %d of %zu channels)",
-		         REPORT_MAX_BARS, g->nch);
-	else
-		snprintf(title, sizeof(title), "Markov removal effect per channel");
+		snprintf(title + k, sizeof(title) - k, " (top %d of %zu channels)", REPORT_MAX_BARS,
+		         g->nch);
 	if (table_nothing(&t)) {
 		chart_omit(ch, title, "every removal effect is 0");
 		goto out;
@@ -1091,7 +1121,7 @@ chart_spend(struct report_ctx *c)
 	struct report_chart *ch = NULL;
 	struct table t;
 	size_t i, j, k, n, u, nrow, gi, len;
-	char lab[160], title[256], cur[64], ylab[128], *body;
+	char lab[160], title[768], cur[64], ylab[128], *body;
 	const char *currency = NULL;
 	int mixed = 0, rv = TP_OK, w;
 	FILE *b;
@@ -1165,12 +1195,15 @@ chart_spend(struct report_ctx *c)
 				goto out;
 			}
 		}
-		k = (size_t)snprintf(
-		    title, sizeof(title), "%s",
-		    w == 0   ? "Cost per channel"
-		    : w == 1 ? "Cost per attributed conversion (CPA) per channel, by model"
-		             : "Return on ad spend (attributed value / cost) per channel, by "
-		               "model");
+		if (w == 0)
+			snprintf(title, sizeof(title), "Cost per channel");
+		else
+			title_models(title, sizeof(title),
+			             w == 1 ? "Cost per attributed conversion (CPA) per channel"
+			                    : "Return on ad spend (attributed value / cost) per "
+			                      "channel",
+			             g->mod, g->nmod, 0, g->nmod);
+		k = strlen(title);
 		if (n > nrow && k < sizeof(title))
 			snprintf(title + k, sizeof(title) - k, " (top %zu of %zu by cost)", nrow,
 			         n);
@@ -1236,7 +1269,7 @@ chart_segments(struct report_ctx *c)
 	const Touchpoint__V1__AttributeResponse *a = c->attr;
 	struct seg_rank *rank;
 	size_t *all, i, n = a->n_segments, keep;
-	char id[64], title[512];
+	char id[64], title[1024], trait[256], name[512];
 	int rv;
 
 	if (n == 0)
@@ -1269,11 +1302,12 @@ chart_segments(struct report_ctx *c)
 		if ((rv = report_grid_build(&c->seg[i], s->models, s->n_models)) != TP_OK)
 			return rv;
 		snprintf(id, sizeof(id), "segment_%zu_model_comparison", i + 1);
-		/* Raw names here: texts_write cleans the whole title for gnuplot and HTML. */
-		snprintf(
-		    title, sizeof(title),
-		    "Segment %.64s = %.128s: share of attributed conversions per channel, by model",
-		    a->by_trait, s->segment);
+		/* Cleaned and cut at a character, with an ellipsis, before they are put in. */
+		report_clean(trait, sizeof(trait), a->by_trait, 40, 0);
+		report_clean(name, sizeof(name), s->segment, 64, 0);
+		snprintf(title, sizeof(title),
+		         "Segment %s = %s: share of attributed conversions per channel", trait,
+		         name);
 		if ((rv = chart_models(c, &c->seg[i], (int)i, 0, id, title)) != TP_OK)
 			return rv;
 	}
@@ -1542,9 +1576,9 @@ report_charts(struct report_ctx *c, char *errbuf, size_t errlen)
 	memset(&gp, 0, sizeof(gp));
 	/* Plan and write every chart's data; a failure here is I/O or memory, not gnuplot. */
 	if ((st = chart_models(c, &c->main, -1, 0, "model_comparison",
-	                       "Share of attributed conversions per channel, by model")) != TP_OK ||
+	                       "Share of attributed conversions per channel")) != TP_OK ||
 	    (st = chart_models(c, &c->main, -1, 1, "value_by_channel",
-	                       "Attributed value per channel, by model")) != TP_OK ||
+	                       "Attributed value per channel")) != TP_OK ||
 	    (st = chart_daily(c)) != TP_OK || (st = chart_paths(c)) != TP_OK ||
 	    (st = chart_markov(c)) != TP_OK || (st = chart_removal(c)) != TP_OK ||
 	    (st = chart_spend(c)) != TP_OK || (st = chart_segments(c)) != TP_OK) {

@@ -405,12 +405,14 @@ html_window(FILE *f, const struct report_ctx *c)
 	} else {
 		fputs("the first event", f);
 	}
-	fputs("</td></tr>\n<tr><th class=\"name\">to (exclusive)</th><td class=\"name\">", f);
+	fputs("</td></tr>\n", f);
+	/* An exclusive bound only when there is one: without it, the last event is in. */
 	if (a->to_case == TOUCHPOINT__V1__ATTRIBUTE_RESPONSE__TO_TO_US) {
 		report_time(t, sizeof(t), a->to_us);
+		fputs("<tr><th class=\"name\">to (exclusive)</th><td class=\"name\">", f);
 		html_text(f, t);
 	} else {
-		fputs("the last event", f);
+		fputs("<tr><th class=\"name\">to</th><td class=\"name\">after the last event", f);
 	}
 	fprintf(f,
 	        "</td></tr>\n<tr><th class=\"name\">level</th><td class=\"name\">%s</td></tr>\n"

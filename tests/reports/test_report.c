@@ -3,6 +3,7 @@
  * SVG, CSV/JSON equal to the engine's renderer, links, hostile names, missing gnuplot.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -955,6 +956,158 @@ test_nothing_to_show(void **state)
 	free(f);
 }
 
+/* A single model is named in the titles of its charts, as there is no legend. */
+static void
+test_single_model(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	Touchpoint__V1__ModelResult *one[1];
+	char dir[400], err[512], file[400];
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 4, "premium");
+	one[0] = &f->mod[3]; /* markov: removal effects too */
+	f->r.models = one;
+	f->r.n_models = 1;
+	f->seg[0].n_models = 1;
+	f->seg[1].n_models = 1;
+	snprintf(dir, sizeof(dir), "%s/single", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(file, sizeof(file), "%s/single.txt", tmproot);
+	assert_non_null(fp = fopen(file, "w"));
+	fputs("=Share of attributed conversions per channel under markov\t"
+	      "Share of attributed conversions per channel under markov\n",
+	      fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "model_comparison.svg"), 0);
+	assert_non_null(fp = fopen(file, "w"));
+	fputs("=Attributed value per channel under markov\tAttributed value per channel "
+	      "under markov\n",
+	      fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "value_by_channel.svg"), 0);
+	assert_non_null(fp = fopen(file, "w"));
+	fputs("per channel under markov\tper channel under markov\n", fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "removal_effects.svg"), 0);
+	assert_int_equal(run_checker(dir, file, "spend_cpa.svg"), 0);
+	assert_int_equal(run_checker(dir, file, "spend_roas.svg"), 0);
+	assert_non_null(fp = fopen(file, "w")); /* the segments' one model is first_touch */
+	fputs("per channel under first_touch\tper channel under first_touch\n", fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "segment_1_model_comparison.svg"), 0);
+	free(f);
+}
+
+/*
+ * Ten models: every bar colour must show on white — enough luminance contrast (WCAG
+ * ratio 1.5) or colour; Tol's pale grey #DDDDDD (1.36, no hue) did not.
+ */
+static void
+test_palette(void **state)
+{
+	static const char *const names[10] = { "m0", "m1", "m2", "m3", "m4",
+		                               "m5", "m6", "m7", "m8", "m9" };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	Touchpoint__V1__ModelResult mods[10], *modp[10];
+	char dir[400], err[512], path[600], *svg;
+	const char *p;
+	size_t i, len = 0, nfill = 0;
+	unsigned rgb[3];
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, plain, 8, "premium");
+	for (i = 0; i < 10; i++) {
+		mods[i] = f->mod[i % NMOD];
+		mods[i].model = (char *)names[i];
+		mods[i].n_transitions = 0;
+		modp[i] = &mods[i];
+	}
+	f->r.models = modp;
+	f->r.n_models = 10;
+	snprintf(dir, sizeof(dir), "%s/palette", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, NULL, &o, err, sizeof(err), TP_OK);
+	snprintf(path, sizeof(path), "%s/model_comparison.svg", dir);
+	assert_non_null(svg = slurp(path, &len));
+	for (p = svg; (p = strstr(p, "<polygon fill = 'rgb(")) != NULL; p++) {
+		double l = 0, k[3] = { 0.2126, 0.7152, 0.0722 }, ratio;
+		unsigned lo = 255, hi = 0;
+
+		assert_int_equal(
+		    sscanf(p, "<polygon fill = 'rgb(%u,%u,%u)", &rgb[0], &rgb[1], &rgb[2]), 3);
+		for (i = 0; i < 3; i++) {
+			double c = rgb[i] / 255.0;
+
+			l += k[i] * (c <= 0.04045 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4));
+			lo = rgb[i] < lo ? rgb[i] : lo;
+			hi = rgb[i] > hi ? rgb[i] : hi;
+		}
+		ratio = 1.05 / (l + 0.05);
+		if (ratio < 1.5 && hi - lo < 64)
+			fail_msg("bar colour rgb(%u, %u, %u): contrast %.2f on white, no hue",
+			         rgb[0], rgb[1], rgb[2], ratio);
+		nfill++;
+	}
+	assert_true(nfill >= 10 * 8);
+	free(svg);
+	free(f);
+}
+
+/*
+ * Texts of index.html and the titles: without --to the window ends after the last event
+ * (not "to (exclusive): the last event"); a long segment name is cut at a character, with
+ * an ellipsis, not inside a UTF-8 sequence (which showed U+FFFD).
+ */
+static void
+test_titles(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], path[600], seg[512], *html;
+	size_t i, len = 0;
+
+	(void)state;
+	assert_non_null(f);
+	seg[0] = 'x';
+	for (i = 0; i < 200; i++)
+		memcpy(seg + 1 + 2 * i, "é", 2);
+	seg[401] = '\0';
+	fixture_build(f, plain, 3, seg);
+	snprintf(dir, sizeof(dir), "%s/titles", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	assert_non_null(html = slurp(path, &len));
+	assert_null(strstr(html, ">the last event"));
+	assert_non_null(strstr(html, "<th class=\"name\">to</th><td class=\"name\">after the last "
+	                             "event</td>"));
+	assert_null(strstr(html, "\xef\xbf\xbd"));
+	assert_non_null(strstr(html, "éé…: share of attributed conversions per channel"));
+	free(html);
+	snprintf(path, sizeof(path), "%s/segment_1_model_comparison.svg", dir);
+	assert_non_null(html = slurp(path, &len));
+	assert_null(strstr(html, "\xef\xbf\xbd"));
+	assert_non_null(strstr(html, "éé…: share of attributed conversions per channel"));
+	free(html);
+	/* With --to, the bound is named and exclusive. */
+	f->r.to_case = TOUCHPOINT__V1__ATTRIBUTE_RESPONSE__TO_TO_US;
+	f->r.to_us = INT64_C(1711929600) * 1000000; /* 2024-04-01 */
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(path, sizeof(path), "%s/index.html", dir);
+	assert_non_null(html = slurp(path, &len));
+	assert_non_null(strstr(html, "<th class=\"name\">to (exclusive)</th><td "
+	                             "class=\"name\">2024-04-01</td>"));
+	free(html);
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -965,6 +1118,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_spend_undefined), cmocka_unit_test(test_spend_roas_zero),
 		cmocka_unit_test(test_names_literal),   cmocka_unit_test(test_gnuplot_relative),
 		cmocka_unit_test(test_umask),           cmocka_unit_test(test_nothing_to_show),
+		cmocka_unit_test(test_single_model),    cmocka_unit_test(test_palette),
+		cmocka_unit_test(test_titles),
 	};
 
 	if (argc > 1)
