@@ -587,6 +587,8 @@ imp_csv(struct imp *m)
 	return EX_OK;
 }
 
+_Static_assert(ROW_MAX_TRAITS <= JSON_MAX_MEMBERS, "a row's traits must fit a JSON object");
+
 /*
  * One NDJSON object -> fields (traits become trait.KEY) -> imp_add. Returns imp_add's exit
  * code, or -1 with the field and reason of a row that cannot be read.

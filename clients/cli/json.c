@@ -13,6 +13,7 @@ struct json_parser {
 	size_t len, pos;
 	char *err;
 	size_t errlen;
+	int oom; /* the failure was for lack of memory, not in the text */
 };
 
 static int
@@ -20,6 +21,13 @@ json_fail(struct json_parser *p, const char *what)
 {
 	snprintf(p->err, p->errlen, "%s at byte %zu", what, p->pos + 1);
 	return -1;
+}
+
+static int
+json_oom(struct json_parser *p)
+{
+	p->oom = 1;
+	return json_fail(p, "out of memory");
 }
 
 static void
@@ -134,14 +142,24 @@ static int
 json_string(struct json_parser *p, char **out)
 {
 	char *b;
-	size_t o = 0, k;
+	size_t o = 0, k, end;
 	unsigned long cp, lo;
 	unsigned char c;
 
 	p->pos++;
-	/* The decoded text is never longer than the literal. */
-	if ((b = malloc(p->len - p->pos + 1)) == NULL)
-		return json_fail(p, "out of memory");
+	/*
+	 * Room for the literal alone, not the rest of the line: its closing quote is the first
+	 * one not escaped (or the end of the text, which is an error below). The decoding
+	 * below stops there too, as neither UTF-8 continuation bytes nor hex digits can be a
+	 * quote or a backslash, and it never writes more bytes than it reads.
+	 */
+	for (end = p->pos; end < p->len && p->s[end] != '"'; end++)
+		if (p->s[end] == '\\')
+			end++;
+	if (end > p->len)
+		end = p->len;
+	if ((b = malloc(end - p->pos + 1)) == NULL)
+		return json_oom(p);
 	for (;;) {
 		if (p->pos >= p->len) {
 			free(b);
@@ -269,7 +287,7 @@ json_number(struct json_parser *p, struct json_value *v)
 			p->pos++;
 	}
 	if ((v->str = malloc(p->pos - start + 1)) == NULL)
-		return json_fail(p, "out of memory");
+		return json_oom(p);
 	memcpy(v->str, s + start, p->pos - start);
 	v->str[p->pos - start] = '\0';
 	v->number = strtod(v->str, NULL);
@@ -289,11 +307,11 @@ json_grow(struct json_parser *p, struct json_value *v, int with_keys)
 	char **keys;
 
 	if ((items = realloc(v->items, (v->n + 1) * sizeof(*items))) == NULL)
-		return json_fail(p, "out of memory");
+		return json_oom(p);
 	v->items = items;
 	if (with_keys) {
 		if ((keys = realloc(v->keys, (v->n + 1) * sizeof(*keys))) == NULL)
-			return json_fail(p, "out of memory");
+			return json_oom(p);
 		v->keys = keys;
 	}
 	return 0;
@@ -304,7 +322,7 @@ json_container(struct json_parser *p, struct json_value *v, int depth)
 {
 	int obj = p->s[p->pos] == '{';
 	char close = obj ? '}' : ']';
-	char *key = NULL;
+	char *key = NULL, what[64];
 	size_t i;
 
 	v->type = obj ? JSON_OBJECT : JSON_ARRAY;
@@ -316,6 +334,15 @@ json_container(struct json_parser *p, struct json_value *v, int depth)
 	}
 	for (;;) {
 		json_ws(p);
+		/*
+		 * No row has more (json.h): refused before the duplicate check below, which
+		 * compares each name with every one before it, becomes slow.
+		 */
+		if (v->n == JSON_MAX_MEMBERS) {
+			snprintf(what, sizeof(what), "more than %d %s", JSON_MAX_MEMBERS,
+			         obj ? "members in an object" : "elements in an array");
+			return json_fail(p, what);
+		}
 		if (obj) {
 			if (p->pos >= p->len || p->s[p->pos] != '"')
 				return json_fail(p, "expected a member name");
@@ -380,7 +407,7 @@ json_value(struct json_parser *p, struct json_value **out, int depth)
 	if (p->pos >= p->len)
 		return json_fail(p, "unexpected end");
 	if ((v = calloc(1, sizeof(*v))) == NULL)
-		return json_fail(p, "out of memory");
+		return json_oom(p);
 	*out = v;
 	switch (p->s[p->pos]) {
 	case '{':
@@ -420,7 +447,7 @@ json_parse(const char *s, size_t len, struct json_value **out, char *err, size_t
 	*out = NULL;
 	if (json_value(&p, &v, 0) != 0) {
 		json_free(v);
-		return -1;
+		return p.oom ? -2 : -1;
 	}
 	json_ws(&p);
 	if (p.pos != p.len) {

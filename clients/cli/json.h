@@ -9,6 +9,13 @@
 #include <stdio.h>
 
 #define JSON_MAX_DEPTH 32
+/*
+ * Members of one object, elements of one array: an event has at most 18 keys (SPEC §6's
+ * names and "traits") and its traits object at most ROW_MAX_TRAITS (64) members; arrays
+ * it has none. More is refused as it is read, so a long line of many keys costs no more
+ * than a short one.
+ */
+#define JSON_MAX_MEMBERS 64
 
 enum json_type { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
 
@@ -24,7 +31,9 @@ struct json_value {
 
 /*
  * Parses s[0..len) as exactly one JSON value (whitespace around it allowed).
- * Returns 0 and *out (free with json_free), or -1 with a message naming the byte offset.
+ * Returns 0 and *out (free with json_free); -1 with a message naming the byte offset when
+ * the text is not such a value (or has more than JSON_MAX_DEPTH levels or
+ * JSON_MAX_MEMBERS members in a container); -2 ("out of memory") when memory ran out.
  */
 int json_parse(const char *s, size_t len, struct json_value **out, char *err, size_t errlen);
 void json_free(struct json_value *v);

@@ -362,6 +362,48 @@ for i in range(3000):
 	expect 0 "$tp" import --format json "$dir/ok.csv.gz"
 	[ "$(json_get '["accepted"]')" = 3000 ] || fail "ok.csv.gz: $(cat "$dir/out")"
 	;;
+import_limits)
+	# A line of 60 000 keys is refused as the row it cannot be (an event has at most 18 keys,
+	# its traits 64) without reading every key: 27 s of duplicate checks it was. And a
+	# line of 200 000 short strings takes memory for them, not the rest of the line for
+	# each one: over 1 GB it was.
+	start
+	python3 - "$dir" <<'PY'
+import sys
+d = sys.argv[1]
+row = '{"customer_id": "lim", "type": "touch", "timestamp_us": %d, "channel": %s}\n'
+with open(d + "/keys.ndjson", "w") as f:
+    f.write("{" + ", ".join('"k%d": 1' % i for i in range(60000)) + "}\n")
+    f.write(row % (1, '"web"'))
+    f.write('{"customer_id": "lim", "type": "identify", "timestamp_us": 2, "traits": {%s}}\n'
+            % ", ".join('"t%d": "v"' % i for i in range(65)))
+inner = "[" + ",".join(['"a"'] * 64) + "]"
+nested = "[" + ",".join(["[" + ",".join([inner] * 64) + "]"] * 50) + "]"
+with open(d + "/strings.ndjson", "w") as f:
+    f.write(row % (3, nested))
+    f.write(row % (4, '"email"'))
+PY
+	expect 65 "$tp" import --format json "$dir/keys.ndjson"
+	[ "$(json_get '["accepted"]')" = 1 ] && [ "$(json_get '["rejected"]')" = 2 ] ||
+		fail "keys.ndjson: $(cat "$dir/out")"
+	grep -q "^$dir/keys.ndjson:1: json: more than 64 members in an object at byte [0-9]*$" "$dir/err" ||
+		fail "keys.ndjson:1: $(cat "$dir/err")"
+	grep -q "^$dir/keys.ndjson:3: json: more than 64 members in an object at byte [0-9]*$" "$dir/err" ||
+		fail "keys.ndjson:3: $(cat "$dir/err")"
+	python3 - "$tp" "$dir/strings.ndjson" "$dir/out" "$dir/err" <<'PY' || fail "strings.ndjson: $(cat "$dir/err")"
+import resource, subprocess, sys
+tp, path, out, err = sys.argv[1:]
+with open(out, "w") as o, open(err, "w") as e:
+    rc = subprocess.run([tp, "import", "--format", "json", path], stdout=o, stderr=e).returncode
+peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+assert rc == 65, rc
+assert peak_mb < 256, "peak RSS %.0f MB for a line of 0.8 MB" % peak_mb
+PY
+	[ "$(json_get '["accepted"]')" = 1 ] && [ "$(json_get '["rejected"]')" = 1 ] ||
+		fail "strings.ndjson: $(cat "$dir/out")"
+	grep -q "^$dir/strings.ndjson:1: channel: must be a string or a number$" "$dir/err" ||
+		fail "strings.ndjson:1: $(cat "$dir/err")"
+	;;
 import_jobs)
 	# ~20 000 generated rows with 150 bad ones scattered: -j 4 and -j 1 must agree on the
 	# summary, the rejected lines (in line order) and what the daemon stored.

@@ -168,6 +168,34 @@ test_json_strict(void **state)
 	assert_non_null(strstr(err, "deep"));
 }
 
+/* JSON_MAX_MEMBERS members (or elements) are read; one more is refused, named. */
+static void
+test_json_members(void **state)
+{
+	char buf[2048], err[128];
+	struct json_value *v;
+	size_t len, i;
+
+	(void)state;
+	for (i = 0, len = 0; i < JSON_MAX_MEMBERS; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\"k%zu\": \"a\\\"b\"",
+		                        i ? ", " : "{", i);
+	snprintf(buf + len, sizeof(buf) - len, "}");
+	assert_int_equal(json_parse(buf, strlen(buf), &v, err, sizeof(err)), 0);
+	assert_int_equal(v->n, JSON_MAX_MEMBERS);
+	assert_string_equal(json_get(v, "k63")->str, "a\"b");
+	json_free(v);
+	snprintf(buf + len, sizeof(buf) - len, ", \"k64\": 1}");
+	assert_int_equal(json_parse(buf, strlen(buf), &v, err, sizeof(err)), -1);
+	assert_null(v);
+	assert_non_null(strstr(err, "more than 64 members in an object at byte "));
+	for (i = 0, len = 0; i <= JSON_MAX_MEMBERS; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s1", i ? "," : "[");
+	snprintf(buf + len, sizeof(buf) - len, "]");
+	assert_int_equal(json_parse(buf, strlen(buf), &v, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "more than 64 elements in an array at byte "));
+}
+
 static void
 test_times(void **state)
 {
@@ -466,13 +494,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_csv_quoting),       cmocka_unit_test(test_csv_unterminated),
-		cmocka_unit_test(test_csv_put),           cmocka_unit_test(test_json_values),
-		cmocka_unit_test(test_json_strict),       cmocka_unit_test(test_times),
-		cmocka_unit_test(test_durations),         cmocka_unit_test(test_row_touch),
-		cmocka_unit_test(test_row_errors),        cmocka_unit_test(test_row_ids),
-		cmocka_unit_test(test_row_ids_spellings), cmocka_unit_test(test_exit_codes),
-		cmocka_unit_test(test_event_ids),
+		cmocka_unit_test(test_csv_quoting), cmocka_unit_test(test_csv_unterminated),
+		cmocka_unit_test(test_csv_put),     cmocka_unit_test(test_json_values),
+		cmocka_unit_test(test_json_strict), cmocka_unit_test(test_json_members),
+		cmocka_unit_test(test_times),       cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_row_touch),   cmocka_unit_test(test_row_errors),
+		cmocka_unit_test(test_row_ids),     cmocka_unit_test(test_row_ids_spellings),
+		cmocka_unit_test(test_exit_codes),  cmocka_unit_test(test_event_ids),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
