@@ -495,14 +495,32 @@ out:
 	return rv;
 }
 
+/*
+ * Out of memory while reading: not the row's fault, so not a rejection (65) that lets the
+ * import go on, but the end of it (71, as the help says). Returns EX_OSERR.
+ */
+static int
+imp_oom(struct imp *m, unsigned long line)
+{
+	if (line > 0)
+		cli_msg("touchpoint import: %s:%lu: out of memory: the import stops there", m->name,
+		        line);
+	else
+		cli_msg("touchpoint import: %s: out of memory", m->name);
+	return EX_OSERR;
+}
+
 static int
 imp_add(struct imp *m, const struct row_field *f, size_t n, unsigned long line)
 {
 	char field[64], reason[256];
 	struct row_event *re = &m->cur->rows[m->cur->n];
+	int r;
 
 	m->rows++;
-	if (row_to_event(f, n, re, field, sizeof(field), reason, sizeof(reason)) != 0) {
+	if ((r = row_to_event(f, n, re, field, sizeof(field), reason, sizeof(reason))) != 0) {
+		if (r == -2)
+			return imp_oom(m, line);
 		imp_reject(m, line, field, reason);
 		return EX_OK;
 	}
@@ -523,8 +541,10 @@ imp_csv(struct imp *m)
 	int rv, r;
 
 	if ((m->csv = csv_new(m->in)) == NULL)
-		return EX_OSERR;
+		return imp_oom(m, 0);
 	r = csv_read(m->csv, &fields, &n, &line, err, sizeof(err));
+	if (r == -3)
+		return imp_oom(m, line);
 	if (r <= 0) {
 		cli_msg("touchpoint import: %s: %s", m->name,
 		        r == 0 ? "empty input, a header row was expected" : err);
@@ -533,7 +553,7 @@ imp_csv(struct imp *m)
 	if ((m->cols = calloc(n, sizeof(*m->cols))) == NULL ||
 	    (f = calloc(n, sizeof(*f))) == NULL) {
 		free(f);
-		return EX_OSERR;
+		return imp_oom(m, line);
 	}
 	m->ncols = n;
 	if (n > 0 && strncmp(fields[0], IMP_BOM, 3) == 0) /* not part of the first name */
@@ -554,7 +574,7 @@ imp_csv(struct imp *m)
 			}
 		if ((m->cols[i] = strdup(fields[i])) == NULL) {
 			free(f);
-			return EX_OSERR;
+			return imp_oom(m, line);
 		}
 		f[i].name = m->cols[i];
 	}
@@ -563,6 +583,10 @@ imp_csv(struct imp *m)
 			cli_msg("touchpoint import: %s: read error", m->name);
 			free(f);
 			return EX_IOERR;
+		}
+		if (r == -3) {
+			free(f);
+			return imp_oom(m, line);
 		}
 		if (r == -1) {
 			m->rows++;
@@ -664,7 +688,7 @@ imp_ndjson(struct imp *m)
 
 				if ((nb = realloc(m->linebuf,
 				                  m->linecap ? m->linecap * 2 : 4096)) == NULL)
-					return EX_OSERR;
+					return imp_oom(m, m->line);
 				m->linebuf = nb;
 				m->linecap = m->linecap ? m->linecap * 2 : 4096;
 			}
@@ -692,7 +716,9 @@ imp_ndjson(struct imp *m)
 		if (blank == len) /* empty, or only spaces and tabs */
 			continue;
 		m->rows++;
-		if (json_parse(m->linebuf, len, &v, err, sizeof(err)) != 0) {
+		if ((r = json_parse(m->linebuf, len, &v, err, sizeof(err))) != 0) {
+			if (r == -2)
+				return imp_oom(m, m->line);
 			imp_reject(m, m->line, "json", err);
 			continue;
 		}
@@ -964,7 +990,7 @@ cmd_import(struct cli *g, int argc, char **argv)
 	}
 	sync = 1;
 	if (imp_pool_new(&m, jobs) != 0) {
-		rv = EX_OSERR;
+		rv = imp_oom(&m, 0);
 		goto done;
 	}
 	if ((rv = cli_connect(g, &m.c)) != EX_OK)

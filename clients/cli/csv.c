@@ -46,7 +46,7 @@ csv_free(struct csv_reader *r)
 	free(r);
 }
 
-/* Appends c; -1 when the record outgrows CSV_MAX_RECORD or memory. */
+/* Appends c; -1 when the record outgrows CSV_MAX_RECORD, -2 when memory ran out. */
 static int
 csv_putc(struct csv_reader *r, char c)
 {
@@ -56,7 +56,7 @@ csv_putc(struct csv_reader *r, char c)
 		if (r->cap >= CSV_MAX_RECORD)
 			return -1;
 		if ((nb = realloc(r->buf, r->cap * 2)) == NULL)
-			return -1;
+			return -2;
 		r->buf = nb;
 		r->cap *= 2;
 	}
@@ -78,7 +78,7 @@ int
 csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, char *err,
          size_t errlen)
 {
-	int c, c2;
+	int c, c2, rv;
 	size_t i;
 
 	r->len = 0;
@@ -120,7 +120,7 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 				} else if (c == '\0') {
 					goto nul;
 				}
-				if (csv_putc(r, (char)c) != 0)
+				if ((rv = csv_putc(r, (char)c)) != 0)
 					goto toolong;
 			}
 			if (c == '\r') {
@@ -151,12 +151,12 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 					}
 					ungetc(c2, r->in);
 				}
-				if (csv_putc(r, (char)c) != 0)
+				if ((rv = csv_putc(r, (char)c)) != 0)
 					goto toolong;
 				c = getc(r->in);
 			}
 		}
-		if (csv_putc(r, '\0') != 0)
+		if ((rv = csv_putc(r, '\0')) != 0)
 			goto toolong;
 		if (c == ',') {
 			c = getc(r->in);
@@ -167,7 +167,7 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 				if (r->nf == CSV_MAX_FIELDS)
 					continue;
 				r->off[r->nf++] = r->len;
-				if (csv_putc(r, '\0') != 0)
+				if ((rv = csv_putc(r, '\0')) != 0)
 					goto toolong;
 				if (c != EOF)
 					r->line++;
@@ -185,6 +185,10 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 	*n = r->nf;
 	return 1;
 toolong:
+	if (rv == -2) {
+		snprintf(err, errlen, "out of memory");
+		return -3;
+	}
 	snprintf(err, errlen, "record longer than %d bytes", CSV_MAX_RECORD);
 	csv_skip_line(r, c);
 	return -1;

@@ -19,7 +19,8 @@ void csv_free(struct csv_reader *r);
  * Reads the next record; blank lines are skipped. *fields (n of them, NUL-terminated,
  * valid until the next call) and *line, the record's first line number (1-based).
  * Returns 1 for a record, 0 at the end, -1 for a malformed record (err says why; the
- * reader has skipped to the next line, so reading may go on), -2 on a read error.
+ * reader has skipped to the next line, so reading may go on), -2 on a read error, -3 when
+ * memory ran out (err "out of memory").
  */
 int csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, char *err,
              size_t errlen);

@@ -86,6 +86,13 @@ row_event_free(struct row_event *e)
 		goto fail;                                                                         \
 	} while (0)
 
+/* Not the row's fault: the caller stops (-2), it does not reject the row. */
+#define ROW_OOM(fname)                                                                             \
+	do {                                                                                       \
+		oom = 1;                                                                           \
+		ROW_FAIL(fname, "out of memory");                                                  \
+	} while (0)
+
 /* Copies an optional string field; -1 only when out of room. */
 static int
 row_opt(struct row_event *e, const struct row_field *f, size_t n, const char *name,
@@ -109,7 +116,7 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 	const char *type, *ts, *tsus, *v;
 	int64_t t1 = 0, t2 = 0;
 	size_t i;
-	int rv;
+	int rv, oom = 0;
 	double d;
 	char *end;
 	long long ll;
@@ -161,14 +168,14 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 		ROW_FAIL("timestamp", "missing (timestamp or timestamp_us)");
 	if (row_opt(out, f, n, "event_id", &ev->event_id) != 0 ||
 	    row_opt(out, f, n, "customer_id", &ev->customer_id) != 0)
-		ROW_FAIL("event_id", "out of memory");
+		ROW_OOM("event_id");
 	switch (ev->kind) {
 	case TP_TOUCH:
 		if (row_opt(out, f, n, "channel", &ev->u.touch.channel) != 0 ||
 		    row_opt(out, f, n, "campaign", &ev->u.touch.campaign) != 0 ||
 		    row_opt(out, f, n, "source", &ev->u.touch.source) != 0 ||
 		    row_opt(out, f, n, "medium", &ev->u.touch.medium) != 0)
-			ROW_FAIL("channel", "out of memory");
+			ROW_OOM("channel");
 		if ((v = row_get(f, n, "interaction")) != NULL) {
 			for (i = 0; i < 5; i++)
 				if (strcmp(v, inames[i]) == 0)
@@ -195,7 +202,7 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 		}
 		if (row_opt(out, f, n, "currency", &ev->u.conversion.currency) != 0 ||
 		    row_opt(out, f, n, "name", &ev->u.conversion.name) != 0)
-			ROW_FAIL("name", "out of memory");
+			ROW_OOM("name");
 		break;
 	case TP_IDENTIFY:
 		for (i = 0; i < n; i++) {
@@ -209,20 +216,20 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 			t = &out->traits[ev->u.identify.count++];
 			if ((t->key = row_keep(out, f[i].name + 6)) == NULL ||
 			    (t->value = row_keep(out, f[i].value)) == NULL)
-				ROW_FAIL("traits", "out of memory");
+				ROW_OOM("traits");
 		}
 		ev->u.identify.traits = out->traits;
 		break;
 	case TP_ALIAS:
 		if (row_opt(out, f, n, "previous_id", &ev->u.alias.previous_id) != 0)
-			ROW_FAIL("previous_id", "out of memory");
+			ROW_OOM("previous_id");
 		break;
 	case TP_SPEND:
 		if (row_opt(out, f, n, "channel", &ev->u.spend.channel) != 0 ||
 		    row_opt(out, f, n, "campaign", &ev->u.spend.campaign) != 0 ||
 		    row_opt(out, f, n, "day", &ev->u.spend.day) != 0 ||
 		    row_opt(out, f, n, "currency", &ev->u.spend.currency) != 0)
-			ROW_FAIL("channel", "out of memory");
+			ROW_OOM("channel");
 		if ((v = row_get(f, n, "amount")) != NULL) {
 			if (row_number(v, &d) != 0)
 				ROW_FAIL("amount", "not a number: \"%.64s\"", v);
@@ -237,7 +244,7 @@ row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *f
 	return 0;
 fail:
 	row_event_free(out);
-	return -1;
+	return oom ? -2 : -1;
 }
 
 /* 128-bit FNV-1a: simple, dependency-free and plenty for telling rows apart. */

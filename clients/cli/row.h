@@ -32,8 +32,9 @@ int row_known_field(const char *name);
 
 /*
  * Builds out from f[0..n). Empty values count as absent. Fields that do not apply to the
- * row's type are ignored. A row without event_id gets row_event_id(). Returns 0, or -1
- * with the offending field's name in field and the reason in reason (out is then freed).
+ * row's type are ignored. A row without event_id gets row_event_id(). Returns 0; -1
+ * with the offending field's name in field and the reason in reason; -2 when memory ran out
+ * (reason "out of memory": not the row's fault). out is freed on failure.
  */
 int row_to_event(const struct row_field *f, size_t n, struct row_event *out, char *field,
                  size_t flen, char *reason, size_t rlen);
