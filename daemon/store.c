@@ -2993,7 +2993,8 @@ open_meta(struct store *s, MDB_txn *txn, char *errbuf, size_t errlen)
 		if ((rc = meta_put(txn, s->meta, "version", &version, sizeof(version))) != 0)
 			return rc;
 	} else if (version != STORE_SCHEMA) {
-		snprintf(errbuf, errlen, "store schema %u, expected %u", version, STORE_SCHEMA);
+		snprintf(errbuf, errlen, "store schema %" PRIu32 ", expected %d", version,
+		         STORE_SCHEMA);
 		return MDB_VERSION_MISMATCH;
 	}
 	if ((rc = meta_get(txn, s->meta, "key", s->key, sizeof(s->key))) != 0 ||
@@ -3228,7 +3229,7 @@ open_runs(struct store *s, const struct store_options *o, char *errbuf, size_t e
 	} else if (rc != 0) {
 		goto fail;
 	} else if (version != STORE_SCHEMA) {
-		snprintf(errbuf, errlen, "store: runs.mdb schema %u, expected %u", version,
+		snprintf(errbuf, errlen, "store: runs.mdb schema %" PRIu32 ", expected %d", version,
 		         STORE_SCHEMA);
 		rc = MDB_VERSION_MISMATCH;
 		goto fail;

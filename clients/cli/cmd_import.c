@@ -766,8 +766,11 @@ imp_gz_test(const char *path)
 		return EX_UNAVAILABLE;
 	}
 	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
+		if (errno != EINTR) {
+			cli_msg("touchpoint import: %s: cannot wait for gzip -t: %s", path,
+			        strerror(errno));
 			return EX_OSERR;
+		}
 	if (imp_gzip_ok(st))
 		return 0;
 	cli_msg("touchpoint import: %s: damaged gzip data (gzip -t failed): nothing was "
@@ -830,14 +833,20 @@ static int
 imp_close(struct imp *m)
 {
 	int st, rv = EX_OK;
+	pid_t w;
 
 	if (m->in != NULL && m->in != stdin)
 		fclose(m->in);
 	m->in = NULL;
 	if (m->gzip > 0) {
-		while (waitpid(m->gzip, &st, 0) < 0 && errno == EINTR)
+		while ((w = waitpid(m->gzip, &st, 0)) < 0 && errno == EINTR)
 			;
-		if (!imp_gzip_ok(st)) {
+		if (w < 0) {
+			/* ECHILD, say, when SIGCHLD is ignored: gzip's end is unknown, not good. */
+			cli_msg("touchpoint import: %s: cannot wait for gzip -dc: %s", m->name,
+			        strerror(errno));
+			rv = EX_OSERR;
+		} else if (!imp_gzip_ok(st)) {
 			cli_msg("touchpoint import: %s: gzip failed to decompress it", m->name);
 			rv = EX_DATAERR;
 		}
@@ -908,8 +917,8 @@ imp_print_rejects(struct imp *m)
 		     p += strlen(p) + 1)
 			cli_msg("%s", p);
 	if (m->rejected > m->nshown)
-		fprintf(stderr, "... %lu more rejected rows not shown%s\n", m->rejected - m->nshown,
-		        m->oom ? " (out of memory)" : "");
+		fprintf(stderr, "... %lu more rejected rows not shown%s\n",
+		        (unsigned long)(m->rejected - m->nshown), m->oom ? " (out of memory)" : "");
 }
 
 int

@@ -284,7 +284,8 @@ journey_json(const Touchpoint__V1__GetJourneyResponse *r)
 	"customer_id,source,medium,interaction,cost,currency,name,previous_id,day,amount,traits"
 #define JOURNEY_CSV_NFIELDS 11
 
-static void
+/* -1 when out of memory (nothing of the columns was written). */
+static int
 journey_csv_fields(FILE *out, const Touchpoint__V1__Event *e)
 {
 	const char *col[JOURNEY_CSV_NFIELDS] = { e->customer_id };
@@ -308,14 +309,14 @@ journey_csv_fields(FILE *out, const Touchpoint__V1__Event *e)
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_IDENTIFY:
 		/* A JSON object: the detail column's "k=v" cannot tell "a=b c" apart. */
-		if ((m = open_memstream(&traits, &len)) != NULL) {
-			journey_json_traits(m, e->identify);
-			if (fclose(m) != 0) {
-				free(traits);
-				traits = NULL;
-			}
+		if ((m = open_memstream(&traits, &len)) == NULL)
+			return -1;
+		journey_json_traits(m, e->identify);
+		if (fclose(m) != 0) {
+			free(traits);
+			return -1;
 		}
-		col[10] = traits != NULL ? traits : "(out of memory)";
+		col[10] = traits;
 		break;
 	case TOUCHPOINT__V1__EVENT__KIND_ALIAS:
 		col[7] = e->alias->previous_id;
@@ -335,9 +336,14 @@ journey_csv_fields(FILE *out, const Touchpoint__V1__Event *e)
 		csv_put(out, col[i] != NULL ? col[i] : "");
 	}
 	free(traits);
+	return 0;
 }
 
-static void
+/*
+ * EX_OK, or EX_OSERR (said) when memory runs out: the CSV stops there, and the exit status
+ * says so, rather than a record being left out or a column filled with a placeholder.
+ */
+static int
 journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 {
 	char t[TF_TIME_MAX], v[64];
@@ -361,7 +367,8 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		csv_put(stdout, e->event_id);
 		putchar(',');
 		csv_put(stdout, detail);
-		journey_csv_fields(stdout, e);
+		if (journey_csv_fields(stdout, e) != 0)
+			goto nomem;
 		fputs("\r\n", stdout);
 	}
 	for (i = 0; i < r->n_paths; i++) {
@@ -371,9 +378,12 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		FILE *m = open_memstream(&buf, &len);
 
 		if (m == NULL)
-			continue;
+			goto nomem;
 		journey_channels(m, p);
-		fclose(m);
+		if (fclose(m) != 0) {
+			free(buf);
+			goto nomem;
+		}
 		if (p->converting)
 			tf_format(p->conversion_timestamp_us, t, sizeof(t));
 		attr_format_number(v, sizeof(v), p->value);
@@ -388,6 +398,11 @@ journey_csv(const Touchpoint__V1__GetJourneyResponse *r)
 		fputs("\r\n", stdout);
 		free(buf);
 	}
+	return EX_OK;
+nomem:
+	fflush(stdout); /* the records before it, then why the rest is missing */
+	cli_msg("touchpoint: journey: out of memory writing the CSV");
+	return EX_OSERR;
 }
 
 /* s for the terminal (control characters as '?'), padded to w columns. */
@@ -602,7 +617,7 @@ cmd_journey(struct cli *g, int argc, char **argv)
 		if (fmt == CLI_JSON)
 			journey_json(r);
 		else if (fmt == CLI_CSV)
-			journey_csv(r);
+			rv = journey_csv(r);
 		else
 			journey_table(r);
 	}

@@ -361,6 +361,18 @@ for i in range(3000):
 	[ "$(json_get '["events"]["total"]')" = "$before" ] || fail "a damaged .gz stored rows"
 	expect 0 "$tp" import --format json "$dir/ok.csv.gz"
 	[ "$(json_get '["accepted"]')" = 3000 ] || fail "ok.csv.gz: $(cat "$dir/out")"
+	# SIGCHLD ignored (inherited): gzip cannot be waited for, and that is said (exit 71),
+	# not taken from an unset wait status.
+	noreap=(python3 -c 'import os, signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])')
+	expect 71 "${noreap[@]}" "$tp" import "$dir/ok.csv.gz"
+	grep -q "ok.csv.gz: cannot wait for gzip -t: No child processes" "$dir/err" ||
+		fail "gzip -t not waited for: $(cat "$dir/err")"
+	: >"$dir/empty.csv.gz" # not tested ahead: read through gzip -dc
+	expect 65 "${noreap[@]}" "$tp" import "$dir/empty.csv.gz"
+	grep -q "empty.csv.gz: cannot wait for gzip -dc: No child processes" "$dir/err" ||
+		fail "gzip -dc not waited for: $(cat "$dir/err")"
 	;;
 import_limits)
 	# A line of 60 000 keys is refused as the row it cannot be (an event has at most 18 keys,
