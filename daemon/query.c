@@ -427,9 +427,12 @@ scan_spend(void *arg, uint32_t channel, uint32_t campaign, int32_t day, double a
 	return 0;
 }
 
-/* A fresh engine for one part of a scan, from the request the caller's engine came from. */
+/*
+ * A fresh engine for one part of a scan, from the request the caller's engine came from
+ * (why not in msg).
+ */
 typedef int (*query_engine_fn)(const void *req, struct query *q, int64_t lookback_s,
-                               struct attr_engine **ep);
+                               struct attr_engine **ep, char *msg, size_t msglen);
 
 static int
 scan_part_done(void *arg, unsigned part)
@@ -493,8 +496,8 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 		args[i] = &pc[i];
 		if (i == 0)
 			pc[i].e = sc->e;
-		else if ((rv = mk(req, q, lookback_s, &pc[i].e)) != TP_OK)
-			break;
+		else if ((rv = mk(req, q, lookback_s, &pc[i].e, emsg, sizeof(emsg))) != TP_OK)
+			break; /* what the first engine passed, this one can only fail for memory */
 	}
 	if (rv == TP_OK)
 		rv = store_scan_parts(q->store, q->scan_threads, scan_customer, scan_part_done,
@@ -534,32 +537,30 @@ query_scan(struct query *q, struct scan_ctx *sc, query_engine_fn mk, const void 
 	case TP_INVALID_ARGUMENT: /* the request's shape, e.g. too many segments */
 		snprintf(msg, msglen, "%s", emsg[0] ? emsg : "the request cannot be answered");
 		break;
-	default:
-		snprintf(msg, msglen, "scan failed after %llu customers",
-		         (unsigned long long)sc->customers);
-		log_err("query: scan failed: code=%d customers=%llu", rv,
-		        (unsigned long long)sc->customers);
+	default: /* with the engine's words when it had some ("out of memory") */
+		snprintf(msg, msglen, "scan failed after %llu customers%s%s",
+		         (unsigned long long)sc->customers, emsg[0] ? ": " : "", emsg);
+		log_err("query: scan failed: code=%d customers=%llu%s%s", rv,
+		        (unsigned long long)sc->customers, emsg[0] ? " reason=" : "", emsg);
 		break;
 	}
 	return rv;
 }
 
 static int
-attribute_engine(const void *req, struct query *q, int64_t lookback_s, struct attr_engine **ep)
+attribute_engine(const void *req, struct query *q, int64_t lookback_s, struct attr_engine **ep,
+                 char *msg, size_t msglen)
 {
-	char msg[256];
-
-	return attr_engine_new(ep, req, lookback_s, store_name, q->store, msg, sizeof(msg));
+	return attr_engine_new(ep, req, lookback_s, store_name, q->store, msg, msglen);
 }
 
 static int
-paths_engine(const void *req, struct query *q, int64_t lookback_s, struct attr_engine **ep)
+paths_engine(const void *req, struct query *q, int64_t lookback_s, struct attr_engine **ep,
+             char *msg, size_t msglen)
 {
 	const Touchpoint__V1__PathsRequest *r = req;
-	char msg[256];
 
-	return attr_engine_new_paths(ep, r->window, lookback_s, store_name, q->store, msg,
-	                             sizeof(msg));
+	return attr_engine_new_paths(ep, r->window, lookback_s, store_name, q->store, msg, msglen);
 }
 
 static int64_t

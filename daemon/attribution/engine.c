@@ -10,6 +10,14 @@
 
 #define ATTR_NAME_MAX 512 /* channel (64) + '/' + campaign (128), with room for "#N" names */
 
+/* TP_RESOURCE_EXHAUSTED with its message, for the replies that quote errbuf. */
+static int
+oom(char *errbuf, size_t errlen)
+{
+	snprintf(errbuf, errlen, "out of memory");
+	return TP_RESOURCE_EXHAUSTED;
+}
+
 int
 attr_engine_alloc(struct attr_engine **ep)
 {
@@ -151,7 +159,7 @@ parse_window(struct attr_engine *e, const Touchpoint__V1__Window *w, int64_t def
 	}
 	if (w->conversion != NULL && w->conversion[0] != '\0' &&
 	    (e->conversion = strdup(w->conversion)) == NULL)
-		return TP_RESOURCE_EXHAUSTED;
+		return oom(errbuf, errlen);
 	return TP_OK;
 }
 
@@ -169,8 +177,8 @@ new_common(struct attr_engine **ep, const Touchpoint__V1__Window *w, int64_t def
 		snprintf(errbuf, errlen, "default lookback must be >= 0");
 		return TP_INVALID_ARGUMENT;
 	}
-	if ((rv = attr_engine_alloc(&e)) != TP_OK)
-		return rv;
+	if (attr_engine_alloc(&e) != TP_OK)
+		return oom(errbuf, errlen);
 	e->names = names;
 	e->names_arg = names_arg;
 	if ((rv = parse_window(e, w, default_lookback_s, errbuf, errlen)) != TP_OK) {
@@ -220,12 +228,12 @@ attr_engine_make(struct attr_engine **ep, const Touchpoint__V1__AttributeRequest
 			goto fail;
 		}
 		if ((e->by_trait = strdup(req->by_trait)) == NULL) {
-			rv = TP_RESOURCE_EXHAUSTED;
+			rv = oom(errbuf, errlen);
 			goto fail;
 		}
 	}
 	if ((e->top.acc = calloc(e->nm ? e->nm : 1, sizeof(*e->top.acc))) == NULL) {
-		rv = TP_RESOURCE_EXHAUSTED;
+		rv = oom(errbuf, errlen);
 		goto fail;
 	}
 	*ep = e;

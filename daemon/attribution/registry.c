@@ -235,7 +235,7 @@ make_inst(struct attr_minst *m, const struct attr_mdesc *d, const Touchpoint__V1
 			m->order = (int)k;
 		} else if (strcmp(pd->key, "direct_channels") == 0) {
 			if ((rv = parse_direct(m, s)) != TP_OK)
-				return rv;
+				goto nomem;
 		}
 		if (pd->kind == P_TEXT)
 			rv = echo(m, pd->key, s);
@@ -244,7 +244,7 @@ make_inst(struct attr_minst *m, const struct attr_mdesc *d, const Touchpoint__V1
 		else
 			rv = echo_number(m, pd->key, x);
 		if (rv != TP_OK)
-			return rv;
+			goto nomem;
 		continue;
 	badnum:
 		snprintf(errbuf, errlen, "%s.params.%s: must be %s", where, pd->key,
@@ -256,7 +256,7 @@ make_inst(struct attr_minst *m, const struct attr_mdesc *d, const Touchpoint__V1
 		m->last_weight = d->last;
 		if ((rv = echo_number(m, "first_weight", d->first)) != TP_OK ||
 		    (rv = echo_number(m, "last_weight", d->last)) != TP_OK)
-			return rv;
+			goto nomem;
 	}
 	if (d->weights == attr_w_position && m->first_weight + m->last_weight > 1 + 1e-12) {
 		snprintf(errbuf, errlen, "%s.params: first_weight + last_weight must be <= 1",
@@ -264,6 +264,10 @@ make_inst(struct attr_minst *m, const struct attr_mdesc *d, const Touchpoint__V1
 		return TP_INVALID_ARGUMENT;
 	}
 	return TP_OK;
+nomem: /* or, TP_INTERNAL, more parameters than a model has */
+	snprintf(errbuf, errlen, "%s: %s", where,
+	         rv == TP_RESOURCE_EXHAUSTED ? "out of memory" : "cannot keep its parameters");
+	return rv;
 }
 
 #ifndef TP_HAVE_MARKOV
@@ -286,8 +290,10 @@ attr_models_parse(struct attr_engine *e, const Touchpoint__V1__AttributeRequest 
 		         ATTR_MAX_MODELS);
 		return TP_INVALID_ARGUMENT;
 	}
-	if ((e->m = calloc(n, sizeof(*e->m))) == NULL)
+	if ((e->m = calloc(n, sizeof(*e->m))) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
 		return TP_RESOURCE_EXHAUSTED;
+	}
 	for (i = 0; i < n; i++) {
 		const Touchpoint__V1__ModelSpec *spec = req->n_models ? req->models[i] : NULL;
 		const char *name = spec ? (spec->model ? spec->model : "") : defaults[i];
@@ -332,8 +338,10 @@ attr_models_parse(struct attr_engine *e, const Touchpoint__V1__AttributeRequest 
 		}
 		if ((rv = make_inst(&e->daily, d, NULL, "daily_model", errbuf, errlen)) != TP_OK)
 			return rv;
-		if ((e->daily_name = strdup(d->name)) == NULL)
+		if ((e->daily_name = strdup(d->name)) == NULL) {
+			snprintf(errbuf, errlen, "out of memory");
 			return TP_RESOURCE_EXHAUSTED;
+		}
 		e->has_daily = !skip_timestamps;
 	}
 	return TP_OK;

@@ -540,10 +540,18 @@ attr_build_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out
 	int rv;
 
 	*out = NULL;
-	if ((r = malloc(sizeof(*r))) == NULL)
+	if ((r = malloc(sizeof(*r))) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
 		return TP_RESOURCE_EXHAUSTED;
+	}
 	touchpoint__v1__attribute_response__init(r);
 	if ((rv = build(e, r, errbuf, errlen)) != TP_OK) {
+		/*
+		 * Most of build()'s allocations say nothing: RESOURCE_EXHAUSTED from them is
+		 * memory, and the reply (or --paths) must say so rather than nothing.
+		 */
+		if (rv == TP_RESOURCE_EXHAUSTED && errlen > 0 && errbuf[0] == '\0')
+			snprintf(errbuf, errlen, "out of memory");
 		protobuf_c_message_free_unpacked(&r->base, NULL);
 		return rv;
 	}
