@@ -470,12 +470,19 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 			cli_msg("touchpoint attribute: %s: %s", pathfile, strerror(errno));
 			return EX_NOINPUT;
 		}
+		err[0] = '\0';
 		st = attr_pathfile_attribute(in, &o.req, &r, err, sizeof(err));
 		if (in != stdin)
 			fclose(in);
 		if (st != TP_OK) {
+			/* Every failure should say why; if one does not, its code still does. */
+			if (err[0] == '\0')
+				snprintf(err, sizeof(err), "attribution failed (%s)",
+				         tp_strerror(st));
 			cli_msg("touchpoint attribute: %s: %s", pathfile, err);
-			return cli_exit_code(st);
+			/* Here, with no daemon to be busy, RESOURCE_EXHAUSTED is this process's
+			 * memory. */
+			return st == TP_RESOURCE_EXHAUSTED ? EX_OSERR : cli_exit_code(st);
 		}
 	} else {
 		if ((rv = cli_connect(g, &c)) != EX_OK)

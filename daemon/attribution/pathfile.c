@@ -26,8 +26,8 @@ struct pf {
 };
 
 /*
- * One record into f[0..3]: 1 read, 0 at end of input, -1 malformed (message in errbuf).
- * Quoted fields may hold commas, quotes ("") and line breaks.
+ * One record into f[0..3]: 1 read, 0 at end of input, -1 malformed, -2 out of memory
+ * (message in errbuf). Quoted fields may hold commas, quotes ("") and line breaks.
  */
 static int
 read_record(struct pf *p, unsigned long *next_line, size_t *nfields, char *errbuf, size_t errlen)
@@ -104,7 +104,7 @@ read_record(struct pf *p, unsigned long *next_line, size_t *nfields, char *errbu
 			}
 			if ((nb = realloc(p->f[nf], ncap)) == NULL) {
 				snprintf(errbuf, errlen, "out of memory");
-				return -1;
+				return -2;
 			}
 			p->f[nf] = nb;
 			p->fcap[nf] = ncap;
@@ -155,6 +155,17 @@ unit_by_name(struct attr_engine *e, const char *name, size_t len, uint32_t *id)
 	return attr_smap_put(&e->units.smap, buf, *id);
 }
 
+/*
+ * TP_RESOURCE_EXHAUSTED, said. Memory is what runs out: the tables' own limits (2^32 units
+ * or paths) are far beyond what a machine holds.
+ */
+static int
+oom(char *errbuf, size_t errlen)
+{
+	snprintf(errbuf, errlen, "out of memory");
+	return TP_RESOURCE_EXHAUSTED;
+}
+
 static int
 load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 {
@@ -163,6 +174,8 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 	int r, rv;
 
 	if ((r = read_record(p, &next, &nf, errbuf, errlen)) <= 0) {
+		if (r == -2)
+			return TP_RESOURCE_EXHAUSTED;
 		if (r == 0)
 			snprintf(errbuf, errlen, "line 1: missing header \"%s\"", PF_HEADER);
 		return TP_INVALID_ARGUMENT;
@@ -214,13 +227,13 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 				return rv;
 			}
 			if (rv != TP_OK)
-				return rv;
+				return rv == TP_RESOURCE_EXHAUSTED ? oom(errbuf, errlen) : rv;
 			if (len == p->ucap) {
 				size_t ncap = p->ucap ? p->ucap * 2 : 64;
 				uint32_t *nu = realloc(p->u, ncap * sizeof(*nu));
 
 				if (nu == NULL)
-					return TP_RESOURCE_EXHAUSTED;
+					return oom(errbuf, errlen);
 				p->u = nu;
 				p->ucap = ncap;
 			}
@@ -233,14 +246,14 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 		if (conv == 0 && nul == 0 && val == 0)
 			continue;
 		if ((rv = attr_ptab_add(&e->top.pt, p->u, (uint32_t)len, conv, val, nul)) != TP_OK)
-			return rv;
+			return rv == TP_RESOURCE_EXHAUSTED ? oom(errbuf, errlen) : rv;
 		e->top.conversions += conv;
 		e->top.value += val;
 		e->top.converting_paths += (uint64_t)llround(conv);
 		e->top.null_paths += (uint64_t)llround(nul);
 	}
 	if (r < 0)
-		return TP_INVALID_ARGUMENT;
+		return r == -2 ? TP_RESOURCE_EXHAUSTED : TP_INVALID_ARGUMENT;
 	if (ferror(p->in)) {
 		snprintf(errbuf, errlen, "line %lu: read error", p->line);
 		return TP_INVALID_ARGUMENT;
