@@ -480,8 +480,7 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 				snprintf(err, sizeof(err), "attribution failed (%s)",
 				         tp_strerror(st));
 			cli_msg("touchpoint attribute: %s: %s", pathfile, err);
-			/* Here, with no daemon to be busy, RESOURCE_EXHAUSTED is this process's
-			 * memory. */
+			/* No daemon here: RESOURCE_EXHAUSTED is our memory. */
 			return st == TP_RESOURCE_EXHAUSTED ? EX_OSERR : cli_exit_code(st);
 		}
 	} else {
