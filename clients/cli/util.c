@@ -189,6 +189,24 @@ cli_connect(const struct cli *g, tp_client **cp)
 	return EX_OK;
 }
 
+/* malloc for protobuf-c's unpack, noting when it fails: NULL from unpack is then memory. */
+static void *
+cli_unpack_alloc(void *arg, size_t n)
+{
+	void *p = malloc(n > 0 ? n : 1);
+
+	if (p == NULL)
+		*(int *)arg = 1;
+	return p;
+}
+
+static void
+cli_unpack_free(void *arg, void *p)
+{
+	(void)arg;
+	free(p);
+}
+
 int
 cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
                const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out, int *st)
@@ -197,7 +215,9 @@ cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
 	uint8_t *buf = NULL;
 	void *resp = NULL;
 	size_t len, rlen = 0;
-	int status;
+	int status, oom = 0;
+	/* Freed as usual (free_unpacked with NULL): both are malloc and free. */
+	ProtobufCAllocator alloc = { cli_unpack_alloc, cli_unpack_free, &oom };
 
 	*out = NULL;
 	len = protobuf_c_message_get_packed_size(req);
@@ -215,8 +235,13 @@ cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
 		tp_result_free(&res);
 		return cli_exit_code(status);
 	}
-	*out = protobuf_c_message_unpack(out_desc, NULL, rlen, resp);
+	*out = protobuf_c_message_unpack(out_desc, &alloc, rlen, resp);
 	free(resp);
+	if (*out == NULL && oom) {
+		fprintf(stderr, "touchpoint: out of memory unpacking the %s reply\n",
+		        out_desc->name);
+		return EX_OSERR;
+	}
 	if (*out == NULL) {
 		fprintf(stderr, "touchpoint: malformed %s reply\n", out_desc->name);
 		return EX_SOFTWARE;

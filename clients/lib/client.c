@@ -250,6 +250,7 @@ tp_roundtrip(tp_client *c, const char *method, const void *req, size_t req_len,
 {
 	Touchpoint__V1__Envelope env = TOUCHPOINT__V1__ENVELOPE__INIT;
 	Touchpoint__V1__Reply *reply;
+	struct tp__unpacker u;
 	nng_msg *msg = NULL, *rmsg = NULL;
 	unsigned timeout_ms = atomic_load(&c->timeout_ms);
 	size_t size;
@@ -273,8 +274,13 @@ tp_roundtrip(tp_client *c, const char *method, const void *req, size_t req_len,
 	touchpoint__v1__envelope__pack(&env, nng_msg_body(msg));
 	if ((rv = tp_exchange(c, msg, timeout_ms, &rmsg)) != 0)
 		return tp_transport_error(c, rv, timeout_ms, res);
-	reply = touchpoint__v1__reply__unpack(NULL, nng_msg_len(rmsg), nng_msg_body(rmsg));
+	tp__unpacker_init(&u);
+	reply = touchpoint__v1__reply__unpack(&u.a, nng_msg_len(rmsg), nng_msg_body(rmsg));
 	nng_msg_free(rmsg);
+	if (reply == NULL && u.oom)
+		return tp__fail(res, TP_INTERNAL,
+		                "out of memory unpacking the reply from touchpointd at %s",
+		                c->endpoint);
 	if (reply == NULL)
 		return tp__fail(res, TP_INTERNAL, "malformed reply from touchpointd at %s",
 		                c->endpoint);
@@ -284,6 +290,33 @@ tp_roundtrip(tp_client *c, const char *method, const void *req, size_t req_len,
 	}
 	*replyp = reply;
 	return TP_OK;
+}
+
+static void *
+unpacker_alloc(void *arg, size_t n)
+{
+	struct tp__unpacker *u = arg;
+	void *p = malloc(n > 0 ? n : 1); /* NULL then means no memory, nothing else */
+
+	if (p == NULL)
+		u->oom = 1;
+	return p;
+}
+
+static void
+unpacker_free(void *arg, void *p)
+{
+	(void)arg;
+	free(p);
+}
+
+void
+tp__unpacker_init(struct tp__unpacker *u)
+{
+	u->a.alloc = unpacker_alloc;
+	u->a.free = unpacker_free;
+	u->a.allocator_data = u;
+	u->oom = 0;
 }
 
 int

@@ -274,6 +274,7 @@ tp__send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_result *r
 {
 	Touchpoint__V1__SendRequest req = TOUCHPOINT__V1__SEND_REQUEST__INIT;
 	Touchpoint__V1__SendResponse *sr = NULL;
+	struct tp__unpacker u;
 	Touchpoint__V1__Event **pev = NULL;
 	Touchpoint__V1__Trait *tr = NULL, **trp = NULL;
 	struct tp_enc *enc = NULL;
@@ -349,8 +350,11 @@ tp__send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_result *r
 		*too_big = tp_result_too_big(res);
 		goto fail;
 	}
-	if ((sr = touchpoint__v1__send_response__unpack(NULL, resp_len, resp)) == NULL) {
-		status = tp__fail(res, TP_INTERNAL, "malformed SendResponse");
+	tp__unpacker_init(&u);
+	if ((sr = touchpoint__v1__send_response__unpack(&u.a, resp_len, resp)) == NULL) {
+		status = tp__fail(res, TP_INTERNAL, "%s",
+		                  u.oom ? "out of memory unpacking the SendResponse"
+		                        : "malformed SendResponse");
 		goto fail;
 	}
 	if (res != NULL) {

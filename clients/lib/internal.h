@@ -7,6 +7,8 @@
 
 #include <stdarg.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "touchpoint/touchpoint.h"
 
 /* Most traits tp_sender_add copies (SPEC allows 32; the daemon names any excess). */
@@ -33,5 +35,16 @@ int tp__send(tp_client *c, const struct tp_event *evs, size_t n, struct tp_resul
 
 /* One malloc'd deep copy of ev with event_id set (generated when NULL); free() it. */
 struct tp_event *tp__event_dup(const struct tp_event *ev);
+
+/*
+ * protobuf-c's unpack returns NULL for a malformed message and for want of memory alike:
+ * unpacked through &u->a, u->oom says which. It allocates with malloc, so what it unpacked
+ * is freed as usual (free_unpacked with a NULL allocator).
+ */
+struct tp__unpacker {
+	ProtobufCAllocator a;
+	int oom;
+};
+void tp__unpacker_init(struct tp__unpacker *u);
 
 #endif /* TP_LIB_INTERNAL_H */
