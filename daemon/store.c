@@ -1900,7 +1900,8 @@ went_group(struct store *s, struct store_batch *const *batches,
 }
 
 int
-store_write(struct store *s, struct store_batch *const *batches, size_t nb)
+store_write(struct store *s, struct store_batch *const *batches, size_t nb, char *errbuf,
+            size_t errlen)
 {
 	struct wsnap *ws = NULL;
 	struct store_prepared **own = NULL;
@@ -1909,37 +1910,43 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 	size_t total = 0, j, i, tries;
 	int rc, sealed, st;
 
+	if (errbuf != NULL && errlen > 0)
+		errbuf[0] = '\0';
 	for (j = 0; j < nb; j++) {
 		if (batches[j] == NULL ||
 		    (batches[j]->n > 0 &&
 		     (batches[j]->events == NULL || batches[j]->dup == NULL)) ||
-		    (batches[j]->prep != NULL && batches[j]->prep->n != batches[j]->n))
+		    (batches[j]->prep != NULL && batches[j]->prep->n != batches[j]->n)) {
+			snprintf(errbuf, errlen,
+			         "batch %zu: no events, or not its own prepared ones", j);
 			return TP_INVALID_ARGUMENT;
+		}
 		total += batches[j]->n;
-		if (total > STORE_MAX_GROUP)
+		if (total > STORE_MAX_GROUP) {
+			snprintf(errbuf, errlen, "more than %d events in one write",
+			         STORE_MAX_GROUP);
 			return TP_INVALID_ARGUMENT;
+		}
 	}
 	if ((own = calloc(nb + 1, sizeof(*own))) == NULL ||
 	    (prep = calloc(nb + 1, sizeof(*prep))) == NULL ||
-	    (bound = calloc(nb + 1, sizeof(*bound))) == NULL) {
-		st = TP_RESOURCE_EXHAUSTED;
-		goto out;
-	}
+	    (bound = calloc(nb + 1, sizeof(*bound))) == NULL)
+		goto nomem;
 	/* Callers without the daemon's ingest threads (tests, benchmarks) prepare here. */
 	for (j = 0; j < nb; j++) {
 		if (batches[j]->prep == NULL &&
-		    (st = store_prepare(s, batches[j]->events, batches[j]->n, &own[j])) != TP_OK)
+		    (st = store_prepare(s, batches[j]->events, batches[j]->n, &own[j])) != TP_OK) {
+			if (st == TP_RESOURCE_EXHAUSTED)
+				goto nomem;
+			snprintf(errbuf, errlen, "batch %zu: an event without a valid event_id", j);
 			goto out;
+		}
 		prep[j] = batches[j]->prep != NULL ? batches[j]->prep : own[j];
 	}
-	if (went_group(s, batches, prep, nb, total, bound) != 0) {
-		st = TP_RESOURCE_EXHAUSTED;
-		goto out;
-	}
-	if ((ws = malloc(sizeof(*ws))) == NULL) {
-		st = TP_RESOURCE_EXHAUSTED;
-		goto out;
-	}
+	if (went_group(s, batches, prep, nb, total, bound) != 0)
+		goto nomem;
+	if ((ws = malloc(sizeof(*ws))) == NULL)
+		goto nomem;
 	for (tries = 0;; tries++) {
 		size_t seen = map_size(s, s->env);
 
@@ -1951,7 +1958,12 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 	}
 	free(ws);
 	if (rc != 0) {
+		/*
+		 * RESOURCE_EXHAUSTED is a full disk or quota, the map that could not grow far
+		 * enough, memory, or an LMDB limit: LMDB's words say which.
+		 */
 		st = status_of(rc);
+		set_err(errbuf, errlen, "commit", rc);
 		goto out;
 	}
 
@@ -1973,6 +1985,10 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb)
 		pthread_mutex_unlock(&s->cmu);
 	}
 	st = TP_OK;
+	goto out;
+nomem:
+	snprintf(errbuf, errlen, "out of memory");
+	st = TP_RESOURCE_EXHAUSTED;
 out:
 	if (own != NULL)
 		for (j = 0; j < nb; j++)

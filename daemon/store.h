@@ -4,8 +4,8 @@
  *
  * Threads: store_write() from one thread at a time (the daemon's writer thread); every
  * other function from any thread, concurrently. Every function returns a tp_status code
- * (TP_OK, TP_INVALID_ARGUMENT, TP_NOT_FOUND, TP_RESOURCE_EXHAUSTED for a full disk,
- * TP_INTERNAL) and, where it takes errbuf, a message in it.
+ * (TP_OK, TP_INVALID_ARGUMENT, TP_NOT_FOUND, TP_RESOURCE_EXHAUSTED for a full disk, memory
+ * or an LMDB limit, TP_INTERNAL) and, where it takes errbuf, a message in it.
  */
 #ifndef TP_STORE_H
 #define TP_STORE_H
@@ -54,7 +54,13 @@ struct store_batch {
 	uint32_t duplicates; /* filled in */
 };
 
-int store_write(struct store *s, struct store_batch *const *batches, size_t nbatches);
+/*
+ * TP_OK, or the status with why in errbuf: TP_RESOURCE_EXHAUSTED for what a retry may
+ * find freed (a full disk or quota, the map at its limit, memory, LMDB's reader or
+ * transaction limits), TP_INVALID_ARGUMENT for batches that cannot be written as given.
+ */
+int store_write(struct store *s, struct store_batch *const *batches, size_t nbatches, char *errbuf,
+                size_t errlen);
 
 /*
  * The per-event work of store_write() that needs no transaction: the keyed hashes of the

@@ -101,6 +101,7 @@ writer_commit(struct writer *w, size_t ngroup)
 {
 	struct timespec t0;
 	size_t nb = 0, events = 0, off = 0;
+	char err[256];
 	int rv;
 
 	for (size_t i = 0; i < ngroup; i++) {
@@ -141,10 +142,11 @@ writer_commit(struct writer *w, size_t ngroup)
 	if (nb == 0)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rv = store_write(w->store, w->bp, nb);
+	rv = store_write(w->store, w->bp, nb, err, sizeof(err));
 	metrics_commit(nb, events, writer_elapsed(&t0));
 	if (rv != TP_OK) {
-		log_err("writer: commit failed: code=%d batches=%zu events=%zu", rv, nb, events);
+		log_err("writer: commit failed: code=%d batches=%zu events=%zu: %s", rv, nb, events,
+		        err);
 		metrics_commit_failed(); /* a full disk, say: not the clients' invalid events */
 	}
 	nb = 0;
@@ -157,11 +159,14 @@ writer_commit(struct writer *w, size_t ngroup)
 			metrics_ingest(w->batches[nb].accepted, w->batches[nb].duplicates, 0);
 			writer_answer(w, &w->batches[nb], it->call);
 		} else if (rv == TP_RESOURCE_EXHAUSTED) {
+			/* store_write() says which resource: disk, map, memory, an LMDB limit */
 			rpc_finish(
 			    it->call, rv, NULL,
-			    "store is full (disk or map size), nothing was stored; retry later");
+			    "the store cannot take it now (%s), nothing was stored; retry later",
+			    err);
 		} else {
-			rpc_finish(it->call, rv, NULL, "store write failed, nothing was stored");
+			rpc_finish(it->call, rv, NULL,
+			           "store write failed (%s), nothing was stored", err);
 		}
 		nb++;
 	}

@@ -428,7 +428,7 @@ test_duplicates(void **state)
 	tb_add(b, ev_touch("x3", "c1", T0 + 2, "social", ""));
 	grp[0] = &a->b;
 	grp[1] = &b->b;
-	assert_int_equal(store_write(f->s, grp, 2), TP_OK);
+	assert_int_equal(store_write(f->s, grp, 2, NULL, 0), TP_OK);
 	assert_int_equal(a->b.accepted, 2);
 	assert_int_equal(a->b.duplicates, 1);
 	assert_int_equal(a->b.dup[0], 0);
@@ -480,6 +480,7 @@ test_prepared(void **state)
 	struct store_batch *grp[3];
 	struct store_journey *j;
 	static const uint8_t wb[] = { 1, 0, 1 }, wc[] = { 1, 0, 1, 0 };
+	char err[128] = "x";
 
 	f->s = open_store(f->dir, 0, 0);
 	tb_add(a, ev_touch("y3", "c1", T0 + 2, "email", ""));
@@ -499,7 +500,8 @@ test_prepared(void **state)
 	grp[0] = &a->b;
 	grp[1] = &b->b;
 	grp[2] = &c->b;
-	assert_int_equal(store_write(f->s, grp, 3), TP_OK);
+	assert_int_equal(store_write(f->s, grp, 3, err, sizeof(err)), TP_OK);
+	assert_string_equal(err, "");
 	for (size_t i = 0; i < a->b.n; i++)
 		assert_int_equal(a->b.dup[i], 0);
 	for (size_t i = 0; i < b->b.n; i++)
@@ -512,7 +514,8 @@ test_prepared(void **state)
 	store_journey_free(j);
 	/* a prep of other events than the batch's is refused, as is an event without an id */
 	a->b.prep = pc;
-	assert_int_equal(store_write(f->s, grp, 1), TP_INVALID_ARGUMENT);
+	assert_int_equal(store_write(f->s, grp, 1, err, sizeof(err)), TP_INVALID_ARGUMENT);
+	assert_string_equal(err, "batch 0: no events, or not its own prepared ones");
 	tb_add(e, ev_touch("", "c1", T0, "email", ""));
 	assert_int_equal(store_prepare(f->s, e->b.events, e->b.n, &pe), TP_INVALID_ARGUMENT);
 	assert_null(pe);
@@ -718,7 +721,7 @@ write_random(struct store *s, int groups, int per)
 				                 : ev_conv(eid, cid, m->ts, m->value, ""));
 			}
 		}
-		assert_int_equal(store_write(s, grp, 2), TP_OK);
+		assert_int_equal(store_write(s, grp, 2, NULL, 0), TP_OK);
 		tb_free(t[0]);
 		tb_free(t[1]);
 	}

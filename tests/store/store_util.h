@@ -132,7 +132,7 @@ tb_write(struct store *s, struct tbatch *t)
 {
 	struct store_batch *b = &t->b;
 
-	return store_write(s, &b, 1);
+	return store_write(s, &b, 1, NULL, 0);
 }
 
 static void
