@@ -88,6 +88,7 @@ struct query {
 	uint32_t ptop;
 	int64_t pused_us;
 	size_t max_reply_bytes;
+	size_t reply_max; /* max_reply_bytes as given: the most a reply carries */
 	unsigned scan_threads;
 };
 
@@ -193,7 +194,8 @@ static int
 journey_page(const struct query *q, uint64_t offset, Touchpoint__V1__GetJourneyResponse *r,
              char *msg, size_t msglen)
 {
-	size_t budget = q->max_reply_bytes - QUERY_PAGE_SLACK, used, k, len;
+	/* What rpc.c lets a reply's payload be (rpc_reply_max). */
+	size_t budget = q->reply_max > 64 ? q->reply_max - 64 : 0, used, k, len;
 
 	if (offset > r->n_events || (offset == r->n_events && offset > 0)) {
 		snprintf(msg, msglen, "offset: is %llu, the journey has %zu events",
@@ -223,9 +225,10 @@ journey_page(const struct query *q, uint64_t offset, Touchpoint__V1__GetJourneyR
 		r->n_events++;
 	}
 	if (r->n_events == 0 && k > 0) {
-		snprintf(msg, msglen, "events: event %llu does not fit in a reply",
-		         (unsigned long long)offset);
-		return TP_INTERNAL;
+		snprintf(msg, msglen,
+		         "events: event %llu%s takes more than the %zu bytes a reply may hold",
+		         (unsigned long long)offset, offset == 0 ? " with the paths" : "", budget);
+		return TP_RESOURCE_EXHAUSTED;
 	}
 	return TP_OK;
 }
@@ -837,6 +840,7 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	q->store = o->store;
 	q->max_reply_bytes =
 	    o->max_reply_bytes > 2 * QUERY_PAGE_SLACK ? o->max_reply_bytes : 2 * QUERY_PAGE_SLACK;
+	q->reply_max = o->max_reply_bytes;
 	pthread_mutex_init(&q->pmu, NULL);
 	q->scan_threads = o->scan_threads;
 	if (o->stall_file != NULL && (q->stall_file = strdup(o->stall_file)) == NULL)

@@ -85,6 +85,7 @@ struct rpc_handler {
 struct rpc_block {
 	struct rpc_block *next;
 	size_t size, used;
+	int counted; /* in decode_memory's total: all but a context's first 64 KiB block */
 	max_align_t data[];
 };
 
@@ -95,12 +96,12 @@ struct rpc_arena {
 	size_t budget; /* for the request being decoded; 0: none */
 	int over;      /* an allocation was refused: RPC_OVER_REQUEST or RPC_OVER_SHARED */
 	/*
-	 * Every context's blocks together, at most shared_cap (decode_memory); not counted: the
-	 * first block, kept for the next request (base), RPC_ARENA_FIRST bytes a context.
+	 * Every context's blocks together, at most shared_cap (decode_memory). A context's first
+	 * block of RPC_ARENA_FIRST bytes is neither counted nor refused: it is kept for the next
+	 * request, and a status or any small request fits in it, so they are never "busy".
 	 */
 	_Atomic size_t *shared;
 	size_t shared_cap;
-	struct rpc_block *base;
 };
 
 /* Why an arena refused: its request's own budget, or every context's together. */
@@ -108,12 +109,35 @@ enum { RPC_OVER_REQUEST = 1, RPC_OVER_SHARED = 2 };
 
 #define RPC_ARENA_FIRST ((size_t)64 << 10)
 
+/*
+ * Takes *bs bytes of decode_memory, or only need (the request's last block) if that is all
+ * there is room for. 0, or -1 with over set: the request alone needs more than
+ * decode_memory (too big), or the requests in flight hold it (busy).
+ */
+static int
+rpc_arena_take(struct rpc_arena *a, size_t *bs, size_t need)
+{
+	if (atomic_fetch_add(a->shared, *bs) + *bs <= a->shared_cap)
+		return 0;
+	atomic_fetch_sub(a->shared, *bs);
+	if (*bs > need) {
+		if (atomic_fetch_add(a->shared, need) + need <= a->shared_cap) {
+			*bs = need;
+			return 0;
+		}
+		atomic_fetch_sub(a->shared, need);
+	}
+	a->over = a->total + need > a->shared_cap ? RPC_OVER_REQUEST : RPC_OVER_SHARED;
+	return -1;
+}
+
 static void *
 rpc_arena_alloc(void *arg, size_t size)
 {
 	struct rpc_arena *a = arg;
 	struct rpc_block *b = a->head;
 	size_t need = (size + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	int counted;
 
 	if (need < size)
 		return NULL;
@@ -133,21 +157,18 @@ rpc_arena_alloc(void *arg, size_t size)
 				return NULL;
 			}
 		}
-		if (a->shared != NULL && atomic_fetch_add(a->shared, bs) + bs > a->shared_cap) {
-			atomic_fetch_sub(a->shared, bs);
-			/* More than decode_memory on its own: too big, not busy. */
-			a->over =
-			    a->total + bs > a->shared_cap ? RPC_OVER_REQUEST : RPC_OVER_SHARED;
+		counted = a->shared != NULL && (a->blocks > 0 || bs != RPC_ARENA_FIRST);
+		if (counted && rpc_arena_take(a, &bs, need) != 0)
 			return NULL;
-		}
 		if ((b = malloc(sizeof(*b) + bs)) == NULL) {
-			if (a->shared != NULL)
+			if (counted)
 				atomic_fetch_sub(a->shared, bs);
 			return NULL;
 		}
 		a->total += bs;
 		b->size = bs;
 		b->used = 0;
+		b->counted = counted;
 		b->next = a->head;
 		a->head = b;
 		a->blocks++;
@@ -164,8 +185,8 @@ rpc_arena_free(void *arg, void *p)
 }
 
 /*
- * Frees every block but the first (oldest) one, which is kept empty for reuse unless it
- * grew past RPC_ARENA_FIRST (a request's one large field would stay allocated for good).
+ * Frees every block but the first (oldest) one, which is kept empty for reuse if it is the
+ * uncounted 64 KiB one (a request's one large field would stay allocated for good).
  */
 static void
 rpc_arena_reset(struct rpc_arena *a, int keep)
@@ -174,18 +195,15 @@ rpc_arena_reset(struct rpc_arena *a, int keep)
 
 	while (b != NULL) {
 		next = b->next;
-		if (b != a->base && a->shared != NULL)
-			atomic_fetch_sub(a->shared, b->size);
-		if (next == NULL && keep && b->size == RPC_ARENA_FIRST) {
-			a->base = b;
+		if (next == NULL && keep && !b->counted && b->size == RPC_ARENA_FIRST) {
 			b->used = 0;
 			a->head = b;
 			a->blocks = 1;
 			a->total = b->size;
 			return;
 		}
-		if (b == a->base)
-			a->base = NULL;
+		if (b->counted)
+			atomic_fetch_sub(a->shared, b->size);
 		free(b);
 		b = next;
 	}
@@ -494,6 +512,19 @@ rpc_lookup(struct rpc_server *r, const char *method, const ProtobufCMethodDescri
 }
 
 /*
+ * The request id of an envelope that was not (or could not be) decoded, read off its bytes:
+ * libtouchpoint drops a reply to another id as a protocol error instead of acting on it.
+ */
+static void
+rpc_raw_request_id(struct rpc_call *c, nng_msg *msg)
+{
+	uint64_t id;
+
+	if (validate_wire_varint_field(nng_msg_body(msg), nng_msg_len(msg), 2, &id) == 0)
+		c->request_id = id;
+}
+
+/*
  * A request over max_message_bytes, not unpacked: RESOURCE_EXHAUSTED with one violation
  * {-1, "envelope", …} by which libtouchpoint tells it from a busy daemon (rpc.proto) and
  * sends smaller batches instead of the same one again.
@@ -502,13 +533,10 @@ static void
 rpc_too_big(struct rpc_call *c, nng_msg *msg)
 {
 	size_t len = nng_msg_len(msg);
-	uint64_t id;
 
 	log_warn("rpc: request too large: bytes=%zu max_message_bytes=%zu", len,
 	         c->srv->max_message_bytes);
-	/* Read off the envelope undecoded: libtouchpoint drops a reply to another id. */
-	if (validate_wire_varint_field(nng_msg_body(msg), len, 2, &id) == 0)
-		c->request_id = id;
+	rpc_raw_request_id(c, msg);
 	rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "envelope",
 	                     "request is %zu bytes, over max_message_bytes (%zu): send smaller "
 	                     "batches",
@@ -595,6 +623,8 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 	c->arena.over = 0;
 	c->arena.budget = RPC_DECODE_FACTOR * nng_msg_len(msg) + RPC_DECODE_SLACK;
 	c->env = touchpoint__v1__envelope__unpack(&c->alloc, nng_msg_len(msg), nng_msg_body(msg));
+	if (c->env == NULL)
+		rpc_raw_request_id(c, msg);
 	nng_msg_free(msg);
 	if (c->env == NULL) {
 		if (c->arena.over == RPC_OVER_SHARED)

@@ -123,6 +123,8 @@ writer_commit(struct writer *w, size_t ngroup)
 				           "out of memory, retry later");
 		return;
 	}
+	if (events == 0)
+		return; /* every call of the group expired: answered above */
 	memset(w->dup, 0, events);
 	for (size_t i = 0; i < ngroup; i++) {
 		struct writer_item *it = &w->group[i];

@@ -1328,6 +1328,10 @@ test_decode_memory(void)
 	big_send_main(&b);
 	CHECK(atomic_load(&b.code) == 8 && b.ndetails == 0);
 	CHECK(strstr(b.message, "decode_memory") != NULL);
+	/* A status fits in a context's first block, which is never refused. */
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	CHECK(stored_events(s) == 0);
+	nng_close(s);
 	CHECK(unlink(stall) == 0);
 	CHECK(pthread_join(th, NULL) == 0);
 	CHECK(atomic_load(&a.code) == 0);
@@ -1335,6 +1339,49 @@ test_decode_memory(void)
 	CHECK(atomic_load(&b.code) == 0);
 	s = tpd_connect(d.url, CALL_TIMEOUT);
 	CHECK(stored_events(s) == 4000);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
+/* Pages of a daemon whose replies are tiny (2K): each holds what a reply really carries. */
+static void
+test_journey_pages_tiny(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[10];
+	Touchpoint__V1__GetJourneyRequest jr = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
+	Touchpoint__V1__GetJourneyResponse *j;
+	Touchpoint__V1__Reply *rep;
+	char ids[10][16];
+	size_t b, i, seen = 0;
+
+	tpd_init(&d, "max_message_bytes = 2K\n");
+	tpd_start(&d);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	for (b = 0; b < 12; b++) {
+		for (i = 0; i < 10; i++) {
+			snprintf(ids[i], sizeof(ids[i]), "tiny-%03zu", b * 10 + i);
+			evs[i] = ev_touch(ids[i], "tiny", 1000000 * (int64_t)(b * 10 + i + 1),
+			                  "email", NULL);
+		}
+		touchpoint__v1__send_response__free_unpacked(send_ok(s, evs, 10), NULL);
+		evs_free(evs, 10);
+	}
+	jr.customer_id = (char *)"tiny";
+	jr.lookback_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__LOOKBACK_LOOKBACK_S;
+	jr.lookback_s = 1;
+	jr.paging_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__PAGING_OFFSET;
+	while (seen < 120) {
+		jr.offset = seen;
+		CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+		j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		CHECK(j->total_events == 120 && j->offset == seen && j->n_events > 0);
+		seen += j->n_events;
+		touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+	}
 	nng_close(s);
 	CHECK(tpd_stop(&d, SIGTERM) == 0);
 	tpd_cleanup(&d);
@@ -1471,6 +1518,7 @@ main(int argc, char **argv)
 		{ "decode_bounds", test_decode_bounds },
 		{ "status_inline", test_status_inline },
 		{ "journey_pages", test_journey_pages },
+		{ "journey_pages_tiny", test_journey_pages_tiny },
 		{ "decode_memory", test_decode_memory },
 	};
 
