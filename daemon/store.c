@@ -22,6 +22,7 @@
 
 #include <lmdb.h>
 
+#include "log.h"
 #include "record.h"
 #include "store.h"
 #include "touchpoint/touchpoint.h"
@@ -2193,28 +2194,56 @@ alog_trim(struct store *s, MDB_txn *txn, MDB_dbi seg)
  * mdb_drop() closes the handle even if the commit then fails: on failure the named
  * databases stay as orphans, or consumed, and are dropped at the next open.
  */
+/* A retired run's or log segment's database name, as messages name it. */
+static void
+drop_name(const struct run *r, char *buf, size_t len)
+{
+	if (r->islog)
+		seg_name(buf, len, r->id);
+	else
+		snprintf(buf, len, "run.%" PRIu64, r->id);
+}
+
 static int
 drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64_t *dropped,
-        size_t *ndropped)
+        size_t *ndropped, char *errbuf, size_t errlen)
 {
 	MDB_txn *txn;
-	size_t i, n = 0;
+	size_t i, n = 0, off = 0;
 	int rc;
+	/* For a message: the databases (the first few by name), or the markers to clear. */
+	char names[128] = "", what[176], bad[40] = "";
 
 	*ndropped = 0;
 	pthread_mutex_lock(&s->dmu);
-	for (i = 0; i < s->nretired; i++)
-		n += s->retired[i].inb == inb;
+	for (i = 0; i < s->nretired; i++) {
+		if (s->retired[i].inb != inb)
+			continue;
+		drop_name(&s->retired[i], bad, sizeof(bad));
+		if (off < sizeof(names))
+			off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+			                        n > 0 ? ", " : "", bad);
+		n++;
+	}
 	pthread_mutex_unlock(&s->dmu);
 	if (n == 0 && nunmark == 0)
 		return 0;
-	if ((rc = mdb_txn_begin(inb ? s->envb : s->env, NULL, 0, &txn)) != 0)
+	if (n > 0)
+		snprintf(what, sizeof(what), "%zu databases (%s)", n, names);
+	else
+		snprintf(what, sizeof(what), "%zu consumed marks", nunmark);
+	if ((rc = mdb_txn_begin(inb ? s->envb : s->env, NULL, 0, &txn)) != 0) {
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "%s: cannot begin a transaction: %s", what,
+			         mdb_strerror(rc));
 		return rc;
+	}
 	n = 0;
 	pthread_mutex_lock(&s->dmu);
 	for (i = 0; i < s->nretired && rc == 0; i++) {
 		if (s->retired[i].inb != inb)
 			continue;
+		drop_name(&s->retired[i], bad, sizeof(bad));
 		if (s->retired[i].islog) {
 			if ((rc = alog_trim(s, txn, s->retired[i].dbi)) == 0)
 				rc = mdb_drop(txn, s->retired[i].dbi, 1);
@@ -2227,17 +2256,34 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 		dropped[n++] = s->retired[i].id;
 	}
 	pthread_mutex_unlock(&s->dmu);
+	if (rc != 0 && errbuf != NULL && errlen > 0)
+		snprintf(errbuf, errlen, "%s: %s", bad, mdb_strerror(rc));
 	for (i = 0; i < nunmark && rc == 0; i++)
 		if ((rc = mark_consumed(txn, s->metab, unmark[i], 1)) == MDB_NOTFOUND)
 			rc = 0;
+		else if (rc != 0 && errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "the consumed mark of run.%" PRIu64 ": %s",
+			         unmark[i], mdb_strerror(rc));
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	if ((rc = mdb_txn_commit(txn)) != 0)
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		if (errbuf != NULL && errlen > 0)
+			snprintf(errbuf, errlen, "%s: commit: %s", what, mdb_strerror(rc));
 		return rc;
+	}
 	*ndropped = n;
 	return 0;
+}
+
+/* Logs a failed drop_in(): nothing is lost, the next open drops what this one left. */
+static void
+drop_warn(int inb, int rc, const char *why)
+{
+	if (rc != 0)
+		log_warn("store: dropping retired runs of %s failed: %s; the next open drops them",
+		         inb ? "runs.mdb" : "data.mdb", why);
 }
 
 /* Drops retired runs once no reader can hold their handles. Under bmu. */
@@ -2246,6 +2292,7 @@ drop_retired(struct store *s)
 {
 	uint64_t gone[STORE_MAX_RETIRED], other[STORE_MAX_RETIRED];
 	size_t n, na = 0, nb = 0;
+	char why[256];
 	int rc;
 
 	pthread_mutex_lock(&s->dmu);
@@ -2271,8 +2318,10 @@ drop_retired(struct store *s)
 
 	/* Main runs first (the writer's lock, briefly), then runs.mdb with their markers. */
 	yield_to_writer(s);
-	rc = drop_in(s, 0, NULL, 0, gone, &na);
-	rc = drop_in(s, 1, gone, na, other, &nb);
+	rc = drop_in(s, 0, NULL, 0, gone, &na, why, sizeof(why));
+	drop_warn(0, rc, why);
+	rc = drop_in(s, 1, gone, na, other, &nb, why, sizeof(why));
+	drop_warn(1, rc, why);
 	pthread_mutex_lock(&s->dmu);
 	s->nretired = 0; /* what a failed drop closed is forgotten too */
 	pthread_mutex_unlock(&s->dmu);
@@ -2281,7 +2330,6 @@ drop_retired(struct store *s)
 	pthread_cond_broadcast(&s->gcv);
 	pthread_mutex_unlock(&s->gmu);
 	gate_leave(s);
-	(void)rc;
 }
 
 /* drop_retired() under bmu: a backup copying the two environments sees no run vanish. */
@@ -3135,8 +3183,8 @@ open_consumed(struct store *s)
 	s->nsegs -= i;
 	/* No reader or compactor yet. A failed drop fails the open: the markers stay. */
 	rc = 0;
-	if ((nx > 0 || s->nretired > 0) && (rc = drop_in(s, 0, NULL, 0, gone, &na)) == 0)
-		rc = drop_in(s, 1, ux, nx, other, &nb);
+	if ((nx > 0 || s->nretired > 0) && (rc = drop_in(s, 0, NULL, 0, gone, &na, NULL, 0)) == 0)
+		rc = drop_in(s, 1, ux, nx, other, &nb, NULL, 0);
 	s->nretired = 0;
 	free(ux);
 	return rc;
