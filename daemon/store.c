@@ -3,6 +3,7 @@
  * databases (docs/architecture.md, "The store"): an append-only log, sorted immutable runs
  * merged by a compactor thread, a dedup index, the name dictionary, aliases and spend.
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE (map_resize) */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +37,7 @@
 #define STORE_MAX_SEGS    32  /* log segments; past it the writer appends to the last */
 #define STORE_MAX_RETIRED (2 * (STORE_MAX_RUNS + STORE_MAX_SEGS)) /* waiting to be dropped */
 #define MAP_ROOM          ((size_t)64 << 20) /* default store_options.map_room */
+#define BACKUP_ROOM_POLLS 2500               /* 2 ms each: how long a backup tries to make room */
 #define STORE_MAX_GROUP   4000000            /* events in one store_write() */
 #define STORE_MAX_PROBE   64                 /* ids: linear probes past a hash collision */
 #define STORE_MAX_MEMBERS 65536              /* ids aliased into one journey */
@@ -166,7 +169,7 @@ struct store {
 	unsigned gactive, ggrow, run_readers;
 	int gexcl, dropping;
 	/* store_stats' last sizes, given while the map is being grown (gate_try_enter) */
-	_Atomic uint64_t stat_bytes, stat_map;
+	_Atomic uint64_t stat_bytes, stat_map, stat_runs, stat_segs;
 
 	/* Directory of complete runs; held across commits that change it (see read_begin). */
 	pthread_mutex_t dmu;
@@ -428,6 +431,35 @@ gate_excl_enter(struct store *s)
 	pthread_mutex_unlock(&s->gmu);
 }
 
+/* The gate alone if nobody holds or waits for it now, else 0 at once: nobody waits. */
+static int
+gate_excl_try(struct store *s)
+{
+	int ok;
+
+	pthread_mutex_lock(&s->gmu);
+	if ((ok = s->gactive == 0 && !s->gexcl && s->ggrow == 0))
+		s->gexcl = 1;
+	pthread_mutex_unlock(&s->gmu);
+	return ok;
+}
+
+/*
+ * mdb_env_set_mapsize() unmaps the map before it maps the new size, and a failed mmap leaves
+ * the environment without one (the next transaction crashes). So the size is tried first,
+ * with the old map still there: ENOMEM (nothing changed) if the address space is short.
+ */
+static int
+map_resize(MDB_env *env, size_t size)
+{
+	void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return ENOMEM;
+	munmap(p, size);
+	return mdb_env_set_mapsize(env, size);
+}
+
 static void
 gate_excl_leave(struct store *s)
 {
@@ -454,7 +486,7 @@ grow_map(struct store *s, MDB_env *env, size_t seen)
 	} else if ((rc = mdb_env_info(env, &info)) == 0 && info.me_mapsize <= seen) {
 		size_t next = seen < ((size_t)1 << 30) ? seen * 2 : seen + ((size_t)1 << 30);
 
-		rc = mdb_env_set_mapsize(env, next);
+		rc = map_resize(env, next);
 	}
 	gate_excl_leave(s);
 	return rc;
@@ -480,14 +512,25 @@ static int
 map_reserve(struct store *s, MDB_env *env, size_t have, size_t want)
 {
 	MDB_envinfo info;
-	int rc;
+	int rc, waited;
 
 	want = (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
 	if (have >= want)
 		return 0;
-	gate_excl_enter(s);
+	/*
+	 * Not gate_excl_enter(): a pending growth holds back every new transaction, the
+	 * writer's too, for as long as a query or another backup's copy reads. Room is only
+	 * worth having if nobody waits for it: poll for a moment when nobody reads.
+	 */
+	for (waited = 0; !gate_excl_try(s); waited++) {
+		struct timespec nap = { 0, 2 * 1000000 };
+
+		if (waited >= BACKUP_ROOM_POLLS)
+			return EBUSY;
+		nanosleep(&nap, NULL);
+	}
 	if ((rc = mdb_env_info(env, &info)) == 0 && info.me_mapsize < want)
-		rc = mdb_env_set_mapsize(env, want);
+		rc = map_resize(env, want);
 	gate_excl_leave(s);
 	return rc;
 }
@@ -5004,10 +5047,14 @@ store_stats(struct store *s, struct store_stats *st)
 	st->duplicates = s->cnt_pub.duplicates;
 	st->customers = s->customers_pub;
 	pthread_mutex_unlock(&s->smu);
-	pthread_mutex_lock(&s->dmu);
-	st->runs = s->nruns;
-	st->segments = s->nsegs;
-	pthread_mutex_unlock(&s->dmu);
+	/* dmu is held across a few commits (their fdatasync): then the last counts. */
+	if (pthread_mutex_trylock(&s->dmu) == 0) {
+		atomic_store(&s->stat_runs, s->nruns);
+		atomic_store(&s->stat_segs, s->nsegs);
+		pthread_mutex_unlock(&s->dmu);
+	}
+	st->runs = atomic_load(&s->stat_runs);
+	st->segments = atomic_load(&s->stat_segs);
 	st->wait_ns = atomic_load(&s->t_wait_ns);
 	st->commit_ns = atomic_load(&s->t_commit_ns);
 	st->chunks = atomic_load(&s->t_chunks);
@@ -5122,10 +5169,11 @@ store_backup(struct store *s, const char *dir, uint64_t *bytes, char *errbuf, si
 	 */
 	snprintf(fileb, sizeof(fileb), "%s/runs.mdb", tmp);
 	snprintf(file, sizeof(file), "%s/data.mdb", tmp);
-	if ((rc = backup_room(s)) != 0) {
-		set_err(errbuf, errlen, "map", rc);
-		goto fail;
-	}
+	/* Without the room (readers kept the map busy, or no address space) it copies anyway. */
+	if ((rc = backup_room(s)) != 0)
+		log_notice("store: backup: no map room made first (%s): a map growth during the "
+		           "copy waits for its end",
+		           rc == EBUSY ? "readers kept the map busy" : mdb_strerror(rc));
 	pthread_mutex_lock(&s->bmu);
 	if ((fd = open(fileb, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
 		rc = errno;

@@ -2480,6 +2480,117 @@ test_backup_room(void **state)
 	rm_store_dir(bdir);
 }
 
+/* A scan held in its first customer until released: it holds its read transaction. */
+struct held {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int in, released, writes_done;
+	struct store *s;
+	const char *dir;
+	int scan_rc, backup_rc;
+};
+
+static int
+held_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	struct held *h = arg;
+
+	(void)cid;
+	(void)evs;
+	(void)n;
+	pthread_mutex_lock(&h->mu);
+	h->in = 1;
+	pthread_cond_broadcast(&h->cv);
+	while (!h->released)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	return 0;
+}
+
+static void *
+held_scan_main(void *arg)
+{
+	struct held *h = arg;
+
+	h->scan_rc = store_scan(h->s, held_cb, h);
+	return NULL;
+}
+
+static void *
+held_backup_main(void *arg)
+{
+	struct held *h = arg;
+	char err[256];
+
+	h->backup_rc = store_backup(h->s, h->dir, NULL, err, sizeof(err));
+	return NULL;
+}
+
+static void *
+held_write_main(void *arg)
+{
+	struct held *h = arg;
+
+	assert_int_equal(write_touches(h->s, "w", 100000, 1000), TP_OK);
+	pthread_mutex_lock(&h->mu);
+	h->writes_done = 1;
+	pthread_cond_broadcast(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+/*
+ * Making a backup's room must not hold back writers while a query reads: a growth that
+ * waits for readers makes every new transaction wait behind it. With a scan held open, a
+ * backup starts (it cannot make room, and copies anyway) and a write must go through.
+ */
+static void
+test_backup_room_reader(void **state)
+{
+	struct fx *f = *state;
+	struct held h = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct store_options o = { .path = f->dir,
+		                   .map_size = 1 << 20,
+		                   .nosync = 1,
+		                   .run_events = 1000,
+		                   .map_room = 128 << 10 };
+	struct timespec until;
+	pthread_t ts, tb, tw;
+	char bdir[128], err[256];
+	int n, done;
+
+	assert_int_equal(store_open(&f->s, &o, err, sizeof(err)), TP_OK);
+	for (n = 0; n < 20000; n += 1000)
+		assert_int_equal(write_touches(f->s, "a", n, 1000), TP_OK);
+	h.s = f->s;
+	snprintf(bdir, sizeof(bdir), "%s/backup", f->dir);
+	h.dir = bdir;
+	assert_int_equal(pthread_create(&ts, NULL, held_scan_main, &h), 0);
+	pthread_mutex_lock(&h.mu);
+	while (!h.in)
+		pthread_cond_wait(&h.cv, &h.mu);
+	pthread_mutex_unlock(&h.mu);
+	assert_int_equal(pthread_create(&tb, NULL, held_backup_main, &h), 0);
+	sleep_ms(200); /* the backup is trying to make room */
+	assert_int_equal(pthread_create(&tw, NULL, held_write_main, &h), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 3;
+	pthread_mutex_lock(&h.mu);
+	while (!h.writes_done && pthread_cond_timedwait(&h.cv, &h.mu, &until) == 0)
+		;
+	done = h.writes_done;
+	h.released = 1;
+	pthread_cond_broadcast(&h.cv);
+	pthread_mutex_unlock(&h.mu);
+	assert_int_equal(pthread_join(tw, NULL), 0);
+	assert_int_equal(pthread_join(ts, NULL), 0);
+	assert_int_equal(pthread_join(tb, NULL), 0);
+	assert_true(done); /* within 3 s, with the scan still open */
+	assert_int_equal(h.scan_rc, TP_OK);
+	assert_int_equal(h.backup_rc, TP_OK); /* it copied, room or not */
+	rm_store_dir(bdir);
+}
+
 int
 main(void)
 {
@@ -2508,6 +2619,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stats_backup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backup_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backup_room_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_customer_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts_snapshot, setup, teardown),
