@@ -603,6 +603,23 @@ rpc_busy(struct rpc_call *c)
 	           c->arena.shared_cap);
 }
 
+/*
+ * field ("envelope", "payload") could not be unpacked (as type, if named): decode_memory
+ * held by others (retry), more than the request may decode into (too big), or garbage.
+ */
+static void
+rpc_undecoded(struct rpc_call *c, const char *field, const char *type)
+{
+	if (c->arena.over == RPC_OVER_SHARED)
+		rpc_busy(c);
+	else if (c->arena.over)
+		rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, field,
+		                     "request decodes to more than %zu bytes", rpc_decode_max(c));
+	else
+		rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "%s: cannot parse%s%s", field,
+		           type[0] != '\0' ? " as " : "", type);
+}
+
 static void
 rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 {
@@ -627,14 +644,7 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 		rpc_raw_request_id(c, msg);
 	nng_msg_free(msg);
 	if (c->env == NULL) {
-		if (c->arena.over == RPC_OVER_SHARED)
-			rpc_busy(c);
-		else if (c->arena.over)
-			rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "envelope",
-			                     "request decodes to more than %zu bytes",
-			                     rpc_decode_max(c));
-		else
-			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "envelope: cannot parse");
+		rpc_undecoded(c, "envelope", "");
 		return;
 	}
 	c->request_id = c->env->request_id;
@@ -657,15 +667,7 @@ rpc_dispatch(struct rpc_call *c, nng_msg *msg)
 	c->req = protobuf_c_message_unpack(md->input, &c->alloc, c->env->payload.len,
 	                                   c->env->payload.data);
 	if (c->req == NULL) {
-		if (c->arena.over == RPC_OVER_SHARED)
-			rpc_busy(c);
-		else if (c->arena.over)
-			rpc_finish_violation(c, TP_RESOURCE_EXHAUSTED, "payload",
-			                     "request decodes to more than %zu bytes",
-			                     rpc_decode_max(c));
-		else
-			rpc_finish(c, TP_INVALID_ARGUMENT, NULL, "payload: cannot parse as %s",
-			           md->input->name);
+		rpc_undecoded(c, "payload", md->input->name);
 		return;
 	}
 	/*
