@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,12 +37,13 @@
 #define STORE_FLUSH_LIMIT 400 /* above this many runs the compactor lets the log grow */
 #define STORE_MAX_SEGS    32  /* log segments; past it the writer appends to the last */
 #define STORE_MAX_RETIRED (2 * (STORE_MAX_RUNS + STORE_MAX_SEGS)) /* waiting to be dropped */
-#define MAP_ROOM          ((size_t)64 << 20) /* default store_options.map_room */
-#define BACKUP_ROOM_POLLS 2500               /* 2 ms each: how long a backup tries to make room */
-#define STORE_MAX_GROUP   4000000            /* events in one store_write() */
-#define STORE_MAX_PROBE   64                 /* ids: linear probes past a hash collision */
-#define STORE_MAX_MEMBERS 65536              /* ids aliased into one journey */
-#define SCAN_MAX_THREADS  8                  /* threads of one scan (store_scan_parts) */
+#define MAP_ROOM          ((size_t)64 << 20)   /* default store_options.map_room */
+#define BACKUP_ROOM_POLLS 2500                 /* 2 ms each: how long a backup tries to make room */
+#define STORE_FULL_BYTES  ((uint64_t)64 << 20) /* free below it, an EIO is a full disk */
+#define STORE_MAX_GROUP   4000000              /* events in one store_write() */
+#define STORE_MAX_PROBE   64                   /* ids: linear probes past a hash collision */
+#define STORE_MAX_MEMBERS 65536                /* ids aliased into one journey */
+#define SCAN_MAX_THREADS  8                    /* threads of one scan (store_scan_parts) */
 #define STORE_GROW_TRIES  40
 #define DROP_FORCE        16 /* retired runs that make the compactor wait for readers */
 #define KEY_LEN           24 /* run key: customer hash | biased ts | seq */
@@ -317,6 +319,21 @@ status_of(int rc)
 	default:
 		return TP_INTERNAL;
 	}
+}
+
+/*
+ * LMDB reports a short write as EIO, and a file system that fills up mid-write gives one:
+ * when little room is left, that EIO is a full disk (ENOSPC), which clients may retry.
+ */
+static int
+disk_full(struct store *s, int rc)
+{
+	mdb_filehandle_t fd;
+	struct statvfs v;
+
+	if (rc != EIO || mdb_env_get_fd(s->env, &fd) != 0 || fstatvfs(fd, &v) != 0)
+		return rc;
+	return (uint64_t)v.f_bavail * v.f_frsize < STORE_FULL_BYTES ? ENOSPC : rc;
 }
 
 static void
@@ -2006,6 +2023,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb, char
 		 * RESOURCE_EXHAUSTED is a full disk or quota, the map that could not grow far
 		 * enough, memory, or an LMDB limit: LMDB's words say which.
 		 */
+		rc = disk_full(s, rc);
 		st = status_of(rc);
 		set_err(errbuf, errlen, "commit", rc);
 		goto out;
