@@ -671,7 +671,8 @@ importer_main(void *arg)
 	for (int c = 0; c < 50; c++)
 		snprintf(custs[c], sizeof(custs[c]), "imp%d-c%d", im->id, c);
 	for (int b = 0; b < im->nbatches; b++) {
-		int sends = im->forced_dup_every > 0 && b % im->forced_dup_every == 0 ? 2 : 1;
+		int sends = im->forced_dup_every > 0 && b % im->forced_dup_every == 0 ? 2 : 1,
+		    fails = 0;
 		time_t started = time(NULL);
 
 		for (int i = 0; i < IMP_BATCH; i++) {
@@ -688,6 +689,7 @@ importer_main(void *arg)
 			req.n_events = IMP_BATCH;
 			rv = tpd_call(s, M_SEND, &req.base, 3000, &rep);
 			if (rv == 0 && rep->status->code == 0) {
+				fails = 0;
 				Touchpoint__V1__SendResponse *sr =
 				    tpd_payload(rep, &touchpoint__v1__send_response__descriptor);
 
@@ -706,8 +708,18 @@ importer_main(void *arg)
 					evs_free(evs, IMP_BATCH);
 					goto out;
 				}
-				/* Retry, but a daemon that never acknowledges again fails the test.
+				/*
+				 * Retry, but a daemon that never acknowledges again fails the test.
+				 * Once in CI (1 run in many), a socket whose daemon was killed
+				 * never connected to the next one (sends timed out for 60 s with
+				 * that daemon idle): after 5 failures in a row it is opened again,
+				 * so this test proves the store, not NNG's reconnection (see the
+				 * session 13 note).
 				 */
+				if (++fails % 5 == 0) {
+					nng_close(s);
+					s = tpd_connect(im->url, 3000);
+				}
 				if (time(NULL) - started > 60) {
 					fprintf(stderr,
 					        "importer %d: batch %d never acknowledged: rv=%d "
