@@ -467,8 +467,11 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 	if (pathfile != NULL) {
 		in = strcmp(pathfile, "-") == 0 ? stdin : fopen(pathfile, "r");
 		if (in == NULL) {
-			cli_msg("touchpoint attribute: %s: %s", pathfile, strerror(errno));
-			return EX_NOINPUT;
+			int e = errno; /* writing the message may change it */
+
+			cli_msg("touchpoint attribute: %s: %s", pathfile, strerror(e));
+			/* as import: a file this user may not read is a permission, not no input */
+			return e == EACCES ? EX_NOPERM : EX_NOINPUT;
 		}
 		err[0] = '\0';
 		st = attr_pathfile_attribute(in, &o.req, &r, err, sizeof(err));

@@ -118,6 +118,12 @@ permission)
 	grep -q "permission denied on touchpointd's socket at $ep: add this user to the socket's group" \
 		"$dir/err" || fail "message: $(cat "$dir/err")"
 	! grep -q "is touchpointd running" "$dir/err" || fail "told to start the daemon: $(cat "$dir/err")"
+	# A path file this user may not read: 77 as for import, not 66 (no input).
+	printf 'path,total_conversions,total_conversion_value,total_null\r\nemail,1,1,0\r\n' \
+		>"$dir/p.csv"
+	[ "$(id -u)" = 0 ] || chmod 000 "$dir/p.csv"
+	expect 77 "${as[@]}" "$tp" attribute --paths "$dir/p.csv"
+	grep -q "Permission denied" "$dir/err" || fail "paths file: $(cat "$dir/err")"
 	;;
 lib)
 	start
