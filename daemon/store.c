@@ -2248,13 +2248,6 @@ alog_trim(struct store *s, MDB_txn *txn, MDB_dbi seg)
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-/*
- * Drops the retired runs of one environment in one transaction; a main run's directory
- * entry goes with it (the merge only marked it consumed in runs.mdb), and runs.mdb's
- * transaction clears the markers of the main runs dropped before it (unmark).
- * mdb_drop() closes the handle even if the commit then fails: on failure the named
- * databases stay as orphans, or consumed, and are dropped at the next open.
- */
 /* A retired run's or log segment's database name, as messages name it. */
 static void
 drop_name(const struct run *r, char *buf, size_t len)
@@ -2265,37 +2258,32 @@ drop_name(const struct run *r, char *buf, size_t len)
 		snprintf(buf, len, "run.%" PRIu64, r->id);
 }
 
+/*
+ * Drops the retired runs of one environment in one transaction; a main run's directory
+ * entry goes with it (the merge only marked it consumed in runs.mdb), and runs.mdb's
+ * transaction clears the markers of the main runs dropped before it (unmark).
+ * mdb_drop() closes the handle even if the commit then fails: on failure the named
+ * databases stay as orphans, or consumed, and are dropped at the next open.
+ */
 static int
 drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64_t *dropped,
         size_t *ndropped, char *errbuf, size_t errlen)
 {
 	MDB_txn *txn;
-	size_t i, n = 0, off = 0;
+	size_t i, n = 0;
 	int rc;
-	/* For a message: the databases (the first few by name), or the markers to clear. */
-	char names[128] = "", what[176], bad[40] = "";
+	char bad[40];
 
 	*ndropped = 0;
 	pthread_mutex_lock(&s->dmu);
-	for (i = 0; i < s->nretired; i++) {
-		if (s->retired[i].inb != inb)
-			continue;
-		drop_name(&s->retired[i], bad, sizeof(bad));
-		if (off < sizeof(names))
-			off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
-			                        n > 0 ? ", " : "", bad);
-		n++;
-	}
+	for (i = 0; i < s->nretired; i++)
+		n += s->retired[i].inb == inb;
 	pthread_mutex_unlock(&s->dmu);
 	if (n == 0 && nunmark == 0)
 		return 0;
-	if (n > 0)
-		snprintf(what, sizeof(what), "%zu databases (%s)", n, names);
-	else
-		snprintf(what, sizeof(what), "%zu consumed marks", nunmark);
 	if ((rc = mdb_txn_begin(inb ? s->envb : s->env, NULL, 0, &txn)) != 0) {
 		if (errbuf != NULL && errlen > 0)
-			snprintf(errbuf, errlen, "%s: cannot begin a transaction: %s", what,
+			snprintf(errbuf, errlen, "cannot begin a transaction: %s",
 			         mdb_strerror(rc));
 		return rc;
 	}
@@ -2304,7 +2292,6 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 	for (i = 0; i < s->nretired && rc == 0; i++) {
 		if (s->retired[i].inb != inb)
 			continue;
-		drop_name(&s->retired[i], bad, sizeof(bad));
 		if (s->retired[i].islog) {
 			if ((rc = alog_trim(s, txn, s->retired[i].dbi)) == 0)
 				rc = mdb_drop(txn, s->retired[i].dbi, 1);
@@ -2316,6 +2303,8 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 			rc = 0;
 		dropped[n++] = s->retired[i].id;
 	}
+	if (rc != 0) /* the loop stopped one past the failed one */
+		drop_name(&s->retired[i - 1], bad, sizeof(bad));
 	pthread_mutex_unlock(&s->dmu);
 	if (rc != 0 && errbuf != NULL && errlen > 0)
 		snprintf(errbuf, errlen, "%s: %s", bad, mdb_strerror(rc));
@@ -2331,7 +2320,7 @@ drop_in(struct store *s, int inb, const uint64_t *unmark, size_t nunmark, uint64
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		if (errbuf != NULL && errlen > 0)
-			snprintf(errbuf, errlen, "%s: commit: %s", what, mdb_strerror(rc));
+			snprintf(errbuf, errlen, "commit of %zu drops: %s", n, mdb_strerror(rc));
 		return rc;
 	}
 	*ndropped = n;
