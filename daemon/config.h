@@ -25,7 +25,7 @@ struct config {
 	size_t nlisten;
 	unsigned ipc_permissions; /* ipc_permissions = 0660 */
 	size_t max_message_bytes; /* max_message_bytes = 16M */
-	size_t decode_memory;     /* decode_memory = 0 (auto: rpc_decode_memory_auto) */
+	size_t decode_memory;     /* decode_memory = 0 (auto, rpc.c) */
 	size_t max_batch_events;  /* max_batch_events = 100000 */
 	size_t queue_depth;       /* queue_depth = 256 (batches waiting for the writer) */
 	unsigned contexts;        /* contexts = 64 (concurrent requests in flight) */

@@ -422,8 +422,7 @@ main(int argc, char **argv)
 	ro.nurls = cfg.nlisten;
 	ro.contexts = cfg.contexts;
 	ro.max_message_bytes = cfg.max_message_bytes;
-	ro.decode_memory = cfg.decode_memory > 0 ? cfg.decode_memory
-	                                         : rpc_decode_memory_auto(cfg.max_message_bytes);
+	ro.decode_memory = cfg.decode_memory;
 	ro.ipc_permissions = cfg.ipc_permissions;
 	in.writer = writer;
 	in.store = store;

@@ -87,8 +87,7 @@ struct query {
 	uint64_t ptoken, pserial;
 	uint32_t ptop;
 	int64_t pused_us;
-	size_t max_reply_bytes;
-	size_t reply_max; /* max_reply_bytes as given: the most a reply carries */
+	size_t max_reply_bytes; /* the most a reply carries (query_options) */
 	unsigned scan_threads;
 };
 
@@ -174,6 +173,15 @@ journey_path_cb(void *arg, int converting, size_t conversion_index, const size_t
 	return TP_OK;
 }
 
+/* What a page of paths may fill: the reply less room for its envelope and counters. */
+static size_t
+paths_page_bytes(const struct query *q)
+{
+	return (q->max_reply_bytes > 2 * QUERY_PAGE_SLACK ? q->max_reply_bytes
+	                                                  : 2 * QUERY_PAGE_SLACK) -
+	       QUERY_PAGE_SLACK;
+}
+
 /* Bytes the tag and length of a repeated message field's element of len bytes take. */
 static size_t
 field_bytes(size_t len)
@@ -195,7 +203,10 @@ journey_page(const struct query *q, uint64_t offset, Touchpoint__V1__GetJourneyR
              char *msg, size_t msglen)
 {
 	/* What rpc.c lets a reply's payload be (rpc_reply_max). */
-	size_t budget = q->reply_max > 64 ? q->reply_max - 64 : 0, used, k, len;
+	size_t budget = q->max_reply_bytes > RPC_REPLY_ENVELOPE
+	                    ? q->max_reply_bytes - RPC_REPLY_ENVELOPE
+	                    : 0,
+	       used, k, len;
 
 	if (offset > r->n_events || (offset == r->n_events && offset > 0)) {
 		snprintf(msg, msglen, "offset: is %llu, the journey has %zu events",
@@ -670,8 +681,8 @@ paths_next_page(struct query *q, struct rpc_call *call, const Touchpoint__V1__Pa
 		    (unsigned long long)req->snapshot);
 		return;
 	}
-	rv = attr_engine_paths_page(q->pe, req->top, req->offset, req->limit,
-	                            q->max_reply_bytes - QUERY_PAGE_SLACK, &resp);
+	rv = attr_engine_paths_page(q->pe, req->top, req->offset, req->limit, paths_page_bytes(q),
+	                            &resp);
 	if (rv == TP_OK) {
 		resp->snapshot = q->ptoken;
 		q->pused_us = query_mono_us();
@@ -713,9 +724,8 @@ query_paths(struct query *q, struct rpc_call *call)
 		goto done;
 	}
 	/* Unpaged (limit 0), the whole table must fit: rpc.c refuses a reply over the limit. */
-	rv = attr_engine_paths_page(
-	    sc.e, req->top, req->offset, req->limit,
-	    req->limit > 0 ? q->max_reply_bytes - QUERY_PAGE_SLACK : SIZE_MAX, &resp);
+	rv = attr_engine_paths_page(sc.e, req->top, req->offset, req->limit,
+	                            req->limit > 0 ? paths_page_bytes(q) : SIZE_MAX, &resp);
 	if (rv != TP_OK) {
 		log_err("paths: failed: code=%d customers=%llu", rv,
 		        (unsigned long long)sc.customers);
@@ -838,9 +848,7 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		goto nomem;
 	q->store = o->store;
-	q->max_reply_bytes =
-	    o->max_reply_bytes > 2 * QUERY_PAGE_SLACK ? o->max_reply_bytes : 2 * QUERY_PAGE_SLACK;
-	q->reply_max = o->max_reply_bytes;
+	q->max_reply_bytes = o->max_reply_bytes;
 	pthread_mutex_init(&q->pmu, NULL);
 	q->scan_threads = o->scan_threads;
 	if (o->stall_file != NULL && (q->stall_file = strdup(o->stall_file)) == NULL)

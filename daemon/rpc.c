@@ -315,7 +315,8 @@ rpc_call_clear(struct rpc_call *c)
 static size_t
 rpc_reply_max(const struct rpc_server *r)
 {
-	return (r->max_message_bytes < TP_MAX_MESSAGE ? r->max_message_bytes : TP_MAX_MESSAGE) - 64;
+	return (r->max_message_bytes < TP_MAX_MESSAGE ? r->max_message_bytes : TP_MAX_MESSAGE) -
+	       RPC_REPLY_ENVELOPE;
 }
 
 static void
@@ -575,7 +576,11 @@ rpc_precheck(struct rpc_call *c, const struct rpc_handler *h)
 	return 0;
 }
 
-size_t
+/*
+ * decode_memory's default: a quarter of the machine's memory, but room for two of the
+ * largest requests (each may decode into 16 times its size plus 1 MiB).
+ */
+static size_t
 rpc_decode_memory_auto(size_t max_message_bytes)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);

@@ -30,14 +30,12 @@ struct rpc_options {
 	unsigned contexts;        /* requests in flight at once */
 	size_t max_message_bytes; /* NNG_OPT_RECVMAXSZ */
 	unsigned ipc_permissions; /* NNG_OPT_IPC_PERMISSIONS on ipc:// listeners */
-	size_t decode_memory;     /* every request being decoded or held, together */
+	size_t decode_memory;     /* every request being decoded or held, together; 0: auto */
 };
 
-/*
- * decode_memory's default: a quarter of the machine's memory, but room for two of the
- * largest requests (each may decode into 16 times its size plus 1 MiB).
- */
-size_t rpc_decode_memory_auto(size_t max_message_bytes);
+/* At most the bytes of a Reply around its payload: a payload may be the reply cap less this. */
+#define RPC_REPLY_ENVELOPE 64
+
 /* Opens the socket and contexts; nothing listens until rpc_start(). */
 int rpc_new(struct rpc_server **rp, const struct rpc_options *o, char *errbuf, size_t errlen);
 /* method is the rpc's name in svc ("Send"); TP_NOT_FOUND if svc has no such method. */
