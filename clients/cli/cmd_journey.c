@@ -523,8 +523,10 @@ journey_read(tp_client *c, Touchpoint__V1__GetJourneyRequest *req, struct pages 
 			size_t ncap = pg->cap ? pg->cap * 2 : 4;
 			void *np = realloc(pg->page, ncap * sizeof(*pg->page));
 
-			if (np == NULL)
+			if (np == NULL) {
+				protobuf_c_message_free_unpacked(&r->base, NULL);
 				goto nomem;
+			}
 			pg->page = np;
 			pg->cap = ncap;
 		}
@@ -568,7 +570,6 @@ cmd_journey(struct cli *g, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	Touchpoint__V1__GetJourneyRequest req = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__INIT;
-	Touchpoint__V1__GetJourneyResponse *r = NULL;
 	struct pages pg = { 0 };
 	enum cli_format fmt = CLI_TABLE;
 	tp_client *c = NULL;
@@ -613,13 +614,12 @@ cmd_journey(struct cli *g, int argc, char **argv)
 
 		view.events = pg.merged != NULL ? pg.merged : pg.page[0]->events;
 		view.n_events = pg.nevents;
-		r = &view;
 		if (fmt == CLI_JSON)
-			journey_json(r);
+			journey_json(&view);
 		else if (fmt == CLI_CSV)
-			rv = journey_csv(r);
+			rv = journey_csv(&view);
 		else
-			journey_table(r);
+			journey_table(&view);
 	}
 	pages_free(&pg);
 	return rv;
