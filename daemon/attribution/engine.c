@@ -10,9 +10,8 @@
 
 #define ATTR_NAME_MAX 512 /* channel (64) + '/' + campaign (128), with room for "#N" names */
 
-/* TP_RESOURCE_EXHAUSTED with its message, for the replies that quote errbuf. */
-static int
-oom(char *errbuf, size_t errlen)
+int
+attr_oom(char *errbuf, size_t errlen)
 {
 	snprintf(errbuf, errlen, "out of memory");
 	return TP_RESOURCE_EXHAUSTED;
@@ -159,7 +158,7 @@ parse_window(struct attr_engine *e, const Touchpoint__V1__Window *w, int64_t def
 	}
 	if (w->conversion != NULL && w->conversion[0] != '\0' &&
 	    (e->conversion = strdup(w->conversion)) == NULL)
-		return oom(errbuf, errlen);
+		return attr_oom(errbuf, errlen);
 	return TP_OK;
 }
 
@@ -178,7 +177,7 @@ new_common(struct attr_engine **ep, const Touchpoint__V1__Window *w, int64_t def
 		return TP_INVALID_ARGUMENT;
 	}
 	if (attr_engine_alloc(&e) != TP_OK)
-		return oom(errbuf, errlen);
+		return attr_oom(errbuf, errlen);
 	e->names = names;
 	e->names_arg = names_arg;
 	if ((rv = parse_window(e, w, default_lookback_s, errbuf, errlen)) != TP_OK) {
@@ -228,12 +227,12 @@ attr_engine_make(struct attr_engine **ep, const Touchpoint__V1__AttributeRequest
 			goto fail;
 		}
 		if ((e->by_trait = strdup(req->by_trait)) == NULL) {
-			rv = oom(errbuf, errlen);
+			rv = attr_oom(errbuf, errlen);
 			goto fail;
 		}
 	}
 	if ((e->top.acc = calloc(e->nm ? e->nm : 1, sizeof(*e->top.acc))) == NULL) {
-		rv = oom(errbuf, errlen);
+		rv = attr_oom(errbuf, errlen);
 		goto fail;
 	}
 	*ep = e;

@@ -28,6 +28,12 @@ enum attr_mkind {
 struct attr_minst;
 
 /*
+ * TP_RESOURCE_EXHAUSTED with "out of memory" in errbuf, for the replies that quote it: the
+ * tables' own limits (2^32 units or paths) are far beyond what a machine holds.
+ */
+int attr_oom(char *errbuf, size_t errlen);
+
+/*
  * Weights of one path instance, w[i] for position i. ts and T are only given to time_decay
  * (NULL/0 otherwise). Weights sum to 1 except for participation.
  */

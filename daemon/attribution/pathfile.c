@@ -155,17 +155,6 @@ unit_by_name(struct attr_engine *e, const char *name, size_t len, uint32_t *id)
 	return attr_smap_put(&e->units.smap, buf, *id);
 }
 
-/*
- * TP_RESOURCE_EXHAUSTED, said. Memory is what runs out: the tables' own limits (2^32 units
- * or paths) are far beyond what a machine holds.
- */
-static int
-oom(char *errbuf, size_t errlen)
-{
-	snprintf(errbuf, errlen, "out of memory");
-	return TP_RESOURCE_EXHAUSTED;
-}
-
 static int
 load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 {
@@ -227,13 +216,13 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 				return rv;
 			}
 			if (rv != TP_OK)
-				return rv == TP_RESOURCE_EXHAUSTED ? oom(errbuf, errlen) : rv;
+				return rv == TP_RESOURCE_EXHAUSTED ? attr_oom(errbuf, errlen) : rv;
 			if (len == p->ucap) {
 				size_t ncap = p->ucap ? p->ucap * 2 : 64;
 				uint32_t *nu = realloc(p->u, ncap * sizeof(*nu));
 
 				if (nu == NULL)
-					return oom(errbuf, errlen);
+					return attr_oom(errbuf, errlen);
 				p->u = nu;
 				p->ucap = ncap;
 			}
@@ -246,7 +235,7 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 		if (conv == 0 && nul == 0 && val == 0)
 			continue;
 		if ((rv = attr_ptab_add(&e->top.pt, p->u, (uint32_t)len, conv, val, nul)) != TP_OK)
-			return rv == TP_RESOURCE_EXHAUSTED ? oom(errbuf, errlen) : rv;
+			return rv == TP_RESOURCE_EXHAUSTED ? attr_oom(errbuf, errlen) : rv;
 		e->top.conversions += conv;
 		e->top.value += val;
 		e->top.converting_paths += (uint64_t)llround(conv);

@@ -290,10 +290,8 @@ attr_models_parse(struct attr_engine *e, const Touchpoint__V1__AttributeRequest 
 		         ATTR_MAX_MODELS);
 		return TP_INVALID_ARGUMENT;
 	}
-	if ((e->m = calloc(n, sizeof(*e->m))) == NULL) {
-		snprintf(errbuf, errlen, "out of memory");
-		return TP_RESOURCE_EXHAUSTED;
-	}
+	if ((e->m = calloc(n, sizeof(*e->m))) == NULL)
+		return attr_oom(errbuf, errlen);
 	for (i = 0; i < n; i++) {
 		const Touchpoint__V1__ModelSpec *spec = req->n_models ? req->models[i] : NULL;
 		const char *name = spec ? (spec->model ? spec->model : "") : defaults[i];
@@ -338,10 +336,8 @@ attr_models_parse(struct attr_engine *e, const Touchpoint__V1__AttributeRequest 
 		}
 		if ((rv = make_inst(&e->daily, d, NULL, "daily_model", errbuf, errlen)) != TP_OK)
 			return rv;
-		if ((e->daily_name = strdup(d->name)) == NULL) {
-			snprintf(errbuf, errlen, "out of memory");
-			return TP_RESOURCE_EXHAUSTED;
-		}
+		if ((e->daily_name = strdup(d->name)) == NULL)
+			return attr_oom(errbuf, errlen);
 		e->has_daily = !skip_timestamps;
 	}
 	return TP_OK;

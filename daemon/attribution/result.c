@@ -540,10 +540,8 @@ attr_build_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out
 	int rv;
 
 	*out = NULL;
-	if ((r = malloc(sizeof(*r))) == NULL) {
-		snprintf(errbuf, errlen, "out of memory");
-		return TP_RESOURCE_EXHAUSTED;
-	}
+	if ((r = malloc(sizeof(*r))) == NULL)
+		return attr_oom(errbuf, errlen);
 	touchpoint__v1__attribute_response__init(r);
 	if ((rv = build(e, r, errbuf, errlen)) != TP_OK) {
 		/*
