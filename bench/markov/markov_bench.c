@@ -201,7 +201,7 @@ int
 main(int argc, char **argv)
 {
 	struct bm_table t = { 0 };
-	struct attr_table tab;
+	struct attr_table tab = { 0 };
 	struct attr_credit cr;
 	struct rusage ru;
 	size_t n;
