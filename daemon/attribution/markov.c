@@ -822,45 +822,28 @@ mk_chain_free(struct mk_chain *c)
 }
 
 /*
- * From the counts to the solvable chain. orp/ocol/ow receive the forward CSR in the
- * original numbering (the transition matrix output uses it).
+ * The counted transitions as a forward CSR in the build's numbering: orp/ocol/ow, and
+ * wout, every state's total outgoing weight (transitions, conversions and nulls).
  */
 static int
-mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, size_t **orpp,
-              uint32_t **ocolp, double **owp)
+mk_csr(const struct mk_build *b, size_t **orpp, uint32_t **ocolp, double **owp, double **woutp)
 {
-	size_t n = b->n, ne = b->ne, i, e, *orp = NULL;
-	uint32_t *ocol = NULL, *order = NULL, *newid = NULL, *oscc = NULL;
-	double *ow = NULL, *wout = NULL;
-	int rv = TP_RESOURCE_EXHAUSTED;
+	size_t n = b->n, ne = b->ne, i, e, *orp;
+	uint32_t *ocol;
+	double *ow, *wout;
 
-	c->n = n;
-	c->ne = ne;
 	orp = calloc(n + 1, sizeof(*orp));
 	ocol = malloc((ne ? ne : 1) * sizeof(*ocol));
 	ow = malloc((ne ? ne : 1) * sizeof(*ow));
-	wout = calloc(n, sizeof(*wout));
-	order = malloc(n * sizeof(*order));
-	newid = malloc(n * sizeof(*newid));
-	oscc = malloc(n * sizeof(*oscc));
-	c->rp = calloc(n + 1, sizeof(*c->rp));
-	c->col = malloc((ne ? ne : 1) * sizeof(*c->col));
-	c->p = malloc((ne ? ne : 1) * sizeof(*c->p));
-	c->qp = calloc(n + 1, sizeof(*c->qp));
-	c->qcol = malloc((ne ? ne : 1) * sizeof(*c->qcol));
-	c->qpr = malloc((ne ? ne : 1) * sizeof(*c->qpr));
-	c->r = malloc(n * sizeof(*c->r));
-	c->g = malloc(n * sizeof(*c->g));
-	c->scc = malloc(n * sizeof(*c->scc));
-	c->up = calloc((size_t)nunits + 1, sizeof(*c->up));
-	c->first = malloc(n * sizeof(*c->first));
-	if (orp == NULL || ocol == NULL || ow == NULL || wout == NULL || order == NULL ||
-	    newid == NULL || oscc == NULL || c->rp == NULL || c->col == NULL || c->p == NULL ||
-	    c->qp == NULL || c->qcol == NULL || c->qpr == NULL || c->r == NULL || c->g == NULL ||
-	    c->scc == NULL || c->up == NULL || c->first == NULL)
-		goto fail;
-
-	/* Original-numbering CSR by counting sort on the source state. */
+	wout = calloc(n ? n : 1, sizeof(*wout));
+	if (orp == NULL || ocol == NULL || ow == NULL || wout == NULL) {
+		free(orp);
+		free(ocol);
+		free(ow);
+		free(wout);
+		return TP_RESOURCE_EXHAUSTED;
+	}
+	/* By counting sort on the source state. */
 	for (e = 0; e < b->ecap; e++) {
 		if (b->ekey[e] != MK_EMPTY)
 			orp[(b->ekey[e] >> 32) + 1]++;
@@ -884,6 +867,191 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 	orp[0] = 0;
 	for (i = 0; i < n; i++)
 		wout[i] += b->wconv[i] + b->wnull[i];
+	*orpp = orp;
+	*ocolp = ocol;
+	*owp = ow;
+	*woutp = wout;
+	return TP_OK;
+}
+
+/* State s holds unit u. */
+static inline int
+mk_holds(const struct mk_build *b, uint32_t s, uint32_t u)
+{
+	const uint32_t *key = b->keys + (size_t)s * MK_MAXK;
+	uint32_t j;
+
+	for (j = 0; j < b->klen[s] && key[j] != u; j++)
+		;
+	return j < b->klen[s];
+}
+
+/*
+ * The chain without some states through which nothing converts: s is replaced by its
+ * transitions (p → s → t becomes p → t with P(p→s)·P(s→t); its nulls become p's). That
+ * is one step of Gaussian elimination, exact for the full chain's visits. It is exact
+ * for every removal too when, for each unit u of s, all of s's predecessors hold u (they
+ * are removed with s, and its lost visits v_s = Σ_p P(p→s)·v_p reach t as before) or all
+ * of its successors do (they are removed themselves). At order k ≥ 2 a predecessor of
+ * s = (a1..ak) holds a1..ak−1 and a successor a2..ak, so that is every state (start)
+ * does not lead to, as long as s's neighbours are states of the original chain: the
+ * eliminated states are an independent set, chosen greedily in id order, and only where
+ * no transitions are added (in × out ≤ in + out). The removal solves then sweep 40–45 %
+ * fewer states: most states of a big chain are rare windows with one way in and one way
+ * out (docs/BENCHMARKS.md, "Session 14").
+ */
+static int
+mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const double *ow,
+          const double *wout, struct mk_build *r)
+{
+	size_t n = b->n, ne = orp[n], i, e, f, m = 0, *ip = NULL, cap;
+	uint32_t *id = NULL, *ic = NULL;
+	uint8_t *mark = NULL; /* 1: a neighbour of an eliminated state, 2: eliminated */
+	int rv = TP_RESOURCE_EXHAUSTED;
+
+	memset(r, 0, sizeof(*r));
+	ip = calloc(n + 1, sizeof(*ip));
+	ic = malloc((ne ? ne : 1) * sizeof(*ic));
+	mark = calloc(n ? n : 1, 1);
+	id = malloc((n ? n : 1) * sizeof(*id));
+	if (ip == NULL || ic == NULL || mark == NULL || id == NULL)
+		goto fail;
+	for (e = 0; e < ne; e++)
+		ip[ocol[e] + 1]++;
+	for (i = 0; i < n; i++)
+		ip[i + 1] += ip[i];
+	for (i = 0; i < n; i++) {
+		for (e = orp[i]; e < orp[i + 1]; e++)
+			ic[ip[ocol[e]]++] = (uint32_t)i;
+	}
+	for (i = n; i > 0; i--)
+		ip[i] = ip[i - 1];
+	ip[0] = 0;
+	/* State 0 is (start): never eliminated, and so stays 0. */
+	for (i = 1; i < n; i++) {
+		size_t in = ip[i + 1] - ip[i], out = orp[i + 1] - orp[i];
+		const uint32_t *key = b->keys + i * MK_MAXK;
+		uint32_t j;
+
+		if (mark[i] != 0 || b->wconv[i] > 0 || b->vsum[i] > 0 || in == 0 ||
+		    in * out > in + out || wout[i] <= 0)
+			continue;
+		for (e = orp[i]; e < orp[i + 1] && ocol[e] != i; e++)
+			;
+		if (e < orp[i + 1])
+			continue; /* a loop (never counted, but the algebra above would not hold) */
+		for (j = 0; j < b->klen[i]; j++) {
+			for (e = ip[i]; e < ip[i + 1] && mk_holds(b, ic[e], key[j]); e++)
+				;
+			if (e == ip[i + 1])
+				continue;
+			for (e = orp[i]; e < orp[i + 1] && mk_holds(b, ocol[e], key[j]); e++)
+				;
+			if (e < orp[i + 1])
+				break;
+		}
+		if (j < b->klen[i])
+			continue;
+		mark[i] = 2;
+		for (e = orp[i]; e < orp[i + 1]; e++)
+			mark[ocol[e]] = 1;
+		for (e = ip[i]; e < ip[i + 1]; e++)
+			mark[ic[e]] = 1;
+	}
+	for (i = 0; i < n; i++)
+		id[i] = mark[i] == 2 ? MK_NONE : (uint32_t)m++;
+#ifdef MK_STATS
+	fprintf(stderr, "markov: %zu states, %zu eliminated\n", n, n - m);
+#endif
+
+	r->n = r->cap = m;
+	r->keys = malloc((m ? m : 1) * MK_MAXK * sizeof(*r->keys));
+	r->klen = malloc(m ? m : 1);
+	r->wconv = malloc((m ? m : 1) * sizeof(double));
+	r->wnull = malloc((m ? m : 1) * sizeof(double));
+	r->vsum = malloc((m ? m : 1) * sizeof(double));
+	if (r->keys == NULL || r->klen == NULL || r->wconv == NULL || r->wnull == NULL ||
+	    r->vsum == NULL)
+		goto fail;
+	for (cap = 1024; cap < 2 * (b->ne + 1); cap *= 2)
+		;
+	if ((rv = mk_rehash_edges(r, cap)) != TP_OK)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		uint32_t p = id[i];
+
+		if (p == MK_NONE)
+			continue;
+		memcpy(r->keys + (size_t)p * MK_MAXK, b->keys + i * MK_MAXK, MK_MAXK * 4);
+		r->klen[p] = b->klen[i];
+		r->wconv[p] = b->wconv[i];
+		r->wnull[p] = b->wnull[i];
+		r->vsum[p] = b->vsum[i];
+	}
+	for (i = 0; i < n; i++) {
+		uint32_t p = id[i];
+
+		if (p == MK_NONE)
+			continue;
+		for (e = orp[i]; e < orp[i + 1]; e++) {
+			uint32_t s = ocol[e];
+
+			if (id[s] != MK_NONE) {
+				if ((rv = mk_add_edge(r, p, id[s], ow[e])) != TP_OK)
+					goto fail;
+				continue;
+			}
+			for (f = orp[s]; f < orp[s + 1]; f++) {
+				if ((rv = mk_add_edge(r, p, id[ocol[f]],
+				                      ow[e] * ow[f] / wout[s])) != TP_OK)
+					goto fail;
+			}
+			r->wnull[p] += ow[e] * b->wnull[s] / wout[s];
+		}
+	}
+	rv = TP_OK;
+fail:
+	if (rv != TP_OK)
+		mk_build_free(r);
+	free(ip);
+	free(ic);
+	free(mark);
+	free(id);
+	return rv;
+}
+
+/* From the counts to the solvable chain. */
+static int
+mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits)
+{
+	size_t n = b->n, ne = b->ne, i, e, *orp = NULL;
+	uint32_t *ocol = NULL, *order = NULL, *newid = NULL, *oscc = NULL;
+	double *ow = NULL, *wout = NULL;
+	int rv;
+
+	c->n = n;
+	c->ne = ne;
+	if ((rv = mk_csr(b, &orp, &ocol, &ow, &wout)) != TP_OK)
+		return rv;
+	rv = TP_RESOURCE_EXHAUSTED;
+	order = malloc(n * sizeof(*order));
+	newid = malloc(n * sizeof(*newid));
+	oscc = malloc(n * sizeof(*oscc));
+	c->rp = calloc(n + 1, sizeof(*c->rp));
+	c->col = malloc((ne ? ne : 1) * sizeof(*c->col));
+	c->p = malloc((ne ? ne : 1) * sizeof(*c->p));
+	c->qp = calloc(n + 1, sizeof(*c->qp));
+	c->qcol = malloc((ne ? ne : 1) * sizeof(*c->qcol));
+	c->qpr = malloc((ne ? ne : 1) * sizeof(*c->qpr));
+	c->r = malloc(n * sizeof(*c->r));
+	c->g = malloc(n * sizeof(*c->g));
+	c->scc = malloc(n * sizeof(*c->scc));
+	c->up = calloc((size_t)nunits + 1, sizeof(*c->up));
+	c->first = malloc(n * sizeof(*c->first));
+	if (order == NULL || newid == NULL || oscc == NULL || c->rp == NULL || c->col == NULL ||
+	    c->p == NULL || c->qp == NULL || c->qcol == NULL || c->qpr == NULL || c->r == NULL ||
+	    c->g == NULL || c->scc == NULL || c->up == NULL || c->first == NULL)
+		goto fail;
 
 	if ((rv = mk_tarjan(n, orp, ocol, order, oscc)) != TP_OK)
 		goto fail;
@@ -997,13 +1165,6 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits, siz
 	for (i = nunits; i > 0; i--)
 		c->up[i] = c->up[i - 1];
 	c->up[0] = 0;
-
-	*orpp = orp;
-	*ocolp = ocol;
-	*owp = ow;
-	orp = NULL;
-	ocol = NULL;
-	ow = NULL;
 	rv = TP_OK;
 fail:
 	free(orp);
@@ -2088,13 +2249,13 @@ int
 attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
             struct attr_markov_matrix *mat, char *errbuf, size_t errlen)
 {
-	struct mk_build b;
+	struct mk_build b, red;
 	struct mk_chain c;
 	struct mk_solver s;
-	size_t *orp = NULL, i, j;
+	size_t *orp = NULL, i, j, nb = 0, nbe = 0;
 	struct mk_pool pool;
 	uint32_t *ocol = NULL, *units = NULL, u;
-	double *ow = NULL, *re = NULL, *vc = NULL;
+	double *ow = NULL, *wout = NULL, *re = NULL, *vc = NULL;
 	double tot[2] = { 0, 0 }, pconv = 0, sre = 0, sv = 0;
 	int rv;
 
@@ -2109,10 +2270,35 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		return rv;
 	if ((rv = mk_count(&b, t, order, tot, errbuf, errlen)) != TP_OK)
 		goto fail;
-	if ((rv = mk_chain_make(&c, &b, t->nunits, &orp, &ocol, &ow)) != TP_OK)
-		goto fail;
-	if (mat != NULL && (rv = mk_matrix(t, &b, orp, ocol, ow, mat)) != TP_OK)
-		goto fail;
+	if (order == 1 && mat == NULL) {
+		/* Nothing to eliminate at order 1 (its states hold one unit each). */
+		if ((rv = mk_chain_make(&c, &b, t->nunits)) != TP_OK)
+			goto fail;
+	} else {
+		if ((rv = mk_csr(&b, &orp, &ocol, &ow, &wout)) != TP_OK)
+			goto fail;
+		if (mat != NULL && (rv = mk_matrix(t, &b, orp, ocol, ow, mat)) != TP_OK)
+			goto fail;
+		if (order == 1) {
+			rv = mk_chain_make(&c, &b, t->nunits);
+		} else if ((rv = mk_reduce(&b, orp, ocol, ow, wout, &red)) == TP_OK) {
+			/* Only the reduced chain is solved: give back the full one first. */
+			nb = b.n;
+			nbe = b.ne;
+			mk_build_free(&b);
+			free(orp);
+			free(ocol);
+			free(ow);
+			free(wout);
+			orp = NULL;
+			ocol = NULL;
+			ow = wout = NULL;
+			rv = mk_chain_make(&c, &red, t->nunits);
+			mk_build_free(&red);
+		}
+		if (rv != TP_OK)
+			goto fail;
+	}
 	if (t->cancelled != NULL && t->cancelled(t->cancel_arg)) {
 		rv = TP_CANCELLED;
 		goto fail_conv;
@@ -2201,8 +2387,9 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		        bw / (fw + bw));
 	}
 	fprintf(stderr,
-	        "markov: %zu states, largest SCC %zu, %zu batches: work %llu, big sweeps %llu\n",
-	        c.n, pool.maxscc, pool.nbatch, (unsigned long long)atomic_load(&mk_nwork),
+	        "markov: %zu states, %zu transitions, largest SCC %zu, %zu batches: work %llu, big "
+	        "sweeps %llu\n",
+	        c.n, c.ne, pool.maxscc, pool.nbatch, (unsigned long long)atomic_load(&mk_nwork),
 	        (unsigned long long)atomic_load(&mk_nsweep));
 	atomic_store(&mk_nwork, 0);
 	atomic_store(&mk_nsweep, 0);
@@ -2223,8 +2410,8 @@ fail_conv:
 		tp_errf(errbuf, errlen, "markov: cancelled");
 fail:
 	if (rv == TP_RESOURCE_EXHAUSTED)
-		tp_errf(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)", b.n,
-		        b.ne);
+		tp_errf(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)",
+		        b.n > 0 ? b.n : nb, b.n > 0 ? b.ne : nbe);
 	if (rv != TP_OK && mat != NULL)
 		attr_markov_matrix_free(mat);
 	mk_build_free(&b);
@@ -2232,6 +2419,7 @@ fail:
 	free(orp);
 	free(ocol);
 	free(ow);
+	free(wout);
 	free(s.v);
 	free(s.bits);
 	free(s.grp);
