@@ -271,7 +271,7 @@ query_journey(struct query *q, struct rpc_call *call)
 		}
 		lookback = req->lookback_s;
 	}
-	if ((rv = store_journey(q->store, req->customer_id, &j)) != TP_OK) {
+	if ((rv = store_journey_as_of(q->store, req->customer_id, req->as_of, &j)) != TP_OK) {
 		/* The id goes back to the client that sent it, never into the log. */
 		if (rv == TP_NOT_FOUND)
 			rpc_finish(call, rv, NULL, "no events for customer_id \"%s\"",
@@ -294,6 +294,7 @@ query_journey(struct query *q, struct rpc_call *call)
 	resp.paths = jp.paths;
 	resp.n_paths = jp.n;
 	resp.total_events = j->n;
+	resp.as_of = j->as_of;
 	if (req->paging_case == TOUCHPOINT__V1__GET_JOURNEY_REQUEST__PAGING_OFFSET &&
 	    (rv = journey_page(q, req->offset, &resp, msg, sizeof(msg))) != TP_OK) {
 		rpc_finish(call, rv, NULL, "%s", msg);

@@ -4851,6 +4851,13 @@ apend_by_cust(struct store *s, const struct apend *ap, struct akey **rk)
 int
 store_journey(struct store *s, const char *customer_id, struct store_journey **jp)
 {
+	return store_journey_as_of(s, customer_id, 0, jp);
+}
+
+int
+store_journey_as_of(struct store *s, const char *customer_id, uint64_t as_of,
+                    struct store_journey **jp)
+{
 	struct store_journey *j = NULL;
 	struct rsnap snap;
 	struct apend ap = { 0 };
@@ -4860,7 +4867,7 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 	size_t nm = 0, mcap = 0, n = 0, cap = 0, i, q, e;
 	MDB_cursor *c = NULL;
 	MDB_val root, k, v;
-	uint64_t h;
+	uint64_t h, top = 0;
 	int rc, st = TP_OK;
 
 	*jp = NULL;
@@ -4904,6 +4911,14 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 	c = NULL;
 	if ((rc = collect(s, &snap, members, nm, &r, &n, &cap)) != 0)
 		goto fail;
+	/* Arrival sequences only grow: what came after as_of is left out, and only that. */
+	for (i = 0, e = 0; i < n; i++) {
+		if (as_of != 0 && r[i].seq > as_of)
+			continue;
+		top = r[i].seq > top ? r[i].seq : top;
+		r[e++] = r[i];
+	}
+	n = e;
 	if (n == 0) {
 		st = TP_NOT_FOUND;
 		goto done;
@@ -4916,6 +4931,7 @@ store_journey(struct store *s, const char *customer_id, struct store_journey **j
 		goto fail;
 	}
 	j->n = n;
+	j->as_of = top;
 	j->customer_id = members[0];
 	members[0] = NULL;
 	for (i = 0; i < n; i++) {

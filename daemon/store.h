@@ -107,6 +107,9 @@ void store_trim(struct store *s);
  * One customer's journey after alias resolution: every event of the customer and of the
  * ids aliased to it, in SPEC §3 order (time, touches before conversions, arrival).
  * events[i] and view[i] describe the same event. TP_NOT_FOUND when there is none.
+ * as_of is the largest arrival sequence among the events; store_journey_as_of leaves
+ * out every event that arrived after a given as_of (0: none), so that the pages of a
+ * journey read one after the other agree while events keep coming for the customer.
  */
 struct store_journey {
 	char *customer_id;
@@ -115,9 +118,12 @@ struct store_journey {
 	Touchpoint__V1__Event **events;
 	struct attr_event *view;
 	size_t n;
+	uint64_t as_of;
 };
 
 int store_journey(struct store *s, const char *customer_id, struct store_journey **jp);
+int store_journey_as_of(struct store *s, const char *customer_id, uint64_t as_of,
+                        struct store_journey **jp);
 void store_journey_free(struct store_journey *j);
 
 /*

@@ -478,8 +478,10 @@ journey_table(const Touchpoint__V1__GetJourneyResponse *r)
 
 /*
  * A journey too large for one reply comes in pages (GetJourneyRequest.offset): they are
- * read one after the other and their events put together. A journey that grows in between
- * shows it by its total_events: then it is read again, up to JOURNEY_TRIES times.
+ * read one after the other and their events put together, each page as of the first
+ * one's as_of, so events that keep arriving for the customer do not change it. Only an
+ * alias joined in between changes its total_events: then it is read again, up to
+ * JOURNEY_TRIES times.
  */
 #define JOURNEY_TRIES 3
 
@@ -513,6 +515,7 @@ journey_read(tp_client *c, Touchpoint__V1__GetJourneyRequest *req, struct pages 
 	pages_free(pg);
 	req->paging_case = TOUCHPOINT__V1__GET_JOURNEY_REQUEST__PAGING_OFFSET;
 	req->offset = 0;
+	req->as_of = 0;
 	for (;;) {
 		rv = cli_rpc(c, "/touchpoint.v1.Journey/GetJourney", &req->base,
 		             &touchpoint__v1__get_journey_response__descriptor,
@@ -532,8 +535,10 @@ journey_read(tp_client *c, Touchpoint__V1__GetJourneyRequest *req, struct pages 
 		}
 		pg->page[pg->npages++] = r;
 		/* A daemon without pages (total_events 0) sends the whole journey. */
-		if (pg->npages == 1)
+		if (pg->npages == 1) {
 			total = r->total_events > 0 ? r->total_events : r->n_events;
+			req->as_of = r->as_of; /* 0 from a daemon before as_of: as before */
+		}
 		if (r->total_events != 0 && (r->total_events != total || r->offset != req->offset))
 			return EX_OK; /* it grew, or pages do not follow: not complete */
 		if (pg->npages == 1 && r->n_events == total) {
@@ -604,8 +609,8 @@ cmd_journey(struct cli *g, int argc, char **argv)
 	}
 	tp_close(c);
 	if (rv == EX_OK && !pg.complete) {
-		cli_msg("touchpoint: journey: the journey kept growing while it was read in "
-		        "pages; try again");
+		cli_msg("touchpoint: journey: the journey changed while it was read in pages (an "
+		        "alias joined another id to it); try again");
 		rv = EX_TEMPFAIL;
 	}
 	if (rv == EX_OK) {

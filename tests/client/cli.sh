@@ -176,6 +176,41 @@ assert len(d["paths"]) == 1 and not d["paths"][0]["converting"], d["paths"]
 PY
 	expect 0 "$tp" journey bot --lookback 1d --format csv
 	[ "$(grep -c ',touch,' "$dir/out")" = 500 ] || fail "journey csv in pages: $(head -3 "$dir/out")"
+	# While the customer's events keep coming (earlier in time, so every page would shift),
+	# each read is the journey as of its first page: complete, in order, never exit 75.
+	touch "$dir/feeding"
+	(
+		k=0
+		while [ -e "$dir/feeding" ]; do
+			awk -v k=$k 'BEGIN {
+				print "type,customer_id,timestamp,channel,campaign"
+				for (i = 0; i < 100; i++) {
+					t = k * 100 + i
+					printf "touch,bot,2024-04-30T%02d:%02d:%02dZ,display,late\n",
+					    int(t / 3600) % 24, int(t / 60) % 60, t % 60
+				}
+			}' >"$dir/feed.csv"
+			"$tp" import "$dir/feed.csv" >/dev/null 2>"$dir/feed.err" ||
+				{ cat "$dir/feed.err" >&2; exit 1; }
+			k=$((k + 1))
+		done
+	) &
+	feeder=$!
+	for k in 1 2 3 4 5 6; do
+		expect 0 "$tp" journey bot --lookback 1d --format json
+		python3 - "$dir/out" <<'PY' || fail "journey while fed, read $k: $(head -c 300 "$dir/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+ts = [e["timestamp"] for e in d["events"]]
+ids = [e["event_id"] for e in d["events"]]
+assert len(ts) >= 500 and ts == sorted(ts) and len(set(ids)) == len(ids), len(ts)
+PY
+	done
+	rm -f "$dir/feeding"
+	wait "$feeder" || fail "a send while the journey was read failed"
+	expect 0 "$tp" journey bot --lookback 1d --format json
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["events"]) > 500' \
+		"$dir/out" || fail "no event arrived while the journey was read"
 	# Unlimited lookback: one path of 500 touches, over a reply on its own: named.
 	expect 75 "$tp" journey bot --lookback 0
 	grep -q "paths: the journey's paths alone take" "$dir/err" || fail "paths too large: $(cat "$dir/err")"

@@ -1215,6 +1215,7 @@ test_journey_pages(void)
 	Touchpoint__V1__Reply *rep;
 	char id[32], ids[200][16]; /* ev_touch keeps the pointer */
 	size_t b, i, seen = 0, pages = 0;
+	uint64_t asof;
 
 	tpd_init(&d, "max_message_bytes = 16K\n");
 	tpd_start(&d);
@@ -1265,6 +1266,52 @@ test_journey_pages(void)
 	touchpoint__v1__reply__free_unpacked(rep, NULL);
 	CHECK(j->n_paths == 1 && j->paths[0]->n_touch_event_ids == 600);
 	CHECK(j->n_events < 600 && j->total_events == 600);
+	touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+
+	/*
+	 * Events that arrive between two pages — here earlier in time than all of them, so that
+	 * without as_of every offset would shift — are left out of the pages read as of the
+	 * first one's as_of; without it the journey has grown.
+	 */
+	jr.lookback_s = 1;
+	jr.offset = 0;
+	jr.as_of = 0;
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(j->total_events == 600 && j->as_of > 0);
+	jr.as_of = j->as_of;
+	seen = j->n_events;
+	touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+	for (i = 0; i < 50; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "late-%03zu", i);
+		evs[i] = ev_touch(ids[i], "pager", 1000 + (int64_t)i, "display", NULL);
+	}
+	touchpoint__v1__send_response__free_unpacked(send_ok(s, evs, 50), NULL);
+	evs_free(evs, 50);
+	for (pages = 1; seen < 600; pages++) {
+		jr.offset = seen;
+		CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+		j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		CHECK(j->total_events == 600 && j->offset == seen && j->as_of == jr.as_of);
+		CHECK(j->n_events > 0);
+		for (i = 0; i < j->n_events; i++) {
+			snprintf(id, sizeof(id), "page-%03zu", seen + i);
+			CHECK(strcmp(j->events[i]->event_id, id) == 0);
+		}
+		seen += j->n_events;
+		touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
+	}
+	CHECK(seen == 600 && pages >= 2);
+	asof = jr.as_of;
+	jr.as_of = 0;
+	jr.offset = 0;
+	CHECK(tpd_call(s, M_JOURNEY, &jr.base, CALL_TIMEOUT, &rep) == 0);
+	j = tpd_payload(rep, &touchpoint__v1__get_journey_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(j->total_events == 650 && j->as_of > asof);
+	CHECK(strcmp(j->events[0]->event_id, "late-000") == 0);
 	touchpoint__v1__get_journey_response__free_unpacked(j, NULL);
 	nng_close(s);
 	CHECK(tpd_stop(&d, SIGTERM) == 0);

@@ -235,6 +235,67 @@ test_roundtrip(void **state)
 }
 
 /*
+ * store_journey_as_of: the journey as it was at a reply's as_of, whatever came after it —
+ * earlier in time or later, in the log or flushed into a run meanwhile.
+ */
+static void
+test_journey_as_of(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(4), *u = tb_new(4);
+	struct store_journey *j, *k;
+	struct store_stats st;
+	uint64_t asof;
+	size_t i;
+
+	f->s = open_store(f->dir, 0, 4); /* segments of 4 events */
+	tb_add(t, ev_touch("a1", "c", T0 + 10, "email", ""));
+	tb_add(t, ev_touch("a2", "c", T0 + 20, "search", ""));
+	tb_add(t, ev_conv("a3", "c", T0 + 30, 5, "buy"));
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	assert_int_equal(store_journey(f->s, "c", &j), TP_OK);
+	assert_int_equal(j->n, 3);
+	asof = j->as_of;
+	assert_true(asof > 0 && asof == j->view[2].seq);
+	/* Later arrivals, one earlier in time than all, and a filler that seals the segment. */
+	tb_add(u, ev_touch("b1", "c", T0 + 5, "display", ""));
+	tb_add(u, ev_touch("b2", "c", T0 + 25, "email", ""));
+	tb_add(u, ev_touch("b3", "other", T0, "email", ""));
+	assert_int_equal(tb_write(f->s, u), TP_OK);
+	for (int pass = 0; pass < 2; pass++) {
+		assert_int_equal(store_journey_as_of(f->s, "c", asof, &k), TP_OK);
+		assert_int_equal(k->n, 3);
+		assert_true(k->as_of == asof);
+		for (i = 0; i < 3; i++)
+			assert_string_equal(k->events[i]->event_id, j->events[i]->event_id);
+		store_journey_free(k);
+		assert_int_equal(store_journey_as_of(f->s, "c", 0, &k), TP_OK);
+		assert_int_equal(k->n, 5);
+		assert_true(k->as_of > asof);
+		assert_string_equal(k->events[0]->event_id, "b1");
+		store_journey_free(k);
+		if (pass == 0) {
+			/* Once more after the compactor flushed the sealed segment into a run. */
+			struct tbatch *w = tb_new(1);
+
+			tb_add(w, ev_touch("b4", "other", T0 + 1, "email", ""));
+			assert_int_equal(tb_write(f->s, w), TP_OK);
+			tb_free(w);
+			for (i = 0; i < 600; i++) {
+				assert_int_equal(store_stats(f->s, &st), TP_OK);
+				if (st.runs >= 1)
+					break;
+				sleep_ms(10);
+			}
+			assert_true(st.runs >= 1);
+		}
+	}
+	store_journey_free(j);
+	tb_free(t);
+	tb_free(u);
+}
+
+/*
  * Schema 4's optional fields: absent vs zero (a cost of 0, a value of -0.0), interned source
  * and medium, long ids (two-byte lengths), read back exactly from a run and from the log.
  */
@@ -2654,6 +2715,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compactor_nice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lean_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journey_as_of, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_identify, setup, teardown),
