@@ -753,8 +753,8 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 		tp_close(c);
 		return rv;
 	}
-	rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req.base,
-	             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
+	/* In pages, as export does: --top 0 over a big store is larger than a reply. */
+	rv = attr_paths_fetch(c, &req, &r);
 	tp_close(c);
 	if (rv != EX_OK)
 		return rv;

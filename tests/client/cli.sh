@@ -214,6 +214,24 @@ PY
 	# Unlimited lookback: one path of 500 touches, over a reply on its own: named.
 	expect 75 "$tp" journey bot --lookback 0
 	grep -q "paths: the journey's paths alone take" "$dir/err" || fail "paths too large: $(cat "$dir/err")"
+	# A path table larger than a reply: paths --top 0 reads it in pages, as export does.
+	python3 -c '
+import itertools
+ch = ["search", "social", "email", "display", "affiliate", "direct"]
+print("type,customer_id,timestamp,channel")
+for n, combo in enumerate(itertools.product(ch, repeat=4)):
+    for i, c in enumerate(combo):
+        print("touch,p%d,2024-06-01T10:%02d:00Z,%s" % (n, i, c))
+    print("conversion,p%d,2024-06-01T11:00:00Z," % n)
+' >"$dir/many.csv"
+	expect 0 "$tp" import "$dir/many.csv"
+	expect 0 "$tp" paths --top 0 --from 2024-06-01 --to 2024-06-02 --format json
+	python3 - "$dir/out" <<'PY' || fail "paths --top 0 in pages: $(head -c 300 "$dir/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["distinct_paths"] == 1296 and len(d["paths"]) == 1296, (d["distinct_paths"], len(d["paths"]))
+assert len({tuple(p["path"]) for p in d["paths"]}) == 1296
+PY
 	;;
 status)
 	start
