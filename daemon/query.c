@@ -196,7 +196,8 @@ field_bytes(size_t len)
 /*
  * Cuts r (the whole journey) down to the page from offset on: as many events as the reply
  * holds, the paths only in the page at offset 0. Pages are read statelessly, one request
- * each: a client sees a journey that grew in between by its total_events.
+ * each, as of the first page's as_of; a client sees an alias joined in between by the
+ * total_events.
  */
 static int
 journey_page(const struct query *q, uint64_t offset, Touchpoint__V1__GetJourneyResponse *r,

@@ -540,7 +540,7 @@ journey_read(tp_client *c, Touchpoint__V1__GetJourneyRequest *req, struct pages 
 			req->as_of = r->as_of; /* 0 from a daemon before as_of: as before */
 		}
 		if (r->total_events != 0 && (r->total_events != total || r->offset != req->offset))
-			return EX_OK; /* it grew, or pages do not follow: not complete */
+			return EX_OK; /* it changed, or pages do not follow: not complete */
 		if (pg->npages == 1 && r->n_events == total) {
 			pg->nevents = r->n_events;
 			break;
@@ -610,7 +610,7 @@ cmd_journey(struct cli *g, int argc, char **argv)
 	tp_close(c);
 	if (rv == EX_OK && !pg.complete) {
 		cli_msg("touchpoint: journey: the journey changed while it was read in pages (an "
-		        "alias joined another id to it); try again");
+		        "alias joined another id to it, or the daemon predates as_of); try again");
 		rv = EX_TEMPFAIL;
 	}
 	if (rv == EX_OK) {
