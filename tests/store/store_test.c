@@ -234,6 +234,22 @@ test_roundtrip(void **state)
 	tb_free(t);
 }
 
+/* Waits until the compactor has flushed a sealed segment into a run. */
+static void
+wait_first_run(struct store *s)
+{
+	struct store_stats st;
+	int i;
+
+	for (i = 0; i < 600; i++) {
+		assert_int_equal(store_stats(s, &st), TP_OK);
+		if (st.runs >= 1)
+			return;
+		sleep_ms(10);
+	}
+	fail_msg("no segment was flushed into a run");
+}
+
 /*
  * store_journey_as_of: the journey as it was at a reply's as_of, whatever came after it —
  * earlier in time or later, in the log or flushed into a run meanwhile.
@@ -244,7 +260,6 @@ test_journey_as_of(void **state)
 	struct fx *f = *state;
 	struct tbatch *t = tb_new(4), *u = tb_new(4);
 	struct store_journey *j, *k;
-	struct store_stats st;
 	uint64_t asof;
 	size_t i;
 
@@ -281,13 +296,7 @@ test_journey_as_of(void **state)
 			tb_add(w, ev_touch("b4", "other", T0 + 1, "email", ""));
 			assert_int_equal(tb_write(f->s, w), TP_OK);
 			tb_free(w);
-			for (i = 0; i < 600; i++) {
-				assert_int_equal(store_stats(f->s, &st), TP_OK);
-				if (st.runs >= 1)
-					break;
-				sleep_ms(10);
-			}
-			assert_true(st.runs >= 1);
+			wait_first_run(f->s);
 		}
 	}
 	store_journey_free(j);
@@ -346,18 +355,11 @@ test_lean_record(void **state)
 		store_journey_free(j);
 		if (pass == 0) {
 			struct tbatch *u = tb_new(1);
-			struct store_stats st;
 
 			tb_add(u, ev_touch("l6", "other", T0, "email", ""));
 			assert_int_equal(tb_write(f->s, u), TP_OK);
 			/* the compactor flushes the sealed segment into a run */
-			for (i = 0; i < 600; i++) {
-				assert_int_equal(store_stats(f->s, &st), TP_OK);
-				if (st.runs >= 1)
-					break;
-				sleep_ms(10);
-			}
-			assert_true(st.runs >= 1);
+			wait_first_run(f->s);
 			tb_free(u);
 		}
 	}
