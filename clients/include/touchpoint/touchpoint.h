@@ -253,7 +253,10 @@ int tp_status(tp_client *c, struct tp_daemon_status *st);
 /*
  * Journeys and attribution have no plain-struct wrapper: their replies are deep trees.
  * Use tp_call with the protobuf-c messages of proto/touchpoint/v1/query.proto and
- * attribution.proto (that is what the touchpoint CLI does).
+ * attribution.proto (that is what the touchpoint CLI does). A journey larger than one
+ * reply is read in pages: GetJourneyRequest.offset, with the first page's as_of sent
+ * back so that the pages agree while events keep arriving; a path table likewise with
+ * PathsRequest.limit, offset and snapshot.
  */
 
 /*
