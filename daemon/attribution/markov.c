@@ -886,6 +886,83 @@ mk_holds(const struct mk_build *b, uint32_t s, uint32_t u)
 	return j < b->klen[s];
 }
 
+/* State s may be eliminated on its own account: nothing converts there, it is reached. */
+static int
+mk_elim_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const size_t *ip,
+           const double *wout, const uint8_t *mark, size_t s)
+{
+	size_t e;
+
+	if (s == 0 || mark[s] != 0 || b->wconv[s] > 0 || b->vsum[s] > 0 || ip[s + 1] == ip[s] ||
+	    wout[s] <= 0)
+		return 0;
+	for (e = orp[s]; e < orp[s + 1]; e++) {
+		if (ocol[e] == s)
+			return 0; /* a loop: never counted, but the algebra would not hold */
+	}
+	return 1;
+}
+
+/* The units of blk[0..len) are each held by all its predecessors or all its successors. */
+static int
+mk_block_covered(const struct mk_build *b, const size_t *orp, const uint32_t *ocol,
+                 const size_t *ip, const uint32_t *ic, const uint32_t *blk, size_t len)
+{
+	size_t k, e, in0 = blk[0], out0 = blk[len - 1];
+	uint32_t j;
+
+	for (k = 0; k < len; k++) {
+		const uint32_t *key = b->keys + (size_t)blk[k] * MK_MAXK;
+
+		for (j = 0; j < b->klen[blk[k]]; j++) {
+			for (e = ip[in0]; e < ip[in0 + 1] && mk_holds(b, ic[e], key[j]); e++)
+				;
+			if (e == ip[in0 + 1])
+				continue;
+			for (e = orp[out0]; e < orp[out0 + 1] && mk_holds(b, ocol[e], key[j]); e++)
+				;
+			if (e < orp[out0 + 1])
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/*
+ * blk[0..len) (a chain: each inner link the only way out of one state and into the next)
+ * may go as a whole: no transitions added, no loop made (none of its predecessors is a
+ * successor or in the block: p → block → p would become a loop p → p, and a state alone
+ * in its SCC is solved in one pass, mk_lane_group; a > b > a > b made (a,b) such a state),
+ * and its units covered.
+ */
+static int
+mk_block_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const size_t *ip,
+            const uint32_t *ic, const uint32_t *blk, size_t len)
+{
+	size_t in = ip[blk[0] + 1] - ip[blk[0]], out = orp[blk[len - 1] + 1] - orp[blk[len - 1]];
+	size_t e, f, k;
+
+	if (in * out > in + out + (len - 1))
+		return 0;
+	for (e = ip[blk[0]]; e < ip[blk[0] + 1]; e++) {
+		for (k = 0; k < len && ic[e] != blk[k]; k++)
+			;
+		if (k < len)
+			return 0;
+		for (f = orp[blk[len - 1]]; f < orp[blk[len - 1] + 1] && ocol[f] != ic[e]; f++)
+			;
+		if (f < orp[blk[len - 1] + 1])
+			return 0;
+	}
+	for (f = orp[blk[len - 1]]; f < orp[blk[len - 1] + 1]; f++) {
+		for (k = 0; k < len && ocol[f] != blk[k]; k++)
+			;
+		if (k < len)
+			return 0;
+	}
+	return mk_block_covered(b, orp, ocol, ip, ic, blk, len);
+}
+
 /*
  * The chain without some states through which nothing converts: s is replaced by its
  * transitions (p → s → t becomes p → t with P(p→s)·P(s→t); its nulls become p's). That
@@ -895,11 +972,13 @@ mk_holds(const struct mk_build *b, uint32_t s, uint32_t u)
  * of its successors do (they are removed themselves). At order k ≥ 2 a predecessor of
  * s = (a1..ak) holds a1..ak−1 and a successor a2..ak, so that is every state (start)
  * does not lead to, as long as s's neighbours are states of the original chain: the
- * eliminated states are an independent set, chosen greedily in id order, and only where
- * no transitions are added (in × out ≤ in + out) and no loop is made (no predecessor is
- * also a successor). The removal solves then sweep 23–44 % fewer states on the benchmark's
- * tables: most states of a big chain are rare windows with one way in and one way out
- * (docs/BENCHMARKS.md, "Session 14").
+ * eliminated states are an independent set, chosen greedily in id order. The same holds
+ * for a chain of states s1 → … → sm (each link the only way out of one and into the next)
+ * eliminated as one, with the units of all of them checked against s1's predecessors and
+ * sm's successors: at order k, chains of up to k − 1 states pass. Only where no
+ * transitions are added and no loop is made (mk_block_ok). The removal solves then sweep
+ * 23–60 % fewer states on the benchmark's tables: most states of a big chain are rare
+ * windows with one way in and one way out (docs/BENCHMARKS.md, "Session 14").
  */
 static int
 mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const double *ow,
@@ -907,6 +986,7 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 {
 	size_t n = b->n, ne = orp[n], i, e, f, m = 0, *ip = NULL, cap;
 	uint32_t *id = NULL, *ic = NULL;
+	double w;
 	uint8_t *mark = NULL; /* 1: a neighbour of an eliminated state, 2: eliminated */
 	int rv = TP_RESOURCE_EXHAUSTED;
 
@@ -930,44 +1010,34 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 	ip[0] = 0;
 	/* State 0 is (start): never eliminated, and so stays 0. */
 	for (i = 1; i < n; i++) {
-		size_t in = ip[i + 1] - ip[i], out = orp[i + 1] - orp[i];
-		const uint32_t *key = b->keys + i * MK_MAXK;
-		uint32_t j;
+		uint32_t blk[MK_MAXK - 1];
+		size_t len, k;
 
-		if (mark[i] != 0 || b->wconv[i] > 0 || b->vsum[i] > 0 || in == 0 ||
-		    in * out > in + out || wout[i] <= 0)
+		if (!mk_elim_ok(b, orp, ocol, ip, wout, mark, i))
 			continue;
-		/*
-		 * Not where s has a loop (never counted, but the algebra above would not hold),
-		 * nor where a predecessor is also a successor: p → s → p would become a loop
-		 * p → p, and a state alone in its SCC is solved in one pass (mk_lane_group).
-		 * (a > b > a > b made (a,b) such a state, and its removal effects too small.)
-		 */
-		for (e = orp[i]; e < orp[i + 1] && ocol[e] != i; e++) {
-			for (f = ip[i]; f < ip[i + 1] && ic[f] != ocol[e]; f++)
-				;
-			if (f < ip[i + 1])
+		/* The block: i, then while a state's only successor has it as only predecessor. */
+		blk[0] = (uint32_t)i;
+		for (len = 1; len < MK_MAXK - 1; len++) {
+			uint32_t x, cur = blk[len - 1];
+
+			if (orp[cur + 1] - orp[cur] != 1)
 				break;
-		}
-		if (e < orp[i + 1])
-			continue;
-		for (j = 0; j < b->klen[i]; j++) {
-			for (e = ip[i]; e < ip[i + 1] && mk_holds(b, ic[e], key[j]); e++)
-				;
-			if (e == ip[i + 1])
-				continue;
-			for (e = orp[i]; e < orp[i + 1] && mk_holds(b, ocol[e], key[j]); e++)
-				;
-			if (e < orp[i + 1])
+			x = ocol[orp[cur]];
+			if (ip[x + 1] - ip[x] != 1 || x == i ||
+			    !mk_elim_ok(b, orp, ocol, ip, wout, mark, x))
 				break;
+			blk[len] = x;
 		}
-		if (j < b->klen[i])
+		for (; len > 0 && !mk_block_ok(b, orp, ocol, ip, ic, blk, len); len--)
+			;
+		if (len == 0)
 			continue;
-		mark[i] = 2;
-		for (e = orp[i]; e < orp[i + 1]; e++)
-			mark[ocol[e]] = 1;
-		for (e = ip[i]; e < ip[i + 1]; e++)
+		for (k = 0; k < len; k++)
+			mark[blk[k]] = 2;
+		for (e = ip[blk[0]]; e < ip[blk[0] + 1]; e++)
 			mark[ic[e]] = 1;
+		for (e = orp[blk[len - 1]]; e < orp[blk[len - 1] + 1]; e++)
+			mark[ocol[e]] = 1;
 	}
 	for (i = 0; i < n; i++)
 		id[i] = mark[i] == 2 ? MK_NONE : (uint32_t)m++;
@@ -1012,12 +1082,18 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 					goto fail;
 				continue;
 			}
+			/* Along the block to its end (its inner states have one way out each). */
+			for (w = ow[e];; s = ocol[orp[s]]) {
+				r->wnull[p] += w * b->wnull[s] / wout[s];
+				if (orp[s + 1] - orp[s] != 1 || id[ocol[orp[s]]] != MK_NONE)
+					break;
+				w *= ow[orp[s]] / wout[s];
+			}
 			for (f = orp[s]; f < orp[s + 1]; f++) {
-				if ((rv = mk_add_edge(r, p, id[ocol[f]],
-				                      ow[e] * ow[f] / wout[s])) != TP_OK)
+				if ((rv = mk_add_edge(r, p, id[ocol[f]], w * ow[f] / wout[s])) !=
+				    TP_OK)
 					goto fail;
 			}
-			r->wnull[p] += ow[e] * b->wnull[s] / wout[s];
 		}
 	}
 	rv = TP_OK;

@@ -655,8 +655,9 @@ test_cross_eliminated(void **state)
 
 /*
  * A state between two visits of the same state (a > b > a > b: (b,a) between (a,b) and
- * (a,b)) is not eliminated: it would leave (a,b) a loop, which a state alone in its SCC is
- * not solved for (a reviewer's table; the first reduction gave RE_c = 2/3 here). Every
+ * (a,b)) is not eliminated, nor a chain of them: it would leave (a,b) a loop, which a state
+ * alone in its SCC is not solved for (a reviewer's table; the first reduction gave RE_c =
+ * 2/3 here). Every
  * path starts with c and holds a and b, so removing any of them loses every conversion:
  * RE 1 each, credits 1/3 and value 10/3 each.
  */
@@ -682,11 +683,13 @@ test_eliminate_no_loop(void **state)
 	for (int k = 2; k <= 4; k++) {
 		rng = 300 + (uint64_t)k;
 		random_table(t, 150, 7, 6);
-		for (size_t i = 0; i < t->n; i += 3) {
-			uint32_t a = rnd(7), b = rnd(7), len = 4 + rnd(3);
+		/* Cycles of period 2 and 3 (chains of states that lead back to themselves). */
+		for (size_t i = 0; i < t->n; i += 2) {
+			uint32_t c[3] = { rnd(7), rnd(7), rnd(7) }, per = 2 + (uint32_t)(i / 2 % 2);
+			uint32_t len = 4 + rnd(5);
 
 			for (uint32_t j = 0; j < len; j++)
-				t->u[i][j] = j % 2 ? b : a;
+				t->u[i][j] = c[j % per];
 			t->p[i].len = len;
 		}
 		cross_check(t, k);
