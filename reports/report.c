@@ -508,7 +508,9 @@ write_rendered(struct report_ctx *c, const char *name, enum attr_format f, char 
 	rv = attr_render_attribute(fp, c->attr, f);
 	if (fclose(fp) != 0 && rv == TP_OK)
 		rv = TP_INTERNAL;
-	if (rv != TP_OK)
+	if (rv == TP_RESOURCE_EXHAUSTED)
+		tp_errf(errbuf, errlen, "%s: out of memory", name);
+	else if (rv != TP_OK)
 		tp_errf(errbuf, errlen, "%s: could not be written (status %d)", name, rv);
 	return rv;
 }

@@ -428,6 +428,19 @@ static const char attribute_help[] =
     "                          --from, --to, --conversion and --by do not apply)\n"
     "  --format F              table (default), csv or json\n";
 
+#ifdef TP_HAVE_ENGINE
+/* A render's status as the exit code: out of memory says so (71), a write error is 74. */
+static int
+render_exit(int st)
+{
+	if (st == TP_RESOURCE_EXHAUSTED) {
+		cli_msg("touchpoint: out of memory writing the output");
+		return EX_OSERR;
+	}
+	return st == TP_OK ? EX_OK : EX_IOERR;
+}
+#endif
+
 int
 cmd_attribute(struct cli *g, int argc, char **argv)
 {
@@ -502,7 +515,7 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 	if (st == TP_OK && matrix_render(stdout, r, fmt) != 0)
 		st = TP_INTERNAL;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return st == TP_OK ? EX_OK : EX_IOERR;
+	return render_exit(st);
 #else
 	(void)g;
 	(void)argc;
@@ -578,7 +591,7 @@ paths_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, paths_page_fn fn, v
 static int
 export_page(void *arg, Touchpoint__V1__PathsResponse *page)
 {
-	return attr_render_path_rows(arg, page) == TP_OK ? EX_OK : EX_IOERR;
+	return render_exit(attr_render_path_rows(arg, page));
 }
 
 /*
@@ -760,7 +773,7 @@ paths_run(struct cli *g, int argc, char **argv, int export)
 		return rv;
 	st = attr_render_paths(stdout, r, attr_fmt(fmt));
 	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return st == TP_OK ? EX_OK : EX_IOERR;
+	return render_exit(st);
 #else
 	(void)g;
 	(void)argc;

@@ -96,7 +96,11 @@ typedef int (*attr_journey_fn)(void *arg, int converting, size_t conversion_inde
 int attr_journey_paths(const struct attr_event *evs, size_t n, int64_t lookback_s,
                        attr_journey_fn fn, void *arg);
 
-/* Output for people (table) and machines (csv, json — SPEC §6 shape). */
+/*
+ * Output for people (table) and machines (csv, json — SPEC §6 shape). TP_OK,
+ * TP_RESOURCE_EXHAUSTED out of memory (the output is then incomplete), TP_INTERNAL when
+ * writing failed.
+ */
 int attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r,
                           enum attr_format f);
 int attr_render_paths(FILE *out, const Touchpoint__V1__PathsResponse *r, enum attr_format f);

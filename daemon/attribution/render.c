@@ -356,12 +356,13 @@ pad(FILE *out, int n)
 		putc(' ', out);
 }
 
-static void
+/* TP_RESOURCE_EXHAUSTED when its rows cannot be gathered (nothing of the table printed). */
+static int
 table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, size_t n)
 {
 	const char **rows = NULL;
 	size_t nrows = 0, cap = 0, i, j, k;
-	int w0 = attr_text_width("channel"), *wc = NULL;
+	int w0 = attr_text_width("channel"), *wc = NULL, rv = TP_OK;
 	char buf[64];
 
 	for (i = 0; i < n; i++)
@@ -371,8 +372,8 @@ table_models(FILE *out, const Touchpoint__V1__Totals *t, MRes *const *models, si
 		wc = calloc(n, sizeof(*wc));
 	}
 	if (n > 0 && (rows == NULL || wc == NULL)) {
-		fputs("(out of memory)\n", out);
-		goto totals;
+		rv = TP_RESOURCE_EXHAUSTED;
+		goto done;
 	}
 	/* rows in the first model's order, then what other models add */
 	for (i = 0; i < n; i++)
@@ -430,8 +431,10 @@ totals:
 		        ", null paths %" PRIu64 "; unattributed %.2f (value %.2f)\n",
 		        t->conversions, t->value, t->converting_paths, t->null_paths,
 		        t->unattributed_conversions, t->unattributed_value);
+done:
 	free(rows);
 	free(wc);
+	return rv;
 }
 
 int
@@ -453,15 +456,17 @@ attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r, enu
 			           r->segments[i]->n_models);
 		break;
 	case ATTR_FORMAT_TABLE:
-		table_models(out, r->totals, r->models, r->n_models);
+		if (table_models(out, r->totals, r->models, r->n_models) != TP_OK)
+			return TP_RESOURCE_EXHAUSTED;
 		for (i = 0; i < r->n_segments; i++) {
 			putc('\n', out);
 			attr_text_put(out, r->by_trait ? r->by_trait : "segment");
 			fputs(" = ", out);
 			attr_text_put(out, r->segments[i]->segment);
 			putc('\n', out);
-			table_models(out, r->segments[i]->totals, r->segments[i]->models,
-			             r->segments[i]->n_models);
+			if (table_models(out, r->segments[i]->totals, r->segments[i]->models,
+			                 r->segments[i]->n_models) != TP_OK)
+				return TP_RESOURCE_EXHAUSTED;
 		}
 		break;
 	default:
@@ -470,7 +475,7 @@ attr_render_attribute(FILE *out, const Touchpoint__V1__AttributeResponse *r, enu
 	return ferror(out) ? TP_INTERNAL : TP_OK;
 }
 
-static void
+static int
 csv_path(FILE *out, const Touchpoint__V1__PathRow *p)
 {
 	size_t i, len = 0;
@@ -478,10 +483,8 @@ csv_path(FILE *out, const Touchpoint__V1__PathRow *p)
 
 	for (i = 0; i < p->n_channels; i++)
 		len += strlen(p->channels[i]) + 3;
-	if ((s = malloc(len + 1)) == NULL) {
-		fputs("\"(out of memory)\"", out);
-		return;
-	}
+	if ((s = malloc(len + 1)) == NULL)
+		return TP_RESOURCE_EXHAUSTED;
 	for (q = s, i = 0; i < p->n_channels; i++) {
 		size_t l = strlen(p->channels[i]);
 
@@ -495,6 +498,7 @@ csv_path(FILE *out, const Touchpoint__V1__PathRow *p)
 	*q = '\0';
 	csv_str(out, s);
 	free(s);
+	return TP_OK;
 }
 
 int
@@ -505,7 +509,8 @@ attr_render_path_rows(FILE *out, const Touchpoint__V1__PathsResponse *r)
 	if (out == NULL || r == NULL)
 		return TP_INVALID_ARGUMENT;
 	for (i = 0; i < r->n_paths; i++) {
-		csv_path(out, r->paths[i]);
+		if (csv_path(out, r->paths[i]) != TP_OK)
+			return TP_RESOURCE_EXHAUSTED;
 		putc(',', out);
 		csv_num(out, r->paths[i]->total_conversions);
 		putc(',', out);

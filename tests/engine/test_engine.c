@@ -1218,6 +1218,79 @@ test_merge(void **state)
 	free_set(c);
 }
 
+/*
+ * Allocation failures on demand: test_engine is linked with --wrap=calloc,--wrap=malloc,
+ * so the engine's calls come here; the n-th call from arming fails.
+ */
+void *__real_calloc(size_t n, size_t size);
+void *__real_malloc(size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_malloc(size_t size);
+static int fail_calloc, fail_malloc;
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+	if (fail_calloc > 0 && --fail_calloc == 0)
+		return NULL;
+	return __real_calloc(n, size);
+}
+
+void *
+__wrap_malloc(size_t size)
+{
+	if (fail_malloc > 0 && --fail_malloc == 0)
+		return NULL;
+	return __real_malloc(size);
+}
+
+/*
+ * Out of memory while rendering is TP_RESOURCE_EXHAUSTED (the CLI exits 71), not a table
+ * that says "(out of memory)" and TP_OK, as the table and the CSV path column did.
+ */
+static void
+test_render_oom(void **state)
+{
+	struct cust c[3];
+	struct req q;
+	AResp *r;
+	char *buf = NULL, *ch[2] = { (char *)"search", (char *)"email" };
+	size_t len = 0;
+	FILE *f;
+	Touchpoint__V1__PathRow row = TOUCHPOINT__V1__PATH_ROW__INIT, *rows[1] = { &row };
+	Touchpoint__V1__PathsResponse pr = TOUCHPOINT__V1__PATHS_RESPONSE__INIT;
+
+	(void)state;
+	req_init(&q);
+	req_model(&q, "linear", NULL, NULL);
+	r = run(&q, c, basic(c), NULL);
+	f = open_memstream(&buf, &len);
+	fail_calloc = 1;
+	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_TABLE), TP_RESOURCE_EXHAUSTED);
+	fail_calloc = 0;
+	assert_int_equal(attr_render_attribute(f, r, ATTR_FORMAT_TABLE), TP_OK);
+	fclose(f);
+	assert_null(strstr(buf, "out of memory"));
+	free(buf);
+	free_resp(r);
+
+	row.channels = ch;
+	row.n_channels = 2;
+	row.total_conversions = 1;
+	pr.paths = rows;
+	pr.n_paths = 1;
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	fail_malloc = 1;
+	assert_int_equal(attr_render_paths(f, &pr, ATTR_FORMAT_CSV), TP_RESOURCE_EXHAUSTED);
+	fail_malloc = 0;
+	assert_int_equal(attr_render_path_rows(f, &pr), TP_OK);
+	fclose(f);
+	assert_non_null(strstr(buf, "search > email,1,0,0\r\n"));
+	assert_null(strstr(buf, "out of memory"));
+	free(buf);
+}
+
 static void
 test_render_csv_table(void **state)
 {
@@ -1340,6 +1413,7 @@ main(void)
 		cmocka_unit_test(test_models_two_threads),
 		cmocka_unit_test(test_daily_and_spend),
 		cmocka_unit_test(test_render_csv_table),
+		cmocka_unit_test(test_render_oom),
 		cmocka_unit_test(test_ptab_keep),
 	};
 
