@@ -67,6 +67,9 @@
  */
 #define MK_CG_MIN (MK_DENSE_MAX < 48 ? 16 : 1024)
 #endif
+#ifndef MK_CG_SWEEPS_MAX
+#define MK_CG_SWEEPS_MAX 300 /* ... sweeps with it at most, then without (mk_lane_group) */
+#endif
 #ifndef MK_CG_AGG
 #define MK_CG_AGG 64 /* ... over at most this many aggregates (2..256) */
 #endif
@@ -1746,7 +1749,7 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		om = 1.0;
 
 	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
-		double sum = 0, maxd[MK_LANES] = { 0 }, maxv[MK_LANES] = { 0 };
+		double sum = 0, maxd[MK_LANES] = { 0 }, maxv[MK_LANES] = { 0 }, chk = 0;
 		int fit = xp > 0 && hist >= 2, done = 1;
 
 		memset(f, 0, sizeof(f));
@@ -1780,11 +1783,29 @@ mk_lane_group(struct mk_solver *s, size_t m)
 					f[j].dd += d * d;
 				}
 				lv[j] = nv;
+				chk +=
+				    nv; /* NaN or ∞ anywhere reaches it; max() would pass it by */
 				d = fabs(d);
 				maxd[j] = d > maxd[j] ? d : maxd[j];
 				maxv[j] = nv > maxv[j] ? nv : maxv[j];
 			}
 		}
+		/*
+		 * The coarse correction is not guaranteed to converge: on a reviewer's random
+		 * table (a 16-state SCC of the MK_DENSE_MAX=2 test build) one removal grew ×1.15 a
+		 * sweep to ∞, then NaN, which came out as a NaN removal effect with TP_OK. So a
+		 * sweep that is not finite, or too many of them, starts the group again from 0
+		 * without it: plain Gauss–Seidel always converges on a substochastic chain.
+		 */
+		if (cg != NULL && (!isfinite(chk) || sweep + 1 >= MK_CG_SWEEPS_MAX)) {
+			cg = NULL;
+			for (i = 0; i < m; i++)
+				memset(s->lv + (size_t)s->grp[i] * L, 0, L * sizeof(double));
+			prevd = 0;
+			continue;
+		}
+		if (!isfinite(chk))
+			return TP_INTERNAL;
 		for (j = 0; j < MK_LANES; j++) {
 			done &= maxd[j] <= tol * maxv[j];
 			sum += maxv[j] > 0 ? maxd[j] / maxv[j] : 0;
