@@ -978,7 +978,8 @@ mk_block_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, c
  * eliminated states are an independent set, chosen greedily in id order. The same holds
  * for a chain of states s1 → … → sm (each link the only way out of one and into the next)
  * eliminated as one, with the units of all of them checked against s1's predecessors and
- * sm's successors: at order k, chains of up to k − 1 states pass. Only where no
+ * sm's successors (up to 3 states; at order k chains of k − 1 pass as a rule, longer ones
+ * where repeated units make them, as in b > a > b > c > d > c at order 2). Only where no
  * transitions are added and no loop is made (mk_block_ok). The removal solves then sweep
  * 23–60 % fewer states on the benchmark's tables: most states of a big chain are rare
  * windows with one way in and one way out (docs/BENCHMARKS.md, "Session 14").
