@@ -657,9 +657,8 @@ test_cross_eliminated(void **state)
  * A state between two visits of the same state (a > b > a > b: (b,a) between (a,b) and
  * (a,b)) is not eliminated, nor a chain of them: it would leave (a,b) a loop, which a state
  * alone in its SCC is not solved for (a reviewer's table; the first reduction gave RE_c =
- * 2/3 here). Every
- * path starts with c and holds a and b, so removing any of them loses every conversion:
- * RE 1 each, credits 1/3 and value 10/3 each.
+ * 2/3 here). Every path starts with c and holds a and b, so removing any of them loses
+ * every conversion: RE 1 each, credits 1/3 and value 10/3 each.
  */
 static void
 test_eliminate_no_loop(void **state)
