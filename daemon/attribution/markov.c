@@ -825,25 +825,38 @@ mk_chain_free(struct mk_chain *c)
 }
 
 /*
- * The counted transitions as a forward CSR in the build's numbering: orp/ocol/ow, and
+ * The counted transitions as a forward CSR in the build's numbering (rp, col, w), and
  * wout, every state's total outgoing weight (transitions, conversions and nulls).
  */
+struct mk_csr {
+	size_t *rp;
+	uint32_t *col;
+	double *w, *wout;
+};
+
+static void
+mk_csr_free(struct mk_csr *g)
+{
+	free(g->rp);
+	free(g->col);
+	free(g->w);
+	free(g->wout);
+	memset(g, 0, sizeof(*g));
+}
+
 static int
-mk_csr(const struct mk_build *b, size_t **orpp, uint32_t **ocolp, double **owp, double **woutp)
+mk_csr_make(struct mk_csr *g, const struct mk_build *b)
 {
 	size_t n = b->n, ne = b->ne, i, e, *orp;
 	uint32_t *ocol;
 	double *ow, *wout;
 
-	orp = calloc(n + 1, sizeof(*orp));
-	ocol = malloc((ne ? ne : 1) * sizeof(*ocol));
-	ow = malloc((ne ? ne : 1) * sizeof(*ow));
-	wout = calloc(n ? n : 1, sizeof(*wout));
+	g->rp = orp = calloc(n + 1, sizeof(*orp));
+	g->col = ocol = malloc((ne ? ne : 1) * sizeof(*ocol));
+	g->w = ow = malloc((ne ? ne : 1) * sizeof(*ow));
+	g->wout = wout = calloc(n ? n : 1, sizeof(*wout));
 	if (orp == NULL || ocol == NULL || ow == NULL || wout == NULL) {
-		free(orp);
-		free(ocol);
-		free(ow);
-		free(wout);
+		mk_csr_free(g);
 		return TP_RESOURCE_EXHAUSTED;
 	}
 	/* By counting sort on the source state. */
@@ -870,10 +883,6 @@ mk_csr(const struct mk_build *b, size_t **orpp, uint32_t **ocolp, double **owp, 
 	orp[0] = 0;
 	for (i = 0; i < n; i++)
 		wout[i] += b->wconv[i] + b->wnull[i];
-	*orpp = orp;
-	*ocolp = ocol;
-	*owp = ow;
-	*woutp = wout;
 	return TP_OK;
 }
 
@@ -891,16 +900,16 @@ mk_holds(const struct mk_build *b, uint32_t s, uint32_t u)
 
 /* State s may be eliminated on its own account: nothing converts there, it is reached. */
 static int
-mk_elim_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const size_t *ip,
-           const double *wout, const uint8_t *mark, size_t s)
+mk_elim_ok(const struct mk_build *b, const struct mk_csr *g, const size_t *ip, const uint8_t *mark,
+           size_t s)
 {
 	size_t e;
 
 	if (s == 0 || mark[s] != 0 || b->wconv[s] > 0 || b->vsum[s] > 0 || ip[s + 1] == ip[s] ||
-	    wout[s] <= 0)
+	    g->wout[s] <= 0)
 		return 0;
-	for (e = orp[s]; e < orp[s + 1]; e++) {
-		if (ocol[e] == s)
+	for (e = g->rp[s]; e < g->rp[s + 1]; e++) {
+		if (g->col[e] == s)
 			return 0; /* a loop: never counted, but the algebra would not hold */
 	}
 	return 1;
@@ -908,8 +917,8 @@ mk_elim_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, co
 
 /* The units of blk[0..len) are each held by all its predecessors or all its successors. */
 static int
-mk_block_covered(const struct mk_build *b, const size_t *orp, const uint32_t *ocol,
-                 const size_t *ip, const uint32_t *ic, const uint32_t *blk, size_t len)
+mk_block_covered(const struct mk_build *b, const struct mk_csr *g, const size_t *ip,
+                 const uint32_t *ic, const uint32_t *blk, size_t len)
 {
 	size_t k, e, in0 = blk[0], out0 = blk[len - 1];
 	uint32_t j;
@@ -922,9 +931,10 @@ mk_block_covered(const struct mk_build *b, const size_t *orp, const uint32_t *oc
 				;
 			if (e == ip[in0 + 1])
 				continue;
-			for (e = orp[out0]; e < orp[out0 + 1] && mk_holds(b, ocol[e], key[j]); e++)
+			for (e = g->rp[out0]; e < g->rp[out0 + 1] && mk_holds(b, g->col[e], key[j]);
+			     e++)
 				;
-			if (e < orp[out0 + 1])
+			if (e < g->rp[out0 + 1])
 				return 0;
 		}
 	}
@@ -939,10 +949,11 @@ mk_block_covered(const struct mk_build *b, const size_t *orp, const uint32_t *oc
  * and its units covered.
  */
 static int
-mk_block_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const size_t *ip,
-            const uint32_t *ic, const uint32_t *blk, size_t len)
+mk_block_ok(const struct mk_build *b, const struct mk_csr *g, const size_t *ip, const uint32_t *ic,
+            const uint32_t *blk, size_t len)
 {
-	size_t in = ip[blk[0] + 1] - ip[blk[0]], out = orp[blk[len - 1] + 1] - orp[blk[len - 1]];
+	size_t in = ip[blk[0] + 1] - ip[blk[0]],
+	       out = g->rp[blk[len - 1] + 1] - g->rp[blk[len - 1]];
 	size_t e, f, k;
 
 	if (in * out > in + out + (len - 1))
@@ -952,18 +963,19 @@ mk_block_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, c
 			;
 		if (k < len)
 			return 0;
-		for (f = orp[blk[len - 1]]; f < orp[blk[len - 1] + 1] && ocol[f] != ic[e]; f++)
+		for (f = g->rp[blk[len - 1]]; f < g->rp[blk[len - 1] + 1] && g->col[f] != ic[e];
+		     f++)
 			;
-		if (f < orp[blk[len - 1] + 1])
+		if (f < g->rp[blk[len - 1] + 1])
 			return 0;
 	}
-	for (f = orp[blk[len - 1]]; f < orp[blk[len - 1] + 1]; f++) {
-		for (k = 0; k < len && ocol[f] != blk[k]; k++)
+	for (f = g->rp[blk[len - 1]]; f < g->rp[blk[len - 1] + 1]; f++) {
+		for (k = 0; k < len && g->col[f] != blk[k]; k++)
 			;
 		if (k < len)
 			return 0;
 	}
-	return mk_block_covered(b, orp, ocol, ip, ic, blk, len);
+	return mk_block_covered(b, g, ip, ic, blk, len);
 }
 
 /*
@@ -985,10 +997,9 @@ mk_block_ok(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, c
  * windows with one way in and one way out (docs/BENCHMARKS.md, "Session 14").
  */
 static int
-mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, const double *ow,
-          const double *wout, struct mk_build *r)
+mk_reduce(const struct mk_build *b, const struct mk_csr *g, struct mk_build *r)
 {
-	size_t n = b->n, ne = orp[n], i, e, f, m = 0, *ip = NULL, cap;
+	size_t n = b->n, ne = g->rp[n], i, e, f, m = 0, *ip = NULL, cap;
 	uint32_t *id = NULL, *ic = NULL;
 	double w;
 	uint8_t *mark = NULL; /* 1: a neighbour of an eliminated state, 2: eliminated */
@@ -1002,12 +1013,12 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 	if (ip == NULL || ic == NULL || mark == NULL || id == NULL)
 		goto fail;
 	for (e = 0; e < ne; e++)
-		ip[ocol[e] + 1]++;
+		ip[g->col[e] + 1]++;
 	for (i = 0; i < n; i++)
 		ip[i + 1] += ip[i];
 	for (i = 0; i < n; i++) {
-		for (e = orp[i]; e < orp[i + 1]; e++)
-			ic[ip[ocol[e]]++] = (uint32_t)i;
+		for (e = g->rp[i]; e < g->rp[i + 1]; e++)
+			ic[ip[g->col[e]]++] = (uint32_t)i;
 	}
 	for (i = n; i > 0; i--)
 		ip[i] = ip[i - 1];
@@ -1017,22 +1028,21 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 		uint32_t blk[MK_MAXK - 1];
 		size_t len, k;
 
-		if (!mk_elim_ok(b, orp, ocol, ip, wout, mark, i))
+		if (!mk_elim_ok(b, g, ip, mark, i))
 			continue;
 		/* The block: i, then while a state's only successor has it as only predecessor. */
 		blk[0] = (uint32_t)i;
 		for (len = 1; len < MK_MAXK - 1; len++) {
 			uint32_t x, cur = blk[len - 1];
 
-			if (orp[cur + 1] - orp[cur] != 1)
+			if (g->rp[cur + 1] - g->rp[cur] != 1)
 				break;
-			x = ocol[orp[cur]];
-			if (ip[x + 1] - ip[x] != 1 || x == i ||
-			    !mk_elim_ok(b, orp, ocol, ip, wout, mark, x))
+			x = g->col[g->rp[cur]];
+			if (ip[x + 1] - ip[x] != 1 || x == i || !mk_elim_ok(b, g, ip, mark, x))
 				break;
 			blk[len] = x;
 		}
-		for (; len > 0 && !mk_block_ok(b, orp, ocol, ip, ic, blk, len); len--)
+		for (; len > 0 && !mk_block_ok(b, g, ip, ic, blk, len); len--)
 			;
 		if (len == 0)
 			continue;
@@ -1040,8 +1050,8 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 			mark[blk[k]] = 2;
 		for (e = ip[blk[0]]; e < ip[blk[0] + 1]; e++)
 			mark[ic[e]] = 1;
-		for (e = orp[blk[len - 1]]; e < orp[blk[len - 1] + 1]; e++)
-			mark[ocol[e]] = 1;
+		for (e = g->rp[blk[len - 1]]; e < g->rp[blk[len - 1] + 1]; e++)
+			mark[g->col[e]] = 1;
 	}
 	for (i = 0; i < n; i++)
 		id[i] = mark[i] == 2 ? MK_NONE : (uint32_t)m++;
@@ -1078,24 +1088,24 @@ mk_reduce(const struct mk_build *b, const size_t *orp, const uint32_t *ocol, con
 
 		if (p == MK_NONE)
 			continue;
-		for (e = orp[i]; e < orp[i + 1]; e++) {
-			uint32_t s = ocol[e];
+		for (e = g->rp[i]; e < g->rp[i + 1]; e++) {
+			uint32_t s = g->col[e];
 
 			if (id[s] != MK_NONE) {
-				if ((rv = mk_add_edge(r, p, id[s], ow[e])) != TP_OK)
+				if ((rv = mk_add_edge(r, p, id[s], g->w[e])) != TP_OK)
 					goto fail;
 				continue;
 			}
 			/* Along the block to its end (its inner states have one way out each). */
-			for (w = ow[e];; s = ocol[orp[s]]) {
-				r->wnull[p] += w * b->wnull[s] / wout[s];
-				if (orp[s + 1] - orp[s] != 1 || id[ocol[orp[s]]] != MK_NONE)
+			for (w = g->w[e];; s = g->col[g->rp[s]]) {
+				r->wnull[p] += w * b->wnull[s] / g->wout[s];
+				if (g->rp[s + 1] - g->rp[s] != 1 || id[g->col[g->rp[s]]] != MK_NONE)
 					break;
-				w *= ow[orp[s]] / wout[s];
+				w *= g->w[g->rp[s]] / g->wout[s];
 			}
-			for (f = orp[s]; f < orp[s + 1]; f++) {
-				if ((rv = mk_add_edge(r, p, id[ocol[f]], w * ow[f] / wout[s])) !=
-				    TP_OK)
+			for (f = g->rp[s]; f < g->rp[s + 1]; f++) {
+				if ((rv = mk_add_edge(r, p, id[g->col[f]],
+				                      w * g->w[f] / g->wout[s])) != TP_OK)
 					goto fail;
 			}
 		}
@@ -1111,20 +1121,19 @@ fail:
 	return rv;
 }
 
-/* From the counts to the solvable chain. */
+/* From the counts (b, and g its CSR) to the solvable chain. */
 static int
-mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits)
+mk_chain_make(struct mk_chain *c, const struct mk_build *b, const struct mk_csr *g, uint32_t nunits)
 {
-	size_t n = b->n, ne = b->ne, i, e, *orp = NULL;
-	uint32_t *ocol = NULL, *order = NULL, *newid = NULL, *oscc = NULL;
-	double *ow = NULL, *wout = NULL;
-	int rv;
+	size_t n = b->n, ne = b->ne, i, e;
+	const size_t *orp = g->rp;
+	const uint32_t *ocol = g->col;
+	const double *ow = g->w, *wout = g->wout;
+	uint32_t *order = NULL, *newid = NULL, *oscc = NULL;
+	int rv = TP_RESOURCE_EXHAUSTED;
 
 	c->n = n;
 	c->ne = ne;
-	if ((rv = mk_csr(b, &orp, &ocol, &ow, &wout)) != TP_OK)
-		return rv;
-	rv = TP_RESOURCE_EXHAUSTED;
 	order = malloc(n * sizeof(*order));
 	newid = malloc(n * sizeof(*newid));
 	oscc = malloc(n * sizeof(*oscc));
@@ -1258,10 +1267,6 @@ mk_chain_make(struct mk_chain *c, const struct mk_build *b, uint32_t nunits)
 	c->up[0] = 0;
 	rv = TP_OK;
 fail:
-	free(orp);
-	free(ocol);
-	free(ow);
-	free(wout);
 	free(order);
 	free(newid);
 	free(oscc);
@@ -1784,8 +1789,8 @@ mk_lane_group(struct mk_solver *s, size_t m)
 					f[j].dd += d * d;
 				}
 				lv[j] = nv;
-				chk +=
-				    nv; /* NaN or ∞ anywhere reaches it; max() would pass it by */
+				/* NaN or ∞ anywhere reaches the sum; max() would pass it by. */
+				chk += nv;
 				d = fabs(d);
 				maxd[j] = d > maxd[j] ? d : maxd[j];
 				maxv[j] = nv > maxv[j] ? nv : maxv[j];
@@ -2359,12 +2364,13 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
             struct attr_markov_matrix *mat, char *errbuf, size_t errlen)
 {
 	struct mk_build b, red;
+	struct mk_csr g = { 0 };
 	struct mk_chain c;
 	struct mk_solver s;
-	size_t *orp = NULL, i, j, nb = 0, nbe = 0;
+	size_t i, j, nb = 0, nbe = 0;
 	struct mk_pool pool;
-	uint32_t *ocol = NULL, *units = NULL, u;
-	double *ow = NULL, *wout = NULL, *re = NULL, *vc = NULL;
+	uint32_t *units = NULL, u;
+	double *re = NULL, *vc = NULL;
 	double tot[2] = { 0, 0 }, pconv = 0, sre = 0, sv = 0;
 	int rv;
 
@@ -2379,35 +2385,25 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		return rv;
 	if ((rv = mk_count(&b, t, order, tot, errbuf, errlen)) != TP_OK)
 		goto fail;
-	if (order == 1 && mat == NULL) {
-		/* Nothing to eliminate at order 1 (its states hold one unit each). */
-		if ((rv = mk_chain_make(&c, &b, t->nunits)) != TP_OK)
+	nb = b.n;
+	nbe = b.ne;
+	if ((rv = mk_csr_make(&g, &b)) != TP_OK)
+		goto fail;
+	if (mat != NULL && (rv = mk_matrix(t, &b, g.rp, g.col, g.w, mat)) != TP_OK)
+		goto fail;
+	/* Order 1 has nothing to eliminate: its states hold one unit each. */
+	if (order > 1) {
+		if ((rv = mk_reduce(&b, &g, &red)) != TP_OK)
 			goto fail;
-	} else {
-		if ((rv = mk_csr(&b, &orp, &ocol, &ow, &wout)) != TP_OK)
-			goto fail;
-		if (mat != NULL && (rv = mk_matrix(t, &b, orp, ocol, ow, mat)) != TP_OK)
-			goto fail;
-		if (order == 1) {
-			rv = mk_chain_make(&c, &b, t->nunits);
-		} else if ((rv = mk_reduce(&b, orp, ocol, ow, wout, &red)) == TP_OK) {
-			/* Only the reduced chain is solved: give back the full one first. */
-			nb = b.n;
-			nbe = b.ne;
-			mk_build_free(&b);
-			free(orp);
-			free(ocol);
-			free(ow);
-			free(wout);
-			orp = NULL;
-			ocol = NULL;
-			ow = wout = NULL;
-			rv = mk_chain_make(&c, &red, t->nunits);
-			mk_build_free(&red);
-		}
-		if (rv != TP_OK)
+		/* Only the reduced chain is solved: the full one goes first. */
+		mk_build_free(&b);
+		mk_csr_free(&g);
+		b = red;
+		if ((rv = mk_csr_make(&g, &b)) != TP_OK)
 			goto fail;
 	}
+	if ((rv = mk_chain_make(&c, &b, &g, t->nunits)) != TP_OK)
+		goto fail;
 	if (t->cancelled != NULL && t->cancelled(t->cancel_arg)) {
 		rv = TP_CANCELLED;
 		goto fail_conv;
@@ -2520,15 +2516,12 @@ fail_conv:
 fail:
 	if (rv == TP_RESOURCE_EXHAUSTED)
 		tp_errf(errbuf, errlen, "markov: out of memory (%zu states, %zu transitions)",
-		        b.n > 0 ? b.n : nb, b.n > 0 ? b.ne : nbe);
+		        nb > 0 ? nb : b.n, nb > 0 ? nbe : b.ne);
 	if (rv != TP_OK && mat != NULL)
 		attr_markov_matrix_free(mat);
 	mk_build_free(&b);
 	mk_chain_free(&c);
-	free(orp);
-	free(ocol);
-	free(ow);
-	free(wout);
+	mk_csr_free(&g);
 	free(s.v);
 	free(s.bits);
 	free(s.grp);
