@@ -32,6 +32,12 @@ struct cli {
 
 /* sysexits code for a tp status (SPEC §6). */
 int cli_exit_code(int status);
+/*
+ * The same for a status of work done in this process, not by the daemon (a local path
+ * table, a report, the output): RESOURCE_EXHAUSTED is then our memory, 71, not a busy
+ * daemon's 75.
+ */
+int cli_local_exit_code(int status);
 int cli_parse_format(const char *s, enum cli_format *f);
 /* A decimal count in [min, max] (an option's value); 0, or -1 if it is not one. */
 int cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out);

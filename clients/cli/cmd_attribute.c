@@ -496,8 +496,7 @@ cmd_attribute(struct cli *g, int argc, char **argv)
 				snprintf(err, sizeof(err), "attribution failed (%s)",
 				         tp_strerror(st));
 			cli_msg("touchpoint attribute: %s: %s", pathfile, err);
-			/* No daemon here: RESOURCE_EXHAUSTED is our memory. */
-			return st == TP_RESOURCE_EXHAUSTED ? EX_OSERR : cli_exit_code(st);
+			return cli_local_exit_code(st); /* no daemon here */
 		}
 	} else {
 		if ((rv = cli_connect(g, &c)) != EX_OK)

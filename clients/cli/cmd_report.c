@@ -87,11 +87,9 @@ cmd_report(struct cli *g, int argc, char **argv)
 	err[0] = '\0';
 	if ((st = report_write(ar, pr, &ro, err, sizeof(err))) != TP_OK) {
 		cli_msg("touchpoint report: %s: %s", tp_strerror(st), err);
-		/* Out of memory here is this process's, not a busy daemon's: 71, not 75. */
-		rv = st == TP_FAILED_PRECONDITION  ? EX_CANTCREAT
-		     : st == TP_UNAVAILABLE        ? EX_UNAVAILABLE
-		     : st == TP_RESOURCE_EXHAUSTED ? EX_OSERR
-		                                   : cli_exit_code(st);
+		rv = st == TP_FAILED_PRECONDITION ? EX_CANTCREAT
+		     : st == TP_UNAVAILABLE       ? EX_UNAVAILABLE
+		                                  : cli_local_exit_code(st);
 		goto done;
 	}
 	cli_msg("touchpoint report: wrote %s", ro.out_dir);

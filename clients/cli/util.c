@@ -36,6 +36,12 @@ cli_exit_code(int status)
 }
 
 int
+cli_local_exit_code(int status)
+{
+	return status == TP_RESOURCE_EXHAUSTED ? EX_OSERR : cli_exit_code(status);
+}
+
+int
 cli_parse_count(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
 	char *end;
