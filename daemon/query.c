@@ -63,6 +63,10 @@ struct query_lane {
  * nothing else, so an operator's status or a journey is answered while every other
  * thread is busy with an hour-long attribution.
  */
+#define QUERY_PAGE_IDLE_US (600 * (int64_t)1000000) /* a paged table is kept this long idle */
+/* Paged tables kept at once: each holds a scan's distinct paths (≈ 100 MB at 50 M events). */
+#define QUERY_PAGE_TABLES 4
+
 struct query {
 	struct store *store;
 	atomic_int_fast64_t default_lookback_s;
@@ -79,20 +83,24 @@ struct query {
 	struct query_method methods[5];
 
 	/*
-	 * The path table of the last paged Paths query, so that the next pages come from the
-	 * same snapshot without another scan. One table: a new paged query replaces it.
+	 * The path tables of the last paged Paths queries, so that the next pages come from
+	 * the same snapshot without another scan. Several, so that two analysts exporting at
+	 * once both finish; a new paged query past QUERY_PAGE_TABLES replaces the one used
+	 * least recently.
 	 */
 	pthread_mutex_t pmu;
-	struct attr_engine *pe;
-	uint64_t ptoken, pserial;
-	uint32_t ptop;
-	int64_t pused_us;
+	struct query_ptab {
+		struct attr_engine *pe; /* NULL: a free slot */
+		uint64_t token;
+		uint32_t top;
+		int64_t used_us;
+	} pt[QUERY_PAGE_TABLES];
+	uint64_t pserial;
 	size_t max_reply_bytes; /* the most a reply carries (query_options) */
 	unsigned scan_threads;
 };
 
-#define QUERY_PAGE_IDLE_US (600 * (int64_t)1000000) /* a paged table is kept this long idle */
-#define QUERY_PAGE_SLACK   4096 /* room for the envelope, totals and counters of a page */
+#define QUERY_PAGE_SLACK 4096 /* room for the envelope, totals and counters of a page */
 
 static int64_t
 query_mono_us(void)
@@ -654,42 +662,84 @@ done:
 	attr_engine_free(sc.e);
 }
 
-/* Drops the kept path table if it is older than QUERY_PAGE_IDLE_US (or always). Under pmu. */
+/* Frees slot i's table. Under pmu. */
+static void
+paths_free_slot(struct query *q, size_t i)
+{
+	attr_engine_free(q->pt[i].pe);
+	memset(&q->pt[i], 0, sizeof(q->pt[i]));
+}
+
+/* Drops the kept path tables idle longer than QUERY_PAGE_IDLE_US (or all). Under pmu. */
 static void
 paths_drop(struct query *q, int always)
 {
-	if (q->pe != NULL && (always || query_mono_us() - q->pused_us > QUERY_PAGE_IDLE_US)) {
-		attr_engine_free(q->pe);
-		q->pe = NULL;
-		q->ptoken = 0;
-	}
+	int64_t now = query_mono_us();
+
+	for (size_t i = 0; i < QUERY_PAGE_TABLES; i++)
+		if (q->pt[i].pe != NULL &&
+		    (always || now - q->pt[i].used_us > QUERY_PAGE_IDLE_US))
+			paths_free_slot(q, i);
 }
 
-/* A later page of the kept table: FAILED_PRECONDITION if it is gone. */
+/* Keeps e for the next pages: a free slot, else the one used least recently. Under pmu. */
+static uint64_t
+paths_keep(struct query *q, struct attr_engine *e, uint32_t top)
+{
+	size_t i, at = 0;
+	uint64_t token;
+
+	paths_drop(q, 0);
+	for (i = 0; i < QUERY_PAGE_TABLES; i++) {
+		if (q->pt[i].pe == NULL) {
+			at = i;
+			break;
+		}
+		if (q->pt[i].used_us < q->pt[at].used_us)
+			at = i;
+	}
+	if (q->pt[at].pe != NULL) {
+		log_info("paths: %d paged tables kept: snapshot %llu dropped for a new one",
+		         QUERY_PAGE_TABLES, (unsigned long long)q->pt[at].token);
+		paths_free_slot(q, at);
+	}
+	/* A token nobody can guess by accident; 0 means "compute". */
+	token = (uint64_t)q->start_us << 20 ^ ++q->pserial;
+	token += token == 0;
+	q->pt[at] = (struct query_ptab){ e, token, top, query_mono_us() };
+	return token;
+}
+
+/* A later page of a kept table: FAILED_PRECONDITION if it is gone. */
 static void
 paths_next_page(struct query *q, struct rpc_call *call, const Touchpoint__V1__PathsRequest *req)
 {
 	Touchpoint__V1__PathsResponse *resp = NULL;
+	size_t i;
 	int rv;
 
 	pthread_mutex_lock(&q->pmu);
 	paths_drop(q, 0);
-	if (q->pe == NULL || q->ptoken != req->snapshot || q->ptop != req->top) {
+	for (i = 0; i < QUERY_PAGE_TABLES; i++)
+		if (q->pt[i].pe != NULL && q->pt[i].token == req->snapshot &&
+		    q->pt[i].top == req->top)
+			break;
+	if (i == QUERY_PAGE_TABLES) {
 		pthread_mutex_unlock(&q->pmu);
-		rpc_finish(
-		    call, TP_FAILED_PRECONDITION, NULL,
-		    "snapshot: path table %llu is gone (idle over 10 minutes, replaced by "
-		    "a newer paged query, or touchpointd restarted): start again at offset 0",
-		    (unsigned long long)req->snapshot);
+		rpc_finish(call, TP_FAILED_PRECONDITION, NULL,
+		           "snapshot: path table %llu is gone (idle over 10 minutes, replaced by "
+		           "%d newer paged queries, or touchpointd restarted): start again at "
+		           "offset 0",
+		           (unsigned long long)req->snapshot, QUERY_PAGE_TABLES);
 		return;
 	}
-	rv = attr_engine_paths_page(q->pe, req->top, req->offset, req->limit, paths_page_bytes(q),
-	                            &resp);
+	rv = attr_engine_paths_page(q->pt[i].pe, req->top, req->offset, req->limit,
+	                            paths_page_bytes(q), &resp);
 	if (rv == TP_OK) {
-		resp->snapshot = q->ptoken;
-		q->pused_us = query_mono_us();
+		resp->snapshot = q->pt[i].token;
+		q->pt[i].used_us = query_mono_us();
 		if (resp->next_offset == 0)
-			paths_drop(q, 1); /* the last page: nobody needs the table any more */
+			paths_free_slot(q, i); /* the last page: nobody needs the table any more */
 	}
 	pthread_mutex_unlock(&q->pmu);
 	if (rv != TP_OK) {
@@ -735,17 +785,10 @@ query_paths(struct query *q, struct rpc_call *call)
 		goto done;
 	}
 	if (resp->next_offset != 0) {
-		/* More pages to come: keep the table, under a token nobody can guess by accident.
-		 */
+		/* More pages to come: keep the table. */
 		pthread_mutex_lock(&q->pmu);
-		paths_drop(q, 1);
-		q->pe = sc.e;
+		resp->snapshot = paths_keep(q, sc.e, req->top);
 		sc.e = NULL;
-		q->ptop = req->top;
-		q->ptoken = (uint64_t)q->start_us << 20 ^ ++q->pserial;
-		q->ptoken += q->ptoken == 0; /* 0 means "compute" */
-		q->pused_us = query_mono_us();
-		resp->snapshot = q->ptoken;
 		pthread_mutex_unlock(&q->pmu);
 	}
 	rpc_finish(call, TP_OK, &resp->base, NULL);

@@ -974,6 +974,46 @@ test_attribute(void)
 	CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
 	CHECK(rep->status->code == 9 && strstr(rep->status->message, "snapshot") != NULL);
 	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	/*
+	 * Five paged reads at once (the daemon keeps four tables): the four latest finish,
+	 * their pages taken in turn; the first, used least recently, gave way to the fifth.
+	 */
+	uint64_t snap[5];
+
+	for (size_t k = 0; k < 5; k++) {
+		Touchpoint__V1__PathsResponse *pg;
+
+		pr.offset = 0;
+		pr.snapshot = 0;
+		CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+		pg = tpd_payload(rep, &touchpoint__v1__paths_response__descriptor);
+		touchpoint__v1__reply__free_unpacked(rep, NULL);
+		CHECK(pg->n_paths == 1 && pg->next_offset == 1 && pg->snapshot != 0);
+		snap[k] = pg->snapshot;
+		for (size_t l = 0; l < k; l++)
+			CHECK(snap[l] != snap[k]);
+		touchpoint__v1__paths_response__free_unpacked(pg, NULL);
+	}
+	for (size_t i = 1; i < 3; i++) {
+		for (size_t k = 1; k < 5; k++) {
+			Touchpoint__V1__PathsResponse *pg;
+
+			pr.offset = i;
+			pr.snapshot = snap[k];
+			CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+			pg = tpd_payload(rep, &touchpoint__v1__paths_response__descriptor);
+			touchpoint__v1__reply__free_unpacked(rep, NULL);
+			CHECK(pg->n_paths == 1 && pg->next_offset == (i < 2 ? i + 1 : 0));
+			CHECK(strcmp(pg->paths[0]->channels[0], paths->paths[i]->channels[0]) == 0);
+			CHECK(pg->paths[0]->total_null == paths->paths[i]->total_null);
+			touchpoint__v1__paths_response__free_unpacked(pg, NULL);
+		}
+	}
+	pr.offset = 1;
+	pr.snapshot = snap[0];
+	CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status->code == 9 && strstr(rep->status->message, "4 newer") != NULL);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
 	touchpoint__v1__paths_response__free_unpacked(paths, NULL);
 	evs_free(evs, n);
 	nng_close(s);
