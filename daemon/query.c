@@ -677,8 +677,7 @@ paths_drop(struct query *q, int always)
 	int64_t now = query_mono_us();
 
 	for (size_t i = 0; i < QUERY_PAGE_TABLES; i++)
-		if (q->pt[i].pe != NULL &&
-		    (always || now - q->pt[i].used_us > QUERY_PAGE_IDLE_US))
+		if (q->pt[i].pe != NULL && (always || now - q->pt[i].used_us > QUERY_PAGE_IDLE_US))
 			paths_free_slot(q, i);
 }
 
