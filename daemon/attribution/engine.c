@@ -337,7 +337,7 @@ scope_path(struct attr_engine *e, struct attr_scope *s, int converting, uint32_t
 
 	if (!converting) {
 		s->null_paths++;
-		return attr_ptab_add(&s->pt, e->useq, len, 0, 0, 1);
+		return attr_ptab_queue_add(&s->pt, &s->ptq, e->useq, len, 0, 0, 1);
 	}
 	s->conversions += 1;
 	s->value += value;
@@ -347,7 +347,7 @@ scope_path(struct attr_engine *e, struct attr_scope *s, int converting, uint32_t
 		return TP_OK;
 	}
 	s->converting_paths++;
-	if ((rv = attr_ptab_add(&s->pt, e->useq, len, 1, value, 0)) != TP_OK)
+	if ((rv = attr_ptab_queue_add(&s->pt, &s->ptq, e->useq, len, 1, value, 0)) != TP_OK)
 		return rv;
 	if (!e->paths_only &&
 	    (rv = attr_stream_path(e, s, e->useq, e->uts, len, T, value)) != TP_OK)
@@ -553,13 +553,30 @@ attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign, in
 }
 
 int
+attr_engine_settle(struct attr_engine *e)
+{
+	int rv;
+
+	if ((rv = attr_ptab_queue_flush(&e->top.pt, &e->top.ptq)) != TP_OK)
+		return rv;
+	for (size_t i = 0; i < e->nsegs; i++)
+		if ((rv = attr_ptab_queue_flush(&e->segs[i]->pt, &e->segs[i]->ptq)) != TP_OK)
+			return rv;
+	return TP_OK;
+}
+
+int
 attr_engine_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out)
 {
+	int rv;
+
 	if (e == NULL || out == NULL)
 		return TP_INVALID_ARGUMENT;
 	if (e->paths_only)
 		return TP_FAILED_PRECONDITION;
 	e->err[0] = '\0';
+	if ((rv = attr_engine_settle(e)) != TP_OK)
+		return attr_oom(e->err, sizeof(e->err));
 	return attr_build_result(e, out, e->err, sizeof(e->err));
 }
 
@@ -641,9 +658,9 @@ merge_scope(const struct attr_engine *dst, struct attr_scope *d, const struct at
 		const uint32_t *u = attr_ptab_units(&s->pt, i);
 
 		if (identity) {
-			/* the same units: the same hash, nothing to rewrite */
-			if ((rv = attr_ptab_add_hashed(&d->pt, p->hash, u, p->len, p->conversions,
-			                               p->value, p->nulls)) != TP_OK)
+			/* the same units, nothing to rewrite */
+			if ((rv = attr_ptab_queue_add(&d->pt, &d->ptq, u, p->len, p->conversions,
+			                              p->value, p->nulls)) != TP_OK)
 				return rv;
 			continue;
 		}
@@ -657,10 +674,12 @@ merge_scope(const struct attr_engine *dst, struct attr_scope *d, const struct at
 		}
 		for (j = 0; j < p->len; j++)
 			(*buf)[j] = map[u[j]];
-		if ((rv = attr_ptab_add(&d->pt, *buf, p->len, p->conversions, p->value,
-		                        p->nulls)) != TP_OK)
+		if ((rv = attr_ptab_queue_add(&d->pt, &d->ptq, *buf, p->len, p->conversions,
+		                              p->value, p->nulls)) != TP_OK)
 			return rv;
 	}
+	if ((rv = attr_ptab_queue_flush(&d->pt, &d->ptq)) != TP_OK)
+		return rv;
 	if (s->acc == NULL || d->acc == NULL)
 		return TP_OK;
 	for (m = 0; m < src->nm; m++) {
@@ -753,7 +772,7 @@ merge_spend(struct attr_engine *dst, const struct attr_engine *src, const uint32
 }
 
 int
-attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src)
+attr_engine_merge(struct attr_engine *dst, struct attr_engine *src)
 {
 	uint32_t *map = NULL, *buf = NULL, u;
 	size_t bufcap = 0, i;
@@ -766,6 +785,8 @@ attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src)
 	    dst->lookback_s != src->lookback_s || dst->collapse != src->collapse ||
 	    dst->campaign != src->campaign)
 		return TP_INVALID_ARGUMENT;
+	if ((rv = attr_engine_settle(dst)) != TP_OK || (rv = attr_engine_settle(src)) != TP_OK)
+		return rv;
 	if (src->units.n > 0 && (map = malloc(src->units.n * sizeof(*map))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
 	if ((rv = merge_units(dst, src, map)) != TP_OK)

@@ -42,10 +42,11 @@ int attr_engine_customer(struct attr_engine *e, const struct attr_event *evs, si
  * dst after dst's own: units, paths, segments and daily credits new to dst are added in src's
  * first-seen order, so merging the engines of consecutive parts of a stream, in order, gives
  * the tables of one engine fed the whole stream (sums may round differently, ~1e-16
- * relative). Both must come from the same request (TP_INVALID_ARGUMENT otherwise). src is
- * not changed; on an error dst is incomplete.
+ * relative). Both must come from the same request (TP_INVALID_ARGUMENT otherwise). src's
+ * queued paths are added to its tables first; nothing else of it changes. On an error dst
+ * is incomplete.
  */
-int attr_engine_merge(struct attr_engine *dst, const struct attr_engine *src);
+int attr_engine_merge(struct attr_engine *dst, struct attr_engine *src);
 
 /* One spend event (the caller only passes those inside the window). */
 int attr_engine_spend(struct attr_engine *e, uint32_t channel, uint32_t campaign, int32_t day,

@@ -88,6 +88,7 @@ struct attr_acc {
 struct attr_scope {
 	char *segment; /* NULL at top level */
 	struct attr_ptab pt;
+	struct attr_ptab_queue ptq; /* paths on their way into pt: attr_engine_settle() */
 	double conversions, value, unattributed, unattributed_value;
 	uint64_t converting_paths, null_paths;
 	struct attr_acc *acc; /* one per model instance (time_decay only) */
@@ -210,6 +211,8 @@ int attr_engine_make(struct attr_engine **ep, const Touchpoint__V1__AttributeReq
                      int no_timestamps, char *errbuf, size_t errlen);
 int attr_units_add(struct attr_units *u, const char *name, uint32_t chanlen, uint32_t *id);
 void attr_scope_free(struct attr_scope *s, size_t nm);
+/* Adds every scope's queued paths (attr_ptab_queue) to its table: before reading a table. */
+int attr_engine_settle(struct attr_engine *e);
 
 /* result.c */
 int attr_build_result(struct attr_engine *e, Touchpoint__V1__AttributeResponse **out, char *errbuf,

@@ -461,6 +461,73 @@ attr_ptab_add(struct attr_ptab *t, const uint32_t *u, uint32_t len, double conve
 	return attr_ptab_add_hashed(t, attr_hash_units(u, len), u, len, conversions, value, nulls);
 }
 
+/* Adds the queue's oldest path. */
+static int
+ptq_pop(struct attr_ptab *t, struct attr_ptab_queue *q)
+{
+	unsigned k = q->head;
+
+	q->head = (q->head + 1) % ATTR_PTQ_DEPTH;
+	q->n--;
+	return attr_ptab_add_hashed(t, q->q[k].h, q->u[k], q->q[k].len, q->q[k].conversions,
+	                            q->q[k].value, q->q[k].nulls);
+}
+
+int
+attr_ptab_queue_flush(struct attr_ptab *t, struct attr_ptab_queue *q)
+{
+	int rv;
+
+	while (q->n > 0)
+		if ((rv = ptq_pop(t, q)) != TP_OK) {
+			q->n = 0;
+			return rv;
+		}
+	return TP_OK;
+}
+
+int
+attr_ptab_queue_add(struct attr_ptab *t, struct attr_ptab_queue *q, const uint32_t *u, uint32_t len,
+                    double conversions, double value, double nulls)
+{
+	unsigned k;
+	uint64_t h;
+	int rv;
+
+	if (len > ATTR_PTQ_UNITS) {
+		if ((rv = attr_ptab_queue_flush(t, q)) != TP_OK)
+			return rv;
+		return attr_ptab_add(t, u, len, conversions, value, nulls);
+	}
+	if (q->n == ATTR_PTQ_DEPTH && (rv = ptq_pop(t, q)) != TP_OK) {
+		q->n = 0;
+		return rv;
+	}
+	h = attr_hash_units(u, len);
+	k = (q->head + q->n) % ATTR_PTQ_DEPTH;
+	q->q[k].h = h;
+	q->q[k].len = len;
+	q->q[k].conversions = conversions;
+	q->q[k].value = value;
+	q->q[k].nulls = nulls;
+	memcpy(q->u[k], u, len * sizeof(*u));
+	q->n++;
+	if (t->nslots > 0) {
+		size_t mask = t->nslots - 1;
+		uint64_t s;
+
+		__builtin_prefetch(&t->slots[h & mask]);
+		/* Halfway through the queue, the slot has arrived: fetch its entry. */
+		if (q->n > ATTR_PTQ_DEPTH / 2) {
+			k = (q->head + q->n - 1 - ATTR_PTQ_DEPTH / 2) % ATTR_PTQ_DEPTH;
+			s = t->slots[q->q[k].h & mask];
+			if (s != 0 && PT_TAG(s) == PT_TAG(q->q[k].h))
+				__builtin_prefetch(&t->e[(uint32_t)s - 1]);
+		}
+	}
+	return TP_OK;
+}
+
 void
 attr_ptab_free(struct attr_ptab *t)
 {

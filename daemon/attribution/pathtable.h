@@ -66,6 +66,28 @@ int attr_ptab_reserve(struct attr_ptab *t, size_t n, size_t units);
 /* attr_ptab_add with h = attr_hash_units(u, len) already known. */
 int attr_ptab_add_hashed(struct attr_ptab *t, uint64_t h, const uint32_t *u, uint32_t len,
                          double conversions, double value, double nulls);
+/*
+ * Adding through a short queue: a path is added ATTR_PTQ_DEPTH paths after it was queued,
+ * its slot's cache line fetched meanwhile (and its entry's, halfway), since the table's
+ * rare paths miss the cache on each of slot, entry and units. The table comes out the
+ * same as with attr_ptab_add, in the same order; read it only after
+ * attr_ptab_queue_flush(). A path of more than ATTR_PTQ_UNITS units flushes and is added
+ * at once.
+ */
+#define ATTR_PTQ_DEPTH 8
+#define ATTR_PTQ_UNITS 24
+struct attr_ptab_queue {
+	struct {
+		uint64_t h;
+		double conversions, value, nulls;
+		uint32_t len;
+	} q[ATTR_PTQ_DEPTH];
+	uint32_t u[ATTR_PTQ_DEPTH][ATTR_PTQ_UNITS];
+	unsigned head, n;
+};
+int attr_ptab_queue_add(struct attr_ptab *t, struct attr_ptab_queue *q, const uint32_t *u,
+                        uint32_t len, double conversions, double value, double nulls);
+int attr_ptab_queue_flush(struct attr_ptab *t, struct attr_ptab_queue *q);
 /* Index of the path u[0..len), or -1. */
 long attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len);
 static inline const uint32_t *

@@ -680,6 +680,8 @@ attr_engine_paths_page(struct attr_engine *e, uint32_t top, uint64_t offset, uin
 	if (e == NULL || out == NULL)
 		return TP_INVALID_ARGUMENT;
 	*out = NULL;
+	if ((rv = attr_engine_settle(e)) != TP_OK)
+		return rv;
 	if ((r = malloc(sizeof(*r))) == NULL)
 		return TP_RESOURCE_EXHAUSTED;
 	touchpoint__v1__paths_response__init(r);

@@ -1385,11 +1385,63 @@ test_ptab_keep(void **state)
 	attr_ptab_trim();
 }
 
+/*
+ * Paths added through the queue make the table direct adds make: the same entries in the
+ * same order with the same sums, with repeats inside and beyond the queue's depth and
+ * paths too long for it (added at once, after what was queued) in between.
+ */
+static void
+test_ptab_queue(void **state)
+{
+	struct attr_ptab a, b;
+	struct attr_ptab_queue q;
+	uint32_t u[ATTR_PTQ_UNITS + 8];
+	uint64_t x = 88172645463325252ULL;
+	size_t i, j;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&q, 0, sizeof(q));
+	for (i = 0; i < 20000; i++) {
+		uint32_t len;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		/* mostly short and often repeated; one in 50 longer than a queue slot holds */
+		len = x % 50 == 0 ? ATTR_PTQ_UNITS + 1 + (uint32_t)(x >> 8) % 7
+		                  : 1 + (uint32_t)(x >> 16) % 3;
+		for (j = 0; j < len; j++)
+			u[j] = (uint32_t)((x >> (20 + j % 30)) % (i % 3 == 0 ? 4 : 40));
+		assert_int_equal(attr_ptab_add(&a, u, len, (double)(i & 1), (double)i, 1), TP_OK);
+		assert_int_equal(attr_ptab_queue_add(&b, &q, u, len, (double)(i & 1), (double)i, 1),
+		                 TP_OK);
+		/* nothing reaches the table until the queue is full */
+		if (i < ATTR_PTQ_DEPTH && len <= ATTR_PTQ_UNITS)
+			assert_int_equal(b.n, 0);
+	}
+	assert_int_equal(attr_ptab_queue_flush(&b, &q), TP_OK);
+	assert_int_equal(q.n, 0);
+	/* 678 distinct: many repeats, and the slots were rebuilt (from 256) along the way */
+	assert_true(a.n > 300 && a.n < 2000);
+	assert_int_equal(a.n, b.n);
+	for (i = 0; i < a.n; i++) {
+		assert_int_equal(a.e[i].len, b.e[i].len);
+		assert_int_equal(a.e[i].hash, b.e[i].hash);
+		assert_memory_equal(attr_ptab_units(&a, i), attr_ptab_units(&b, i),
+		                    a.e[i].len * sizeof(uint32_t));
+		assert_true(a.e[i].conversions == b.e[i].conversions &&
+		            a.e[i].value == b.e[i].value && a.e[i].nulls == b.e[i].nulls);
+	}
+	attr_ptab_free(&a);
+	attr_ptab_free(&b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_heuristics),
+		cmocka_unit_test(test_ptab_queue),
 		cmocka_unit_test(test_journey_cuts),
 		cmocka_unit_test(test_unattributed_and_totals),
 		cmocka_unit_test(test_repeats),
