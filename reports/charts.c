@@ -374,8 +374,36 @@ title_models(char *dst, size_t len, const char *title,
 }
 
 /*
+ * The label of the bar or stack that sums the nrest channels after the nshown named ones:
+ * "(N others)", made unlike each of those names (name(arg, i)), for a channel may be
+ * called anything — "(other)", the label until session 15, merged with its bucket.
+ */
+static void
+other_label(char *dst, size_t len, size_t nrest, const char *(*name)(const void *, size_t),
+            const void *arg, size_t nshown)
+{
+	size_t i, stars = 0;
+
+	for (;;) {
+		snprintf(dst, len, "(%zu other%s)%.*s", nrest, nrest == 1 ? "" : "s", (int)stars,
+		         "********");
+		for (i = 0; i < nshown && strcmp(name(arg, i), dst) != 0; i++)
+			;
+		if (i == nshown || stars == 8)
+			return;
+		stars++;
+	}
+}
+
+static const char *
+grid_name(const void *arg, size_t i)
+{
+	return ((const struct report_grid *)arg)->ch[i];
+}
+
+/*
  * Model comparison and value per channel for one section: the top REPORT_MAX_BARS channels
- * by mean share, the rest summed in "(other)". what: 0 share, 1 value. title: what is
+ * by mean share, the rest summed in "(N others)". what: 0 share, 1 value. title: what is
  * shown, without the models.
  */
 static int
@@ -384,7 +412,7 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 {
 	struct report_chart *ch;
 	struct table t;
-	char lab[256], full[1200], named[1100];
+	char lab[256], full[1200], named[1100], olab[48] = "";
 	size_t nrow, i, j, k, len = 0;
 	const double *src = what == 0 ? g->share : g->value;
 	double v;
@@ -401,10 +429,13 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 	title = named;
 	if ((rv = table_new(&t, nrow, g->nmod)) != TP_OK)
 		goto fail;
+	if (g->nch > REPORT_MAX_BARS)
+		other_label(olab, sizeof(olab), g->nch - REPORT_MAX_BARS, grid_name, g,
+		            REPORT_MAX_BARS);
 	for (i = 0; i < nrow; i++) {
 		int other = g->nch > REPORT_MAX_BARS && i == REPORT_MAX_BARS;
 
-		if ((t.row[i] = gp_name(other ? "(other)" : g->ch[i], LABEL_CP)) == NULL) {
+		if ((t.row[i] = gp_name(other ? olab : g->ch[i], LABEL_CP)) == NULL) {
 			rv = TP_RESOURCE_EXHAUSTED;
 			goto fail;
 		}
@@ -433,8 +464,8 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 		}
 	}
 	if (g->nch > REPORT_MAX_BARS)
-		snprintf(full, sizeof(full), "%s (top %d of %zu, the rest as (other))", title,
-		         REPORT_MAX_BARS, g->nch);
+		snprintf(full, sizeof(full), "%s (top %d of %zu, the rest as %s)", title,
+		         REPORT_MAX_BARS, g->nch, olab);
 	else
 		snprintf(full, sizeof(full), "%s", title);
 	if ((rv = table_write(c, id, &t)) != TP_OK ||
@@ -502,6 +533,12 @@ struct chan_total {
 	double conv, value;
 };
 
+static const char *
+chan_name(const void *arg, size_t i)
+{
+	return ((const struct chan_total *)arg)[i].name;
+}
+
 static int
 cmp_chan_name(const void *a, const void *b)
 {
@@ -528,7 +565,7 @@ chart_daily(struct report_ctx *c)
 	struct report_chart *rc[2] = { NULL, NULL };
 	int64_t lo = INT64_MAX, hi = INT64_MIN, day, bucket, nb;
 	size_t n = 0, u, i, j, col, ncol, step, len;
-	char title[512], model[128], lab[32], *body;
+	char title[512], model[128], lab[32], olab[48] = "", *body;
 	FILE *b;
 	int rv = TP_OK, w;
 
@@ -560,6 +597,9 @@ chart_daily(struct report_ctx *c)
 	n = u;
 	qsort(ch, n, sizeof(*ch), cmp_chan_conv);
 	ncol = n > REPORT_MAX_STACKS + 1 ? REPORT_MAX_STACKS + 1 : n;
+	if (n > REPORT_MAX_STACKS + 1)
+		other_label(olab, sizeof(olab), n - REPORT_MAX_STACKS, chan_name, ch,
+		            REPORT_MAX_STACKS);
 	/* Beyond a year the bars become n-day groups, so a chart never has more than 366. */
 	bucket = (hi - lo + REPORT_MAX_BUCKETS) / REPORT_MAX_BUCKETS;
 	nb = (hi - lo) / bucket + 1;
@@ -579,8 +619,7 @@ chart_daily(struct report_ctx *c)
 		for (j = 0; j < ncol; j++) {
 			int other = n > REPORT_MAX_STACKS + 1 && j == REPORT_MAX_STACKS;
 
-			if ((t[w].col[j] = gp_name(other ? "(other)" : ch[j].name, LABEL_CP)) ==
-			    NULL) {
+			if ((t[w].col[j] = gp_name(other ? olab : ch[j].name, LABEL_CP)) == NULL) {
 				rv = TP_RESOURCE_EXHAUSTED;
 				goto out;
 			}
@@ -589,7 +628,7 @@ chart_daily(struct report_ctx *c)
 	for (i = 0; i < a->n_daily; i++) {
 		if (parse_day(a->daily[i]->day, &day) != 0)
 			continue;
-		/* Names beyond the top ones land in the last column, "(other)". */
+		/* Names beyond the top ones land in the last column, "(N others)". */
 		for (col = 0; col + 1 < ncol && strcmp(ch[col].name, a->daily[i]->channel) != 0;
 		     col++)
 			;

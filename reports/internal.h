@@ -11,8 +11,8 @@
 #include "report.h"
 
 /* Bounds that keep every chart readable and every buffer finite. */
-#define REPORT_MAX_BARS     15 /* channels per bar chart; the rest become "(other)" */
-#define REPORT_MAX_STACKS   7  /* channels stacked over time; the rest "(other)" */
+#define REPORT_MAX_BARS     15 /* channels per bar chart; the rest become "(N others)" */
+#define REPORT_MAX_STACKS   7  /* channels stacked over time; the rest "(N others)" */
 #define REPORT_MAX_SEGMENTS 50 /* segments drawn and tabulated, by conversions */
 #define REPORT_MAX_STATES   30 /* rows and columns of the Markov heat map */
 #define REPORT_TOP_PATHS    20

@@ -24,7 +24,7 @@
 #include "report.h"
 #include "internal.h"
 
-#define MAXCH 12
+#define MAXCH 20
 #define NMOD  4
 #define NDAYS 40
 
@@ -1108,6 +1108,46 @@ test_titles(void **state)
 	free(f);
 }
 
+/*
+ * The bar or stack that sums the channels beyond the top ones is "(N others)", unlike any
+ * channel shown: a real channel "(other)" keeps its own bar (it was merged with the
+ * bucket's label), and one called "(3 others)" makes the bucket "(3 others)*".
+ */
+static void
+test_other_label(void **state)
+{
+	static const char *const names[] = { "c01",        "(other)", "c03", "c04", "c05", "c06",
+		                             "(3 others)", "c08",     "c09", "c10", "c11", "c12",
+		                             "c13",        "c14",     "c15", "c16", "c17", "c18" };
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct report_options o = { 0 };
+	char dir[400], err[512], file[500], *html;
+	size_t len = 0;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(f);
+	fixture_build(f, names, 18, "seg");
+	snprintf(dir, sizeof(dir), "%s/other", tmproot);
+	o.out_dir = dir;
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(file, sizeof(file), "%s/other.txt", tmproot);
+	assert_non_null(fp = fopen(file, "w"));
+	fputs("=(other)\t(other)\n=(3 others)\t(3 others)\n=(3 others)*\t(3 others)*\n", fp);
+	fclose(fp);
+	assert_int_equal(run_checker(dir, file, "model_comparison.svg"), 0);
+	snprintf(file, sizeof(file), "%s/model_comparison.svg", dir);
+	assert_non_null(html = slurp(file, &len));
+	assert_non_null(strstr(html, "the rest as (3 others)*"));
+	free(html);
+	/* Daily stacks: the top 7, then the 11 others (no channel is called that). */
+	snprintf(file, sizeof(file), "%s/daily_conversions.svg", dir);
+	assert_non_null(html = slurp(file, &len));
+	assert_non_null(strstr(html, ">(11 others)<"));
+	free(html);
+	free(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1119,7 +1159,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_names_literal),   cmocka_unit_test(test_gnuplot_relative),
 		cmocka_unit_test(test_umask),           cmocka_unit_test(test_nothing_to_show),
 		cmocka_unit_test(test_single_model),    cmocka_unit_test(test_palette),
-		cmocka_unit_test(test_titles),
+		cmocka_unit_test(test_titles),          cmocka_unit_test(test_other_label),
 	};
 
 	if (argc > 1)
