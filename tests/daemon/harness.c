@@ -41,6 +41,44 @@ sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/*
+ * Daemons started and not yet stopped, killed at exit: a CHECK that fails exits, and a
+ * daemon left running kept ctest's output pipe open, so a failing test hung until its
+ * 300 s timeout instead of failing. Only by the process that started them (children of a
+ * test that exit must not stop the test's daemon).
+ */
+#define TPD_MAX_RUNNING 16
+static pid_t tpd_running[TPD_MAX_RUNNING], tpd_owner;
+
+static void
+tpd_kill_running(void)
+{
+	if (getpid() != tpd_owner)
+		return;
+	for (int i = 0; i < TPD_MAX_RUNNING; i++)
+		/* Still our unreaped child (a test may have reaped it itself). */
+		if (tpd_running[i] > 0 && waitpid(tpd_running[i], NULL, WNOHANG) == 0) {
+			kill(tpd_running[i], SIGKILL);
+			waitpid(tpd_running[i], NULL, 0);
+			tpd_running[i] = 0;
+		}
+}
+
+static void
+tpd_track(pid_t pid, int on)
+{
+	int i;
+
+	if (tpd_owner == 0) {
+		tpd_owner = getpid();
+		CHECK(atexit(tpd_kill_running) == 0);
+	}
+	for (i = 0; i < TPD_MAX_RUNNING && tpd_running[i] != (on ? 0 : pid); i++)
+		;
+	if (i < TPD_MAX_RUNNING)
+		tpd_running[i] = on ? pid : 0;
+}
+
 void
 tpd_init(struct tpd *d, const char *extra_config)
 {
@@ -70,6 +108,7 @@ tpd_start(struct tpd *d)
 		      "--endpoint", d->url, (char *)NULL);
 		_exit(127);
 	}
+	tpd_track(d->pid, 1);
 	s = tpd_connect(d->url, 1000);
 	for (int i = 0; i < 300; i++) {
 		Touchpoint__V1__Reply *rep = NULL;
@@ -99,6 +138,7 @@ tpd_stop(struct tpd *d, int sig)
 	CHECK(d->pid > 0);
 	CHECK(kill(d->pid, sig) == 0);
 	CHECK(waitpid(d->pid, &status, 0) == d->pid);
+	tpd_track(d->pid, 0);
 	d->pid = 0;
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
