@@ -324,6 +324,7 @@ main(int argc, char **argv)
 	struct store_options so = { 0 };
 	struct writer_options wo = { 0 };
 	struct query_options qo = { 0 };
+	const char *hook;
 	struct rpc_options ro = { 0 };
 	struct ingest in = { 0 };
 	struct store *store = NULL;
@@ -403,6 +404,8 @@ main(int argc, char **argv)
 	}
 	qo.store = store;
 	qo.stall_file = test_hook("TOUCHPOINTD_TEST_STALL_QUERIES");
+	if ((hook = test_hook("TOUCHPOINTD_TEST_PAGE_IDLE_MS")) != NULL)
+		qo.page_idle_ms = (unsigned)strtoul(hook, NULL, 10);
 	qo.threads = cfg.query_threads;
 	qo.scan_threads = cfg.scan_threads;
 	qo.queue_depth = cfg.contexts;
@@ -467,6 +470,7 @@ main(int argc, char **argv)
 				last_beat = beat;
 			}
 		}
+		query_tick(query);
 		if (memtune_idle(rpc_replies(rpc))) {
 			store_trim(store);
 			attr_ptab_trim();

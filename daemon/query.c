@@ -96,6 +96,7 @@ struct query {
 		int64_t used_us;
 	} pt[QUERY_PAGE_TABLES];
 	uint64_t pserial;
+	int64_t page_idle_us;
 	size_t max_reply_bytes; /* the most a reply carries (query_options) */
 	unsigned scan_threads;
 };
@@ -670,15 +671,30 @@ paths_free_slot(struct query *q, size_t i)
 	memset(&q->pt[i], 0, sizeof(q->pt[i]));
 }
 
-/* Drops the kept path tables idle longer than QUERY_PAGE_IDLE_US (or all). Under pmu. */
+/* Drops the kept path tables idle longer than page_idle_us (or all). Under pmu. */
 static void
 paths_drop(struct query *q, int always)
 {
 	int64_t now = query_mono_us();
 
-	for (size_t i = 0; i < QUERY_PAGE_TABLES; i++)
-		if (q->pt[i].pe != NULL && (always || now - q->pt[i].used_us > QUERY_PAGE_IDLE_US))
-			paths_free_slot(q, i);
+	for (size_t i = 0; i < QUERY_PAGE_TABLES; i++) {
+		if (q->pt[i].pe == NULL || (!always && now - q->pt[i].used_us <= q->page_idle_us))
+			continue;
+		if (!always)
+			log_info("paths: snapshot %llu dropped, idle %lld s",
+			         (unsigned long long)q->pt[i].token,
+			         (long long)((now - q->pt[i].used_us) / 1000000));
+		paths_free_slot(q, i);
+	}
+}
+
+void
+query_tick(struct query *q)
+{
+	if (q == NULL || pthread_mutex_trylock(&q->pmu) != 0)
+		return;
+	paths_drop(q, 0);
+	pthread_mutex_unlock(&q->pmu);
 }
 
 /* Keeps e for the next pages: a free slot, else the one used least recently. Under pmu. */
@@ -894,6 +910,8 @@ query_start(struct query **qp, const struct query_options *o, char *errbuf, size
 	q->store = o->store;
 	q->max_reply_bytes = o->max_reply_bytes;
 	pthread_mutex_init(&q->pmu, NULL);
+	q->page_idle_us =
+	    o->page_idle_ms > 0 ? (int64_t)o->page_idle_ms * 1000 : QUERY_PAGE_IDLE_US;
 	q->scan_threads = o->scan_threads;
 	if (o->stall_file != NULL && (q->stall_file = strdup(o->stall_file)) == NULL)
 		goto nomem;

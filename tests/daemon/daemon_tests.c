@@ -4,6 +4,7 @@
  */
 #define _XOPEN_SOURCE 700
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -1243,6 +1244,67 @@ test_status_inline(void)
 	tpd_cleanup(&d);
 }
 
+/*
+ * A paged read given up halfway: its table is dropped once idle (a test hook shortens the
+ * 10 minutes to 1.5 s) by the daemon's own tick, with no request to prompt it — it used to
+ * stay until the next paged query, for days on a quiet daemon.
+ */
+static void
+test_paged_idle(void)
+{
+	struct tpd d;
+	nng_socket s;
+	Touchpoint__V1__Event *evs[3];
+	Touchpoint__V1__PathsRequest pr = TOUCHPOINT__V1__PATHS_REQUEST__INIT;
+	Touchpoint__V1__PathsResponse *pg;
+	Touchpoint__V1__Reply *rep;
+	char logname[400], buf[8192];
+	int saved, fd, i;
+	size_t n = 0;
+	ssize_t got;
+	FILE *f;
+
+	tpd_init(&d, NULL);
+	CHECK(setenv("TOUCHPOINTD_TEST_PAGE_IDLE_MS", "1500", 1) == 0);
+	/* The daemon's log into a file of the test's: its stderr while it starts. */
+	snprintf(logname, sizeof(logname), "%s/daemon.log", d.dir);
+	CHECK((fd = open(logname, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+	CHECK((saved = dup(STDERR_FILENO)) >= 0);
+	CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+	tpd_start(&d);
+	CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+	CHECK(close(saved) == 0 && close(fd) == 0);
+	CHECK(unsetenv("TOUCHPOINTD_TEST_PAGE_IDLE_MS") == 0);
+	s = tpd_connect(d.url, CALL_TIMEOUT);
+	evs[n++] = ev_touch("pi-1", "p1", 1000000, "search", NULL);
+	evs[n++] = ev_touch("pi-2", "p2", 1000000, "email", NULL);
+	evs[n++] = ev_touch("pi-3", "p3", 1000000, "social", NULL);
+	touchpoint__v1__send_response__free_unpacked(send_ok(s, evs, n), NULL);
+	pr.limit = 1;
+	CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+	pg = tpd_payload(rep, &touchpoint__v1__paths_response__descriptor);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	CHECK(pg->n_paths == 1 && pg->next_offset == 1 && pg->snapshot != 0);
+	pr.snapshot = pg->snapshot;
+	touchpoint__v1__paths_response__free_unpacked(pg, NULL);
+	/* No request for 4 s: the tick (every second) finds the table idle past 1.5 s. */
+	sleep_ms(4000);
+	CHECK((f = fopen(logname, "r")) != NULL);
+	got = (ssize_t)fread(buf, 1, sizeof(buf) - 1, f);
+	CHECK(fclose(f) == 0);
+	buf[got > 0 ? got : 0] = '\0';
+	CHECK(strstr(buf, "dropped, idle") != NULL);
+	pr.offset = 1;
+	CHECK(tpd_call(s, M_PATHS, &pr.base, CALL_TIMEOUT, &rep) == 0);
+	CHECK(rep->status->code == 9);
+	touchpoint__v1__reply__free_unpacked(rep, NULL);
+	for (i = 0; i < (int)n; i++)
+		ev_free(evs[i]);
+	nng_close(s);
+	CHECK(tpd_stop(&d, SIGTERM) == 0);
+	tpd_cleanup(&d);
+}
+
 /* GetJourney in pages (offset): a journey larger than a reply of a 16K daemon. */
 static void
 test_journey_pages(void)
@@ -1619,6 +1681,7 @@ main(int argc, char **argv)
 		{ "journey_pages", test_journey_pages },
 		{ "journey_pages_tiny", test_journey_pages_tiny },
 		{ "decode_memory", test_decode_memory },
+		{ "paged_idle", test_paged_idle },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
