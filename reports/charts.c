@@ -382,18 +382,20 @@ static void
 other_label(char *dst, size_t len, size_t nrest, const char *(*name)(const void *, size_t),
             const void *arg, size_t nshown)
 {
-	size_t i, stars = 0;
+	static const char stars[] = "****************";
+	size_t i, k;
 
-	for (;;) {
-		snprintf(dst, len, "(%zu other%s)%.*s", nrest, nrest == 1 ? "" : "s", (int)stars,
-		         "********");
+	/* nshown names block at most nshown of the nshown + 1 tries: one is free. */
+	for (k = 0; k <= nshown && k < sizeof(stars); k++) {
+		snprintf(dst, len, "(%zu other%s)%.*s", nrest, nrest == 1 ? "" : "s", (int)k,
+		         stars);
 		for (i = 0; i < nshown && strcmp(name(arg, i), dst) != 0; i++)
 			;
-		if (i == nshown || stars == 8)
+		if (i == nshown)
 			return;
-		stars++;
 	}
 }
+_Static_assert(REPORT_MAX_BARS < 16 && REPORT_MAX_STACKS < 16, "other_label's stars");
 
 static const char *
 grid_name(const void *arg, size_t i)
@@ -412,7 +414,7 @@ chart_models(struct report_ctx *c, const struct report_grid *g, int segment, int
 {
 	struct report_chart *ch;
 	struct table t;
-	char lab[256], full[1200], named[1100], olab[48] = "";
+	char lab[256], full[1200], named[1100], olab[64] = "";
 	size_t nrow, i, j, k, len = 0;
 	const double *src = what == 0 ? g->share : g->value;
 	double v;
@@ -565,7 +567,7 @@ chart_daily(struct report_ctx *c)
 	struct report_chart *rc[2] = { NULL, NULL };
 	int64_t lo = INT64_MAX, hi = INT64_MIN, day, bucket, nb;
 	size_t n = 0, u, i, j, col, ncol, step, len;
-	char title[512], model[128], lab[32], olab[48] = "", *body;
+	char title[512], model[128], lab[32], olab[64] = "", *body;
 	FILE *b;
 	int rv = TP_OK, w;
 

@@ -1119,6 +1119,24 @@ test_other_label(void **state)
 	static const char *const names[] = { "c01",        "(other)", "c03", "c04", "c05", "c06",
 		                             "(3 others)", "c08",     "c09", "c10", "c11", "c12",
 		                             "c13",        "c14",     "c15", "c16", "c17", "c18" };
+	static const char *const starred[] = { "(3 others)",
+		                               "(3 others)*",
+		                               "(3 others)**",
+		                               "(3 others)***",
+		                               "(3 others)****",
+		                               "(3 others)*****",
+		                               "(3 others)******",
+		                               "(3 others)*******",
+		                               "(3 others)********",
+		                               "c10",
+		                               "c11",
+		                               "c12",
+		                               "c13",
+		                               "c14",
+		                               "c15",
+		                               "c16",
+		                               "c17",
+		                               "c18" };
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct report_options o = { 0 };
 	char dir[400], err[512], file[500], *html;
@@ -1144,6 +1162,14 @@ test_other_label(void **state)
 	snprintf(file, sizeof(file), "%s/daily_conversions.svg", dir);
 	assert_non_null(html = slurp(file, &len));
 	assert_non_null(strstr(html, ">(11 others)<"));
+	free(html);
+	/* Nine shown channels take the label with 0 to 8 stars: the bucket gets 9. */
+	fixture_build(f, starred, 18, "seg");
+	expect_write(&f->r, &f->paths, &o, err, sizeof(err), TP_OK);
+	snprintf(file, sizeof(file), "%s/model_comparison.svg", dir);
+	assert_non_null(html = slurp(file, &len));
+	assert_non_null(strstr(html, ">(3 others)*********<"));
+	assert_non_null(strstr(html, ">(3 others)********<"));
 	free(html);
 	free(f);
 }
