@@ -58,15 +58,15 @@ struct query_lane {
 	int light_only;
 };
 
+#define QUERY_PAGE_IDLE_US (600 * (int64_t)1000000) /* a paged table is kept this long idle */
+/* Paged tables kept at once: each holds a scan's distinct paths (≈ 100 MB at 50 M events). */
+#define QUERY_PAGE_TABLES 4
+
 /*
  * Two queues: light calls are taken first by every thread, and one extra thread takes
  * nothing else, so an operator's status or a journey is answered while every other
  * thread is busy with an hour-long attribution.
  */
-#define QUERY_PAGE_IDLE_US (600 * (int64_t)1000000) /* a paged table is kept this long idle */
-/* Paged tables kept at once: each holds a scan's distinct paths (≈ 100 MB at 50 M events). */
-#define QUERY_PAGE_TABLES 4
-
 struct query {
 	struct store *store;
 	atomic_int_fast64_t default_lookback_s;
