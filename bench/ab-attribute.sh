@@ -58,6 +58,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 printf 'log_level = info\nmetrics =\n' >"$work/d.conf"
 endpoint=ipc://$work/t.sock
 hz=$(getconf CLK_TCK)
