@@ -658,9 +658,10 @@ merge_scope(const struct attr_engine *dst, struct attr_scope *d, const struct at
 		const uint32_t *u = attr_ptab_units(&s->pt, i);
 
 		if (identity) {
-			/* the same units, nothing to rewrite */
-			if ((rv = attr_ptab_queue_add(&d->pt, &d->ptq, u, p->len, p->conversions,
-			                              p->value, p->nulls)) != TP_OK)
+			/* the same units: the same hash, nothing to rewrite */
+			if ((rv = attr_ptab_queue_add_hashed(&d->pt, &d->ptq, p->hash, u, p->len,
+			                                     p->conversions, p->value, p->nulls)) !=
+			    TP_OK)
 				return rv;
 			continue;
 		}

@@ -487,23 +487,22 @@ attr_ptab_queue_flush(struct attr_ptab *t, struct attr_ptab_queue *q)
 }
 
 int
-attr_ptab_queue_add(struct attr_ptab *t, struct attr_ptab_queue *q, const uint32_t *u, uint32_t len,
-                    double conversions, double value, double nulls)
+attr_ptab_queue_add_hashed(struct attr_ptab *t, struct attr_ptab_queue *q, uint64_t h,
+                           const uint32_t *u, uint32_t len, double conversions, double value,
+                           double nulls)
 {
 	unsigned k;
-	uint64_t h;
 	int rv;
 
 	if (len > ATTR_PTQ_UNITS) {
 		if ((rv = attr_ptab_queue_flush(t, q)) != TP_OK)
 			return rv;
-		return attr_ptab_add(t, u, len, conversions, value, nulls);
+		return attr_ptab_add_hashed(t, h, u, len, conversions, value, nulls);
 	}
 	if (q->n == ATTR_PTQ_DEPTH && (rv = ptq_pop(t, q)) != TP_OK) {
 		q->n = 0;
 		return rv;
 	}
-	h = attr_hash_units(u, len);
 	k = (q->head + q->n) % ATTR_PTQ_DEPTH;
 	q->q[k].h = h;
 	q->q[k].len = len;
@@ -526,6 +525,14 @@ attr_ptab_queue_add(struct attr_ptab *t, struct attr_ptab_queue *q, const uint32
 		}
 	}
 	return TP_OK;
+}
+
+int
+attr_ptab_queue_add(struct attr_ptab *t, struct attr_ptab_queue *q, const uint32_t *u, uint32_t len,
+                    double conversions, double value, double nulls)
+{
+	return attr_ptab_queue_add_hashed(t, q, attr_hash_units(u, len), u, len, conversions, value,
+	                                  nulls);
 }
 
 void

@@ -87,6 +87,10 @@ struct attr_ptab_queue {
 };
 int attr_ptab_queue_add(struct attr_ptab *t, struct attr_ptab_queue *q, const uint32_t *u,
                         uint32_t len, double conversions, double value, double nulls);
+/* attr_ptab_queue_add with h = attr_hash_units(u, len) already known. */
+int attr_ptab_queue_add_hashed(struct attr_ptab *t, struct attr_ptab_queue *q, uint64_t h,
+                               const uint32_t *u, uint32_t len, double conversions, double value,
+                               double nulls);
 int attr_ptab_queue_flush(struct attr_ptab *t, struct attr_ptab_queue *q);
 /* Index of the path u[0..len), or -1. */
 long attr_ptab_find(const struct attr_ptab *t, const uint32_t *u, uint32_t len);
