@@ -171,7 +171,9 @@ struct store {
 	unsigned gactive, ggrow, run_readers;
 	int gexcl, dropping;
 	/* store_stats' last sizes, given while the map is being grown (gate_try_enter) */
-	_Atomic uint64_t stat_bytes, stat_map, stat_runs, stat_segs;
+	_Atomic uint64_t stat_bytes, stat_map;
+	/* The directory's counts, published on every change so store_stats never waits for dmu */
+	_Atomic uint64_t stat_runs, stat_segs;
 
 	/* Directory of complete runs; held across commits that change it (see read_begin). */
 	pthread_mutex_t dmu;
@@ -433,6 +435,14 @@ gate_leave(struct store *s)
 	if (--s->gactive == 0)
 		pthread_cond_broadcast(&s->gcv);
 	pthread_mutex_unlock(&s->gmu);
+}
+
+/* Publishes the directory's counts for store_stats; called under dmu after each change. */
+static void
+dir_publish(struct store *s)
+{
+	atomic_store(&s->stat_runs, s->nruns);
+	atomic_store(&s->stat_segs, s->nsegs);
 }
 
 /* The gate alone, for a growth: waits for every transaction, and new ones wait behind. */
@@ -1819,6 +1829,7 @@ write_group(struct store *s, struct store_batch *const *batches,
 	if (*sealed) {
 		s->segs[s->nsegs++] = newseg;
 		s->curseg++;
+		dir_publish(s);
 		pthread_mutex_unlock(&s->dmu);
 	}
 	s->hll_dirty = 0;
@@ -2601,6 +2612,7 @@ merge_finish(struct store *s, const struct run *in, size_t nin, const struct run
 		s->runs[i] = *out;
 		s->nruns++;
 		s->nbuilding--;
+		dir_publish(s);
 	}
 	pthread_mutex_unlock(&s->dmu);
 	gate_leave(s);
@@ -2678,6 +2690,7 @@ flush_seg(struct store *s, int *again)
 			s->segs[i - 1] = s->segs[i];
 		s->nsegs--;
 		s->nflushed = seg.id;
+		dir_publish(s);
 		*again = 1;
 	}
 	pthread_mutex_unlock(&s->dmu);
@@ -3562,6 +3575,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	}
 	if ((rc = open_runs(s, o, errbuf, errlen)) != 0)
 		goto fail;
+	dir_publish(s); /* no other thread yet */
 	if ((rc = pthread_create(&s->cthr, NULL, compactor, s)) != 0) {
 		snprintf(errbuf, errlen, "store: compactor thread: %s", strerror(rc));
 		goto fail;
@@ -5070,12 +5084,6 @@ store_stats(struct store *s, struct store_stats *st)
 	st->duplicates = s->cnt_pub.duplicates;
 	st->customers = s->customers_pub;
 	pthread_mutex_unlock(&s->smu);
-	/* dmu is held across a few commits (their fdatasync): then the last counts. */
-	if (pthread_mutex_trylock(&s->dmu) == 0) {
-		atomic_store(&s->stat_runs, s->nruns);
-		atomic_store(&s->stat_segs, s->nsegs);
-		pthread_mutex_unlock(&s->dmu);
-	}
 	st->runs = atomic_load(&s->stat_runs);
 	st->segments = atomic_load(&s->stat_segs);
 	st->wait_ns = atomic_load(&s->t_wait_ns);
