@@ -352,7 +352,8 @@ main(int argc, char **argv)
 		touchpoint__v1__reply__free_unpacked(rep, NULL);
 	}
 	for (it = 0; it < iters; it++) {
-		if (it % 50 == 0)
+		/* at most 400 batches: the canary's journey (and its path) must fit a reply */
+		if (it % (iters > 20000 ? iters / 400 : 50) == 0)
 			send_canaries(s, batches++);
 		if ((len = make_request(req, &method)) == 0)
 			continue;
