@@ -73,6 +73,14 @@ int cli_connect(const struct cli *g, tp_client **cp);
  */
 int cli_rpc(tp_client *c, const char *method, const ProtobufCMessage *req,
             const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out);
+/*
+ * cli_rpc without printing the daemon's refusal: a failed call leaves its status, message
+ * and violations in *res (tp_result_free it); otherwise res->status is TP_OK. Local
+ * failures (memory, a malformed reply) are printed as by cli_rpc.
+ */
+int cli_rpc_result(tp_client *c, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out,
+                   struct tp_result *res);
 /* cli_rpc, also giving the call's tp status in *st. */
 int cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out, int *st);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -560,29 +561,86 @@ static const char paths_help[] =
 
 #ifdef TP_HAVE_ENGINE
 typedef int (*paths_page_fn)(void *arg, Touchpoint__V1__PathsResponse *page);
+/* Makes arg as before the first page, for a read started again; an exit code. */
+typedef int (*paths_reset_fn)(void *arg);
+
+/*
+ * A paged read is started again at most this often when the daemon has let its table go:
+ * it keeps four, so a fifth concurrent paged read (or ten idle minutes, or a restart)
+ * takes this one's. More than that is a daemon too busy with paged reads to finish one.
+ */
+#define PATHS_TRIES 3
+
+/*
+ * Waits, once per process, until the file $TOUCHPOINT_TEST_PAGE_PAUSE.go exists, after
+ * creating $TOUCHPOINT_TEST_PAGE_PAUSE.paused: a test hook (cli.sh paths_restart) that
+ * holds a read between its first and second page while other reads take the daemon's
+ * tables. At most 60 s.
+ */
+static void
+test_page_pause(void)
+{
+	static int done;
+	const char *hook = getenv("TOUCHPOINT_TEST_PAGE_PAUSE");
+	char path[PATH_MAX];
+	FILE *f;
+	int i;
+
+	if (done || hook == NULL || *hook == '\0')
+		return;
+	done = 1;
+	if ((size_t)snprintf(path, sizeof(path), "%s.paused", hook) >= sizeof(path) ||
+	    (f = fopen(path, "w")) == NULL)
+		return;
+	fclose(f);
+	snprintf(path, sizeof(path), "%s.go", hook);
+	for (i = 0; i < 1200 && access(path, F_OK) != 0; i++)
+		nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
+}
 
 /*
  * Every page of req's table, in order, to fn (an exit code; the page is freed after): a large
  * store's table is bigger than one message, and each page comes from the snapshot the
- * first one computed.
+ * first one computed. When the daemon has let that snapshot go, the read starts again
+ * from the first page (after reset) if reset is not NULL: the pages already handed to fn
+ * are then forgotten, which an output already streamed cannot do.
  */
 static int
-paths_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, paths_page_fn fn, void *arg)
+paths_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, paths_page_fn fn, paths_reset_fn reset,
+            void *arg)
 {
 	Touchpoint__V1__PathsResponse *r = NULL;
-	int rv;
+	struct tp_result res;
+	int rv, tries = 0;
 
+again:
 	req->limit = EXPORT_PAGE_ROWS;
 	req->offset = req->snapshot = 0;
 	do {
-		rv = cli_rpc(c, "/touchpoint.v1.Attribution/Paths", &req->base,
-		             &touchpoint__v1__paths_response__descriptor, (ProtobufCMessage **)&r);
+		rv = cli_rpc_result(c, "/touchpoint.v1.Attribution/Paths", &req->base,
+		                    &touchpoint__v1__paths_response__descriptor,
+		                    (ProtobufCMessage **)&r, &res);
+		if (res.status == TP_FAILED_PRECONDITION && req->snapshot != 0 && reset != NULL &&
+		    tries++ < PATHS_TRIES && strncmp(res.message, "snapshot:", 9) == 0) {
+			tp_result_free(&res);
+			cli_msg("touchpoint: the daemon let this read's path table go (more paged "
+			        "reads at once than it keeps); reading it again from the start");
+			if ((rv = reset(arg)) != EX_OK)
+				return rv;
+			goto again;
+		}
+		if (res.status != TP_OK) {
+			cli_report("Paths", &res);
+			tp_result_free(&res);
+		}
 		if (rv != EX_OK)
 			return rv;
 		rv = fn(arg, r);
 		req->offset = r->next_offset;
 		req->snapshot = r->snapshot;
 		protobuf_c_message_free_unpacked(&r->base, NULL);
+		if (req->offset != 0)
+			test_page_pause();
 	} while (rv == EX_OK && req->offset != 0);
 	return rv;
 }
@@ -591,6 +649,20 @@ static int
 export_page(void *arg, Touchpoint__V1__PathsResponse *page)
 {
 	return render_exit(attr_render_path_rows(arg, page));
+}
+
+/* The export's temporary file emptied, its header written again. */
+static int
+export_reset(void *arg)
+{
+	FILE *f = arg;
+
+	if (fflush(f) != 0 || ftruncate(fileno(f), 0) != 0 || fseek(f, 0, SEEK_SET) != 0) {
+		cli_msg("touchpoint export paths: starting over: %s", strerror(errno));
+		return EX_IOERR;
+	}
+	fputs(ATTR_PATHS_CSV_HEADER "\r\n", f);
+	return EX_OK;
 }
 
 /*
@@ -645,7 +717,8 @@ export_pages(tp_client *c, Touchpoint__V1__PathsRequest *req, const char *out)
 		(void)fchmod(fd, 0666 & ~um);
 	}
 	fputs(ATTR_PATHS_CSV_HEADER "\r\n", f);
-	rv = paths_pages(c, req, export_page, f);
+	/* Only a file of its own can be emptied and written again if the read starts over. */
+	rv = paths_pages(c, req, export_page, out != NULL ? export_reset : NULL, f);
 	/* Standard output is flushed, and its failure reported, by main, as for every command. */
 	if (f != stdout && fclose(f) != 0) {
 		if (rv == EX_OK)
@@ -689,6 +762,23 @@ join_page(void *arg, Touchpoint__V1__PathsResponse *page)
 	return EX_OK;
 }
 
+/* The joined pages dropped, for a read started again. */
+static int
+join_reset(void *arg)
+{
+	Touchpoint__V1__PathsResponse *all = ((struct paths_join *)arg)->all;
+
+	protobuf_c_message_free_unpacked(&all->base, NULL);
+	if ((all = malloc(sizeof(*all))) == NULL) {
+		((struct paths_join *)arg)->all = NULL;
+		fprintf(stderr, "touchpoint: out of memory joining the path table\n");
+		return EX_OSERR;
+	}
+	touchpoint__v1__paths_response__init(all);
+	((struct paths_join *)arg)->all = all;
+	return EX_OK;
+}
+
 int
 attr_paths_fetch(tp_client *c, Touchpoint__V1__PathsRequest *req,
                  Touchpoint__V1__PathsResponse **out)
@@ -700,8 +790,9 @@ attr_paths_fetch(tp_client *c, Touchpoint__V1__PathsRequest *req,
 	if ((j.all = malloc(sizeof(*j.all))) == NULL)
 		return EX_OSERR;
 	touchpoint__v1__paths_response__init(j.all);
-	if ((rv = paths_pages(c, req, join_page, &j)) != EX_OK) {
-		protobuf_c_message_free_unpacked(&j.all->base, NULL);
+	if ((rv = paths_pages(c, req, join_page, join_reset, &j)) != EX_OK) {
+		if (j.all != NULL)
+			protobuf_c_message_free_unpacked(&j.all->base, NULL);
 		return rv;
 	}
 	*out = j.all;

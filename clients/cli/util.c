@@ -214,10 +214,10 @@ cli_unpack_free(void *arg, void *p)
 }
 
 int
-cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
-               const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out, int *st)
+cli_rpc_result(tp_client *c, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out,
+               struct tp_result *res)
 {
-	struct tp_result res;
 	uint8_t *buf = NULL;
 	void *resp = NULL;
 	size_t len, rlen = 0;
@@ -226,21 +226,18 @@ cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
 	ProtobufCAllocator alloc = { cli_unpack_alloc, cli_unpack_free, &oom };
 
 	*out = NULL;
+	memset(res, 0, sizeof(*res));
+	res->status = TP_OK;
 	len = protobuf_c_message_get_packed_size(req);
 	if ((buf = malloc(len ? len : 1)) == NULL) {
 		fprintf(stderr, "touchpoint: out of memory\n");
 		return EX_OSERR;
 	}
 	protobuf_c_message_pack(req, buf);
-	status = tp_call(c, method, buf, len, &resp, &rlen, &res);
+	status = tp_call(c, method, buf, len, &resp, &rlen, res);
 	free(buf);
-	if (st != NULL)
-		*st = status;
-	if (status != TP_OK) {
-		cli_report(strrchr(method, '/') + 1, &res);
-		tp_result_free(&res);
+	if (status != TP_OK)
 		return cli_exit_code(status);
-	}
 	*out = protobuf_c_message_unpack(out_desc, &alloc, rlen, resp);
 	free(resp);
 	if (*out == NULL && oom) {
@@ -253,6 +250,22 @@ cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
 		return EX_SOFTWARE;
 	}
 	return EX_OK;
+}
+
+int
+cli_rpc_status(tp_client *c, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *out_desc, ProtobufCMessage **out, int *st)
+{
+	struct tp_result res;
+	int rv = cli_rpc_result(c, method, req, out_desc, out, &res);
+
+	if (st != NULL)
+		*st = res.status;
+	if (res.status != TP_OK) {
+		cli_report(strrchr(method, '/') + 1, &res);
+		tp_result_free(&res);
+	}
+	return rv;
 }
 
 int

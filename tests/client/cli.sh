@@ -710,6 +710,62 @@ report)
 		[ "$(stat -c %a "$dir/r3")" = 750 ] || fail "umask 027: mode $(stat -c %a "$dir/r3")"
 	fi
 	;;
+paths_restart)
+	# The daemon keeps four paged path tables; a fifth concurrent paged read takes the least
+	# recently used one. A read whose table went starts again and completes (paths, export
+	# to a file); one streaming to standard output cannot, and says so.
+	printf 'metrics =\nmax_message_bytes = 8K\nmax_batch_events = 50\n' >"$dir/small.conf"
+	"$tpd" -d -f "$dir/small.conf" --state-dir "$dir/state" --endpoint "$ep" 2>"$dir/d.log" &
+	pid=$!
+	for _ in $(seq 100); do "$tp" status >/dev/null 2>&1 && break; sleep 0.1; done
+	python3 -c '
+ch = ["search", "email", "social", "display", "affiliate", "direct", "video", "push"]
+print("type,customer_id,timestamp,channel,value")
+for i in range(1500):
+    for k in range(4):
+        print("touch,c%d,2024-05-01T10:%02d:%02dZ,%s," % (i, k, i % 60, ch[i >> (3 * k) & 7]))
+    if i % 2 == 0:
+        print("conversion,c%d,2024-05-01T11:00:%02dZ,,%d" % (i, i % 60, i % 90 + 10))
+' >"$dir/paths.csv"
+	expect 0 "$tp" import "$dir/paths.csv"
+	expect 0 "$tp" paths --top 0 --lookback 0 --format csv
+	cp "$dir/out" "$dir/ref.csv"
+	[ "$(wc -l <"$dir/ref.csv")" -gt 1000 ] || fail "too few paths: $(wc -l <"$dir/ref.csv")"
+	expect 0 "$tp" export paths --lookback 0 --out "$dir/ref-export.csv"
+	# paused: starts reader NAME (a command after it) and waits until it holds its first page.
+	paused() {
+		local name=$1
+		shift
+		TOUCHPOINT_TEST_PAGE_PAUSE="$dir/$name" "$@" >"$dir/$name.out" 2>"$dir/$name.err" &
+		eval "p_$name=$!"
+		for _ in $(seq 200); do [ -e "$dir/$name.paused" ] && return 0; sleep 0.05; done
+		fail "reader $name did not pause: $(cat "$dir/$name.err")"
+	}
+	# go NAME WANT: releases reader NAME and checks its exit code.
+	go() {
+		local rc=0 p
+		touch "$dir/$1.go"
+		eval "p=\$p_$1"
+		wait "$p" || rc=$?
+		[ "$rc" -eq "$2" ] || fail "reader $1 exited $rc, wanted $2: $(cat "$dir/$1.err")"
+	}
+	paused a "$tp" paths --top 0 --lookback 0 --format csv
+	paused x "$tp" export paths --lookback 0 --out "$dir/x.csv"
+	paused s "$tp" export paths --lookback 0
+	for r in b c d e; do paused $r "$tp" paths --top 0 --lookback 0 --format csv; done
+	# a, x and s lost their tables to b..e
+	go a 0
+	grep -q "reading it again from the start" "$dir/a.err" || fail "a: $(cat "$dir/a.err")"
+	cmp -s "$dir/a.out" "$dir/ref.csv" || fail "a read again differs from one read"
+	go x 0
+	cmp -s "$dir/x.csv" "$dir/ref-export.csv" || fail "export read again differs"
+	go s 70
+	grep -q "snapshot: path table .* is gone" "$dir/s.err" || fail "s: $(cat "$dir/s.err")"
+	for r in b c d e; do
+		go $r 0
+		cmp -s "$dir/$r.out" "$dir/ref.csv" || fail "reader $r differs: $(cat "$dir/$r.err")"
+	done
+	;;
 *)
 	fail "unknown scenario $scenario"
 	;;
