@@ -161,9 +161,16 @@ csv_read(struct csv_reader *r, char ***fields, size_t *n, unsigned long *line, c
 		if (c == ',') {
 			c = getc(r->in);
 			if (c == '\n' || c == EOF || c == '\r') {
-				/* A trailing comma: one more, empty field. */
-				if (c == '\r' && (c2 = getc(r->in)) != '\n')
-					ungetc(c2, r->in);
+				/*
+				 * A trailing comma: one more, empty field. A CRLF is one '\n', so
+				 * that a record with too many fields skips its own line only.
+				 */
+				if (c == '\r') {
+					if ((c2 = getc(r->in)) == '\n')
+						c = '\n';
+					else
+						ungetc(c2, r->in);
+				}
 				if (r->nf == CSV_MAX_FIELDS)
 					continue;
 				r->off[r->nf++] = r->len;
