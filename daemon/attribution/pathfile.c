@@ -3,6 +3,7 @@
  * (CSV per RFC 4180, " > " between channels) and runs the models that need no timestamps.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #define PF_MAX_LEN   100000     /* units in one path */
 #define PF_HEADER    "path,total_conversions,total_conversion_value,total_null"
 #define PF_SEPARATOR " > "
+#define PF_MAX_COUNT 9007199254740992.0 /* 2^53: counts stay whole numbers */
 
 struct pf {
 	FILE *in;
@@ -198,6 +200,14 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 			         "line %lu: counts and value must be finite numbers >= 0", p->line);
 			return TP_INVALID_ARGUMENT;
 		}
+		/* Above 2^53 counts are no longer whole numbers, and the path counts wrapped. */
+		if (conv > PF_MAX_COUNT || nul > PF_MAX_COUNT) {
+			snprintf(errbuf, errlen,
+			         "line %lu: total_conversions and total_null must be at most 2^53 "
+			         "(9007199254740992)",
+			         p->line);
+			return TP_INVALID_ARGUMENT;
+		}
 		path = field(p, 0);
 		for (s = path;; s = sep + strlen(PF_SEPARATOR)) {
 			uint32_t u;
@@ -240,6 +250,13 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 		e->top.value += val;
 		e->top.converting_paths += (uint64_t)llround(conv);
 		e->top.null_paths += (uint64_t)llround(nul);
+		if (!isfinite(e->top.value)) {
+			snprintf(errbuf, errlen,
+			         "line %lu: total_conversion_value: the file's total is over the "
+			         "largest number (%g)",
+			         p->line, DBL_MAX);
+			return TP_INVALID_ARGUMENT;
+		}
 	}
 	if (r < 0)
 		return r == -2 ? TP_RESOURCE_EXHAUSTED : TP_INVALID_ARGUMENT;
