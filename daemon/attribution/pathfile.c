@@ -3,7 +3,6 @@
  * (CSV per RFC 4180, " > " between channels) and runs the models that need no timestamps.
  */
 #include <errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,13 +249,6 @@ load(struct attr_engine *e, struct pf *p, char *errbuf, size_t errlen)
 		e->top.value += val;
 		e->top.converting_paths += (uint64_t)llround(conv);
 		e->top.null_paths += (uint64_t)llround(nul);
-		if (!isfinite(e->top.value)) {
-			snprintf(errbuf, errlen,
-			         "line %lu: total_conversion_value: the file's total is over the "
-			         "largest number (%g)",
-			         p->line, DBL_MAX);
-			return TP_INVALID_ARGUMENT;
-		}
 	}
 	if (r < 0)
 		return r == -2 ? TP_RESOURCE_EXHAUSTED : TP_INVALID_ARGUMENT;

@@ -902,9 +902,6 @@ test_pathfile_errors(void **state)
 		/* over 2^53 the path counts wrapped (1e19 converting paths read as -2^63) */
 		"path,total_conversions,total_conversion_value,total_null\na,1,0,0\nb,1e19,0,0\n",
 		"path,total_conversions,total_conversion_value,total_null\na,0,0,1e16\n",
-		/* two finite values whose sum is not: the totals were inf, every credit 0 */
-		"path,total_conversions,total_conversion_value,total_null\na,1,1e308,0\nb,1,1e308,"
-		"0\n",
 	};
 	const char *where[] = { "line 1",
 		                "line 2",
@@ -912,8 +909,7 @@ test_pathfile_errors(void **state)
 		                "line 2",
 		                "line 2",
 		                "line 3: total_conversions and total_null must be at most 2^53",
-		                "line 2: total_conversions",
-		                "line 3: total_conversion_value" };
+		                "line 2: total_conversions" };
 	struct req q;
 	char err[256];
 	AResp *r;
