@@ -652,8 +652,9 @@ imp_json_row(struct imp *m, const struct json_value *v, unsigned long line, char
 			}
 			continue;
 		}
+		/* f holds at most ROW_MAX_TRAITS traits (above) and 32 other fields (here) */
 		if (!row_known_field(v->keys[i]) || strncmp(v->keys[i], "trait.", 6) == 0 ||
-		    n == 32) {
+		    n - nt == 32) {
 			snprintf(reason, rlen, "unknown key");
 			return -1;
 		}
