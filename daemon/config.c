@@ -341,10 +341,17 @@ config_load(struct config *c, const char *path, char *errbuf, size_t errlen)
 		config_error(errbuf, errlen, NULL, 0, "%s: out of memory", path);
 		goto fail;
 	}
-	while (fgets(line, CONFIG_LINE_MAX, f) != NULL) {
+	for (long at = ftell(f), next; fgets(line, CONFIG_LINE_MAX, f) != NULL; at = next) {
 		char *s, *eq, *k, *v;
 
 		lineno++;
+		/* fgets reads past a NUL, strchr does not: the file position tells (-1: a pipe) */
+		next = ftell(f);
+		if (at >= 0 && next >= 0 && (size_t)(next - at) > strlen(line)) {
+			config_error(errbuf, errlen, path, lineno, "a NUL byte in the line");
+			rv = TP_INVALID_ARGUMENT;
+			goto fail;
+		}
 		if (strchr(line, '\n') == NULL && !feof(f)) {
 			config_error(errbuf, errlen, path, lineno, "line too long");
 			rv = TP_INVALID_ARGUMENT;

@@ -95,6 +95,16 @@ test_config(void)
 	CHECK(load(&c, "sync = sometimes\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
 	CHECK(load(&c, "log_level = loud\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
 	CHECK(load(&c, "listen = http://x\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
+	/* A NUL byte is named as such (fuzz_config found it read as "line too long"). */
+	{
+		static const char nul[] = "contexts = 8\nmetrics = \0x\n";
+		FILE *f = fopen(conf_path, "w");
+
+		CHECK(f != NULL && fwrite(nul, 1, sizeof(nul) - 1, f) == sizeof(nul) - 1);
+		CHECK(fclose(f) == 0);
+		CHECK(config_load(&c, conf_path, err, sizeof(err)) == TP_INVALID_ARGUMENT);
+		CHECK(strstr(err, ":2: a NUL byte in the line") != NULL);
+	}
 	/* URLs NNG could never listen on are refused here (exit 78), not at start (exit 1). */
 	{
 		static const char *const bad[] = { "ipc://",          "tcp://",
