@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <pthread.h>
 #include <lmdb.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +29,14 @@ struct cp_build {
 	uint8_t buf[CP_MAX_EVENTS * 24 + 16];
 };
 
-static struct attr_event cp_ev[CP_MAX_EVENTS];
+/* One reader's share of the copy: customers [from, to) into engine e (or none). */
+struct cp_part {
+	MDB_env *env;
+	struct attr_engine *e;
+	uint64_t from, to, nev;
+	double s;
+	struct attr_event ev[CP_MAX_EVENTS];
+};
 
 static double
 cp_now(void)
@@ -119,23 +127,28 @@ cp_customer(void *arg, const char *cid, const struct attr_event *e, size_t n)
 	return 0;
 }
 
-/* Reads every customer back (into engine e when not NULL); returns seconds or -1. */
-static double
-cp_read(MDB_env *env, struct attr_engine *e, uint64_t *nev)
+/* Reads a part of the copy back (into its engine when there is one); p->s = seconds or -1. */
+static void *
+cp_read(void *arg)
 {
+	struct cp_part *pt = arg;
 	MDB_txn *txn = NULL;
 	MDB_cursor *c = NULL;
 	MDB_dbi dbi;
 	MDB_val k, v;
-	double t0 = cp_now(), t = -1;
+	uint64_t key = __builtin_bswap64(pt->from), at = pt->from;
+	double t0 = cp_now();
 	int rc;
 
-	*nev = 0;
-	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0 ||
+	pt->s = -1;
+	pt->nev = 0;
+	k.mv_data = &key;
+	k.mv_size = sizeof(key);
+	if (mdb_txn_begin(pt->env, NULL, MDB_RDONLY, &txn) != 0 ||
 	    mdb_dbi_open(txn, NULL, 0, &dbi) != 0 || mdb_cursor_open(txn, dbi, &c) != 0)
 		goto fail;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0 && at < pt->to;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), at++) {
 		const uint8_t *p = v.mv_data, *end = p + v.mv_size;
 		uint64_t n, i, x;
 		int64_t ts = 0;
@@ -143,7 +156,7 @@ cp_read(MDB_env *env, struct attr_engine *e, uint64_t *nev)
 		if ((p = cp_get(p, end, &n)) == NULL || n > CP_MAX_EVENTS)
 			goto fail;
 		for (i = 0; i < n; i++) {
-			struct attr_event *ev = &cp_ev[i];
+			struct attr_event *ev = &pt->ev[i];
 
 			memset(ev, 0, sizeof(*ev));
 			if (p == end)
@@ -169,36 +182,80 @@ cp_read(MDB_env *env, struct attr_engine *e, uint64_t *nev)
 				p += 8;
 			}
 		}
-		*nev += n;
-		if (e != NULL && attr_engine_customer(e, cp_ev, (size_t)n) != TP_OK)
+		pt->nev += n;
+		if (pt->e != NULL && attr_engine_customer(pt->e, pt->ev, (size_t)n) != TP_OK)
 			goto fail;
 	}
-	if (rc == MDB_NOTFOUND)
-		t = cp_now() - t0;
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		pt->s = cp_now() - t0;
 fail:
 	if (c != NULL)
 		mdb_cursor_close(c);
 	if (txn != NULL)
 		mdb_txn_abort(txn);
-	return t;
+	return NULL;
+}
+
+/*
+ * The copy read into two engines by two threads (each half of the customers, in order),
+ * merged, then the models: as the daemon's scan parts are. Seconds to the merged engine in
+ * *read_s, the models in *models_s; -1 on an error.
+ */
+static int
+cp_two(struct cp_part *pt, uint64_t ncust, double *read_s, double *models_s)
+{
+	Touchpoint__V1__AttributeRequest req = TOUCHPOINT__V1__ATTRIBUTE_REQUEST__INIT;
+	Touchpoint__V1__AttributeResponse *out = NULL;
+	char err[256];
+	pthread_t tid;
+	double t0;
+	int k, rv = -1;
+
+	for (k = 0; k < 2; k++)
+		if (attr_engine_new(&pt[k].e, &req, 30 * 86400, NULL, NULL, err, sizeof(err)) !=
+		    TP_OK)
+			goto fail;
+	pt[0].from = 0;
+	pt[0].to = pt[1].from = ncust / 2;
+	pt[1].to = ncust;
+	t0 = cp_now();
+	if (pthread_create(&tid, NULL, cp_read, &pt[1]) != 0)
+		goto fail;
+	cp_read(&pt[0]);
+	pthread_join(tid, NULL);
+	if (pt[0].s < 0 || pt[1].s < 0 || attr_engine_merge(pt[0].e, pt[1].e) != TP_OK)
+		goto fail;
+	*read_s = cp_now() - t0;
+	t0 = cp_now();
+	if (attr_engine_result(pt[0].e, &out) != TP_OK)
+		goto fail;
+	*models_s = cp_now() - t0;
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+	rv = 0;
+fail:
+	for (k = 0; k < 2; k++) {
+		if (pt[k].e != NULL)
+			attr_engine_free(pt[k].e);
+		pt[k].e = NULL;
+	}
+	return rv;
 }
 
 int
 main(int argc, char **argv)
 {
 	static struct cp_build b;
+	static struct cp_part pt[2];
 	static const struct option lo[] = { { "store", required_argument, NULL, 's' },
 		                            { "out", required_argument, NULL, 'o' },
 		                            { NULL, 0, NULL, 0 } };
+	Touchpoint__V1__AttributeRequest req = TOUCHPOINT__V1__ATTRIBUTE_REQUEST__INIT;
 	struct store_options so = { 0 };
 	struct store *st = NULL;
-	Touchpoint__V1__AttributeRequest req = TOUCHPOINT__V1__ATTRIBUTE_REQUEST__INIT;
-	Touchpoint__V1__AttributeResponse *out = NULL;
-	struct attr_engine *e = NULL;
 	const char *path = NULL;
 	char err[256];
-	uint64_t records = 0, nev = 0;
-	double t0, walk_s, read_s[2], engine_s[2], models_s[2];
+	uint64_t records = 0;
+	double t0, walk_s, read_s[2], one_s[2], two_s[2], models_s[2];
 	struct store_stats ss;
 	struct stat sb;
 	int ch, k, rv = 1;
@@ -244,35 +301,46 @@ main(int argc, char **argv)
 	walk_s = cp_now() - t0;
 	store_close(st);
 	st = NULL;
-	if (mdb_env_sync(b.env, 1) != 0 || cp_read(b.env, NULL, &nev) < 0)
+	if (mdb_env_sync(b.env, 1) != 0)
 		goto fail;
+	pt[0].env = pt[1].env = b.env;
+	pt[0].from = 0;
+	pt[0].to = b.ncust;
+	cp_read(&pt[0]);
 	for (k = 0; k < 2; k++) {
-		if ((read_s[k] = cp_read(b.env, NULL, &nev)) < 0 ||
-		    attr_engine_new(&e, &req, 30 * 86400, NULL, NULL, err, sizeof(err)) != TP_OK ||
-		    (engine_s[k] = cp_read(b.env, e, &nev)) < 0)
+		/* the copy alone, then into one engine, on one thread */
+		pt[0].from = 0;
+		pt[0].to = b.ncust;
+		cp_read(&pt[0]);
+		if ((read_s[k] = pt[0].s) < 0 || attr_engine_new(&pt[0].e, &req, 30 * 86400, NULL,
+		                                                 NULL, err, sizeof(err)) != TP_OK)
 			goto fail;
-		t0 = cp_now();
-		if (attr_engine_result(e, &out) != TP_OK)
+		cp_read(&pt[0]);
+		one_s[k] = pt[0].s;
+		attr_engine_free(pt[0].e);
+		pt[0].e = NULL;
+		/* two threads and the models: what `attribute --model all` would take */
+		if (one_s[k] < 0 || cp_two(pt, b.ncust, &two_s[k], &models_s[k]) != 0)
 			goto fail;
-		models_s[k] = cp_now() - t0;
-		protobuf_c_message_free_unpacked(&out->base, NULL);
-		attr_engine_free(e);
-		e = NULL;
 	}
 	printf(
 	    "| events | store bytes/event | copy bytes/event | walk s | copy read s | copy read + "
-	    "engine s | models s |\n|---|---|---|---|---|---|---|\n");
-	printf("| %llu | %.1f | %.1f | %.3f | %.3f, %.3f | %.3f, %.3f | %.3f, %.3f |\n",
-	       (unsigned long long)nev,
+	    "engine, 1 thread s | the same on 2 threads, merged s | models s | total, 2 "
+	    "threads s | total / walk |\n|---|---|---|---|---|---|---|---|---|---|\n");
+	printf("| %llu | %.1f | %.1f | %.3f | %.3f, %.3f | %.3f, %.3f | %.3f, %.3f | %.3f, %.3f | "
+	       "%.3f, %.3f | %.1fx, %.1fx |\n",
+	       (unsigned long long)b.nev,
 	       (double)ss.store_bytes / (double)(ss.events[0] ? ss.events[0] : 1),
-	       (double)b.bytes / (double)b.nev, walk_s, read_s[0], read_s[1], engine_s[0],
-	       engine_s[1], models_s[0], models_s[1]);
+	       (double)b.bytes / (double)b.nev, walk_s, read_s[0], read_s[1], one_s[0], one_s[1],
+	       two_s[0], two_s[1], models_s[0], models_s[1], two_s[0] + models_s[0],
+	       two_s[1] + models_s[1], (two_s[0] + models_s[0]) / walk_s,
+	       (two_s[1] + models_s[1]) / walk_s);
 	rv = 0;
 fail:
 	if (rv != 0)
 		fprintf(stderr, "tpbench-compact-probe: failed\n");
-	if (e != NULL)
-		attr_engine_free(e);
+	if (pt[0].e != NULL)
+		attr_engine_free(pt[0].e);
 	if (b.txn != NULL)
 		mdb_txn_abort(b.txn);
 	if (b.env != NULL)
