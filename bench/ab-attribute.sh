@@ -48,17 +48,8 @@ if [ "$queries" -lt 2 ]; then
 	exit 64
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/tp-abattr.XXXXXX")
-dpid=
-cleanup() {
-	if [ -n "$dpid" ]; then
-		kill -TERM "$dpid" 2>/dev/null || true
-		wait "$dpid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$repo/bench/work.sh"
+work_begin "${TMPDIR:-/tmp}" tp-abattr
 printf 'log_level = info\nmetrics =\n' >"$work/d.conf"
 endpoint=ipc://$work/t.sock
 hz=$(getconf CLK_TCK)

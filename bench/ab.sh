@@ -46,17 +46,8 @@ for x in "$tpgen" "$ingest" "$a" "$b"; do
 	[ -x "$x" ] || { echo "ab.sh: $x missing" >&2; exit 66; }
 done
 
-work=$(mktemp -d "$tmpbase/tpab.XXXXXX")
-dpid=
-cleanup() {
-	if [ -n "$dpid" ]; then
-		kill -TERM "$dpid" 2>/dev/null || true
-		wait "$dpid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$repo/bench/work.sh"
+work_begin "$tmpbase" tpab
 
 # A free loopback port for the daemon's metrics (so a stray daemon cannot answer for it).
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
