@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "rnd.h"
 #include "touchpoint/v1/attribution.pb-c.h"
 #include "touchpoint/v1/event.pb-c.h"
 #include "touchpoint/v1/ingest.pb-c.h"
@@ -32,23 +33,6 @@ struct seed {
 
 static struct seed seeds[FZ_SEEDS];
 static size_t nseeds;
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-
-static uint64_t
-rnd(void)
-{
-	/* xorshift64*: a fixed seed gives the same requests on every run */
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1du;
-}
-
-static size_t
-rnd_below(size_t n)
-{
-	return n == 0 ? 0 : (size_t)(rnd() % n);
-}
 
 static void
 add_seed(const char *method, const ProtobufCMessage *m)
@@ -338,8 +322,7 @@ main(int argc, char **argv)
 	nng_socket s;
 	size_t len;
 
-	if (argc > 2) /* spread the seed: nearby seeds give unrelated streams */
-		rng = (strtoull(argv[2], NULL, 0) + 1) * 0x9e3779b97f4a7c15u | 1;
+	rnd_seed(argc > 2 ? strtoull(argv[2], NULL, 0) : 0);
 	make_seeds();
 	/* Small caps, so that lengths a mutation inflates are refused, not allocated. */
 	tpd_init(&d, "log_level = warning\nmax_message_bytes = 256K\nmax_batch_events = 64\n");

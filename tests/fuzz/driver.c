@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rnd.h"
+
 #define FD_MAX_INPUT (64 * 1024) /* bytes of one input, seed or mutant */
 #define FD_MAX_SEEDS 4096
 
@@ -22,24 +24,7 @@ struct seed {
 
 static struct seed seeds[FD_MAX_SEEDS];
 static size_t nseeds;
-static uint64_t rng;
 static const char *last_path; /* $FUZZ_LAST: each input is saved there before it runs */
-
-static uint64_t
-rnd(void)
-{
-	/* xorshift64*: the same -s gives the same inputs on every machine */
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dULL;
-}
-
-static size_t
-rnd_below(size_t n)
-{
-	return n == 0 ? 0 : (size_t)(rnd() % n);
-}
 
 static void
 die(const char *what, const char *arg)
@@ -255,13 +240,7 @@ main(int argc, char **argv)
 	last_path = getenv("FUZZ_LAST");
 	if (last_path != NULL && last_path[0] == '\0')
 		last_path = NULL;
-	/* splitmix64 of the seed: nearby seeds start far apart, and never at 0 */
-	rng = seed + 0x9e3779b97f4a7c15ULL;
-	rng = (rng ^ (rng >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	rng = (rng ^ (rng >> 27)) * 0x94d049bb133111ebULL;
-	rng ^= rng >> 31;
-	if (rng == 0)
-		rng = 1;
+	rnd_seed(seed);
 
 	for (i = 0; i < nseeds; i++)
 		run_one(seeds[i].data, seeds[i].len);
