@@ -382,6 +382,7 @@ main(int argc, char **argv)
 	so.nosync = cfg.sync == CONFIG_SYNC_NONE;
 	so.run_events = cfg.run_events;
 	so.compactor_nice = cfg.compactor_nice;
+	so.no_copies = test_hook("TOUCHPOINTD_TEST_NO_COPIES") != NULL; /* A/B benchmarks */
 	err[0] = '\0';
 	if ((rv = store_open(&store, &so, err, sizeof(err))) != TP_OK) {
 		log_err("cannot open the store: code=%d %s", rv, err);

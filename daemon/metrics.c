@@ -320,6 +320,11 @@ metrics_render_store(struct metrics_buf *b)
 	metrics_family(b, "touchpointd_store_runs", "gauge",
 	               "Sorted runs in the store (compaction keeps this O(log events)).");
 	metrics_printf(b, "touchpointd_store_runs %llu\n", (unsigned long long)ss.runs);
+	metrics_family(b, "touchpointd_store_runs_uncopied", "gauge",
+	               "Runs without their attribution copy yet (runs written before copies "
+	               "existed, until the compactor has made them); scans are slower until 0.");
+	metrics_printf(b, "touchpointd_store_runs_uncopied %llu\n",
+	               (unsigned long long)ss.runs_uncopied);
 	metrics_family(
 	    b, "touchpointd_store_log_segments", "gauge",
 	    "Log segments not yet sorted into runs, the writer's included (normally 1-2).");

@@ -351,6 +351,289 @@ record_parse_scan(const void *p, size_t len, uint64_t cust, int64_t ts, uint64_t
 	return parse_head(p, len, cust, ts, seq, r, &q) < 0 ? -1 : 0;
 }
 
+int
+record_compact_kind(int kind)
+{
+	return kind == ATTR_TOUCH || kind == ATTR_CONVERSION || kind == ATTR_IDENTIFY;
+}
+
+size_t
+record_compact_bound(const struct record *r)
+{
+	/* two 64-bit varints, the head, three 32-bit varints, the value, ntraits, the pairs */
+	size_t n = 2 * 10 + 1 + 3 * VARINT_MAX + 8 + 1;
+
+	if (r->kind == ATTR_IDENTIFY && r->ntraits > 0)
+		n += (size_t)(r->end - r->traits);
+	return n;
+}
+
+static uint8_t *
+put_varint64(uint8_t *p, uint64_t x)
+{
+	while (x >= 0x80) {
+		*p++ = (uint8_t)(x | 0x80);
+		x >>= 7;
+	}
+	*p++ = (uint8_t)x;
+	return p;
+}
+
+static int
+get_varint64(const uint8_t **pp, const uint8_t *end, uint64_t *x)
+{
+	const uint8_t *q = *pp;
+	uint64_t v = 0;
+	unsigned shift;
+
+	for (shift = 0; shift < 70; shift += 7) {
+		if (q >= end)
+			return -1;
+		if (shift == 63 && *q > 1)
+			return -1; /* more than 64 bits */
+		v |= (uint64_t)(*q & 0x7f) << shift;
+		if ((*q++ & 0x80) == 0) {
+			*x = v;
+			*pp = q;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The one-byte case inline: most ids and time differences of a copy. */
+static inline int
+get_v32(const uint8_t **pp, const uint8_t *end, uint32_t *x)
+{
+	if (*pp < end && **pp < 0x80) {
+		*x = *(*pp)++;
+		return 0;
+	}
+	return get_varint(pp, end, x);
+}
+
+static inline int
+get_v64(const uint8_t **pp, const uint8_t *end, uint64_t *x)
+{
+	if (*pp < end && **pp < 0x80) {
+		*x = *(*pp)++;
+		return 0;
+	}
+	return get_varint64(pp, end, x);
+}
+
+/* Differences as zigzag varints: small either way (a copy is in ts, not seq, order). */
+static uint64_t
+zigzag(uint64_t d)
+{
+	return (d << 1) ^ (uint64_t) - (int64_t)(d >> 63);
+}
+
+static uint64_t
+unzigzag(uint64_t z)
+{
+	return (z >> 1) ^ (uint64_t) - (int64_t)(z & 1);
+}
+
+uint8_t *
+record_compact_put(const struct record *r, uint8_t *p, int64_t *pts, uint64_t *pseq)
+{
+	uint8_t head = (uint8_t)r->kind, *h;
+	int val = r->kind == ATTR_CONVERSION && bits_of(r->num) != 0;
+
+	p = put_varint64(p, zigzag((uint64_t)r->ts - (uint64_t)*pts));
+	p = put_varint64(p, zigzag(r->seq - *pseq));
+	*pts = r->ts;
+	*pseq = r->seq;
+	h = p++;
+	if (r->channel != 0) {
+		head |= RECORD_C_CHANNEL;
+		p = put_varint(p, r->channel);
+	}
+	if (r->campaign != 0) {
+		head |= RECORD_C_CAMPAIGN;
+		p = put_varint(p, r->campaign);
+	}
+	if (r->name != 0) {
+		head |= RECORD_C_NAME;
+		p = put_varint(p, r->name);
+	}
+	if (val) {
+		head |= RECORD_C_VALUE;
+		memcpy(p, &r->num, 8);
+		p += 8;
+	}
+	*h = head;
+	if (r->kind == ATTR_IDENTIFY) {
+		/* record_parse() has checked the pairs: they end the record. */
+		*p++ = (uint8_t)r->ntraits;
+		if (r->ntraits > 0) {
+			memcpy(p, r->traits, (size_t)(r->end - r->traits));
+			p += r->end - r->traits;
+		}
+	}
+	return p;
+}
+
+uint8_t *
+record_compact_count_put(uint8_t *p, uint32_t n)
+{
+	return put_varint(p, n);
+}
+
+int
+record_compact_count(const void *p, size_t len, uint32_t *n, const uint8_t **first)
+{
+	const uint8_t *q = p;
+
+	if (get_varint(&q, q + len, n) != 0 || *n == 0)
+		return -1;
+	*first = q;
+	return 0;
+}
+
+/* One body at *qp (ts, seq already in r), stepped over. */
+static int
+compact_body(const uint8_t **qp, const uint8_t *end, struct record *r)
+{
+	const uint8_t *q = *qp;
+	unsigned head, i;
+
+	if (q >= end)
+		return -1;
+	head = *q++;
+	r->kind = head & 0x07;
+	if (!record_compact_kind(r->kind) || (head & 0x80))
+		return -1;
+	r->flags = RECORD_F_COMPACT;
+	r->interaction = 0;
+	r->channel = r->campaign = r->name = r->currency = r->source = r->medium = 0;
+	r->num = 0;
+	r->day = 0;
+	r->ntraits = 0;
+	r->traits = NULL;
+	r->val = *qp;
+	if (((head & RECORD_C_CHANNEL) && get_v32(&q, end, &r->channel) != 0) ||
+	    ((head & RECORD_C_CAMPAIGN) && get_v32(&q, end, &r->campaign) != 0) ||
+	    ((head & RECORD_C_NAME) && get_v32(&q, end, &r->name) != 0))
+		return -1;
+	if (head & RECORD_C_VALUE) {
+		if (end - q < 8 || r->kind != ATTR_CONVERSION)
+			return -1;
+		memcpy(&r->num, q, 8);
+		q += 8;
+	}
+	if (r->kind == ATTR_IDENTIFY) {
+		if (q >= end || *q > RECORD_MAX_TRAIT)
+			return -1;
+		r->ntraits = *q++;
+		r->traits = q;
+		for (i = 0; i < 2 * r->ntraits; i++)
+			if (get_str(&q, end, NULL, NULL) != 0)
+				return -1;
+	}
+	r->end = q;
+	*qp = q;
+	return 0;
+}
+
+int
+record_compact_parse(const uint8_t *first, const uint8_t *end, uint32_t n, uint64_t cust,
+                     const char *cid, uint16_t cidlen, struct record *out)
+{
+	const uint8_t *q = first;
+	uint64_t ts = 0, seq = 0, d;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		struct record *r = &out[i];
+
+		if (get_v64(&q, end, &d) != 0)
+			return -1;
+		ts += unzigzag(d);
+		if (get_v64(&q, end, &d) != 0)
+			return -1;
+		seq += unzigzag(d);
+		if (compact_body(&q, end, r) != 0)
+			return -1;
+		r->ts = (int64_t)ts;
+		r->seq = seq;
+		r->cust = cust;
+		r->str[REC_CUSTOMER_ID] = cid;
+		r->len[REC_CUSTOMER_ID] = cidlen;
+	}
+	return q == end ? 0 : -1;
+}
+
+int
+record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n, struct attr_event *out,
+                     struct attr_trait *traits, size_t *nt)
+{
+	const uint8_t *q = first;
+	uint64_t ts = 0, seq = 0, d;
+	uint32_t i;
+	unsigned head, k;
+
+	*nt = 0;
+	for (i = 0; i < n; i++) {
+		struct attr_event *v = &out[i];
+
+		if (get_v64(&q, end, &d) != 0)
+			return -1;
+		ts += unzigzag(d);
+		if (get_v64(&q, end, &d) != 0 || q >= end)
+			return -1;
+		seq += unzigzag(d);
+		head = *q++;
+		v->ts_us = (int64_t)ts;
+		v->seq = seq;
+		v->kind = (int)(head & 0x07);
+		v->channel = v->campaign = v->name = 0;
+		v->value = 0;
+		v->traits = NULL;
+		v->ntraits = 0;
+		if (!record_compact_kind(v->kind) || (head & 0x80))
+			return -1;
+		if (((head & RECORD_C_CHANNEL) && get_v32(&q, end, &v->channel) != 0) ||
+		    ((head & RECORD_C_CAMPAIGN) && get_v32(&q, end, &v->campaign) != 0) ||
+		    ((head & RECORD_C_NAME) && get_v32(&q, end, &v->name) != 0))
+			return -1;
+		if (head & RECORD_C_VALUE) {
+			if (end - q < 8 || v->kind != ATTR_CONVERSION)
+				return -1;
+			memcpy(&v->value, q, 8);
+			q += 8;
+		}
+		if (v->kind == ATTR_IDENTIFY) {
+			if (q >= end || *q > RECORD_MAX_TRAIT)
+				return -1;
+			v->ntraits = *q++;
+			if (v->ntraits > 0)
+				v->traits = traits + *nt;
+			for (k = 0; k < v->ntraits; k++, (*nt)++)
+				if (get_str(&q, end, &traits[*nt].key, NULL) != 0 ||
+				    get_str(&q, end, &traits[*nt].value, NULL) != 0)
+					return -1;
+		}
+	}
+	return q == end ? 0 : -1;
+}
+
+int
+record_compact_body(const void *p, size_t len, int64_t ts, uint64_t seq, struct record *r)
+{
+	const uint8_t *q = p, *end = q + len;
+
+	if (compact_body(&q, end, r) != 0 || q != end)
+		return -1;
+	r->ts = ts;
+	r->seq = seq;
+	r->cust = 0;
+	r->str[REC_CUSTOMER_ID] = "";
+	r->len[REC_CUSTOMER_ID] = 0;
+	return 0;
+}
+
 void
 record_traits(const struct record *r, struct attr_trait *out)
 {

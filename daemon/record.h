@@ -120,6 +120,58 @@ void record_view(const struct record *r, struct attr_event *v, const struct attr
 Touchpoint__V1__Event *record_to_event(const struct record *r,
                                        const char *(*name)(void *, uint32_t), void *arg);
 
+/*
+ * A run's copy (store.c: "run.N.c"): per customer of the run, one value holding only what
+ * attribution reads of its touch, conversion and identify events, in (ts, rank, seq) order:
+ *   varint count, then per event: zigzag varint of ts minus the previous event's (0 first),
+ *   the same of seq, and a body: u8 kind (bits 0-2) | RECORD_C_* of the fields present,
+ *   then those (varint channel, campaign, name; f64 value of a conversion, host order);
+ *   an identify event: u8 ntraits and the pairs, encoded as in a record.
+ * A record decoded from a copy has RECORD_F_COMPACT set and no string but customer_id.
+ */
+#define RECORD_F_COMPACT  0x10
+#define RECORD_C_CHANNEL  0x08
+#define RECORD_C_CAMPAIGN 0x10
+#define RECORD_C_NAME     0x20
+#define RECORD_C_VALUE    0x40
+
+/* Whether a record of this kind goes into a copy (alias and spend events do not). */
+int record_compact_kind(int kind);
+
+/* A bound of the bytes record_compact_put() writes for r. */
+size_t record_compact_bound(const struct record *r);
+
+/*
+ * Appends r (a record_parse_scan() result of a kind record_compact_kind() takes) as one
+ * event of a copy at p, which has record_compact_bound(r) bytes; *pts and *pseq are the
+ * previous event's and are updated. Returns the end of what it wrote.
+ */
+uint8_t *record_compact_put(const struct record *r, uint8_t *p, int64_t *pts, uint64_t *pseq);
+
+/* Writes the count that starts a copy value (at most 5 bytes); returns the end. */
+uint8_t *record_compact_count_put(uint8_t *p, uint32_t n);
+
+/* The count of a copy value and where its events start; -1 if malformed. */
+int record_compact_count(const void *p, size_t len, uint32_t *n, const uint8_t **first);
+
+/*
+ * Decodes the n events of a copy value from first (record_compact_count) into out[0..n),
+ * each with cust and the customer id cid[0..cidlen) (NUL-terminated); -1 if corrupt.
+ */
+int record_compact_parse(const uint8_t *first, const uint8_t *end, uint32_t n, uint64_t cust,
+                         const char *cid, uint16_t cidlen, struct record *out);
+
+/*
+ * Decodes the n events of a copy value straight into the engine's views out[0..n), their
+ * traits into traits[], which has room for (end - first) / 4 + 1 pairs (a pair takes at
+ * least 4 bytes); *nt is the number used. -1 if corrupt.
+ */
+int record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n,
+                         struct attr_event *out, struct attr_trait *traits, size_t *nt);
+
+/* Decodes one event's body (r->val, r->end of a decoded event) again; -1 if corrupt. */
+int record_compact_body(const void *p, size_t len, int64_t ts, uint64_t seq, struct record *r);
+
 /* SipHash-2-4 of p[0..n) under a 16-byte key. */
 uint64_t record_hash(const uint8_t key[16], const void *p, size_t n);
 

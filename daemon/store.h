@@ -25,6 +25,7 @@ struct store_options {
 	size_t run_events;  /* events per sorted run (0: the default, 65536) */
 	int compactor_nice; /* the compactor's nice while it keeps up (1..19); 0: unchanged */
 	size_t map_room;    /* least free map at open and before a backup (0: 64 MiB) */
+	int no_copies;      /* scans read the runs, not their copies (tests, benchmarks) */
 	/* Tests: called by store_backup() with the map pinned, before it copies. */
 	void (*backup_pause)(void *arg);
 	void *backup_pause_arg;
@@ -81,7 +82,8 @@ struct store_stats {
 	uint64_t store_bytes; /* bytes of the data files in use (main and runs.mdb) */
 	uint64_t map_size;    /* the two maps' sizes */
 	uint64_t runs;
-	uint64_t segments; /* log segments: the writer's and those not flushed into runs yet */
+	uint64_t runs_uncopied; /* runs without their copy yet: scans read the runs themselves */
+	uint64_t segments;      /* log segments: the writer's and those not flushed into runs yet */
 	uint64_t readers;
 	/*
 	 * Since open, where ingest's time goes: the writer waiting for LMDB's write lock (held

@@ -1,6 +1,7 @@
 /*
- * fuzz_record: the store's record decoders (daemon/record.c) over arbitrary bytes, as a
- * damaged or hostile store would hand them over; what they accept must decode in full.
+ * fuzz_record: the store's record decoders (daemon/record.c), those of runs' copies too,
+ * over arbitrary bytes, as a damaged or hostile store would hand them over; what they
+ * accept must decode in full.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,6 +55,47 @@ check_parsed(const struct record *r, const uint8_t *data, size_t size, int full)
 		touchpoint__v1__event__free_unpacked(ev, NULL);
 }
 
+/*
+ * A run's copy value: its two decoders (into records, into views) accept the same inputs
+ * and agree on every field, and a body decodes alone as it did within the value.
+ */
+#define COPY_MAX 512
+static void
+check_copy(const uint8_t *data, size_t size)
+{
+	static struct record r[COPY_MAX], one;
+	static struct attr_event v[COPY_MAX];
+	static struct attr_trait tr[COPY_MAX * RECORD_MAX_TRAIT];
+	const uint8_t *first;
+	uint32_t n, i;
+	size_t nt;
+	int a, b;
+
+	if (record_compact_count(data, size, &n, &first) != 0 || n > COPY_MAX)
+		return;
+	if ((size_t)(data + size - first) / 4 + 1 > COPY_MAX * RECORD_MAX_TRAIT)
+		return;
+	a = record_compact_parse(first, data + size, n, 9, "c", 1, r);
+	b = record_compact_views(first, data + size, n, v, tr, &nt);
+	if (a != b)
+		abort();
+	if (a != 0)
+		return;
+	for (i = 0; i < n; i++) {
+		if (!(r[i].flags & RECORD_F_COMPACT) || v[i].ts_us != r[i].ts ||
+		    v[i].seq != r[i].seq || v[i].kind != r[i].kind ||
+		    v[i].channel != r[i].channel || v[i].campaign != r[i].campaign ||
+		    v[i].name != r[i].name || memcmp(&v[i].value, &r[i].num, 8) != 0 ||
+		    v[i].ntraits != r[i].ntraits)
+			abort();
+		if (record_compact_body(r[i].val, (size_t)(r[i].end - r[i].val), r[i].ts, r[i].seq,
+		                        &one) != 0 ||
+		    one.kind != r[i].kind || one.channel != r[i].channel ||
+		    one.ntraits != r[i].ntraits)
+			abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -74,5 +116,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (record_prefix_get(data, size, &cust, &ts, &rec, &rlen) == 0 &&
 	    record_parse(rec, rlen, cust, ts, 1, &r) == 0)
 		check_parsed(&r, rec, rlen, 1);
+	check_copy(data, size);
 	return 0;
 }

@@ -2317,6 +2317,317 @@ test_scan_parts(void **state)
 	free(whole.buf);
 }
 
+/* ---- runs' copies ---- */
+
+/*
+ * A run's copy value (record.h) gives back every field the scan reads, with differences of
+ * every varint length and sign between neighbouring times and seqs, the extremes included,
+ * through both decoders; a body decodes alone as it did within the value.
+ */
+static void
+test_compact_roundtrip(void **state)
+{
+	static const uint8_t pairs[] = { 4,   'p', 'l', 'a', 'n', 0, 3, 'p',
+		                         'r', 'o', 0,   1,   'x', 0, 0, 0 };
+	struct record in[70], out[70], one;
+	struct attr_event v[70];
+	struct attr_trait tr[70 * 2];
+	uint8_t buf[70 * 80], *p;
+	int64_t pts = 0;
+	uint64_t pseq = 0;
+	const uint8_t *first;
+	uint32_t n;
+	size_t nt, i, bound = 5;
+
+	(void)state;
+	memset(in, 0, sizeof(in));
+	p = record_compact_count_put(buf, 70);
+	for (i = 0; i < 70; i++) {
+		struct record *r = &in[i];
+		int64_t step = (int64_t)1 << (i % 62);
+
+		r->kind = i % 3 == 0 ? ATTR_TOUCH : i % 3 == 1 ? ATTR_CONVERSION : ATTR_IDENTIFY;
+		r->ts = i == 66 ? INT64_MIN : i == 67 ? INT64_MAX : T0 + (i % 2 ? step : -step);
+		r->seq = i == 68   ? UINT64_MAX
+		         : i == 69 ? 0
+		                   : (uint64_t)i * UINT64_C(0x9e3779b97f4a7c15) >> (i % 64);
+		r->channel = (uint32_t)1 << (i % 32);
+		r->campaign = i % 4 ? (uint32_t)i * 1000 : 0;
+		r->name = i % 5 ? 0 : UINT32_MAX - (uint32_t)i;
+		r->num = r->kind != ATTR_CONVERSION ? 0 : i % 2 ? 3.25 : -0.0;
+		if (r->kind == ATTR_IDENTIFY && i % 2) {
+			r->ntraits = 2;
+			r->traits = pairs;
+			r->end = pairs + sizeof(pairs);
+		}
+		bound += record_compact_bound(r);
+		p = record_compact_put(r, p, &pts, &pseq);
+	}
+	assert_true((size_t)(p - buf) <= bound && bound <= sizeof(buf));
+	assert_int_equal(record_compact_count(buf, (size_t)(p - buf), &n, &first), 0);
+	assert_int_equal(n, 70);
+	assert_int_equal(record_compact_parse(first, p, n, 5, "who", 3, out), 0);
+	assert_int_equal(record_compact_views(first, p, n, v, tr, &nt), 0);
+	assert_int_equal(nt, 2 * 11); /* the identify events of odd i: 5, 11, ..., 65 */
+	for (i = 0; i < 70; i++) {
+		assert_int_equal(out[i].kind, in[i].kind);
+		assert_true(out[i].ts == in[i].ts);
+		assert_true(out[i].seq == in[i].seq);
+		assert_int_equal(out[i].channel, in[i].channel);
+		assert_int_equal(out[i].campaign, in[i].campaign);
+		assert_int_equal(out[i].name, in[i].name);
+		assert_memory_equal(&out[i].num, &in[i].num, 8); /* -0.0 too */
+		assert_int_equal(out[i].ntraits, in[i].ntraits);
+		assert_string_equal(out[i].str[REC_CUSTOMER_ID], "who");
+		assert_true(out[i].flags & RECORD_F_COMPACT);
+		assert_true(v[i].ts_us == in[i].ts && v[i].seq == in[i].seq);
+		assert_int_equal(v[i].kind, in[i].kind);
+		assert_int_equal(v[i].channel, in[i].channel);
+		assert_int_equal(v[i].campaign, in[i].campaign);
+		assert_int_equal(v[i].name, in[i].name);
+		assert_memory_equal(&v[i].value, &in[i].num, 8);
+		assert_int_equal(v[i].ntraits, in[i].ntraits);
+		if (v[i].ntraits > 0) {
+			assert_string_equal(v[i].traits[0].key, "plan");
+			assert_string_equal(v[i].traits[0].value, "pro");
+			assert_string_equal(v[i].traits[1].key, "x");
+			assert_string_equal(v[i].traits[1].value, "");
+		}
+		assert_int_equal(record_compact_body(out[i].val, (size_t)(out[i].end - out[i].val),
+		                                     in[i].ts, in[i].seq, &one),
+		                 0);
+		assert_int_equal(one.channel, in[i].channel);
+		assert_int_equal(one.ntraits, in[i].ntraits);
+	}
+	/* cut short anywhere, it is refused rather than read past its end */
+	for (i = 1; i < (size_t)(p - first); i++) {
+		assert_int_equal(record_compact_parse(first, first + i, n, 5, "who", 3, out), -1);
+		assert_int_equal(record_compact_views(first, first + i, n, v, tr, &nt), -1);
+	}
+}
+
+/* Every field the engine reads, a line per customer: a scan's whole output, comparable. */
+static int
+full_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
+{
+	struct trace *t = arg;
+	char line[700];
+	size_t i, k;
+
+	t->customers++;
+	t->events += n;
+	snprintf(line, sizeof(line), "%s:%zu", cid, n);
+	trace_put(t, line);
+	for (i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), " %lld/%d/%llu/%u/%u/%u/%.17g/%zu",
+		         (long long)evs[i].ts_us, evs[i].kind, (unsigned long long)evs[i].seq,
+		         evs[i].channel, evs[i].campaign, evs[i].name, evs[i].value,
+		         evs[i].ntraits);
+		trace_put(t, line);
+		for (k = 0; k < evs[i].ntraits; k++) {
+			snprintf(line, sizeof(line), "[%s=%s]", evs[i].traits[k].key,
+			         evs[i].traits[k].value);
+			trace_put(t, line);
+		}
+	}
+	trace_put(t, "\n");
+	return 0;
+}
+
+static struct trace
+full_scan(struct store *s)
+{
+	struct trace t = { 0 };
+
+	assert_int_equal(store_scan(s, full_cb, &t), TP_OK);
+	assert_true(t.customers > 0);
+	return t;
+}
+
+static void
+same_trace(struct trace *a, struct trace *b)
+{
+	assert_int_equal(a->customers, b->customers);
+	assert_int_equal(a->events, b->events);
+	assert_int_equal(a->len, b->len);
+	assert_memory_equal(a->buf, b->buf, a->len);
+	free(b->buf);
+	memset(b, 0, sizeof(*b));
+}
+
+static Touchpoint__V1__Event *
+ev_identify(const char *eid, const char *cid, int64_t ts, const char *plan)
+{
+	Touchpoint__V1__Event *e = ev_base(eid, cid, ts);
+	Touchpoint__V1__Trait *tr = xmalloc(sizeof(*tr));
+
+	e->kind_case = TOUCHPOINT__V1__EVENT__KIND_IDENTIFY;
+	e->identify = xmalloc(sizeof(*e->identify));
+	touchpoint__v1__identify__init(e->identify);
+	e->identify->n_traits = 1;
+	e->identify->traits = xmalloc(sizeof(*e->identify->traits));
+	touchpoint__v1__trait__init(tr);
+	tr->key = xstrdup("plan");
+	tr->value = xstrdup(plan);
+	e->identify->traits[0] = tr;
+	return e;
+}
+
+/*
+ * Rounds of every kind the copies hold or leave out: touches with and without campaigns,
+ * conversions with values, names and neither, identify traits, aliases (and a chain),
+ * equal timestamps in different rounds (so in different runs: seq decides), events that
+ * arrive a day late, and one customer with events in every round (many, from many runs).
+ */
+static void
+write_copies_store(struct store *s, int from, int rounds)
+{
+	static const char *chans[] = { "email", "search", "social", "direct" };
+	char eid[32], cid[32], prev[32];
+	int r, c, n = from * 1000;
+
+	for (r = from; r < from + rounds; r++) {
+		struct tbatch *t = tb_new(64);
+
+		for (c = 0; c < 40; c++) {
+			int64_t ts = T0 + (int64_t)((c * 7 + r) % 5) * 1000000;
+
+			if (r % 3 == 2)
+				ts -= 86400000000LL; /* late */
+			snprintf(eid, sizeof(eid), "k%d", n++);
+			snprintf(cid, sizeof(cid), "cc%d", c);
+			if (c % 11 == 4 && r == 2) {
+				snprintf(prev, sizeof(prev), "cc%d", c + 1);
+				tb_add(t, ev_alias(eid, cid, ts, prev));
+			} else if (c == 38 && r == 5) {
+				tb_add(t, ev_alias(eid, "cc37", ts, "cc38")); /* 39 -> 38 -> 37 */
+			} else if (c == 39 && r == 4) {
+				tb_add(t, ev_alias(eid, "cc38", ts, "cc39"));
+			} else if ((c + r) % 9 == 0) {
+				tb_add(t, ev_identify(eid, cid, ts, r % 2 ? "pro" : "free"));
+			} else if ((c + r) % 4 == 0) {
+				tb_add(t, ev_conv(eid, cid, ts,
+				                  (c + r) % 3 ? (double)(c * r) + 0.5 : 0,
+				                  c % 2 ? "lead" : ""));
+			} else {
+				tb_add(t, ev_touch(eid, cid, ts, chans[(c + r) % 4],
+				                   (c + r) % 3 == 0 ? "spring" : ""));
+			}
+		}
+		snprintf(eid, sizeof(eid), "big%d", r);
+		tb_add(t, ev_touch(eid, "big", T0 + (int64_t)(r % 7) * 1000000, chans[r % 4], ""));
+		assert_int_equal(tb_write(s, t), TP_OK);
+		tb_free(t);
+	}
+}
+
+static struct store *
+open_store_nc(const char *dir, int no_copies)
+{
+	struct store_options o = {
+		.path = dir, .nosync = 1, .run_events = 16, .no_copies = no_copies
+	};
+	struct store *s = NULL;
+	char err[256];
+
+	if (store_open(&s, &o, err, sizeof(err)) != TP_OK)
+		fail_msg("store_open: %s", err);
+	return s;
+}
+
+/* Drops every copy ("run.N.c"): the store as one written before copies existed. */
+static void
+drop_copies(const char *dir)
+{
+	char path[128], names[512][64];
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi main_dbi, d;
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t n = 0, i;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/runs.mdb", dir);
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(env, 1024), 0);
+	assert_int_equal(mdb_env_open(env, path, MDB_NOSUBDIR, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &main_dbi), 0);
+	assert_int_equal(mdb_cursor_open(txn, main_dbi, &c), 0);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < 512;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < 3 || k.mv_size >= sizeof(names[0]) ||
+		    memcmp((char *)k.mv_data + k.mv_size - 2, ".c", 2) != 0)
+			continue;
+		memcpy(names[n], k.mv_data, k.mv_size);
+		names[n++][k.mv_size] = 0;
+	}
+	mdb_cursor_close(c);
+	assert_true(n > 0);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(mdb_dbi_open(txn, names[i], 0, &d), 0);
+		assert_int_equal(mdb_drop(txn, d, 1), 0);
+	}
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/*
+ * Scans read the runs' copies: their stream is the runs' own, byte for byte, for a store
+ * written with copies, for one whose copies are dropped (as before copies existed: read
+ * from the runs, then the compactor makes them) and after more writes on top.
+ */
+static void
+test_scan_copies(void **state)
+{
+	struct fx *f = *state;
+	struct store_stats st;
+	struct trace a, b;
+	int i;
+
+	f->s = open_store_nc(f->dir, 0);
+	write_copies_store(f->s, 0, 60);
+	wait_runs(f->s, SETTLED_RUNS);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_true(st.runs >= 3);
+	assert_int_equal(st.runs_uncopied, 0);
+	a = full_scan(f->s);
+	assert_non_null(strstr(a.buf, "[plan=pro]"));
+	assert_non_null(strstr(a.buf, "\nbig:60 "));
+	store_close(f->s);
+
+	f->s = open_store_nc(f->dir, 1);
+	b = full_scan(f->s);
+	same_trace(&a, &b);
+	store_close(f->s);
+
+	drop_copies(f->dir);
+	f->s = open_store_nc(f->dir, 0);
+	b = full_scan(f->s); /* from the runs or the copies, as far as they are made */
+	same_trace(&a, &b);
+	for (i = 0; i < 600; i++) {
+		assert_int_equal(store_stats(f->s, &st), TP_OK);
+		if (st.runs_uncopied == 0)
+			break;
+		sleep_ms(50);
+	}
+	assert_int_equal(st.runs_uncopied, 0);
+	b = full_scan(f->s);
+	same_trace(&a, &b);
+	free(a.buf);
+
+	/* More rounds: new runs, merges of copied and new runs, a log tail. */
+	write_copies_store(f->s, 60, 25);
+	wait_runs(f->s, SETTLED_RUNS);
+	a = full_scan(f->s);
+	store_close(f->s);
+	f->s = open_store_nc(f->dir, 1);
+	b = full_scan(f->s);
+	same_trace(&a, &b);
+	free(a.buf);
+}
+
 struct pwriter {
 	struct store *s;
 	atomic_int *stop;
@@ -2744,6 +3055,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_customer_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts_snapshot, setup, teardown),
+		cmocka_unit_test(test_compact_roundtrip),
+		cmocka_unit_test_setup_teardown(test_scan_copies, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
