@@ -163,6 +163,7 @@ struct store {
 	uint8_t key2[16]; /* key with every bit flipped: the ids value's hash */
 	size_t run_events;
 	int no_copies;
+	size_t merge_chunk; /* records, or copy values, a compaction transaction */
 
 	/*
 	 * The gate: every transaction of this process holds it shared, because growing the
@@ -2142,6 +2143,8 @@ static int cbuild_add(struct cbuild *b, uint64_t kh, uint64_t kt, uint64_t ks, c
                       size_t len);
 static int cbuild_flush(struct cbuild *b);
 static void cbuild_free(struct cbuild *b);
+static int ev_qcmp(const void *a, const void *b);
+static void insertion_sort(struct record *r, size_t n);
 
 /* One input of a k-way merge: an LMDB cursor or a sorted array of records. */
 struct msrc {
@@ -2498,9 +2501,12 @@ pick_merge(struct store *s, struct run *in)
 	return best != UINT32_MAX;
 }
 
-/* A new, empty run of runs.mdb in txn (its next id, its database), not yet in a directory. */
+/*
+ * A new, empty run of runs.mdb in txn (its next id, its database and, if copy, its copy's),
+ * not yet in a directory.
+ */
 static int
-run_new(struct store *s, MDB_txn *txn, uint32_t tier, struct run *out)
+run_new(struct store *s, MDB_txn *txn, uint32_t tier, int copy, struct run *out)
 {
 	char name[32];
 	uint64_t next;
@@ -2513,19 +2519,19 @@ run_new(struct store *s, MDB_txn *txn, uint32_t tier, struct run *out)
 	out->inb = 1;
 	out->islog = 0;
 	out->count = 0;
-	out->hascopy = 1;
+	out->hascopy = copy;
 	next = out->id + 1;
 	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->dbi)) != 0)
 		return rc;
 	snprintf(name, sizeof(name), "run.%" PRIu64 ".c", out->id);
-	if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->cdbi)) != 0)
+	if (copy && (rc = mdb_dbi_open(txn, name, MDB_CREATE, &out->cdbi)) != 0)
 		return rc;
 	return meta_put(txn, s->metab, "nextrun", &next, sizeof(next));
 }
 
-/* Creates the output run in runs.mdb, marked building. */
+/* Creates the output run in runs.mdb, marked building (with a copy if copy). */
 static int
-merge_create(struct store *s, uint32_t tier, struct run *out)
+merge_create(struct store *s, uint32_t tier, int copy, struct run *out)
 {
 	MDB_txn *txn;
 	int rc;
@@ -2535,7 +2541,7 @@ merge_create(struct store *s, uint32_t tier, struct run *out)
 
 		if ((rc = write_begin(s, s->envb, &txn)) != 0)
 			return rc;
-		if ((rc = run_new(s, txn, tier, out)) == 0 &&
+		if ((rc = run_new(s, txn, tier, copy, out)) == 0 &&
 		    (rc = dir_put(txn, s->metab, out->id, tier, RUN_BUILDING, 0)) == 0) {
 			rc = mdb_txn_commit(txn);
 			txn = NULL;
@@ -2563,7 +2569,6 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 	struct mheap hp = { hv, 0 };
 	uint8_t nlast[MERGE_FANIN][KEY_LEN];
 	int nstarted[MERGE_FANIN];
-	struct cbuild cb = { 0 };
 	MDB_cursor *oc = NULL;
 	MDB_txn *txn, *rtxn = NULL;
 	size_t j, n = 0;
@@ -2597,15 +2602,12 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 		hv[hp.n++] = &src[j];
 	}
 	heap_build(&hp);
-	if ((rc = mdb_cursor_open(txn, out->dbi, &oc)) != 0 ||
-	    (rc = mdb_cursor_open(txn, out->cdbi, &cb.c)) != 0)
+	if ((rc = mdb_cursor_open(txn, out->dbi, &oc)) != 0)
 		goto fail;
-	/* A chunk ends between customers: the copy's value of one is put in one transaction. */
-	while (hp.n > 0 && (n < MERGE_CHUNK || (cb.n > 0 && hp.h[0]->kh == cb.h))) {
+	while (hp.n > 0 && n < s->merge_chunk) {
 		struct msrc *m = hp.h[0];
 
-		if ((rc = mdb_cursor_put(oc, &m->k, &m->v, MDB_APPEND)) != 0 ||
-		    (rc = cbuild_add(&cb, m->kh, m->kt, m->ks, m->v.mv_data, m->v.mv_size)) != 0)
+		if ((rc = mdb_cursor_put(oc, &m->k, &m->v, MDB_APPEND)) != 0)
 			goto fail;
 		j = (size_t)(m - src);
 		memcpy(nlast[j], m->k.mv_data, KEY_LEN);
@@ -2614,15 +2616,11 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 		if ((rc = heap_next(&hp)) != 0)
 			goto fail;
 	}
-	if ((rc = cbuild_flush(&cb)) != 0)
-		goto fail;
 	for (j = 0; j < nin; j++)
 		mdb_cursor_close(src[j].cur);
 	memset(src, 0, sizeof(src));
 	mdb_cursor_close(oc);
 	oc = NULL;
-	mdb_cursor_close(cb.c);
-	cb.c = NULL;
 	if (rtxn != NULL)
 		mdb_txn_abort(rtxn);
 	rtxn = NULL;
@@ -2640,7 +2638,6 @@ merge_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
 	}
 	out->count += n;
 	*finished = hp.n == 0;
-	cbuild_free(&cb);
 	return 0;
 fail:
 	for (j = 0; j < nin; j++)
@@ -2648,11 +2645,171 @@ fail:
 			mdb_cursor_close(src[j].cur);
 	if (oc != NULL)
 		mdb_cursor_close(oc);
-	if (cb.c != NULL)
-		mdb_cursor_close(cb.c);
-	cbuild_free(&cb);
 	if (rtxn != NULL)
 		mdb_txn_abort(rtxn);
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	gate_leave(s);
+	return rc;
+}
+
+/*
+ * The merge of the inputs' copies into the output's, after its records: a customer in one
+ * input keeps its value as it is; one in several has their events merged (each is in
+ * SPEC §3 order already) and encoded again. Where each input stands between chunks.
+ */
+#define COPY_KEY_MAX (8 + RECORD_MAX_STR + 1)
+struct cmerge {
+	uint8_t last[MERGE_FANIN][COPY_KEY_MAX];
+	size_t lastlen[MERGE_FANIN];
+	int started[MERGE_FANIN];
+	struct record *r; /* a customer's events from several inputs */
+	size_t rcap;
+	uint8_t *buf;
+	size_t bcap;
+};
+
+/* Copy keys in LMDB's order: memcmp, then the shorter first. */
+static int
+ckey_cmp(const MDB_val *a, const MDB_val *b)
+{
+	size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+	int c = memcmp(a->mv_data, b->mv_data, n);
+
+	if (c != 0)
+		return c;
+	return (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
+/* The events of the inputs' values v[0..nv) of one customer, merged, into cm->buf. */
+static int
+cmerge_values(struct cmerge *cm, const MDB_val *key, const MDB_val *v, size_t nv, MDB_val *out)
+{
+	size_t i, n = 0, need = 5;
+	uint32_t cnt;
+	const uint8_t *first;
+	int64_t ts = 0;
+	uint64_t seq = 0;
+	uint8_t *p;
+
+	for (i = 0; i < nv; i++) {
+		if (record_compact_count(v[i].mv_data, v[i].mv_size, &cnt, &first) != 0)
+			return MDB_CORRUPTED;
+		if (grow_buf((void **)&cm->r, &cm->rcap, n + cnt, sizeof(*cm->r)) != 0)
+			return ENOMEM;
+		if (record_compact_parse(first, (const uint8_t *)v[i].mv_data + v[i].mv_size, cnt,
+		                         rd_be64(key->mv_data), (const char *)key->mv_data + 8,
+		                         (uint16_t)(key->mv_size - 9), cm->r + n) != 0)
+			return MDB_CORRUPTED;
+		n += cnt;
+	}
+	if (n > UINT32_MAX)
+		return ENOMEM;
+	if (n > 32)
+		qsort(cm->r, n, sizeof(*cm->r), ev_qcmp);
+	else
+		insertion_sort(cm->r, n);
+	for (i = 0; i < n; i++)
+		need += record_compact_bound(&cm->r[i]);
+	if (grow_buf((void **)&cm->buf, &cm->bcap, need, 1) != 0)
+		return ENOMEM;
+	p = record_compact_count_put(cm->buf, (uint32_t)n);
+	for (i = 0; i < n; i++)
+		p = record_compact_put(&cm->r[i], p, &ts, &seq);
+	out->mv_data = cm->buf;
+	out->mv_size = (size_t)(p - cm->buf);
+	return 0;
+}
+
+/* One chunk of the copies' merge, merge_chunk customers, in its own write transaction. */
+static int
+merge_copy_chunk(struct store *s, const struct run *in, size_t nin, struct run *out,
+                 struct cmerge *cm, int *finished)
+{
+	MDB_cursor *cur[MERGE_FANIN] = { 0 }, *oc = NULL;
+	MDB_val k[MERGE_FANIN], v[MERGE_FANIN], same[MERGE_FANIN], ov;
+	int live[MERGE_FANIN];
+	MDB_txn *txn;
+	size_t j, n = 0, ns, lo;
+	int rc;
+
+	if ((rc = write_begin(s, s->envb, &txn)) != 0)
+		return rc;
+	for (j = 0; j < nin; j++) {
+		if ((rc = mdb_cursor_open(txn, in[j].cdbi, &cur[j])) != 0)
+			goto fail;
+		if (!cm->started[j]) {
+			rc = mdb_cursor_get(cur[j], &k[j], &v[j], MDB_FIRST);
+		} else {
+			k[j].mv_size = cm->lastlen[j];
+			k[j].mv_data = cm->last[j];
+			rc = mdb_cursor_get(cur[j], &k[j], &v[j], MDB_SET_RANGE);
+			if (rc == 0 && k[j].mv_size == cm->lastlen[j] &&
+			    memcmp(k[j].mv_data, cm->last[j], cm->lastlen[j]) == 0)
+				rc = mdb_cursor_get(cur[j], &k[j], &v[j], MDB_NEXT);
+		}
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			goto fail;
+		live[j] = rc == 0;
+		if (live[j] && (k[j].mv_size < 9 || k[j].mv_size > COPY_KEY_MAX)) {
+			rc = MDB_CORRUPTED;
+			goto fail;
+		}
+	}
+	if ((rc = mdb_cursor_open(txn, out->cdbi, &oc)) != 0)
+		goto fail;
+	for (;;) {
+		/* The least key (fan-in 8: a linear pass), and every input that has it. */
+		for (j = 0, lo = nin; j < nin; j++)
+			if (live[j] && (lo == nin || ckey_cmp(&k[j], &k[lo]) < 0))
+				lo = j;
+		if (lo == nin || n >= s->merge_chunk)
+			break;
+		for (j = lo, ns = 0; j < nin; j++)
+			if (live[j] && ckey_cmp(&k[j], &k[lo]) == 0)
+				same[ns++] = v[j];
+		if (ns == 1)
+			ov = v[lo];
+		else if ((rc = cmerge_values(cm, &k[lo], same, ns, &ov)) != 0)
+			goto fail;
+		if ((rc = mdb_cursor_put(oc, &k[lo], &ov, MDB_APPEND)) != 0)
+			goto fail;
+		n++;
+		for (j = nin; j-- > lo;) {
+			if (!live[j] || ckey_cmp(&k[j], &k[lo]) != 0)
+				continue;
+			memcpy(cm->last[j], k[j].mv_data, k[j].mv_size);
+			cm->lastlen[j] = k[j].mv_size;
+			cm->started[j] = 1;
+			rc = mdb_cursor_get(cur[j], &k[j], &v[j], MDB_NEXT);
+			if (rc != 0 && rc != MDB_NOTFOUND)
+				goto fail;
+			live[j] = rc == 0;
+			if (live[j] && (k[j].mv_size < 9 || k[j].mv_size > COPY_KEY_MAX)) {
+				rc = MDB_CORRUPTED;
+				goto fail;
+			}
+		}
+	}
+	*finished = lo == nin;
+	mdb_cursor_close(oc);
+	oc = NULL;
+	for (j = 0; j < nin; j++) {
+		mdb_cursor_close(cur[j]);
+		cur[j] = NULL;
+	}
+	rc = mdb_txn_commit(txn);
+	txn = NULL;
+	if (rc != 0)
+		goto fail;
+	gate_leave(s);
+	return 0;
+fail:
+	for (j = 0; j < nin; j++)
+		if (cur[j] != NULL)
+			mdb_cursor_close(cur[j]);
+	if (oc != NULL)
+		mdb_cursor_close(oc);
 	if (txn != NULL)
 		mdb_txn_abort(txn);
 	gate_leave(s);
@@ -2745,7 +2902,8 @@ flush_seg(struct store *s, int *again)
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rtxn)) != 0 ||
 	    (rc = log_sorted(rtxn, &seg.dbi, 1, &s->fl, &s->fl_cap, &s->fltmp, &s->fltmp_cap,
 	                     &n)) != 0 ||
-	    (rc = run_new(s, txn, 0, &out)) != 0 || (rc = mdb_cursor_open(txn, out.dbi, &c)) != 0 ||
+	    (rc = run_new(s, txn, 0, 1, &out)) != 0 ||
+	    (rc = mdb_cursor_open(txn, out.dbi, &c)) != 0 ||
 	    (rc = mdb_cursor_open(txn, out.cdbi, &cb.c)) != 0)
 		goto fail;
 	for (i = 0; i < n; i++) {
@@ -2876,10 +3034,16 @@ static int
 merge_once(struct store *s, const struct run *in)
 {
 	uint8_t last[MERGE_FANIN][KEY_LEN];
-	int started[MERGE_FANIN] = { 0 }, finished = 0, rc;
+	int started[MERGE_FANIN] = { 0 }, finished = 0, rc, copy = 1;
 	struct run out;
+	struct cmerge cm;
+	size_t j;
 
-	if ((rc = merge_create(s, in[0].tier + 1, &out)) != 0)
+	memset(&cm, 0, sizeof(cm));
+	/* Without every input's copy, the output's is made later (copy_backfill). */
+	for (j = 0; j < MERGE_FANIN; j++)
+		copy &= in[j].hascopy && in[j].inb;
+	if ((rc = merge_create(s, in[0].tier + 1, copy, &out)) != 0)
 		goto fail;
 	while (!finished) {
 		size_t seen = map_size(s, s->envb);
@@ -2901,6 +3065,28 @@ merge_once(struct store *s, const struct run *in)
 		if (rc != 0)
 			goto fail;
 	}
+	/* Then the copies, merged alike: the run is complete with both, at merge_finish. */
+	for (finished = !copy; !finished;) {
+		size_t seen = map_size(s, s->envb);
+
+		if (stopping(s)) {
+			rc = ECANCELED;
+			goto fail;
+		}
+		compactor_pace(s);
+		if ((rc = flush_all(s)) != 0)
+			goto fail;
+		drop_retired_locked(s);
+		rc = merge_copy_chunk(s, in, MERGE_FANIN, &out, &cm, &finished);
+		if (rc == MDB_MAP_FULL)
+			rc = grow_map_bg(s, s->envb, seen);
+		if (rc != 0)
+			goto fail;
+	}
+	free(cm.r);
+	free(cm.buf);
+	cm.r = NULL;
+	cm.buf = NULL;
 	pthread_mutex_lock(&s->bmu);
 	for (;;) {
 		size_t seen = map_size(s, s->envb);
@@ -2915,6 +3101,8 @@ merge_once(struct store *s, const struct run *in)
 		goto fail;
 	return 0;
 fail:
+	free(cm.r);
+	free(cm.buf);
 	pthread_mutex_lock(&s->dmu);
 	s->nbuilding--;
 	pthread_mutex_unlock(&s->dmu);
@@ -3730,6 +3918,7 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	pthread_cond_init(&s->ccv, NULL);
 	s->run_events = o->run_events ? o->run_events : 65536;
 	s->no_copies = o->no_copies;
+	s->merge_chunk = o->merge_chunk ? o->merge_chunk : MERGE_CHUNK;
 	s->map_room = o->map_room ? o->map_room : MAP_ROOM;
 	s->backup_pause = o->backup_pause;
 	s->backup_pause_arg = o->backup_pause_arg;

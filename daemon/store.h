@@ -26,6 +26,7 @@ struct store_options {
 	int compactor_nice; /* the compactor's nice while it keeps up (1..19); 0: unchanged */
 	size_t map_room;    /* least free map at open and before a backup (0: 64 MiB) */
 	int no_copies;      /* scans read the runs, not their copies (tests, benchmarks) */
+	size_t merge_chunk; /* records or copy values a merge writes a transaction (0: 16384) */
 	/* Tests: called by store_backup() with the map pinned, before it copies. */
 	void (*backup_pause)(void *arg);
 	void *backup_pause_arg;

@@ -2516,6 +2516,22 @@ write_copies_store(struct store *s, int from, int rounds)
 		}
 		snprintf(eid, sizeof(eid), "big%d", r);
 		tb_add(t, ev_touch(eid, "big", T0 + (int64_t)(r % 7) * 1000000, chans[r % 4], ""));
+		if (r - from < 6) { /* in the first runs only, each later in time earlier */
+			snprintf(eid, sizeof(eid), "early%d", r);
+			tb_add(t, ev_touch(eid, "early", T0 - (int64_t)r * 1000000, chans[r % 4], ""));
+		}
+		assert_int_equal(tb_write(s, t), TP_OK);
+		tb_free(t);
+	}
+	/* Others last, so that the log tail holds none of the customers above. */
+	for (r = 0; r < 3; r++) {
+		struct tbatch *t = tb_new(40);
+
+		for (c = 0; c < 40; c++) {
+			snprintf(eid, sizeof(eid), "t%d-%d-%d", from, r, c);
+			snprintf(cid, sizeof(cid), "tail%d", c);
+			tb_add(t, ev_touch(eid, cid, T0 + c, chans[c % 4], ""));
+		}
 		assert_int_equal(tb_write(s, t), TP_OK);
 		tb_free(t);
 	}
@@ -2524,8 +2540,9 @@ write_copies_store(struct store *s, int from, int rounds)
 static struct store *
 open_store_nc(const char *dir, int no_copies)
 {
+	/* merges of a few records and customers a transaction: they resume between chunks */
 	struct store_options o = {
-		.path = dir, .nosync = 1, .run_events = 16, .no_copies = no_copies
+		.path = dir, .nosync = 1, .run_events = 16, .merge_chunk = 7, .no_copies = no_copies
 	};
 	struct store *s = NULL;
 	char err[256];
@@ -2595,6 +2612,7 @@ test_scan_copies(void **state)
 	a = full_scan(f->s);
 	assert_non_null(strstr(a.buf, "[plan=pro]"));
 	assert_non_null(strstr(a.buf, "\nbig:60 "));
+	assert_non_null(strstr(a.buf, "\nearly:6 "));
 	store_close(f->s);
 
 	f->s = open_store_nc(f->dir, 1);
