@@ -12,7 +12,7 @@
 #define STR_MAX    (2 + RECORD_MAX_STR + 1)
 
 static uint8_t *
-put_varint(uint8_t *p, uint32_t x)
+put_varint(uint8_t *p, uint64_t x)
 {
 	while (x >= 0x80) {
 		*p++ = (uint8_t)(x | 0x80);
@@ -190,20 +190,20 @@ record_prefix_get(const void *p, size_t len, uint64_t *cust, int64_t *ts, const 
 	return 0;
 }
 
-/* Reads a varint of at most 32 bits at *pp and steps over it. */
+/* Reads a varint of at most bits (32 or 64) bits at *pp and steps over it. */
 static int
-get_varint(const uint8_t **pp, const uint8_t *end, uint32_t *x)
+get_uvarint(const uint8_t **pp, const uint8_t *end, unsigned bits, uint64_t *x)
 {
 	const uint8_t *q = *pp;
-	uint32_t v = 0;
+	uint64_t v = 0;
 	unsigned shift;
 
-	for (shift = 0; shift < 35; shift += 7) {
+	for (shift = 0; shift < bits; shift += 7) {
 		if (q >= end)
 			return -1;
-		if (shift == 28 && *q > 0x0f)
-			return -1; /* more than 32 bits */
-		v |= (uint32_t)(*q & 0x7f) << shift;
+		if (shift + 7 > bits && (*q >> (bits - shift)) != 0)
+			return -1; /* more than bits bits, or a continuation past them */
+		v |= (uint64_t)(*q & 0x7f) << shift;
 		if ((*q++ & 0x80) == 0) {
 			*x = v;
 			*pp = q;
@@ -211,6 +211,17 @@ get_varint(const uint8_t **pp, const uint8_t *end, uint32_t *x)
 		}
 	}
 	return -1;
+}
+
+static int
+get_varint(const uint8_t **pp, const uint8_t *end, uint32_t *x)
+{
+	uint64_t v;
+
+	if (get_uvarint(pp, end, 32, &v) != 0)
+		return -1;
+	*x = (uint32_t)v;
+	return 0;
 }
 
 /* Checks one length-prefixed, NUL-terminated string at *pp and steps over it. */
@@ -368,37 +379,10 @@ record_compact_bound(const struct record *r)
 	return n;
 }
 
-static uint8_t *
-put_varint64(uint8_t *p, uint64_t x)
-{
-	while (x >= 0x80) {
-		*p++ = (uint8_t)(x | 0x80);
-		x >>= 7;
-	}
-	*p++ = (uint8_t)x;
-	return p;
-}
-
 static int
 get_varint64(const uint8_t **pp, const uint8_t *end, uint64_t *x)
 {
-	const uint8_t *q = *pp;
-	uint64_t v = 0;
-	unsigned shift;
-
-	for (shift = 0; shift < 70; shift += 7) {
-		if (q >= end)
-			return -1;
-		if (shift == 63 && *q > 1)
-			return -1; /* more than 64 bits */
-		v |= (uint64_t)(*q & 0x7f) << shift;
-		if ((*q++ & 0x80) == 0) {
-			*x = v;
-			*pp = q;
-			return 0;
-		}
-	}
-	return -1;
+	return get_uvarint(pp, end, 64, x);
 }
 
 /* The one-byte case inline: most ids and time differences of a copy. */
@@ -441,8 +425,8 @@ record_compact_put(const struct record *r, uint8_t *p, int64_t *pts, uint64_t *p
 	uint8_t head = (uint8_t)r->kind, *h;
 	int val = r->kind == ATTR_CONVERSION && bits_of(r->num) != 0;
 
-	p = put_varint64(p, zigzag((uint64_t)r->ts - (uint64_t)*pts));
-	p = put_varint64(p, zigzag(r->seq - *pseq));
+	p = put_varint(p, zigzag((uint64_t)r->ts - (uint64_t)*pts));
+	p = put_varint(p, zigzag(r->seq - *pseq));
 	*pts = r->ts;
 	*pseq = r->seq;
 	h = p++;
@@ -492,48 +476,73 @@ record_compact_count(const void *p, size_t len, uint32_t *n, const uint8_t **fir
 	return 0;
 }
 
-/* One body at *qp (ts, seq already in r), stepped over. */
+/*
+ * The head and fields of one body at *qp into v (its ts and seq are the caller's), stepped
+ * over; an identify event's pairs start at *tp and go to traits[] if it is not NULL.
+ */
 static int
-compact_body(const uint8_t **qp, const uint8_t *end, struct record *r)
+body_fields(const uint8_t **qp, const uint8_t *end, struct attr_event *v, const uint8_t **tp,
+            struct attr_trait *traits)
 {
 	const uint8_t *q = *qp;
-	unsigned head, i;
+	unsigned head, k;
 
 	if (q >= end)
 		return -1;
 	head = *q++;
-	r->kind = head & 0x07;
-	if (!record_compact_kind(r->kind) || (head & 0x80))
+	v->kind = (int)(head & 0x07);
+	v->channel = v->campaign = v->name = 0;
+	v->value = 0;
+	v->traits = NULL;
+	v->ntraits = 0;
+	if (!record_compact_kind(v->kind) || (head & 0x80))
 		return -1;
-	r->flags = RECORD_F_COMPACT;
-	r->interaction = 0;
-	r->channel = r->campaign = r->name = r->currency = r->source = r->medium = 0;
-	r->num = 0;
-	r->day = 0;
-	r->ntraits = 0;
-	r->traits = NULL;
-	r->val = *qp;
-	if (((head & RECORD_C_CHANNEL) && get_v32(&q, end, &r->channel) != 0) ||
-	    ((head & RECORD_C_CAMPAIGN) && get_v32(&q, end, &r->campaign) != 0) ||
-	    ((head & RECORD_C_NAME) && get_v32(&q, end, &r->name) != 0))
+	if (((head & RECORD_C_CHANNEL) && get_v32(&q, end, &v->channel) != 0) ||
+	    ((head & RECORD_C_CAMPAIGN) && get_v32(&q, end, &v->campaign) != 0) ||
+	    ((head & RECORD_C_NAME) && get_v32(&q, end, &v->name) != 0))
 		return -1;
 	if (head & RECORD_C_VALUE) {
-		if (end - q < 8 || r->kind != ATTR_CONVERSION)
+		if (end - q < 8 || v->kind != ATTR_CONVERSION)
 			return -1;
-		memcpy(&r->num, q, 8);
+		memcpy(&v->value, q, 8);
 		q += 8;
 	}
-	if (r->kind == ATTR_IDENTIFY) {
+	if (v->kind == ATTR_IDENTIFY) {
 		if (q >= end || *q > RECORD_MAX_TRAIT)
 			return -1;
-		r->ntraits = *q++;
-		r->traits = q;
-		for (i = 0; i < 2 * r->ntraits; i++)
-			if (get_str(&q, end, NULL, NULL) != 0)
+		v->ntraits = *q++;
+		*tp = q;
+		for (k = 0; k < v->ntraits; k++)
+			if (get_str(&q, end, traits != NULL ? &traits[k].key : NULL, NULL) != 0 ||
+			    get_str(&q, end, traits != NULL ? &traits[k].value : NULL, NULL) != 0)
 				return -1;
 	}
-	r->end = q;
 	*qp = q;
+	return 0;
+}
+
+/* One body at *qp (ts, seq already in r), stepped over. */
+static int
+compact_body(const uint8_t **qp, const uint8_t *end, struct record *r)
+{
+	struct attr_event v;
+	const uint8_t *tp = NULL;
+
+	r->val = *qp;
+	if (body_fields(qp, end, &v, &tp, NULL) != 0)
+		return -1;
+	r->kind = v.kind;
+	r->flags = RECORD_F_COMPACT;
+	r->interaction = 0;
+	r->channel = v.channel;
+	r->campaign = v.campaign;
+	r->name = v.name;
+	r->currency = r->source = r->medium = 0;
+	r->num = v.value;
+	r->day = 0;
+	r->ntraits = (unsigned)v.ntraits;
+	r->traits = tp;
+	r->end = *qp;
 	return 0;
 }
 
@@ -569,10 +578,9 @@ int
 record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n, struct attr_event *out,
                      struct attr_trait *traits, size_t *nt)
 {
-	const uint8_t *q = first;
+	const uint8_t *q = first, *tp;
 	uint64_t ts = 0, seq = 0, d;
 	uint32_t i;
-	unsigned head, k;
 
 	*nt = 0;
 	for (i = 0; i < n; i++) {
@@ -581,40 +589,16 @@ record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n, struc
 		if (get_v64(&q, end, &d) != 0)
 			return -1;
 		ts += unzigzag(d);
-		if (get_v64(&q, end, &d) != 0 || q >= end)
+		if (get_v64(&q, end, &d) != 0)
 			return -1;
 		seq += unzigzag(d);
-		head = *q++;
+		if (body_fields(&q, end, v, &tp, traits + *nt) != 0)
+			return -1;
 		v->ts_us = (int64_t)ts;
 		v->seq = seq;
-		v->kind = (int)(head & 0x07);
-		v->channel = v->campaign = v->name = 0;
-		v->value = 0;
-		v->traits = NULL;
-		v->ntraits = 0;
-		if (!record_compact_kind(v->kind) || (head & 0x80))
-			return -1;
-		if (((head & RECORD_C_CHANNEL) && get_v32(&q, end, &v->channel) != 0) ||
-		    ((head & RECORD_C_CAMPAIGN) && get_v32(&q, end, &v->campaign) != 0) ||
-		    ((head & RECORD_C_NAME) && get_v32(&q, end, &v->name) != 0))
-			return -1;
-		if (head & RECORD_C_VALUE) {
-			if (end - q < 8 || v->kind != ATTR_CONVERSION)
-				return -1;
-			memcpy(&v->value, q, 8);
-			q += 8;
-		}
-		if (v->kind == ATTR_IDENTIFY) {
-			if (q >= end || *q > RECORD_MAX_TRAIT)
-				return -1;
-			v->ntraits = *q++;
-			if (v->ntraits > 0)
-				v->traits = traits + *nt;
-			for (k = 0; k < v->ntraits; k++, (*nt)++)
-				if (get_str(&q, end, &traits[*nt].key, NULL) != 0 ||
-				    get_str(&q, end, &traits[*nt].value, NULL) != 0)
-					return -1;
-		}
+		if (v->ntraits > 0)
+			v->traits = traits + *nt;
+		*nt += v->ntraits;
 	}
 	return q == end ? 0 : -1;
 }

@@ -4015,15 +4015,21 @@ rank_of(int kind)
 }
 
 static int
-ev_cmp(const struct record *a, const struct record *b)
+order_cmp(int64_t ta, int ka, uint64_t sa, int64_t tb, int kb, uint64_t sb)
 {
-	int ra = rank_of(a->kind), rb = rank_of(b->kind);
+	int ra = rank_of(ka), rb = rank_of(kb);
 
-	if (a->ts != b->ts)
-		return a->ts < b->ts ? -1 : 1;
+	if (ta != tb)
+		return ta < tb ? -1 : 1;
 	if (ra != rb)
 		return ra < rb ? -1 : 1;
-	return a->seq < b->seq ? -1 : a->seq > b->seq;
+	return sa < sb ? -1 : sa > sb;
+}
+
+static int
+ev_cmp(const struct record *a, const struct record *b)
+{
+	return order_cmp(a->ts, a->kind, a->seq, b->ts, b->kind, b->seq);
 }
 
 static int
@@ -4711,13 +4717,45 @@ tail_lower(const struct kitem *t, size_t n, uint64_t h)
 	return lo;
 }
 
+/*
+ * Starts part p: its callback, its slice of the alias forest, and a heap of the runs'
+ * cursors (or their copies') positioned at the range's first key kb (KEY_LEN zeroed bytes).
+ */
+static int
+part_open(struct pworker *w, unsigned p, int copy, uint8_t *kb, struct mheap *hp)
+{
+	struct pscan *ps = w->ps;
+	size_t i;
+	int rc;
+
+	w->sc.fn = ps->fn;
+	w->sc.arg = ps->args[p];
+	w->sc.apos = ps->abeg[p];
+	w->sc.aend = ps->abeg[p + 1];
+	memset(kb, 0, KEY_LEN);
+	be64(kb, (uint64_t)p << SCAN_PART_SHIFT);
+	memset(w->src, 0, (ps->snap->n + 1) * sizeof(*w->src));
+	hp->h = w->hv;
+	hp->n = 0;
+	for (i = 0; i < ps->snap->n; i++) {
+		w->src[i].cur = w->cur[i];
+		w->src[i].copy = copy;
+		w->src[i].k.mv_size = copy ? 8 : KEY_LEN; /* a copy's key: hash, id, NUL */
+		w->src[i].k.mv_data = kb;
+		if ((rc = scan_load(&w->src[i], &w->ahead[i], MDB_SET_RANGE)) != 0)
+			return rc;
+		w->hv[hp->n++] = &w->src[i];
+	}
+	return 0;
+}
+
 /* One part's customers, in hash order, to fn(args[p]); 0 also when told to stop. */
 static int
 scan_part(struct pworker *w, unsigned p)
 {
 	struct pscan *ps = w->ps;
 	struct scan *sc = &w->sc;
-	size_t nruns = ps->snap->n, i, ng = 0, a, b;
+	size_t nruns = ps->snap->n, ng = 0, a, b;
 	uint64_t lo = (uint64_t)p << SCAN_PART_SHIFT, hi = (uint64_t)(p + 1) << SCAN_PART_SHIFT;
 	int last = p + 1 == STORE_SCAN_PARTS;
 	uint8_t kb[KEY_LEN];
@@ -4725,23 +4763,8 @@ scan_part(struct pworker *w, unsigned p)
 	struct mheap hp;
 	int rc = 0, rv = 0;
 
-	sc->fn = ps->fn;
-	sc->arg = ps->args[p];
-	sc->apos = ps->abeg[p];
-	sc->aend = ps->abeg[p + 1];
-	memset(kb, 0, sizeof(kb));
-	be64(kb, lo);
-	memset(w->src, 0, (nruns + 1) * sizeof(*w->src));
-	hp.h = w->hv;
-	hp.n = 0;
-	for (i = 0; i < nruns; i++) {
-		w->src[i].cur = w->cur[i];
-		w->src[i].k.mv_size = KEY_LEN;
-		w->src[i].k.mv_data = kb;
-		if ((rc = scan_load(&w->src[i], &w->ahead[i], MDB_SET_RANGE)) != 0)
-			goto out;
-		w->hv[hp.n++] = &w->src[i];
-	}
+	if ((rc = part_open(w, p, 0, kb, &hp)) != 0)
+		goto out;
 	a = tail_lower(ps->tail, ps->ntail, lo);
 	b = last ? ps->ntail : tail_lower(ps->tail, ps->ntail, hi);
 	w->src[nruns].arr = ps->tail + a;
@@ -4788,13 +4811,7 @@ out:
 static int
 view_cmp(const struct attr_event *a, const struct attr_event *b)
 {
-	int ra = rank_of(a->kind), rb = rank_of(b->kind);
-
-	if (a->ts_us != b->ts_us)
-		return a->ts_us < b->ts_us ? -1 : 1;
-	if (ra != rb)
-		return ra < rb ? -1 : 1;
-	return a->seq < b->seq ? -1 : a->seq > b->seq;
+	return order_cmp(a->ts_us, a->kind, a->seq, b->ts_us, b->kind, b->seq);
 }
 
 static int
@@ -4881,30 +4898,15 @@ scan_part_c(struct pworker *w, unsigned p)
 {
 	struct pscan *ps = w->ps;
 	struct scan *sc = &w->sc;
-	size_t nruns = ps->snap->n, i, ng, nsrc, nv, t, tend;
+	size_t i, ng, nsrc, nv, t, tend;
 	uint64_t lo = (uint64_t)p << SCAN_PART_SHIFT, hi = (uint64_t)(p + 1) << SCAN_PART_SHIFT;
 	int last = p + 1 == STORE_SCAN_PARTS, done;
-	uint8_t kb[8];
+	uint8_t kb[KEY_LEN];
 	struct mheap hp;
 	int rc = 0, rv = 0;
 
-	sc->fn = ps->fn;
-	sc->arg = ps->args[p];
-	sc->apos = ps->abeg[p];
-	sc->aend = ps->abeg[p + 1];
-	be64(kb, lo);
-	memset(w->src, 0, (nruns + 1) * sizeof(*w->src));
-	hp.h = w->hv;
-	hp.n = 0;
-	for (i = 0; i < nruns; i++) {
-		w->src[i].cur = w->cur[i];
-		w->src[i].copy = 1;
-		w->src[i].k.mv_size = sizeof(kb);
-		w->src[i].k.mv_data = kb;
-		if ((rc = scan_load(&w->src[i], &w->ahead[i], MDB_SET_RANGE)) != 0)
-			goto out;
-		w->hv[hp.n++] = &w->src[i];
-	}
+	if ((rc = part_open(w, p, 1, kb, &hp)) != 0)
+		goto out;
 	heap_build(&hp);
 	t = tail_lower(ps->tail, ps->ntail, lo);
 	tend = last ? ps->ntail : tail_lower(ps->tail, ps->ntail, hi);
