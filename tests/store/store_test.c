@@ -2518,7 +2518,8 @@ write_copies_store(struct store *s, int from, int rounds)
 		tb_add(t, ev_touch(eid, "big", T0 + (int64_t)(r % 7) * 1000000, chans[r % 4], ""));
 		if (r - from < 6) { /* in the first runs only, each later in time earlier */
 			snprintf(eid, sizeof(eid), "early%d", r);
-			tb_add(t, ev_touch(eid, "early", T0 - (int64_t)r * 1000000, chans[r % 4], ""));
+			tb_add(t,
+			       ev_touch(eid, "early", T0 - (int64_t)r * 1000000, chans[r % 4], ""));
 		}
 		assert_int_equal(tb_write(s, t), TP_OK);
 		tb_free(t);
