@@ -1450,6 +1450,62 @@ test_alias_depth_log(void **state)
 	forest_check(f->s, probe, nprobe);
 }
 
+/* Writes the aliases prev[i] -> cust[i] of forest ids, and flushes them when flush is set. */
+static void
+cache_aliases(struct store *s, const int *prev, const int *cust, int n, int flush)
+{
+	struct tbatch *t = tb_new(500);
+	int i;
+
+	for (i = 0; i < n; i++)
+		forest_alias(s, &t, prev[i], cust[i]);
+	assert_int_equal(tb_write(s, t), TP_OK);
+	tb_free(t);
+	if (flush)
+		forest_flush(s, 3000);
+}
+
+/*
+ * alias_cache: a scan takes the alias forest of the scan before only while its snapshot has
+ * the same trees. Aliases flushed between two scans (and none in between) are seen; a flush
+ * without aliases keeps the forest; the log's aliases are put on top of it, with new ids or
+ * none.
+ */
+static void
+test_alias_cache(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(500);
+	int x, i;
+
+	f->s = open_store(f->dir, 0, 2048);
+	forest_reset();
+	x = forest_ids("k", 8);
+	for (i = 0; i < 8; i++)
+		forest_mark(f->s, &t, x + i, i == 0);
+	assert_int_equal(tb_write(f->s, t), TP_OK);
+	tb_free(t);
+	forest_flush(f->s, 3000);
+	forest_check(f->s, NULL, 0); /* no alias yet: an empty forest, kept */
+	cache_aliases(f->s, (int[]){ x + 1 }, (int[]){ x }, 1, 1);
+	forest_check(f->s, NULL, 0);
+	cache_aliases(f->s, (int[]){ x + 2, x + 3 }, (int[]){ x + 1, x + 2 }, 2, 1);
+	forest_check(f->s, NULL, 0);
+	forest_flush(f->s, 3000); /* no alias: the same forest */
+	forest_check(f->s, NULL, 0);
+	cache_aliases(f->s, (int[]){ x + 4 }, (int[]){ x + 3 }, 1, 0); /* in the log */
+	forest_check(f->s, NULL, 0);
+	forest_flush(f->s, 3000);
+	forest_check(f->s, NULL, 0);
+	cache_aliases(f->s, (int[]){ x + 5, x + 7 }, (int[]){ x, x + 6 }, 2, 1);
+	forest_check(f->s, NULL, 0);
+	/* in the log, a root of the trees with an id under it joins another tree: no new id */
+	cache_aliases(f->s, (int[]){ x + 6 }, (int[]){ x + 5 }, 1, 0);
+	forest_check(f->s, NULL, 0);
+	forest_flush(f->s, 3000);
+	forest_check(f->s, NULL, 0);
+}
+
 static void
 test_map_growth(void **state)
 {
@@ -3059,6 +3115,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_depth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_depth_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alias_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
