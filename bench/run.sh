@@ -289,6 +289,8 @@ for n in $attr_sizes; do
 		log "attribute on the preloaded store"
 		stop_daemon # a fresh process: its VmHWM is the query's, not the load's
 		start_daemon "$state"
+		# The load leaves merges behind: a query beside them measured them too.
+		log "attribute on $n: the compactor was idle after $(settle) s"
 		attribute_run "$n"
 		stop_daemon
 		walk_run "$n" "$state"
@@ -347,6 +349,7 @@ for n in $attr_sizes; do
 	load_store "$n" >/dev/null
 	stop_daemon
 	start_daemon "$state"
+	log "attribute on $n: the compactor was idle after $(settle) s"
 	attribute_run "$n"
 	stop_daemon
 	walk_run "$n" "$state"
