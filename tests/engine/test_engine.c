@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "attribution/internal.h"
 #include "attribution/pathtable.h"
 #include "engine_util.h"
 
@@ -859,6 +860,60 @@ test_shapley_rate_value_only(void **state)
 	free_resp(r);
 }
 
+/*
+ * shapley_rate builds its table of channel sets from bit masks when every unit is below 64:
+ * the credits must be the general way's to the last bit (the same sums in the same order),
+ * with bit 63 used, repeated units, sets seen again later, and sets beyond the exact bound.
+ */
+#define SRN 3000
+
+static void
+test_shapley_rate_masks(void **state)
+{
+	static struct attr_path p[SRN];
+	static uint32_t u[SRN][20];
+	static const char *nm[65];
+	double c1[65], v1[65], c2[65], v2[65];
+	struct attr_credit a = { c1, v1, NULL }, b = { c2, v2, NULL };
+	struct attr_table t = { p, SRN, 64, nm, NULL, NULL };
+	uint64_t x = 88172645463325252ULL;
+	size_t i, j, e1, e2;
+	char err[128];
+
+	(void)state;
+	for (i = 0; i < 65; i++)
+		nm[i] = "u";
+	for (i = 0; i < SRN; i++) {
+		uint32_t len = 1, base;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		len += (uint32_t)(x % (i % 50 == 0 ? 20 : 6));
+		base = (uint32_t)(x >> 20) % 60;
+		for (j = 0; j < len; j++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* a few units per stretch, so that sets recur; unit 63 in some */
+			u[i][j] =
+			    i % 50 == 0 ? (uint32_t)(j * 3 + i) % 64 : base + (uint32_t)(x % 4);
+			if (x % 11 == 0)
+				u[i][j] = 63;
+		}
+		p[i] = (struct attr_path){ u[i], len, (double)(x % 3), (double)(x % 3) * 7.25,
+			                   (double)(x >> 40 & 3) };
+	}
+	memset(c1, 0, sizeof(c1)), memset(v1, 0, sizeof(v1));
+	memset(c2, 0, sizeof(c2)), memset(v2, 0, sizeof(v2));
+	assert_int_equal(attr_shapley_rate(&t, &a, &e1, err, sizeof(err)), TP_OK);
+	t.nunits = 65; /* the general way: units sorted and hashed per path */
+	assert_int_equal(attr_shapley_rate(&t, &b, &e2, err, sizeof(err)), TP_OK);
+	assert_true(e1 > 0); /* some sets were sampled */
+	assert_int_equal(e1, e2);
+	assert_memory_equal(c1, c2, sizeof(c1));
+	assert_memory_equal(v1, v2, sizeof(v1));
+	for (i = 0, j = 0; i < 64; i++)
+		j += c1[i] > 0;
+	assert_true(j > 40);
+}
+
 static void
 test_shapley_rate_sampled(void **state)
 {
@@ -1468,6 +1523,7 @@ main(void)
 		cmocka_unit_test(test_shapley_rate),
 		cmocka_unit_test(test_shapley_rate_value_only),
 		cmocka_unit_test(test_shapley_rate_sampled),
+		cmocka_unit_test(test_shapley_rate_masks),
 		cmocka_unit_test(test_pathfile_errors),
 		cmocka_unit_test(test_pathfile_round_trip),
 		cmocka_unit_test(test_merge),
