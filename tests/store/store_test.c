@@ -631,6 +631,7 @@ struct mev {
 	int kind;
 	int ord; /* arrival */
 	char channel[8];
+	char campaign[8]; /* a touch's, often none */
 	double value;
 };
 
@@ -701,10 +702,14 @@ check_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
 	for (e = 0; e < n; e++, i++) {
 		const struct mev *m = &sc->sorted[i];
 		const char *ch = evs[e].kind == ATTR_TOUCH ? store_name(sc->s, evs[e].channel) : "";
+		const char *ca = evs[e].kind == ATTR_TOUCH && evs[e].campaign != 0
+		                     ? store_name(sc->s, evs[e].campaign)
+		                     : "";
 
 		sc->events++;
 		if (evs[e].ts_us != m->ts || evs[e].kind != m->kind ||
-		    (m->kind == ATTR_TOUCH && strcmp(ch, m->channel) != 0) ||
+		    (m->kind == ATTR_TOUCH &&
+		     (strcmp(ch, m->channel) != 0 || ca == NULL || strcmp(ca, m->campaign) != 0)) ||
 		    (m->kind == ATTR_CONVERSION && evs[e].value != m->value) ||
 		    (e > 0 && evs[e].ts_us == evs[e - 1].ts_us && evs[e].kind == evs[e - 1].kind &&
 		     evs[e].seq <= evs[e - 1].seq)) {
@@ -754,6 +759,7 @@ static void
 write_random(struct store *s, int groups, int per)
 {
 	static const char *chans[] = { "email", "search", "social", "direct", "display" };
+	static const char *camps[] = { "", "", "spring", "brand" };
 	char eid[32], cid[32];
 	int g, i, k;
 
@@ -779,14 +785,17 @@ write_random(struct store *s, int groups, int per)
 					m->ord = nmodel;
 					snprintf(m->channel, sizeof(m->channel), "%s",
 					         chans[rnd() % 5]);
+					snprintf(m->campaign, sizeof(m->campaign), "%s",
+					         camps[rnd() % 4]);
 					m->value = (double)(rnd() % 1000);
 					nmodel++;
 				}
 				snprintf(eid, sizeof(eid), "ev-%d", m->ord);
 				snprintf(cid, sizeof(cid), "cust%d", m->cust);
-				tb_add(t[k], m->kind == ATTR_TOUCH
-				                 ? ev_touch(eid, cid, m->ts, m->channel, "")
-				                 : ev_conv(eid, cid, m->ts, m->value, ""));
+				tb_add(t[k],
+				       m->kind == ATTR_TOUCH
+				           ? ev_touch(eid, cid, m->ts, m->channel, m->campaign)
+				           : ev_conv(eid, cid, m->ts, m->value, ""));
 			}
 		}
 		assert_int_equal(store_write(s, grp, 2, NULL, 0), TP_OK);
