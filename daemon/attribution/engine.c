@@ -101,6 +101,7 @@ attr_engine_free(struct attr_engine *e)
 	units_free(&e->units);
 	attr_map_free(&e->convok);
 	attr_map_free(&e->dailymap);
+	free(e->udirect);
 	free(e->dly);
 	for (i = 0; i < e->nspend; i++)
 		free(e->spend[i].currency);
@@ -275,6 +276,10 @@ unit_of(struct attr_engine *e, uint32_t channel, uint32_t campaign, uint32_t *id
 		*id = e->lastunit;
 		return TP_OK;
 	}
+	if (!e->campaign && channel < e->udn && e->udirect[channel] != 0) {
+		*id = e->udirect[channel] - 1;
+		goto found;
+	}
 	if (!attr_map_get(&e->units.map, key, id)) {
 		ch = resolve(e, channel, t1, sizeof(t1));
 		if (e->campaign)
@@ -298,6 +303,22 @@ unit_of(struct attr_engine *e, uint32_t channel, uint32_t campaign, uint32_t *id
 		if ((rv = attr_map_put(&e->units.map, key, *id)) != TP_OK)
 			return rv;
 	}
+	if (!e->campaign && channel < ATTR_UNIT_DIRECT) {
+		if (channel >= e->udn) {
+			uint32_t n = e->udn ? e->udn : 64, *nd;
+
+			while (n <= channel)
+				n *= 2;
+			/* without the array the map still answers: only the shortcut is lost */
+			if ((nd = realloc(e->udirect, n * sizeof(*nd))) == NULL)
+				goto found;
+			memset(nd + e->udn, 0, (n - e->udn) * sizeof(*nd));
+			e->udirect = nd;
+			e->udn = n;
+		}
+		e->udirect[channel] = *id + 1;
+	}
+found:
 	e->lastkey = key;
 	e->lastkey_valid = 1;
 	e->lastunit = *id;
