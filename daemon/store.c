@@ -4305,8 +4305,9 @@ read_tail(const struct rsnap *snap, struct kitem **tail, size_t *cap, size_t *n)
 
 /*
  * An id of the alias forest; the forest is in customer-hash order, the order the scan's
- * merge meets its ids in (alias_root_of walks it forward). name is in scan_keep's names,
- * NUL-terminated (a key in the map has no NUL), and outlives the snapshot for the next scan.
+ * merge meets its ids in (alias_root_of walks it forward). name is NUL-terminated: in
+ * scan_keep's names for an id of the trees (a key in the map has no NUL; the copy outlives
+ * the snapshot for the next scan), in the snapshot's log for one only the log names.
  */
 struct anode {
 	const char *name;
