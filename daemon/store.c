@@ -2166,6 +2166,16 @@ out:
 
 /* ---- compaction ---- */
 
+/* A copy's key: the customer hash (8 bytes, big-endian), the customer id and a NUL. */
+#define COPY_KEY_MAX (8 + RECORD_MAX_STR + 1)
+
+static int
+copy_key_ok(const MDB_val *k)
+{
+	return k->mv_size >= 9 && k->mv_size <= COPY_KEY_MAX &&
+	       ((const uint8_t *)k->mv_data)[k->mv_size - 1] == 0;
+}
+
 /*
  * Builds a run's copy (record.h) from the run's records in key order: one value per
  * customer, put when the next customer hash comes, and by cbuild_flush() at the end. Its
@@ -2699,7 +2709,6 @@ fail:
  * input keeps its value as it is; one in several has their events merged (each is in
  * SPEC §3 order already) and encoded again. Where each input stands between chunks.
  */
-#define COPY_KEY_MAX (8 + RECORD_MAX_STR + 1)
 struct cmerge {
 	uint8_t last[MERGE_FANIN][COPY_KEY_MAX];
 	size_t lastlen[MERGE_FANIN];
@@ -2709,6 +2718,16 @@ struct cmerge {
 	uint8_t *buf;
 	size_t bcap;
 };
+
+/* Where an input of the copies' merge stands after cursor op result rc: live, or at its end. */
+static int
+copy_live(int rc, const MDB_val *k, int *live)
+{
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	*live = rc == 0;
+	return *live && !copy_key_ok(k) ? MDB_CORRUPTED : 0;
+}
 
 /* Copy keys in LMDB's order: memcmp, then the shorter first. */
 static int
@@ -2789,13 +2808,8 @@ merge_copy_chunk(struct store *s, const struct run *in, size_t nin, struct run *
 			    memcmp(k[j].mv_data, cm->last[j], cm->lastlen[j]) == 0)
 				rc = mdb_cursor_get(cur[j], &k[j], &v[j], MDB_NEXT);
 		}
-		if (rc != 0 && rc != MDB_NOTFOUND)
+		if ((rc = copy_live(rc, &k[j], &live[j])) != 0)
 			goto fail;
-		live[j] = rc == 0;
-		if (live[j] && (k[j].mv_size < 9 || k[j].mv_size > COPY_KEY_MAX)) {
-			rc = MDB_CORRUPTED;
-			goto fail;
-		}
 	}
 	if ((rc = mdb_cursor_open(txn, out->cdbi, &oc)) != 0)
 		goto fail;
@@ -2823,13 +2837,8 @@ merge_copy_chunk(struct store *s, const struct run *in, size_t nin, struct run *
 			cm->lastlen[j] = k[j].mv_size;
 			cm->started[j] = 1;
 			rc = mdb_cursor_get(cur[j], &k[j], &v[j], MDB_NEXT);
-			if (rc != 0 && rc != MDB_NOTFOUND)
+			if ((rc = copy_live(rc, &k[j], &live[j])) != 0)
 				goto fail;
-			live[j] = rc == 0;
-			if (live[j] && (k[j].mv_size < 9 || k[j].mv_size > COPY_KEY_MAX)) {
-				rc = MDB_CORRUPTED;
-				goto fail;
-			}
 		}
 	}
 	*finished = lo == nin;
@@ -3075,7 +3084,7 @@ static int
 merge_once(struct store *s, const struct run *in)
 {
 	uint8_t last[MERGE_FANIN][KEY_LEN];
-	int started[MERGE_FANIN] = { 0 }, finished = 0, rc, copy = 1;
+	int started[MERGE_FANIN] = { 0 }, finished, rc, copy = 1, phase;
 	struct run out;
 	struct cmerge cm;
 	size_t j;
@@ -3086,43 +3095,30 @@ merge_once(struct store *s, const struct run *in)
 		copy &= in[j].hascopy && in[j].inb;
 	if ((rc = merge_create(s, in[0].tier + 1, copy, &out)) != 0)
 		goto fail;
-	while (!finished) {
-		size_t seen = map_size(s, s->envb);
+	/* The records, then the copies merged alike: the run is complete with both. */
+	for (phase = 0; phase < 1 + copy; phase++) {
+		for (finished = 0; !finished;) {
+			size_t seen = map_size(s, s->envb);
 
-		if (stopping(s)) {
-			rc = ECANCELED; /* the building run is dropped at the next open */
-			goto fail;
+			if (stopping(s)) {
+				rc = ECANCELED; /* the building run is dropped at the next open */
+				goto fail;
+			}
+			/* Sealed segments first: every journey read scans the log tail. */
+			compactor_pace(s);
+			if ((rc = flush_all(s)) != 0)
+				goto fail;
+			drop_retired_locked(s);
+			rc = phase == 0
+			         ? merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished)
+			         : merge_copy_chunk(s, in, MERGE_FANIN, &out, &cm, &finished);
+			if (rc == MDB_MAP_FULL)
+				rc = grow_map_bg(s, s->envb, seen);
+			else if (rc == MDB_MAP_RESIZED) /* the writer grew the main map */
+				rc = grow_map(s, s->env, 0);
+			if (rc != 0)
+				goto fail;
 		}
-		/* Sealed segments first: the log tail every journey read scans stays short. */
-		compactor_pace(s);
-		if ((rc = flush_all(s)) != 0)
-			goto fail;
-		drop_retired_locked(s);
-		rc = merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished);
-		if (rc == MDB_MAP_FULL)
-			rc = grow_map_bg(s, s->envb, seen);
-		else if (rc == MDB_MAP_RESIZED) /* the writer grew the main map */
-			rc = grow_map(s, s->env, 0);
-		if (rc != 0)
-			goto fail;
-	}
-	/* Then the copies, merged alike: the run is complete with both, at merge_finish. */
-	for (finished = !copy; !finished;) {
-		size_t seen = map_size(s, s->envb);
-
-		if (stopping(s)) {
-			rc = ECANCELED;
-			goto fail;
-		}
-		compactor_pace(s);
-		if ((rc = flush_all(s)) != 0)
-			goto fail;
-		drop_retired_locked(s);
-		rc = merge_copy_chunk(s, in, MERGE_FANIN, &out, &cm, &finished);
-		if (rc == MDB_MAP_FULL)
-			rc = grow_map_bg(s, s->envb, seen);
-		if (rc != 0)
-			goto fail;
 	}
 	free(cm.r);
 	free(cm.buf);
@@ -4154,7 +4150,7 @@ cbuild_add(struct cbuild *b, uint64_t kh, uint64_t kt, uint64_t ks, const void *
 static int
 cbuild_flush(struct cbuild *b)
 {
-	uint8_t key[8 + RECORD_MAX_STR + 1], *p;
+	uint8_t key[COPY_KEY_MAX], *p;
 	size_t i, j, k, need;
 	MDB_val kv, vv;
 	int rc;
@@ -4263,8 +4259,7 @@ scan_load(struct msrc *m, struct sahead *a, MDB_cursor_op op)
 	m->k = a->k[a->pos];
 	m->v = a->v[a->pos];
 	if (m->copy) {
-		if (m->k.mv_size < 9 || m->k.mv_size > 8 + RECORD_MAX_STR + 1 ||
-		    ((const uint8_t *)m->k.mv_data)[m->k.mv_size - 1] != 0)
+		if (!copy_key_ok(&m->k))
 			return MDB_CORRUPTED;
 		m->kh = rd_be64(m->k.mv_data);
 		m->kt = m->ks = 0;
@@ -4613,11 +4608,14 @@ forest_pending(struct store *s, const struct apend *ap, struct scan_keep *kp, si
  * aliases on top of it ≈ a pass over its nodes.
  */
 static int
-forest_load(struct scan *sc, const struct rsnap *snap, const struct apend *ap, uint64_t agen,
-            size_t *abeg, struct scan_keep *kp)
+forest_load(struct scan *sc, const struct rsnap *snap, const struct apend *ap, size_t *abeg,
+            struct scan_keep *kp)
 {
+	uint64_t agen;
 	int rc;
 
+	if ((rc = alias_gen(sc->s, snap->txnb, &agen)) != 0)
+		return rc;
 	if (!kp->avalid || kp->agen != agen) {
 		kp->avalid = 0;
 		if ((rc = forest_trees(sc->s, snap, kp)) != 0)
@@ -5378,7 +5376,6 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 	const struct stashed **sp = NULL;
 	unsigned n = scan_threads(threads), t;
 	struct scan_keep own = { 0 }, *kp = &own;
-	uint64_t agen = 0;
 	int rc, rv = 0, lent;
 
 	memset(w, 0, sizeof(w));
@@ -5394,9 +5391,8 @@ store_scan_parts(struct store *s, unsigned threads, store_customer_fn fn, store_
 		w[t].sc.st = kp->st[t];
 		w[t].sc.stcap = kp->stcap[t];
 	}
-	if ((rc = apend_build(s, &snap, &ap)) != 0 || (rc = alias_gen(s, snap.txnb, &agen)) != 0)
-		goto out;
-	if ((rc = forest_load(fo, &snap, &ap, agen, ps.abeg, kp)) != 0 ||
+	if ((rc = apend_build(s, &snap, &ap)) != 0 ||
+	    (rc = forest_load(fo, &snap, &ap, ps.abeg, kp)) != 0 ||
 	    (rc = read_tail(&snap, &tail, &tcap, &ntail)) != 0)
 		goto out;
 	ps.tail = tail;
