@@ -379,12 +379,6 @@ record_compact_bound(const struct record *r)
 	return n;
 }
 
-static int
-get_varint64(const uint8_t **pp, const uint8_t *end, uint64_t *x)
-{
-	return get_uvarint(pp, end, 64, x);
-}
-
 /* The one-byte case inline: most ids and time differences of a copy. */
 static inline int
 get_v32(const uint8_t **pp, const uint8_t *end, uint32_t *x)
@@ -403,7 +397,7 @@ get_v64(const uint8_t **pp, const uint8_t *end, uint64_t *x)
 		*x = *(*pp)++;
 		return 0;
 	}
-	return get_varint64(pp, end, x);
+	return get_uvarint(pp, end, 64, x);
 }
 
 /* Differences as zigzag varints: small either way (a copy is in ts, not seq, order). */
@@ -417,6 +411,21 @@ static uint64_t
 unzigzag(uint64_t z)
 {
 	return (z >> 1) ^ (uint64_t) - (int64_t)(z & 1);
+}
+
+/* The next event's time and seq at *qp: *ts and *seq (the previous event's) plus theirs. */
+static int
+get_stamp(const uint8_t **qp, const uint8_t *end, uint64_t *ts, uint64_t *seq)
+{
+	uint64_t d;
+
+	if (get_v64(qp, end, &d) != 0)
+		return -1;
+	*ts += unzigzag(d);
+	if (get_v64(qp, end, &d) != 0)
+		return -1;
+	*seq += unzigzag(d);
+	return 0;
 }
 
 uint8_t *
@@ -551,19 +560,13 @@ record_compact_parse(const uint8_t *first, const uint8_t *end, uint32_t n, uint6
                      const char *cid, uint16_t cidlen, struct record *out)
 {
 	const uint8_t *q = first;
-	uint64_t ts = 0, seq = 0, d;
+	uint64_t ts = 0, seq = 0;
 	uint32_t i;
 
 	for (i = 0; i < n; i++) {
 		struct record *r = &out[i];
 
-		if (get_v64(&q, end, &d) != 0)
-			return -1;
-		ts += unzigzag(d);
-		if (get_v64(&q, end, &d) != 0)
-			return -1;
-		seq += unzigzag(d);
-		if (compact_body(&q, end, r) != 0)
+		if (get_stamp(&q, end, &ts, &seq) != 0 || compact_body(&q, end, r) != 0)
 			return -1;
 		r->ts = (int64_t)ts;
 		r->seq = seq;
@@ -579,20 +582,15 @@ record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n, struc
                      struct attr_trait *traits, size_t *nt)
 {
 	const uint8_t *q = first, *tp;
-	uint64_t ts = 0, seq = 0, d;
+	uint64_t ts = 0, seq = 0;
 	uint32_t i;
 
 	*nt = 0;
 	for (i = 0; i < n; i++) {
 		struct attr_event *v = &out[i];
 
-		if (get_v64(&q, end, &d) != 0)
-			return -1;
-		ts += unzigzag(d);
-		if (get_v64(&q, end, &d) != 0)
-			return -1;
-		seq += unzigzag(d);
-		if (body_fields(&q, end, v, &tp, traits + *nt) != 0)
+		if (get_stamp(&q, end, &ts, &seq) != 0 ||
+		    body_fields(&q, end, v, &tp, traits + *nt) != 0)
 			return -1;
 		v->ts_us = (int64_t)ts;
 		v->seq = seq;
