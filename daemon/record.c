@@ -11,6 +11,19 @@
 #define VARINT_MAX 5
 #define STR_MAX    (2 + RECORD_MAX_STR + 1)
 
+/* One load, not a loop of eight: the copies' varints read through it too. */
+static inline uint64_t
+load_le64(const uint8_t *p)
+{
+	uint64_t x;
+
+	memcpy(&x, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	x = __builtin_bswap64(x);
+#endif
+	return x;
+}
+
 static uint8_t *
 put_varint(uint8_t *p, uint64_t x)
 {
@@ -379,25 +392,66 @@ record_compact_bound(const struct record *r)
 	return n;
 }
 
-/* The one-byte case inline: most ids and time differences of a copy. */
-static inline int
-get_v32(const uint8_t **pp, const uint8_t *end, uint32_t *x)
+/*
+ * A varint of at most 8 bytes, with 8 bytes readable at q, decoded without a branch per
+ * byte: its end is the first byte without the top bit. A copy's times and seqs take 3 to 8
+ * bytes, and the loop of get_uvarint() mispredicted where each ended (session 19: a copy's
+ * events decoded in 32 ns each with it, 25 without). Returns the length, 0 if longer.
+ */
+static inline unsigned
+fast_varint(const uint8_t *q, uint64_t *x)
 {
-	if (*pp < end && **pp < 0x80) {
-		*x = *(*pp)++;
+	uint64_t w = load_le64(q), stop = ~w & UINT64_C(0x8080808080808080);
+	unsigned n;
+
+	if (stop == 0)
 		return 0;
-	}
-	return get_varint(pp, end, x);
+	n = (unsigned)__builtin_ctzll(stop) / 8 + 1;
+	w &= (~UINT64_C(0) >> (64 - 8 * n)) & UINT64_C(0x7f7f7f7f7f7f7f7f);
+	w = (w & UINT64_C(0x007f007f007f007f)) | ((w & UINT64_C(0x7f007f007f007f00)) >> 1);
+	w = (w & UINT64_C(0x00003fff00003fff)) | ((w & UINT64_C(0x3fff00003fff0000)) >> 2);
+	w = (w & UINT64_C(0x000000000fffffff)) | ((w & UINT64_C(0x0fffffff00000000)) >> 4);
+	*x = w;
+	return n;
 }
 
-static inline int
-get_v64(const uint8_t **pp, const uint8_t *end, uint64_t *x)
+/*
+ * The copies' decoders take and return the position, so that it stays in a register: the
+ * next byte, or NULL when the varint is malformed or runs past end (the same ones
+ * get_uvarint() refuses).
+ */
+static inline const uint8_t *
+dec_v32(const uint8_t *q, const uint8_t *end, uint32_t *x)
 {
-	if (*pp < end && **pp < 0x80) {
-		*x = *(*pp)++;
-		return 0;
+	uint64_t v;
+	unsigned n;
+
+	if (q < end && *q < 0x80) {
+		*x = *q;
+		return q + 1;
 	}
-	return get_uvarint(pp, end, 64, x);
+	if (end - q >= 8) {
+		n = fast_varint(q, &v);
+		if (n == 0 || n > VARINT_MAX || v > UINT32_MAX)
+			return NULL;
+		*x = (uint32_t)v;
+		return q + n;
+	}
+	return get_varint(&q, end, x) == 0 ? q : NULL;
+}
+
+static inline const uint8_t *
+dec_v64(const uint8_t *q, const uint8_t *end, uint64_t *x)
+{
+	unsigned n;
+
+	if (q < end && *q < 0x80) {
+		*x = *q;
+		return q + 1;
+	}
+	if (end - q >= 8 && (n = fast_varint(q, x)) != 0)
+		return q + n;
+	return get_uvarint(&q, end, 64, x) == 0 ? q : NULL;
 }
 
 /* Differences as zigzag varints: small either way (a copy is in ts, not seq, order). */
@@ -413,19 +467,22 @@ unzigzag(uint64_t z)
 	return (z >> 1) ^ (uint64_t) - (int64_t)(z & 1);
 }
 
-/* The next event's time and seq at *qp: *ts and *seq (the previous event's) plus theirs. */
-static int
-get_stamp(const uint8_t **qp, const uint8_t *end, uint64_t *ts, uint64_t *seq)
+/*
+ * The next event's time and seq at q: *ts and *seq (the previous event's) plus theirs; the
+ * position after them, or NULL.
+ */
+static inline const uint8_t *
+get_stamp(const uint8_t *q, const uint8_t *end, uint64_t *ts, uint64_t *seq)
 {
 	uint64_t d;
 
-	if (get_v64(qp, end, &d) != 0)
-		return -1;
+	if ((q = dec_v64(q, end, &d)) == NULL)
+		return NULL;
 	*ts += unzigzag(d);
-	if (get_v64(qp, end, &d) != 0)
-		return -1;
+	if ((q = dec_v64(q, end, &d)) == NULL)
+		return NULL;
 	*seq += unzigzag(d);
-	return 0;
+	return q;
 }
 
 uint8_t *
@@ -486,18 +543,18 @@ record_compact_count(const void *p, size_t len, uint32_t *n, const uint8_t **fir
 }
 
 /*
- * The head and fields of one body at *qp into v (its ts and seq are the caller's), stepped
- * over; an identify event's pairs start at *tp and go to traits[] if it is not NULL.
+ * The head and fields of one body at q into v (its ts and seq are the caller's); an
+ * identify event's pairs start at *tp and go to traits[] if it is not NULL. The position
+ * after the body, or NULL.
  */
-static int
-body_fields(const uint8_t **qp, const uint8_t *end, struct attr_event *v, const uint8_t **tp,
+static inline const uint8_t *
+body_fields(const uint8_t *q, const uint8_t *end, struct attr_event *v, const uint8_t **tp,
             struct attr_trait *traits)
 {
-	const uint8_t *q = *qp;
 	unsigned head, k;
 
 	if (q >= end)
-		return -1;
+		return NULL;
 	head = *q++;
 	v->kind = (int)(head & 0x07);
 	v->channel = v->campaign = v->name = 0;
@@ -505,29 +562,28 @@ body_fields(const uint8_t **qp, const uint8_t *end, struct attr_event *v, const 
 	v->traits = NULL;
 	v->ntraits = 0;
 	if (!record_compact_kind(v->kind) || (head & 0x80))
-		return -1;
-	if (((head & RECORD_C_CHANNEL) && get_v32(&q, end, &v->channel) != 0) ||
-	    ((head & RECORD_C_CAMPAIGN) && get_v32(&q, end, &v->campaign) != 0) ||
-	    ((head & RECORD_C_NAME) && get_v32(&q, end, &v->name) != 0))
-		return -1;
+		return NULL;
+	if (((head & RECORD_C_CHANNEL) && (q = dec_v32(q, end, &v->channel)) == NULL) ||
+	    ((head & RECORD_C_CAMPAIGN) && (q = dec_v32(q, end, &v->campaign)) == NULL) ||
+	    ((head & RECORD_C_NAME) && (q = dec_v32(q, end, &v->name)) == NULL))
+		return NULL;
 	if (head & RECORD_C_VALUE) {
 		if (end - q < 8 || v->kind != ATTR_CONVERSION)
-			return -1;
+			return NULL;
 		memcpy(&v->value, q, 8);
 		q += 8;
 	}
 	if (v->kind == ATTR_IDENTIFY) {
 		if (q >= end || *q > RECORD_MAX_TRAIT)
-			return -1;
+			return NULL;
 		v->ntraits = *q++;
 		*tp = q;
 		for (k = 0; k < v->ntraits; k++)
 			if (get_str(&q, end, traits != NULL ? &traits[k].key : NULL, NULL) != 0 ||
 			    get_str(&q, end, traits != NULL ? &traits[k].value : NULL, NULL) != 0)
-				return -1;
+				return NULL;
 	}
-	*qp = q;
-	return 0;
+	return q;
 }
 
 /* One body at *qp (ts, seq already in r), stepped over. */
@@ -538,7 +594,7 @@ compact_body(const uint8_t **qp, const uint8_t *end, struct record *r)
 	const uint8_t *tp = NULL;
 
 	r->val = *qp;
-	if (body_fields(qp, end, &v, &tp, NULL) != 0)
+	if ((*qp = body_fields(*qp, end, &v, &tp, NULL)) == NULL)
 		return -1;
 	r->kind = v.kind;
 	r->flags = RECORD_F_COMPACT;
@@ -566,7 +622,7 @@ record_compact_parse(const uint8_t *first, const uint8_t *end, uint32_t n, uint6
 	for (i = 0; i < n; i++) {
 		struct record *r = &out[i];
 
-		if (get_stamp(&q, end, &ts, &seq) != 0 || compact_body(&q, end, r) != 0)
+		if ((q = get_stamp(q, end, &ts, &seq)) == NULL || compact_body(&q, end, r) != 0)
 			return -1;
 		r->ts = (int64_t)ts;
 		r->seq = seq;
@@ -589,8 +645,8 @@ record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n, struc
 	for (i = 0; i < n; i++) {
 		struct attr_event *v = &out[i];
 
-		if (get_stamp(&q, end, &ts, &seq) != 0 ||
-		    body_fields(&q, end, v, &tp, traits + *nt) != 0)
+		if ((q = get_stamp(q, end, &ts, &seq)) == NULL ||
+		    (q = body_fields(q, end, v, &tp, traits + *nt)) == NULL)
 			return -1;
 		v->ts_us = (int64_t)ts;
 		v->seq = seq;
@@ -858,17 +914,6 @@ sip_round(uint64_t v[4])
 	v[1] = ROTL(v[1], 17);
 	v[1] ^= v[2];
 	v[2] = ROTL(v[2], 32);
-}
-
-static uint64_t
-load_le64(const uint8_t *p)
-{
-	uint64_t x = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		x = (x << 8) | p[i];
-	return x;
 }
 
 uint64_t

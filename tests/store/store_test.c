@@ -2471,6 +2471,67 @@ test_compact_roundtrip(void **state)
 	}
 }
 
+/*
+ * A copy's 32-bit varints decode alike with 8 bytes left after them (one load) and near the
+ * value's end (a byte at a time): the same values, the same ones refused.
+ */
+static void
+test_compact_varints(void **state)
+{
+	static const struct {
+		uint8_t b[6];
+		size_t n;
+		int ok;
+		uint32_t want;
+	} cases[] = {
+		{ { 0x7f }, 1, 1, 127 },
+		{ { 0x81, 0x00 }, 2, 1, 1 }, /* not the shortest form: still 1 */
+		{ { 0xff, 0xff, 0xff, 0xff, 0x0f }, 5, 1, UINT32_MAX },
+		{ { 0x80, 0x80, 0x80, 0x80, 0x10 }, 5, 0, 0 },       /* 2^32 */
+		{ { 0xff, 0xff, 0xff, 0xff, 0x8f, 0x00 }, 6, 0, 0 }, /* a sixth byte */
+		{ { 0x80, 0x80, 0x80, 0x80, 0x80, 0x80 }, 6, 0, 0 }, /* no end in six */
+	};
+	size_t c;
+	int tail;
+
+	(void)state;
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		for (tail = 0; tail < 2; tail++) {
+			/* count 1, ts 5, seq 1, a touch with its channel (and campaign and name) */
+			uint8_t buf[32] = { 1, 10, 2, ATTR_TOUCH | RECORD_C_CHANNEL }, *p = buf + 4;
+			const uint8_t *first;
+			struct attr_event v;
+			struct attr_trait tr[1];
+			uint32_t n;
+			size_t nt;
+			int rv;
+
+			memcpy(p, cases[c].b, cases[c].n);
+			p += cases[c].n;
+			if (tail == 0) {
+				static const uint8_t more[] = { 0x80, 0x80, 0x80, 0x80, 0x01,
+					                        0x80, 0x80, 0x80, 0x80, 0x02 };
+
+				buf[3] |= RECORD_C_CAMPAIGN | RECORD_C_NAME;
+				memcpy(p, more, sizeof(more));
+				p += sizeof(more);
+			}
+			assert_int_equal(record_compact_count(buf, (size_t)(p - buf), &n, &first),
+			                 0);
+			rv = record_compact_views(first, p, n, &v, tr, &nt);
+			if (!cases[c].ok) {
+				assert_int_equal(rv, -1);
+				continue;
+			}
+			assert_int_equal(rv, 0);
+			assert_true(v.ts_us == 5 && v.seq == 1 && v.kind == ATTR_TOUCH);
+			assert_int_equal(v.channel, cases[c].want);
+			assert_int_equal(v.campaign, tail == 0 ? UINT32_C(1) << 28 : 0);
+			assert_int_equal(v.name, tail == 0 ? UINT32_C(2) << 28 : 0);
+		}
+	}
+}
+
 /* Every field the engine reads, a line per customer: a scan's whole output, comparable. */
 static int
 full_cb(void *arg, const char *cid, const struct attr_event *evs, size_t n)
@@ -3158,6 +3219,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scan_parts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_parts_snapshot, setup, teardown),
 		cmocka_unit_test(test_compact_roundtrip),
+		cmocka_unit_test(test_compact_varints),
 		cmocka_unit_test_setup_teardown(test_scan_copies, setup, teardown),
 	};
 
