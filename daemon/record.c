@@ -393,17 +393,30 @@ record_compact_bound(const struct record *r)
 }
 
 /*
- * A varint of at most 8 bytes, with 8 bytes readable at q, decoded without a branch per
- * byte: its end is the first byte without the top bit. A copy's times and seqs take 3 to 8
- * bytes, and the loop of get_uvarint() mispredicted where each ended (session 19: a copy's
- * events decoded in 32 ns each with it, 25 without). Returns the length, 0 if longer.
+ * A varint of at most 8 bytes at q decoded without a branch per byte: its end is the first
+ * byte without the top bit. A copy's times and seqs take 3 to 8 bytes, and the loop of
+ * get_uvarint() mispredicted where each ended (session 19: a copy's events decoded in
+ * 32 ns each with it, 23 without). [lo, end) is the value the varint is in: within 8 bytes
+ * of its end, the value's last 8 bytes are loaded and shifted down to q, so that the last
+ * events of a short value take this way too. Returns the length, or 0 for the loop to
+ * decide (longer, or not ended before end).
  */
 static inline unsigned
-fast_varint(const uint8_t *q, uint64_t *x)
+fast_varint(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint64_t *x)
 {
-	uint64_t w = load_le64(q), stop = ~w & UINT64_C(0x8080808080808080);
+	ptrdiff_t left = end - q;
+	uint64_t w, stop;
 	unsigned n;
 
+	if (left >= 8) {
+		w = load_le64(q);
+		stop = ~w & UINT64_C(0x8080808080808080);
+	} else if (left > 0 && end - lo >= 8) {
+		w = load_le64(end - 8) >> (8 * (8 - left));
+		stop = ~w & UINT64_C(0x8080808080808080) & (~UINT64_C(0) >> (64 - 8 * left));
+	} else {
+		return 0;
+	}
 	if (stop == 0)
 		return 0;
 	n = (unsigned)__builtin_ctzll(stop) / 8 + 1;
@@ -417,11 +430,11 @@ fast_varint(const uint8_t *q, uint64_t *x)
 
 /*
  * The copies' decoders take and return the position, so that it stays in a register: the
- * next byte, or NULL when the varint is malformed or runs past end (the same ones
- * get_uvarint() refuses).
+ * next byte, or NULL when the varint is malformed or runs past end. What fast_varint()
+ * does not take goes to the loop, so both refuse the same varints.
  */
 static inline const uint8_t *
-dec_v32(const uint8_t *q, const uint8_t *end, uint32_t *x)
+dec_v32(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint32_t *x)
 {
 	uint64_t v;
 	unsigned n;
@@ -430,10 +443,7 @@ dec_v32(const uint8_t *q, const uint8_t *end, uint32_t *x)
 		*x = *q;
 		return q + 1;
 	}
-	if (end - q >= 8) {
-		n = fast_varint(q, &v);
-		if (n == 0 || n > VARINT_MAX || v > UINT32_MAX)
-			return NULL;
+	if ((n = fast_varint(q, lo, end, &v)) != 0 && n <= VARINT_MAX && v <= UINT32_MAX) {
 		*x = (uint32_t)v;
 		return q + n;
 	}
@@ -441,7 +451,7 @@ dec_v32(const uint8_t *q, const uint8_t *end, uint32_t *x)
 }
 
 static inline const uint8_t *
-dec_v64(const uint8_t *q, const uint8_t *end, uint64_t *x)
+dec_v64(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint64_t *x)
 {
 	unsigned n;
 
@@ -449,7 +459,7 @@ dec_v64(const uint8_t *q, const uint8_t *end, uint64_t *x)
 		*x = *q;
 		return q + 1;
 	}
-	if (end - q >= 8 && (n = fast_varint(q, x)) != 0)
+	if ((n = fast_varint(q, lo, end, x)) != 0)
 		return q + n;
 	return get_uvarint(&q, end, 64, x) == 0 ? q : NULL;
 }
@@ -472,14 +482,14 @@ unzigzag(uint64_t z)
  * position after them, or NULL.
  */
 static inline const uint8_t *
-get_stamp(const uint8_t *q, const uint8_t *end, uint64_t *ts, uint64_t *seq)
+get_stamp(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint64_t *ts, uint64_t *seq)
 {
 	uint64_t d;
 
-	if ((q = dec_v64(q, end, &d)) == NULL)
+	if ((q = dec_v64(q, lo, end, &d)) == NULL)
 		return NULL;
 	*ts += unzigzag(d);
-	if ((q = dec_v64(q, end, &d)) == NULL)
+	if ((q = dec_v64(q, lo, end, &d)) == NULL)
 		return NULL;
 	*seq += unzigzag(d);
 	return q;
@@ -548,8 +558,8 @@ record_compact_count(const void *p, size_t len, uint32_t *n, const uint8_t **fir
  * after the body, or NULL.
  */
 static inline const uint8_t *
-body_fields(const uint8_t *q, const uint8_t *end, struct attr_event *v, const uint8_t **tp,
-            struct attr_trait *traits)
+body_fields(const uint8_t *q, const uint8_t *lo, const uint8_t *end, struct attr_event *v,
+            const uint8_t **tp, struct attr_trait *traits)
 {
 	unsigned head, k;
 
@@ -563,9 +573,9 @@ body_fields(const uint8_t *q, const uint8_t *end, struct attr_event *v, const ui
 	v->ntraits = 0;
 	if (!record_compact_kind(v->kind) || (head & 0x80))
 		return NULL;
-	if (((head & RECORD_C_CHANNEL) && (q = dec_v32(q, end, &v->channel)) == NULL) ||
-	    ((head & RECORD_C_CAMPAIGN) && (q = dec_v32(q, end, &v->campaign)) == NULL) ||
-	    ((head & RECORD_C_NAME) && (q = dec_v32(q, end, &v->name)) == NULL))
+	if (((head & RECORD_C_CHANNEL) && (q = dec_v32(q, lo, end, &v->channel)) == NULL) ||
+	    ((head & RECORD_C_CAMPAIGN) && (q = dec_v32(q, lo, end, &v->campaign)) == NULL) ||
+	    ((head & RECORD_C_NAME) && (q = dec_v32(q, lo, end, &v->name)) == NULL))
 		return NULL;
 	if (head & RECORD_C_VALUE) {
 		if (end - q < 8 || v->kind != ATTR_CONVERSION)
@@ -588,13 +598,13 @@ body_fields(const uint8_t *q, const uint8_t *end, struct attr_event *v, const ui
 
 /* One body at *qp (ts, seq already in r), stepped over. */
 static int
-compact_body(const uint8_t **qp, const uint8_t *end, struct record *r)
+compact_body(const uint8_t **qp, const uint8_t *lo, const uint8_t *end, struct record *r)
 {
 	struct attr_event v;
 	const uint8_t *tp = NULL;
 
 	r->val = *qp;
-	if ((*qp = body_fields(*qp, end, &v, &tp, NULL)) == NULL)
+	if ((*qp = body_fields(*qp, lo, end, &v, &tp, NULL)) == NULL)
 		return -1;
 	r->kind = v.kind;
 	r->flags = RECORD_F_COMPACT;
@@ -622,7 +632,8 @@ record_compact_parse(const uint8_t *first, const uint8_t *end, uint32_t n, uint6
 	for (i = 0; i < n; i++) {
 		struct record *r = &out[i];
 
-		if ((q = get_stamp(q, end, &ts, &seq)) == NULL || compact_body(&q, end, r) != 0)
+		if ((q = get_stamp(q, first, end, &ts, &seq)) == NULL ||
+		    compact_body(&q, first, end, r) != 0)
 			return -1;
 		r->ts = (int64_t)ts;
 		r->seq = seq;
@@ -645,8 +656,8 @@ record_compact_views(const uint8_t *first, const uint8_t *end, uint32_t n, struc
 	for (i = 0; i < n; i++) {
 		struct attr_event *v = &out[i];
 
-		if ((q = get_stamp(q, end, &ts, &seq)) == NULL ||
-		    (q = body_fields(q, end, v, &tp, traits + *nt)) == NULL)
+		if ((q = get_stamp(q, first, end, &ts, &seq)) == NULL ||
+		    (q = body_fields(q, first, end, v, &tp, traits + *nt)) == NULL)
 			return -1;
 		v->ts_us = (int64_t)ts;
 		v->seq = seq;
@@ -662,7 +673,7 @@ record_compact_body(const void *p, size_t len, int64_t ts, uint64_t seq, struct 
 {
 	const uint8_t *q = p, *end = q + len;
 
-	if (compact_body(&q, end, r) != 0 || q != end)
+	if (compact_body(&q, p, end, r) != 0 || q != end)
 		return -1;
 	r->ts = ts;
 	r->seq = seq;
