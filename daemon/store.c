@@ -4204,7 +4204,8 @@ cbuild_free(struct cbuild *b)
  * cache misses like store_walk does, and prefetching the values then means the merge,
  * whose next step depends on the key just read, finds them in cache.
  */
-#define SCAN_AHEAD 32
+#define SCAN_AHEAD      32
+#define SCAN_NODE_AHEAD 640 /* bytes: ≈ 8 copy values on */
 struct sahead {
 	MDB_val k[SCAN_AHEAD], v[SCAN_AHEAD];
 	size_t pos, n;
@@ -4223,6 +4224,14 @@ sahead_fill(struct sahead *a, MDB_cursor *c, MDB_cursor_op op)
 			break;
 		__builtin_prefetch(a->v[a->n].mv_data);
 		__builtin_prefetch((const char *)a->v[a->n].mv_data + 64);
+		/*
+		 * The nodes a few steps on: LMDB lays the keys of an appended page out from
+		 * its end down, and the misses on them were ≈ 14 % of a one-thread scan. Not
+		 * a miss to wait on when wrong (another page's line, or none).
+		 */
+		__builtin_prefetch((const void *)((uintptr_t)a->k[a->n].mv_data - SCAN_NODE_AHEAD));
+		__builtin_prefetch(
+		    (const void *)((uintptr_t)a->k[a->n].mv_data - SCAN_NODE_AHEAD - 64));
 		a->n++;
 		op = MDB_NEXT;
 	}
