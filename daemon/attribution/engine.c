@@ -263,23 +263,14 @@ resolve(struct attr_engine *e, uint32_t id, char *tmp, size_t len)
 	return s;
 }
 
-/* The dense unit id of a touch (channel, campaign). */
+/* unit_of() for a unit it has no shortcut to: through the map, or new. */
 static int
-unit_of(struct attr_engine *e, uint32_t channel, uint32_t campaign, uint32_t *id)
+unit_find(struct attr_engine *e, uint64_t key, uint32_t channel, uint32_t campaign, uint32_t *id)
 {
-	uint64_t key = e->campaign ? ((uint64_t)channel << 32) | campaign : channel;
 	char name[ATTR_NAME_MAX], t1[16], t2[16];
 	const char *ch;
 	int rv;
 
-	if (e->lastkey_valid && e->lastkey == key) {
-		*id = e->lastunit;
-		return TP_OK;
-	}
-	if (!e->campaign && channel < e->udn && e->udirect[channel] != 0) {
-		*id = e->udirect[channel] - 1;
-		goto found;
-	}
 	if (!attr_map_get(&e->units.map, key, id)) {
 		ch = resolve(e, channel, t1, sizeof(t1));
 		if (e->campaign)
@@ -323,6 +314,29 @@ found:
 	e->lastkey_valid = 1;
 	e->lastunit = *id;
 	return TP_OK;
+}
+
+/*
+ * The dense unit id of a touch (channel, campaign). Called for every touch of every path:
+ * the shortcuts are inline, the rest (and its kilobyte of name buffers) is not.
+ */
+static inline int
+unit_of(struct attr_engine *e, uint32_t channel, uint32_t campaign, uint32_t *id)
+{
+	uint64_t key = e->campaign ? ((uint64_t)channel << 32) | campaign : channel;
+
+	if (e->lastkey_valid && e->lastkey == key) {
+		*id = e->lastunit;
+		return TP_OK;
+	}
+	if (!e->campaign && channel < e->udn && e->udirect[channel] != 0) {
+		*id = e->udirect[channel] - 1;
+		e->lastkey = key;
+		e->lastkey_valid = 1;
+		e->lastunit = *id;
+		return TP_OK;
+	}
+	return unit_find(e, key, channel, campaign, id);
 }
 
 static int
