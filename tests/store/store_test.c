@@ -1515,6 +1515,45 @@ test_alias_cache(void **state)
 	forest_check(f->s, NULL, 0);
 }
 
+/*
+ * Random aliases over 40 ids, 24 of them with events (first alias wins, cycles refused,
+ * chains, trees joined, ids with no event), flushed into runs.mdb's trees or left in the
+ * log at random, and the scans and journeys checked against the model after each step:
+ * test_alias_cache's cases of the kept forest, in orders no one wrote down.
+ */
+static void
+test_alias_random(void **state)
+{
+	struct fx *f = *state;
+	struct tbatch *t = tb_new(500);
+	int x, i, k, step, na, nids = 40, nmarked = 24;
+
+	f->s = open_store(f->dir, 0, 2048);
+	forest_reset();
+	rng = 0x5eed19;
+	x = forest_ids("r", nids);
+	for (i = 0; i < nmarked; i++)
+		forest_mark(f->s, &t, x + i, i % 3 == 0);
+	for (step = 0; step < 14; step++) {
+		na = (int)(rnd() % 5);
+		for (k = 0; k < na; k++) {
+			int prev = (int)(rnd() % (uint64_t)nids),
+			    cust = (int)(rnd() % (uint64_t)nids);
+
+			if (prev != cust) /* the same id twice is refused by validation */
+				forest_alias(f->s, &t, x + prev, x + cust);
+		}
+		if (t->b.n > 0)
+			assert_int_equal(tb_write(f->s, t), TP_OK);
+		tb_free(t);
+		t = tb_new(500);
+		if (rnd() % 2)
+			forest_flush(f->s, 3000);
+		forest_check(f->s, NULL, 0);
+	}
+	tb_free(t);
+}
+
 static void
 test_map_growth(void **state)
 {
@@ -3203,6 +3242,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_alias_depth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_depth_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alias_random, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
