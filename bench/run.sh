@@ -220,12 +220,15 @@ anon_peak_start() { # samples the daemon's RssAnon every 50 ms into $work/anon.p
 	echo 0 >"$work/anon.peak"
 	(
 		peak=0
-		# Builtins only, but for sleep: a fork every 20 ms would load the machine.
+		# Builtins only, but for sleep (and mv on a new peak): a fork every 20 ms would
+		# load the machine.
 		while [ -e "/proc/$dpid/status" ]; do
 			while read -r k v _; do
 				if [ "$k" = RssAnon: ] && [ "$v" -gt "$peak" ]; then
 					peak=$v
-					echo "$peak" >"$work/anon.peak"
+					# renamed in place: a kill mid-write had left the file empty
+					echo "$peak" >"$work/anon.peak.new" &&
+						mv -f "$work/anon.peak.new" "$work/anon.peak"
 				fi
 			done <"/proc/$dpid/status" 2>/dev/null || true
 			sleep 0.05
