@@ -429,39 +429,34 @@ fast_varint(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint64_t *x
 }
 
 /*
- * The copies' decoders take and return the position, so that it stays in a register: the
- * next byte, or NULL when the varint is malformed or runs past end. What fast_varint()
- * does not take goes to the loop, so both refuse the same varints.
+ * The copies' varint of at most bits (32 or 64) bits at q: the position after it, or NULL
+ * when it is malformed or runs past end. The position is taken and returned, not passed by
+ * pointer, so that it stays in a register. What fast_varint() does not take goes to the
+ * loop, so both refuse the same varints.
  */
+static inline const uint8_t *
+dec_varint(const uint8_t *q, const uint8_t *lo, const uint8_t *end, unsigned bits, uint64_t *x)
+{
+	unsigned n;
+
+	if (q < end && *q < 0x80) {
+		*x = *q;
+		return q + 1;
+	}
+	if ((n = fast_varint(q, lo, end, x)) != 0 &&
+	    (bits == 64 || (n <= VARINT_MAX && *x <= UINT32_MAX)))
+		return q + n;
+	return get_uvarint(&q, end, bits, x) == 0 ? q : NULL;
+}
+
 static inline const uint8_t *
 dec_v32(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint32_t *x)
 {
 	uint64_t v;
-	unsigned n;
 
-	if (q < end && *q < 0x80) {
-		*x = *q;
-		return q + 1;
-	}
-	if ((n = fast_varint(q, lo, end, &v)) != 0 && n <= VARINT_MAX && v <= UINT32_MAX) {
+	if ((q = dec_varint(q, lo, end, 32, &v)) != NULL)
 		*x = (uint32_t)v;
-		return q + n;
-	}
-	return get_varint(&q, end, x) == 0 ? q : NULL;
-}
-
-static inline const uint8_t *
-dec_v64(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint64_t *x)
-{
-	unsigned n;
-
-	if (q < end && *q < 0x80) {
-		*x = *q;
-		return q + 1;
-	}
-	if ((n = fast_varint(q, lo, end, x)) != 0)
-		return q + n;
-	return get_uvarint(&q, end, 64, x) == 0 ? q : NULL;
+	return q;
 }
 
 /* Differences as zigzag varints: small either way (a copy is in ts, not seq, order). */
@@ -486,10 +481,10 @@ get_stamp(const uint8_t *q, const uint8_t *lo, const uint8_t *end, uint64_t *ts,
 {
 	uint64_t d;
 
-	if ((q = dec_v64(q, lo, end, &d)) == NULL)
+	if ((q = dec_varint(q, lo, end, 64, &d)) == NULL)
 		return NULL;
 	*ts += unzigzag(d);
-	if ((q = dec_v64(q, lo, end, &d)) == NULL)
+	if ((q = dec_varint(q, lo, end, 64, &d)) == NULL)
 		return NULL;
 	*seq += unzigzag(d);
 	return q;
