@@ -4320,6 +4320,13 @@ struct anode {
 	size_t parent, root;
 };
 
+/* Whether the id (name, len) is node x's. */
+static inline int
+anode_is(const struct anode *x, const void *name, size_t len)
+{
+	return x->len == len && memcmp(x->name, name, len) == 0;
+}
+
 /* What a stashed event holds: a record, a body in a run's copy, or a touch's own ids. */
 enum { STASH_RECORD, STASH_COMPACT, STASH_TOUCH };
 
@@ -4389,7 +4396,7 @@ alias_node(struct anode *nodes, size_t *nn, size_t lo, const struct kitem *m, ch
 	size_t i;
 
 	for (i = lo; i < *nn; i++)
-		if (nodes[i].len == m->len && memcmp(nodes[i].name, m->val, m->len) == 0)
+		if (anode_is(&nodes[i], m->val, m->len))
 			return i;
 	memcpy(*names, m->val, m->len);
 	(*names)[m->len] = 0;
@@ -4558,7 +4565,7 @@ forest_pending(struct store *s, const struct apend *ap, struct scan_keep *kp, si
 				hi = mid;
 		}
 		for (k = lo; k < kp->tnn && t[k].h == m[i].kh; k++)
-			if (t[k].len == m[i].len && memcmp(t[k].name, m[i].val, m[i].len) == 0)
+			if (anode_is(&t[k], m[i].val, m[i].len))
 				break;
 		if (k < kp->tnn && t[k].h == m[i].kh) {
 			m[i].kt = k;
@@ -4692,7 +4699,7 @@ alias_root_of(struct scan *sc, uint64_t h, const char *name, size_t len)
 			__builtin_prefetch(sc->nodes[sc->apos].name);
 	}
 	for (k = sc->apos; k < sc->aend && sc->nodes[k].h == h; k++)
-		if (sc->nodes[k].len == len && memcmp(sc->nodes[k].name, name, len) == 0)
+		if (anode_is(&sc->nodes[k], name, len))
 			return sc->nodes[k].root;
 	return SIZE_MAX;
 }
