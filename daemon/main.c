@@ -295,6 +295,7 @@ reload(const char *path, struct config *cur, const struct flags *fl, struct quer
 	RESTART_IF(nc.sync != cur->sync, "sync");
 	RESTART_IF(nc.run_events != cur->run_events, "run_events");
 	RESTART_IF(nc.compactor_nice != cur->compactor_nice, "compactor_nice");
+	RESTART_IF(nc.writer_priority != cur->writer_priority, "writer_priority");
 	RESTART_IF(strcmp(nc.metrics_listen, cur->metrics_listen) != 0, "metrics");
 #undef RESTART_IF
 	log_info("configuration reloaded");
@@ -399,6 +400,7 @@ main(int argc, char **argv)
 	if (wd_usec > 0 && wd_usec / 4000 < wo.beat_ms)
 		wo.beat_ms = wd_usec / 4000 > 10 ? (unsigned)(wd_usec / 4000) : 10;
 	wo.stall_file = test_hook("TOUCHPOINTD_TEST_STALL_WRITER");
+	wo.priority = cfg.writer_priority;
 	if ((rv = writer_start(&writer, &wo, err, sizeof(err))) != TP_OK) {
 		log_err("%s", err);
 		goto out;

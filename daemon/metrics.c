@@ -91,6 +91,7 @@ static _Atomic uint64_t metrics_rejected;
 static _Atomic uint64_t metrics_commit_failures;
 static _Atomic uint64_t metrics_listener_reopens;
 static _Atomic uint64_t metrics_qdepth;
+static atomic_int metrics_wprio;
 
 /* Written by metrics_start/metrics_stop only, read by the HTTP handler in between. */
 static nng_http_server *metrics_server;
@@ -164,6 +165,12 @@ metrics_commit(size_t batches, size_t events, double seconds)
 	metrics_observe(&metrics_commit_b, (double)batches);
 	metrics_observe(&metrics_commit_ev, (double)events);
 	metrics_observe(&metrics_commit_s, seconds);
+}
+
+void
+metrics_writer_priority(int prio)
+{
+	atomic_store_explicit(&metrics_wprio, prio, memory_order_relaxed);
 }
 
 void
@@ -429,6 +436,11 @@ metrics_render(char **buf, size_t *len)
 	metrics_printf(
 	    &b, "touchpointd_writer_queue_depth %llu\n",
 	    (unsigned long long)atomic_load_explicit(&metrics_qdepth, memory_order_relaxed));
+	metrics_family(&b, "touchpointd_writer_priority", "gauge",
+	               "The writer thread's SCHED_FIFO priority (writer_priority); 0: it runs in "
+	               "the normal scheduler (not asked for, or not permitted).");
+	metrics_printf(&b, "touchpointd_writer_priority %d\n",
+	               atomic_load_explicit(&metrics_wprio, memory_order_relaxed));
 	metrics_render_store(&b);
 
 	if (b.err != 0) {

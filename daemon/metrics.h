@@ -27,6 +27,8 @@ void metrics_commit_failed(void);
 void metrics_listener_reopened(void);
 /* Writer queue depth, sampled by the writer. */
 void metrics_queue_depth(size_t depth);
+/* The writer thread's SCHED_FIFO priority once it has it (0 until then: normal scheduler). */
+void metrics_writer_priority(int prio);
 
 /* The whole exposition as text into buf (for tests and the HTTP handler). */
 int metrics_render(char **buf, size_t *len);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ struct writer {
 	size_t group_events;
 	unsigned beat_ms;
 	char *stall_file;
+	int priority; /* SCHED_FIFO priority asked for (writer_options) */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -174,12 +176,37 @@ writer_commit(struct writer *w, size_t ngroup)
 	}
 }
 
+/*
+ * Every acknowledgement waits on this one thread, and on 2 cores it often woke to find both
+ * busy (NNG's workers, the clients): 15-20 % of a 4-client ingest was its runqueue wait
+ * (docs/BENCHMARKS.md "Session 20"). As SCHED_FIFO it runs as soon as it wakes; it sleeps
+ * in fdatasync and on its queue most of the time, so it cannot starve the others.
+ */
+static void
+writer_realtime(struct writer *w)
+{
+	struct sched_param sp = { .sched_priority = w->priority };
+	int rv;
+
+	if (w->priority <= 0)
+		return;
+	if ((rv = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp)) != 0) {
+		log_notice("writer: stays in the normal scheduler (SCHED_FIFO %d: %s; needs "
+		           "LimitRTPRIO=%d or CAP_SYS_NICE; writer_priority = 0 skips this)",
+		           w->priority, strerror(rv), w->priority);
+		return;
+	}
+	metrics_writer_priority(w->priority);
+	log_info("writer: SCHED_FIFO priority %d", w->priority);
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
 
 	(void)prctl(PR_SET_NAME, "tp-writer"); /* for top -H, perf and ps -L; best effort */
+	writer_realtime(w);
 	for (;;) {
 		struct timespec ts;
 		size_t ngroup = 0, events = 0, depth;
@@ -247,6 +274,7 @@ writer_start(struct writer **wp, const struct writer_options *o, char *errbuf, s
 	w->group_events = o->group_events > 0 ? o->group_events : 1;
 	w->beat_ms = o->beat_ms > 0 && o->beat_ms <= 500 ? o->beat_ms : 250;
 	atomic_init(&w->beat, 0);
+	w->priority = o->priority;
 	if (o->stall_file != NULL && (w->stall_file = strdup(o->stall_file)) == NULL)
 		goto nomem;
 	if ((w->q = calloc(w->cap, sizeof(*w->q))) == NULL ||

@@ -24,6 +24,11 @@ struct writer_options {
 	 * sleeps instead of working and does not beat, so the watchdog stops. NULL: off.
 	 */
 	const char *stall_file;
+	/*
+	 * SCHED_FIFO priority of the writer thread (1..99), 0: the normal scheduler. Best
+	 * effort: without CAP_SYS_NICE or RLIMIT_RTPRIO the thread stays where it is.
+	 */
+	int priority;
 };
 
 int writer_start(struct writer **wp, const struct writer_options *o, char *errbuf, size_t errlen);

@@ -66,7 +66,7 @@ test_config(void)
 	           "listen = ipc:///run/x.sock\nlisten=tcp://127.0.0.1:7000\n"
 	           "ipc_permissions = 0600\nmax_message_bytes = 4M\nmap_size = 2G\n"
 	           "max_batch_events = 5000\nqueue_depth = 8\ncontexts = 16\nquery_threads = 4\n"
-	           "scan_threads = 1\ncompactor_nice = 5\n"
+	           "scan_threads = 1\ncompactor_nice = 5\nwriter_priority = 3\n"
 	           "sync = none\nrun_events = 4096\nmetrics =\nlog_level = debug\n"
 	           "default_lookback = 12h\n",
 	           err, sizeof(err)) == TP_OK);
@@ -75,7 +75,7 @@ test_config(void)
 	CHECK(c.ipc_permissions == 0600 && c.max_message_bytes == 4u << 20);
 	CHECK(c.map_size == (size_t)2 << 30 && c.max_batch_events == 5000);
 	CHECK(c.queue_depth == 8 && c.contexts == 16 && c.query_threads == 4);
-	CHECK(c.scan_threads == 1 && c.compactor_nice == 5);
+	CHECK(c.scan_threads == 1 && c.compactor_nice == 5 && c.writer_priority == 3);
 	CHECK(c.sync == CONFIG_SYNC_NONE && c.run_events == 4096);
 	CHECK(c.metrics_listen[0] == '\0' && c.log_level == LOG_LEVEL_DEBUG);
 	CHECK(c.default_lookback_s == 12 * 3600);
@@ -83,6 +83,9 @@ test_config(void)
 	CHECK(c.default_lookback_s == 0);
 
 	CHECK(load(&c, "compactor_nice = 20\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
+	CHECK(load(&c, "writer_priority = 100\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
+	CHECK(load(&c, "writer_priority = 0\n", err, sizeof(err)) == TP_OK &&
+	      c.writer_priority == 0);
 	CHECK(load(&c, "contexts = 8\n\nfoo = 1\n", err, sizeof(err)) == TP_INVALID_ARGUMENT);
 	snprintf(want, sizeof(want), "%s:3: unknown key \"foo\"", conf_path);
 	CHECK(strcmp(err, want) == 0);

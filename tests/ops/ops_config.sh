@@ -58,7 +58,7 @@ n=$(wc -l <"$tmp/uncommented.conf")
 # Every key of config.h is documented in the example and the man page.
 for key in state_dir listen ipc_permissions max_message_bytes max_batch_events queue_depth \
 	contexts query_threads scan_threads map_size sync run_events metrics log_level default_lookback \
-	compactor_nice decode_memory; do
+	compactor_nice writer_priority decode_memory; do
 	grep -q "^#$key = " "$example" || fail "example lacks $key"
 	grep -q "^\.B[IR]* $key " "$man" || fail "man page lacks $key"
 done

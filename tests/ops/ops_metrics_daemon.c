@@ -2,6 +2,9 @@
  * ops_metrics_daemon: a real touchpointd with metrics on a loopback port; known traffic in,
  * a scrape over HTTP, and the counters must equal that traffic exactly.
  */
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,60 @@ scrape_until(int port, const char *series, double want)
 	return body;
 }
 
+static void *
+try_fifo(void *arg)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+
+	*(int *)arg = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+	return NULL;
+}
+
+/* Whether a thread of ours may run as SCHED_FIFO 1: the daemon we spawn may then too. */
+static int
+fifo_allowed(void)
+{
+	pthread_t t;
+	int ok = 0;
+
+	OPS_CHECK(pthread_create(&t, NULL, try_fifo, &ok) == 0, "pthread_create");
+	pthread_join(t, NULL);
+	return ok;
+}
+
+/* The scheduling policy (stat field 41) of pid's thread named comm, or -1 if none. */
+static int
+thread_policy(pid_t pid, const char *comm)
+{
+	char path[384], buf[1024], *p;
+	struct dirent *de;
+	DIR *dir;
+	FILE *f;
+	int policy = -1, i;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	OPS_CHECK((dir = opendir(path)) != NULL, "opendir %s", path);
+	while (policy < 0 && (de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, de->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		if (p == NULL || strstr(buf, comm) == NULL || (p = strrchr(buf, ')')) == NULL)
+			continue;
+		/* after ") " comes field 3; the policy is field 41 */
+		for (i = 3, p += 2; i < 41 && p != NULL; i++)
+			if ((p = strchr(p, ' ')) != NULL)
+				p++;
+		if (p != NULL)
+			policy = atoi(p);
+	}
+	closedir(dir);
+	return policy;
+}
+
 int
 main(void)
 {
@@ -49,7 +106,7 @@ main(void)
 	struct ops_daemon d;
 	Touchpoint__V1__Event **evs, **bad;
 	uint32_t acc = 0, dup = 0;
-	int port = ops_free_port(), code;
+	int port = ops_free_port(), code, fifo;
 
 	snprintf(conf, sizeof(conf), "%s/touchpointd.conf", dir);
 	snprintf(state, sizeof(state), "%s/state", dir);
@@ -62,6 +119,17 @@ main(void)
 	OPS_CHECK(ops_metric(body, "touchpointd_build_info{version=\"" TP_VERSION "\"}") == 1,
 	          "build_info");
 	OPS_CHECK(ops_metric(body, "touchpointd_events_ingested_total") == 0, "fresh counter");
+	/*
+	 * writer_priority (default 1): the writer is SCHED_FIFO 1 wherever this process may
+	 * be (root, CAP_SYS_NICE or RLIMIT_RTPRIO), else it stays SCHED_OTHER and says so.
+	 */
+	fifo = fifo_allowed();
+	OPS_CHECK(ops_metric(body, "touchpointd_writer_priority") == fifo,
+	          "writer_priority = %g, SCHED_FIFO allowed here: %d",
+	          ops_metric(body, "touchpointd_writer_priority"), fifo);
+	OPS_CHECK(thread_policy(d.pid, "(tp-writer)") == (fifo ? SCHED_FIFO : SCHED_OTHER),
+	          "tp-writer's policy %d", thread_policy(d.pid, "(tp-writer)"));
+	OPS_CHECK(thread_policy(d.pid, "(tp-compactor)") == SCHED_OTHER, "compactor's policy");
 	free(body);
 
 	/* N_EVENTS new events, then the same batch again: all duplicates. */
