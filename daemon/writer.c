@@ -190,7 +190,7 @@ writer_realtime(struct writer *w)
 
 	if (w->priority <= 0)
 		return;
-	if ((rv = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp)) != 0) {
+	if ((rv = pthread_setschedparam(w->thread, SCHED_FIFO, &sp)) != 0) {
 		log_notice("writer: stays in the normal scheduler (SCHED_FIFO %d: %s; needs "
 		           "LimitRTPRIO=%d or CAP_SYS_NICE; writer_priority = 0 skips this)",
 		           w->priority, strerror(rv), w->priority);
@@ -206,7 +206,6 @@ writer_main(void *arg)
 	struct writer *w = arg;
 
 	(void)prctl(PR_SET_NAME, "tp-writer"); /* for top -H, perf and ps -L; best effort */
-	writer_realtime(w);
 	for (;;) {
 		struct timespec ts;
 		size_t ngroup = 0, events = 0, depth;
@@ -293,6 +292,7 @@ writer_start(struct writer **wp, const struct writer_options *o, char *errbuf, s
 		pthread_mutex_destroy(&w->mu);
 		goto fail;
 	}
+	writer_realtime(w); /* here, not in the thread: settled before the daemon is ready */
 	*wp = w;
 	return TP_OK;
 nomem:
