@@ -14,7 +14,7 @@
 # latency, the writer thread's runqueue wait during the run (schedstat: runnable, not
 # running), the daemon's CPU per thread kind, and how many log segments were left unflushed
 # 1 s after the run. --a-conf/--b-conf add a touchpointd.conf line to one side (the same
-# binary twice compares a setting, e.g. --a-conf 'writer_priority = 0'). The copy is
+# binary twice compares a setting, e.g. --b-conf 'writer_priority = 1'). The copy is
 # deleted after each run; every daemon is stopped on exit.
 set -euo pipefail
 

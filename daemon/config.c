@@ -24,7 +24,7 @@
  *   sync = full                            full (durable) | none (benchmarks only)
  *   run_events = 65536                     events per sorted run (>= 1024)
  *   compactor_nice = 19                    compactor's nice while it keeps up (0..19; 0: off)
- *   writer_priority = 1                    writer's SCHED_FIFO priority (0..99; 0: off)
+ *   writer_priority = 0                    writer's SCHED_FIFO priority (0..99; 0: off)
  *   metrics = http://127.0.0.1:9464/metrics  Prometheus endpoint; empty: off
  *   log_level = info                       err | warning | notice | info | debug
  *   default_lookback = 30d                 lookback when a query gives none; 0: unlimited
@@ -92,7 +92,7 @@ config_defaults(struct config *c)
 	c->sync = CONFIG_SYNC_FULL;
 	c->run_events = 65536;
 	c->compactor_nice = 19;
-	c->writer_priority = 1;
+	c->writer_priority = 0;
 	strcpy(c->metrics_listen, "http://127.0.0.1:9464/metrics");
 	c->log_level = LOG_LEVEL_INFO;
 	c->default_lookback_s = 30 * 86400;

@@ -35,7 +35,7 @@ struct config {
 	enum config_sync sync;    /* sync = full|none */
 	size_t run_events;        /* run_events = 65536 */
 	int compactor_nice;       /* compactor_nice = 19 */
-	int writer_priority;      /* writer_priority = 1 (SCHED_FIFO; 0: normal scheduler) */
+	int writer_priority;      /* writer_priority = 0 (SCHED_FIFO priority; 0: off) */
 	char metrics_listen[CONFIG_PATH_MAX]; /* metrics = http://127.0.0.1:9464/metrics; empty: off
 	                                       */
 	int log_level;                        /* log_level = info (err|warning|notice|info|debug) */

@@ -180,7 +180,8 @@ writer_commit(struct writer *w, size_t ngroup)
  * Every acknowledgement waits on this one thread, and on 2 cores it often woke to find both
  * busy (NNG's workers, the clients): 15-20 % of a 4-client ingest was its runqueue wait
  * (docs/BENCHMARKS.md "Session 20"). As SCHED_FIFO it runs as soon as it wakes; it sleeps
- * in fdatasync and on its queue most of the time, so it cannot starve the others.
+ * in fdatasync and on its queue most of the time, so it cannot starve the others. Off by
+ * default: it makes a reply-leaking race of NNG 1.5.2 ~10x likelier (docs/architecture.md).
  */
 static void
 writer_realtime(struct writer *w)

@@ -110,7 +110,8 @@ main(void)
 
 	snprintf(conf, sizeof(conf), "%s/touchpointd.conf", dir);
 	snprintf(state, sizeof(state), "%s/state", dir);
-	snprintf(text, sizeof(text), "metrics = http://127.0.0.1:%d/metrics\n", port);
+	snprintf(text, sizeof(text), "metrics = http://127.0.0.1:%d/metrics\nwriter_priority = 1\n",
+	         port);
 	ops_write_file(conf, text);
 	ops_daemon_spawn(&d, state, conf, NULL);
 	ops_daemon_wait_ready(&d);
@@ -120,8 +121,8 @@ main(void)
 	          "build_info");
 	OPS_CHECK(ops_metric(body, "touchpointd_events_ingested_total") == 0, "fresh counter");
 	/*
-	 * writer_priority (default 1): the writer is SCHED_FIFO 1 wherever this process may
-	 * be (root, CAP_SYS_NICE or RLIMIT_RTPRIO), else it stays SCHED_OTHER and says so.
+	 * writer_priority = 1 (off by default): the writer is SCHED_FIFO 1 wherever this
+	 * process may be (root, CAP_SYS_NICE or RLIMIT_RTPRIO), else it stays SCHED_OTHER.
 	 */
 	fifo = fifo_allowed();
 	OPS_CHECK(ops_metric(body, "touchpointd_writer_priority") == fifo,
