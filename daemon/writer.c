@@ -193,7 +193,8 @@ writer_realtime(struct writer *w)
 		return;
 	if ((rv = pthread_setschedparam(w->thread, SCHED_FIFO, &sp)) != 0) {
 		log_notice("writer: stays in the normal scheduler (SCHED_FIFO %d: %s; needs "
-		           "LimitRTPRIO=%d or CAP_SYS_NICE; writer_priority = 0 skips this)",
+		           "CAP_SYS_NICE or LimitRTPRIO=%d, and under systemd RestrictRealtime=no "
+		           "and sched_setscheduler allowed: docs/operations.md)",
 		           w->priority, strerror(rv), w->priority);
 		return;
 	}
