@@ -14,18 +14,21 @@ metric() { # regex
 }
 
 # Waits until the compactor has caught up with what earlier steps wrote: at most one log
-# segment (the writer's) and no merge chunk committed for 2 s; at most $1 seconds (default
-# 900). Prints the seconds waited, with "(still busy)" if it gave up. So a measured ingest
+# segment (the writer's), no merge running and no compaction chunk committed for 2 s; at
+# most $1 seconds (default 900). (Until session 21 it looked at the chunks alone, which did
+# not count a merge's chunks of copies: at 50 M events a merge's last ≈ 10 s, and the
+# attribute runs met it.) Prints the seconds waited, with "(still busy)" if it gave up. So a measured ingest
 # run pays for the merges its own events cause, not for those of the preload or the run
 # before it, which would otherwise share the disk with it at a moment chosen by chance.
 settle() { # [max seconds]
-	local max=${1:-900} t0=$SECONDS k0 k1 segs
+	local max=${1:-900} t0=$SECONDS k0 k1 segs merging
 	k0=$(metric '^touchpointd_store_compaction_chunks_total$')
 	while [ $((SECONDS - t0)) -lt "$max" ]; do
 		sleep 2
 		k1=$(metric '^touchpointd_store_compaction_chunks_total$')
 		segs=$(metric '^touchpointd_store_log_segments$')
-		if [ "$k1" = "$k0" ] && [ "${segs%.*}" -le 1 ]; then
+		merging=$(metric '^touchpointd_store_merges_running$')
+		if [ "$k1" = "$k0" ] && [ "${segs%.*}" -le 1 ] && [ "${merging%.*}" = 0 ]; then
 			echo "$((SECONDS - t0))"
 			return 0
 		fi

@@ -332,6 +332,11 @@ metrics_render_store(struct metrics_buf *b)
 	               "existed, until the compactor has made them); scans are slower until 0.");
 	metrics_printf(b, "touchpointd_store_runs_uncopied %llu\n",
 	               (unsigned long long)ss.runs_uncopied);
+	metrics_family(b, "touchpointd_store_merges_running", "gauge",
+	               "Merges of sorted runs in progress (the compactor does one at a time); "
+	               "with log_segments at most 1, the compactor is idle.");
+	metrics_printf(b, "touchpointd_store_merges_running %llu\n",
+	               (unsigned long long)ss.merging);
 	metrics_family(
 	    b, "touchpointd_store_log_segments", "gauge",
 	    "Log segments not yet sorted into runs, the writer's included (normally 1-2).");
@@ -349,7 +354,8 @@ metrics_render_store(struct metrics_buf *b)
 	    "to disk), part of touchpointd_commit_duration_seconds.",
 	    ss.commit_ns, 1);
 	metrics_counter_value(b, "touchpointd_store_compaction_chunks_total",
-	                      "Compaction write transactions (chunks of a merge of sorted runs).",
+	                      "Compaction write transactions (chunks of a merge of sorted runs or of "
+	                      "their copies).",
 	                      ss.chunks, 0);
 	metrics_counter_value(b, "touchpointd_store_compaction_seconds_total",
 	                      "Time compaction held LMDB's write lock.", ss.chunk_ns, 1);

@@ -84,12 +84,14 @@ struct store_stats {
 	uint64_t map_size;    /* the two maps' sizes */
 	uint64_t runs;
 	uint64_t runs_uncopied; /* runs without their copy yet: scans read the runs themselves */
+	uint64_t merging;       /* merges of runs in progress (the compactor does one at a time) */
 	uint64_t segments;      /* log segments: the writer's and those not flushed into runs yet */
 	uint64_t readers;
 	/*
 	 * Since open, where ingest's time goes: the writer waiting for LMDB's write lock (held
 	 * by a compaction chunk) and in mdb_txn_commit (page writes, syncs), in nanoseconds;
-	 * the compactor's chunks (count, write lock held, records merged).
+	 * the compactor's chunks (count, write lock held, records merged; a merge's chunks of
+	 * copies count as chunks, not records).
 	 */
 	uint64_t wait_ns, commit_ns;
 	uint64_t chunks, chunk_ns, chunk_records;

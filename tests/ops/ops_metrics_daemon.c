@@ -194,6 +194,8 @@ main(void)
 	OPS_CHECK(ops_metric(body, "touchpointd_store_compaction_chunks_total") == 0 &&
 	              ops_metric(body, "touchpointd_store_compacted_records_total") == 0,
 	          "compaction without runs to merge");
+	OPS_CHECK(ops_metric(body, "touchpointd_store_merges_running") == 0, "merges_running = %g",
+	          ops_metric(body, "touchpointd_store_merges_running"));
 	/* Caught up: the compactor at compactor_nice (default 19), never refused. */
 	OPS_CHECK(ops_metric(body, "touchpointd_store_compactor_nice") == 19, "compactor_nice = %g",
 	          ops_metric(body, "touchpointd_store_compactor_nice"));

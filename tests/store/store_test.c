@@ -816,12 +816,13 @@ wait_runs(struct store *s, uint64_t max)
 	/* Compaction runs in the background: wait (generously) for it to settle. */
 	for (i = 0; i < 600; i++) {
 		assert_int_equal(store_stats(s, &st), TP_OK);
-		if (st.runs <= max && st.segments <= 1)
+		if (st.runs <= max && st.segments <= 1 && st.merging == 0)
 			return;
 		sleep_ms(50);
 	}
-	fail_msg("compaction did not settle: %llu runs, %llu log segments",
-	         (unsigned long long)st.runs, (unsigned long long)st.segments);
+	fail_msg("compaction did not settle: %llu runs, %llu log segments, %llu merging",
+	         (unsigned long long)st.runs, (unsigned long long)st.segments,
+	         (unsigned long long)st.merging);
 }
 
 static void
