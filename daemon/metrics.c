@@ -353,10 +353,11 @@ metrics_render_store(struct metrics_buf *b)
 	    "Time the ingest writer spent in mdb_txn_commit (page writes and syncs "
 	    "to disk), part of touchpointd_commit_duration_seconds.",
 	    ss.commit_ns, 1);
-	metrics_counter_value(b, "touchpointd_store_compaction_chunks_total",
-	                      "Compaction write transactions (chunks of a merge of sorted runs or of "
-	                      "their copies).",
-	                      ss.chunks, 0);
+	metrics_counter_value(
+	    b, "touchpointd_store_compaction_chunks_total",
+	    "Compaction write transactions (chunks of a merge of sorted runs or of "
+	    "their copies).",
+	    ss.chunks, 0);
 	metrics_counter_value(b, "touchpointd_store_compaction_seconds_total",
 	                      "Time compaction held LMDB's write lock.", ss.chunk_ns, 1);
 	metrics_counter_value(b, "touchpointd_store_compacted_records_total",
