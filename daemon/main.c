@@ -383,6 +383,8 @@ main(int argc, char **argv)
 	so.nosync = cfg.sync == CONFIG_SYNC_NONE;
 	so.run_events = cfg.run_events;
 	so.compactor_nice = cfg.compactor_nice;
+	/* 3 s without a write: an import or a burst is over, fewer runs serve the queries. */
+	so.quiet_ms = 3000;
 	so.no_copies = test_hook("TOUCHPOINTD_TEST_NO_COPIES") != NULL; /* A/B benchmarks */
 	err[0] = '\0';
 	if ((rv = store_open(&store, &so, err, sizeof(err))) != TP_OK) {

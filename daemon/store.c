@@ -63,6 +63,9 @@
  * Runs per merge: fewer rewrites of each event than 4. Overridable at build time to measure
  * the trade against the scan's wider merge (docs/BENCHMARKS.md, "Session 3").
  */
+/* Quiet merges (store_options.quiet_ms): down to this many runs, inputs within this ratio. */
+#define STORE_QUIET_RUNS  3
+#define STORE_QUIET_RATIO 2
 #ifndef MERGE_FANIN
 #define MERGE_FANIN 8
 #endif
@@ -239,6 +242,10 @@ struct store {
 	pthread_mutex_t smu;
 	struct counters cnt_pub;
 	uint64_t customers_pub;
+
+	/* The last commit of the writer (mono_ns), and how long without one is quiet. */
+	_Atomic uint64_t last_write_ns;
+	uint64_t quiet_ns;
 
 	/* Ingest waiting for LMDB's write lock: the compactor lets it go first. */
 	_Atomic unsigned wwant;
@@ -2134,6 +2141,7 @@ store_write(struct store *s, struct store_batch *const *batches, size_t nb, char
 	}
 
 	s->dict_committed = s->dict_n;
+	atomic_store(&s->last_write_ns, mono_ns());
 	pthread_mutex_lock(&s->smu);
 	s->cnt_pub = s->cnt;
 	s->customers_pub = customers_now(s);
@@ -2553,6 +2561,68 @@ pick_merge(struct store *s, struct run *in)
 	}
 	pthread_mutex_unlock(&s->dmu);
 	return best != UINT32_MAX;
+}
+
+/*
+ * A quiet merge: the store has taken no write for quiet_ns, the compactor has nothing else
+ * to do and there are more than STORE_QUIET_RUNS runs. Each run a scan reads costs it a
+ * cursor, heap steps and, for a customer in several runs, a merge of their events: at 10 M
+ * events, 10 runs merged into 3 made a warm `attribute --model all` ≈ 35 % faster
+ * (docs/BENCHMARKS.md "Session 21"). Picks the smallest runs (up to MERGE_FANIN, at least
+ * 2) whose largest holds at most STORE_QUIET_RATIO times the others together, so that an
+ * event is rewritten only with at least half as many again: a big run is not rewritten
+ * for a few small ones, and quiet moments in a steady trickle of writes cost little. The
+ * inputs stay in id order; the output takes the highest tier among them. 0 if none.
+ */
+static int
+pick_quiet(struct store *s, struct run *in, size_t *nin, uint32_t *tier)
+{
+	size_t idx[MERGE_FANIN], i, j, k = 0, t;
+	uint64_t rest = 0;
+
+	if (s->quiet_ns == 0 || mono_ns() - atomic_load(&s->last_write_ns) < s->quiet_ns)
+		return 0;
+	pthread_mutex_lock(&s->dmu);
+	if (s->nruns <= STORE_QUIET_RUNS || s->nsegs > 1) {
+		pthread_mutex_unlock(&s->dmu);
+		return 0;
+	}
+	/* The MERGE_FANIN smallest runs, ascending by count. */
+	for (i = 0; i < s->nruns; i++) {
+		if (k == MERGE_FANIN && s->runs[idx[k - 1]].count <= s->runs[i].count)
+			continue;
+		for (j = k < MERGE_FANIN ? k++ : k - 1;
+		     j > 0 && s->runs[idx[j - 1]].count > s->runs[i].count; j--)
+			idx[j] = idx[j - 1];
+		idx[j] = i;
+	}
+	for (i = 0; i + 1 < k; i++)
+		rest += s->runs[idx[i]].count;
+	while (k >= 2 && s->runs[idx[k - 1]].count > STORE_QUIET_RATIO * rest) {
+		k--; /* the largest goes; the next largest leaves the rest */
+		rest -= s->runs[idx[k - 1]].count;
+	}
+	if (k < 2) {
+		pthread_mutex_unlock(&s->dmu);
+		return 0;
+	}
+	/* Back into id order (runs[] is): the oldest first, as a tier's merge takes them. */
+	for (i = 1; i < k; i++)
+		for (j = i; j > 0 && idx[j - 1] > idx[j]; j--) {
+			t = idx[j];
+			idx[j] = idx[j - 1];
+			idx[j - 1] = t;
+		}
+	*tier = 0;
+	for (i = 0; i < k; i++) {
+		in[i] = s->runs[idx[i]];
+		*tier = in[i].tier > *tier ? in[i].tier : *tier;
+	}
+	*nin = k;
+	s->nbuilding++;
+	dir_publish(s);
+	pthread_mutex_unlock(&s->dmu);
+	return 1;
 }
 
 /*
@@ -3089,7 +3159,7 @@ flush_all(struct store *s)
 }
 
 static int
-merge_once(struct store *s, const struct run *in)
+merge_once(struct store *s, const struct run *in, size_t nin, uint32_t tier)
 {
 	uint8_t last[MERGE_FANIN][KEY_LEN];
 	int started[MERGE_FANIN] = { 0 }, finished, rc, copy = 1, phase;
@@ -3099,9 +3169,9 @@ merge_once(struct store *s, const struct run *in)
 
 	memset(&cm, 0, sizeof(cm));
 	/* Without every input's copy, the output's is made later (copy_backfill). */
-	for (j = 0; j < MERGE_FANIN; j++)
+	for (j = 0; j < nin; j++)
 		copy &= in[j].hascopy && in[j].inb;
-	if ((rc = merge_create(s, in[0].tier + 1, copy, &out)) != 0)
+	if ((rc = merge_create(s, tier, copy, &out)) != 0)
 		goto fail;
 	/* The records, then the copies merged alike: the run is complete with both. */
 	for (phase = 0; phase < 1 + copy; phase++) {
@@ -3117,9 +3187,8 @@ merge_once(struct store *s, const struct run *in)
 			if ((rc = flush_all(s)) != 0)
 				goto fail;
 			drop_retired_locked(s);
-			rc = phase == 0
-			         ? merge_chunk(s, in, MERGE_FANIN, &out, last, started, &finished)
-			         : merge_copy_chunk(s, in, MERGE_FANIN, &out, &cm, &finished);
+			rc = phase == 0 ? merge_chunk(s, in, nin, &out, last, started, &finished)
+			                : merge_copy_chunk(s, in, nin, &out, &cm, &finished);
 			if (rc == MDB_MAP_FULL)
 				rc = grow_map_bg(s, s->envb, seen);
 			else if (rc == MDB_MAP_RESIZED) /* the writer grew the main map */
@@ -3136,7 +3205,7 @@ merge_once(struct store *s, const struct run *in)
 	for (;;) {
 		size_t seen = map_size(s, s->envb);
 
-		if ((rc = merge_finish(s, in, MERGE_FANIN, &out)) != MDB_MAP_FULL)
+		if ((rc = merge_finish(s, in, nin, &out)) != MDB_MAP_FULL)
 			break;
 		if ((rc = grow_map_bg(s, s->envb, seen)) != 0)
 			break;
@@ -3257,6 +3326,8 @@ compactor(void *arg)
 	struct store *s = arg;
 	struct run in[MERGE_FANIN];
 	struct timespec ts;
+	size_t nin;
+	uint32_t tier;
 	int dead, again;
 
 	(void)prctl(PR_SET_NAME, "tp-compactor");
@@ -3288,8 +3359,14 @@ compactor(void *arg)
 		(void)flush_all(s); /* on failure, tried again on the next tick */
 		drop_retired_locked(s);
 		while (!stopping(s) && pick_merge(s, in)) {
-			if (merge_once(s, in) != 0)
+			if (merge_once(s, in, MERGE_FANIN, in[0].tier + 1) != 0)
 				break; /* tried again on the next tick */
+			drop_retired_locked(s);
+		}
+		/* Nothing else to do and no write for a while: fewer runs for the scans. */
+		while (!stopping(s) && pick_quiet(s, in, &nin, &tier)) {
+			if (merge_once(s, in, nin, tier) != 0)
+				break;
 			drop_retired_locked(s);
 		}
 		/* Copies of older runs last, one a turn: flushes and merges come first. */
@@ -3968,6 +4045,8 @@ store_open(struct store **sp, const struct store_options *o, char *errbuf, size_
 	pthread_cond_init(&s->ccv, NULL);
 	s->run_events = o->run_events ? o->run_events : 65536;
 	s->no_copies = o->no_copies;
+	s->quiet_ns = (uint64_t)o->quiet_ms * 1000000;
+	atomic_store(&s->last_write_ns, mono_ns());
 	s->merge_chunk = o->merge_chunk ? o->merge_chunk : MERGE_CHUNK;
 	s->map_room = o->map_room ? o->map_room : MAP_ROOM;
 	s->backup_pause = o->backup_pause;

@@ -27,6 +27,11 @@ struct store_options {
 	size_t map_room;    /* least free map at open and before a backup (0: 64 MiB) */
 	int no_copies;      /* scans read the runs, not their copies (tests, benchmarks) */
 	size_t merge_chunk; /* records or copy values a merge writes a transaction (0: 16384) */
+	/*
+	 * After this many ms without a write, the compactor merges the smallest runs (sizes
+	 * within STORE_QUIET_RATIO of each other) down towards STORE_QUIET_RUNS; 0: never.
+	 */
+	unsigned quiet_ms;
 	/* Tests: called by store_backup() with the map pinned, before it copies. */
 	void (*backup_pause)(void *arg);
 	void *backup_pause_arg;

@@ -2715,6 +2715,88 @@ write_copies_store(struct store *s, int from, int rounds)
 	}
 }
 
+/*
+ * Quiet merges: 100 ms after the last write the compactor merges the smallest runs (sizes
+ * within a factor 2 of the rest) until at most 3 are left; the scan sees the same events,
+ * and a reopened store keeps the merged runs. Without quiet_ms (every other test) the
+ * runs stay as the tiers leave them.
+ */
+static void
+test_quiet_merge(void **state)
+{
+	struct fx *f = *state;
+	struct store_options o = {
+		.path = f->dir, .nosync = 1, .run_events = 16, .merge_chunk = 7, .quiet_ms = 100
+	};
+	struct store_stats st, st0;
+	uint64_t walked;
+	char err[256];
+	int i;
+
+	nmodel = 0;
+	f->s = open_store(f->dir, 0, 16);
+	write_random(f->s, 130, 9); /* 2 340 events: 146 segments, tiers 0 to 2 */
+	wait_runs(f->s, SETTLED_RUNS);
+	assert_int_equal(store_stats(f->s, &st0), TP_OK);
+	assert_true(st0.runs > 3); /* 2 of tier 2, 2 of tier 1, up to 7 of tier 0 */
+	sleep_ms(300);
+	assert_int_equal(store_stats(f->s, &st), TP_OK);
+	assert_int_equal(st.runs, st0.runs); /* quiet_ms 0: no quiet merge */
+	check_scan(f->s, ident);
+	store_close(f->s);
+
+	/*
+	 * With quiet_ms: merged while the sizes allow. The rule may leave more than 3 (sizes
+	 * growing 3× and more from one run to the next), never more than before.
+	 */
+	assert_int_equal(store_open(&f->s, &o, err, sizeof(err)), TP_OK);
+	for (i = 0; i < 400; i++) {
+		assert_int_equal(store_stats(f->s, &st), TP_OK);
+		if (st.runs <= 3 && st.merging == 0)
+			break;
+		sleep_ms(50);
+	}
+	if (st.runs >= st0.runs || st.chunks == 0)
+		fail_msg("no quiet merge: %llu runs of %llu, %llu chunks",
+		         (unsigned long long)st.runs, (unsigned long long)st0.runs,
+		         (unsigned long long)st.chunks);
+	check_scan(f->s, ident);
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+	/*
+	 * More writes (≈ 180 events): the tiers make one run of tier 1 and up to 7 of tier 0
+	 * from them, and the tier-0 runs (all of about one size) merge with each other at least.
+	 */
+	st0 = st;
+	write_random(f->s, 20, 5);
+	wait_runs(f->s, SETTLED_RUNS);
+	/*
+	 * Settled: no merge running, and the count the same 1.5 s later (the compactor looks
+	 * for a quiet merge on its tick, once a second).
+	 */
+	for (i = 0; i < 20; i++) {
+		struct store_stats later;
+
+		assert_int_equal(store_stats(f->s, &st), TP_OK);
+		sleep_ms(1500);
+		assert_int_equal(store_stats(f->s, &later), TP_OK);
+		if (st.merging == 0 && later.merging == 0 && later.runs == st.runs &&
+		    later.segments <= 1)
+			break;
+	}
+	if (st.runs > st0.runs + 2)
+		fail_msg("quiet merge after more writes: %llu runs (%llu before them)",
+		         (unsigned long long)st.runs, (unsigned long long)st0.runs);
+	check_scan(f->s, ident);
+	store_close(f->s);
+	f->s = open_store(f->dir, 0, 16);
+	assert_int_equal(store_stats(f->s, &st0), TP_OK);
+	assert_int_equal(st0.runs, st.runs);
+	check_scan(f->s, ident);
+	assert_int_equal(store_walk(f->s, &walked), TP_OK);
+	assert_int_equal(walked, (uint64_t)nmodel);
+}
+
 static struct store *
 open_store_nc(const char *dir, int no_copies)
 {
@@ -3234,6 +3316,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reverse_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_runs_compaction, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quiet_merge, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_depth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_depth_log, setup, teardown),
