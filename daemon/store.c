@@ -65,7 +65,7 @@
  */
 /* Quiet merges (store_options.quiet_ms): down to this many runs, inputs within this ratio. */
 #define STORE_QUIET_RUNS  3
-#define STORE_QUIET_RATIO 2
+#define STORE_QUIET_RATIO 1
 #ifndef MERGE_FANIN
 #define MERGE_FANIN 8
 #endif
@@ -2569,10 +2569,12 @@ pick_merge(struct store *s, struct run *in)
  * cursor, heap steps and, for a customer in several runs, a merge of their events: at 10 M
  * events, 10 runs merged into 3 made a warm `attribute --model all` ≈ 35 % faster
  * (docs/BENCHMARKS.md "Session 21"). Picks the smallest runs (up to MERGE_FANIN, at least
- * 2) whose largest holds at most STORE_QUIET_RATIO times the others together, so that an
- * event is rewritten only with at least half as many again: a big run is not rewritten
- * for a few small ones, and quiet moments in a steady trickle of writes cost little. The
- * inputs stay in id order; the output takes the highest tier among them. 0 if none.
+ * 2) whose largest holds at most STORE_QUIET_RATIO times the others together. With 1, an
+ * event is rewritten only into a run at least twice the one it was in, so at most
+ * log2(events / run_events) times in its life: a big run is not rewritten for a few small
+ * ones (with 2, a 32 M-event run was rewritten for 20 M of others after each import of the
+ * bench), and quiet moments in a steady trickle of writes cost little. The inputs stay in
+ * id order; the output takes the highest tier among them. 0 if none.
  */
 static int
 pick_quiet(struct store *s, struct run *in, size_t *nin, uint32_t *tier)

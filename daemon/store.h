@@ -28,8 +28,8 @@ struct store_options {
 	int no_copies;      /* scans read the runs, not their copies (tests, benchmarks) */
 	size_t merge_chunk; /* records or copy values a merge writes a transaction (0: 16384) */
 	/*
-	 * After this many ms without a write, the compactor merges the smallest runs (sizes
-	 * within STORE_QUIET_RATIO of each other) down towards STORE_QUIET_RUNS; 0: never.
+	 * After this many ms without a write, the compactor merges the smallest runs (the
+	 * largest no bigger than the others together) down towards 3; 0: never.
 	 */
 	unsigned quiet_ms;
 	/* Tests: called by store_backup() with the map pinned, before it copies. */

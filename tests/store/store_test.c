@@ -2716,10 +2716,10 @@ write_copies_store(struct store *s, int from, int rounds)
 }
 
 /*
- * Quiet merges: 100 ms after the last write the compactor merges the smallest runs (sizes
- * within a factor 2 of the rest) until at most 3 are left; the scan sees the same events,
- * and a reopened store keeps the merged runs. Without quiet_ms (every other test) the
- * runs stay as the tiers leave them.
+ * Quiet merges: 100 ms after the last write the compactor merges the smallest runs (the
+ * largest no bigger than the others together) while more than 3 are left; the scan sees
+ * the same events, and a reopened store keeps the merged runs. Without quiet_ms (every
+ * other test) the runs stay as the tiers leave them.
  */
 static void
 test_quiet_merge(void **state)
@@ -2747,7 +2747,7 @@ test_quiet_merge(void **state)
 
 	/*
 	 * With quiet_ms: merged while the sizes allow. The rule may leave more than 3 (sizes
-	 * growing 3× and more from one run to the next), never more than before.
+	 * that double and more from one run to the next), never more than before.
 	 */
 	assert_int_equal(store_open(&f->s, &o, err, sizeof(err)), TP_OK);
 	for (i = 0; i < 400; i++) {
