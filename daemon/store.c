@@ -2585,7 +2585,9 @@ pick_quiet(struct store *s, struct run *in, size_t *nin, uint32_t *tier)
 	if (s->quiet_ns == 0 || mono_ns() - atomic_load(&s->last_write_ns) < s->quiet_ns)
 		return 0;
 	pthread_mutex_lock(&s->dmu);
-	if (s->nruns <= STORE_QUIET_RUNS || s->nsegs > 1) {
+	/* Not while retired runs wait for readers to let go: each merge retires up to 8 more. */
+	if (s->nruns <= STORE_QUIET_RUNS || s->nsegs > 1 ||
+	    s->nretired + MERGE_FANIN > STORE_MAX_RETIRED / 2) {
 		pthread_mutex_unlock(&s->dmu);
 		return 0;
 	}
