@@ -106,11 +106,15 @@ main(void)
 	struct ops_daemon d;
 	Touchpoint__V1__Event **evs, **bad;
 	uint32_t acc = 0, dup = 0;
-	int port = ops_free_port(), code, fifo;
+	int port = ops_free_port(), code, fifo, i;
+	double runs = 0, maxruns, chunks = 0;
+	struct timespec tick = { 0, 100000000 };
 
 	snprintf(conf, sizeof(conf), "%s/touchpointd.conf", dir);
 	snprintf(state, sizeof(state), "%s/state", dir);
-	snprintf(text, sizeof(text), "metrics = http://127.0.0.1:%d/metrics\nwriter_priority = 1\n",
+	/* Runs of 1 024 events: the quiet merge below needs a few. */
+	snprintf(text, sizeof(text),
+	         "metrics = http://127.0.0.1:%d/metrics\nwriter_priority = 1\nrun_events = 1024\n",
 	         port);
 	ops_write_file(conf, text);
 	ops_daemon_spawn(&d, state, conf, NULL);
@@ -204,6 +208,33 @@ main(void)
 	/* No customer id anywhere in the exposition. */
 	OPS_CHECK(strstr(body, "cust-metrics") == NULL, "a customer id leaked into metrics");
 	free(body);
+
+	/*
+	 * Quiet merges: 10 batches of 1 000 make 4 sealed segments, flushed into 4 runs; 3 s
+	 * after the last write the compactor merges them (the daemon's quiet_ms).
+	 */
+	for (i = 0; i < 10; i++) {
+		Touchpoint__V1__Event **q;
+		char prefix[16];
+
+		snprintf(prefix, sizeof(prefix), "q%d", i);
+		q = ops_touches(prefix, "cust-quiet", 1000, 1700100000000000LL + i * 1000000000LL);
+		code = ops_send(d.endpoint, q, 1000, &acc, &dup);
+		OPS_CHECK(code == 0 && acc == 1000, "quiet batch %d: %d %u", i, code, acc);
+		ops_events_free(q, 1000);
+	}
+	for (i = 0, maxruns = 0; i < 150; i++) {
+		body = scrape(port);
+		runs = ops_metric(body, "touchpointd_store_runs");
+		maxruns = runs > maxruns ? runs : maxruns;
+		chunks = ops_metric(body, "touchpointd_store_compaction_chunks_total");
+		free(body);
+		if (maxruns >= 4 && runs <= 3 && chunks > 0)
+			break;
+		nanosleep(&tick, NULL);
+	}
+	OPS_CHECK(maxruns >= 4 && runs <= 3 && chunks > 0,
+	          "quiet merge: runs %g at most, %g at the end, %g chunks", maxruns, runs, chunks);
 
 	ops_events_free(evs, N_EVENTS);
 	ops_events_free(bad, 3);
