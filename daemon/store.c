@@ -63,12 +63,12 @@
  * Runs per merge: fewer rewrites of each event than 4. Overridable at build time to measure
  * the trade against the scan's wider merge (docs/BENCHMARKS.md, "Session 3").
  */
-/* Quiet merges (store_options.quiet_ms): down to this many runs, inputs within this ratio. */
-#define STORE_QUIET_RUNS  3
-#define STORE_QUIET_RATIO 1
 #ifndef MERGE_FANIN
 #define MERGE_FANIN 8
 #endif
+/* Quiet merges (store_options.quiet_ms): down to this many runs; largest ≤ ratio × the rest. */
+#define STORE_QUIET_RUNS  3
+#define STORE_QUIET_RATIO 1
 /* Records per compaction write transaction (a few ms); overridable the same way. */
 #ifndef MERGE_CHUNK
 #define MERGE_CHUNK 16384
@@ -2585,9 +2585,7 @@ pick_quiet(struct store *s, struct run *in, size_t *nin, uint32_t *tier)
 	if (s->quiet_ns == 0 || mono_ns() - atomic_load(&s->last_write_ns) < s->quiet_ns)
 		return 0;
 	pthread_mutex_lock(&s->dmu);
-	/* Not while retired runs wait for readers to let go: each merge retires up to 8 more. */
-	if (s->nruns <= STORE_QUIET_RUNS || s->nsegs > 1 ||
-	    s->nretired + MERGE_FANIN > STORE_MAX_RETIRED / 2) {
+	if (s->nruns <= STORE_QUIET_RUNS || s->nsegs > 1) {
 		pthread_mutex_unlock(&s->dmu);
 		return 0;
 	}
