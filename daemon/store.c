@@ -2608,18 +2608,14 @@ pick_quiet(struct store *s, struct run *in, size_t *nin, uint32_t *tier)
 		pthread_mutex_unlock(&s->dmu);
 		return 0;
 	}
-	/* Back into id order (runs[] is): the oldest first, as a tier's merge takes them. */
-	for (i = 1; i < k; i++)
-		for (j = i; j > 0 && idx[j - 1] > idx[j]; j--) {
-			t = idx[j];
-			idx[j] = idx[j - 1];
-			idx[j - 1] = t;
-		}
+	/* Taken in id order (runs[] is): the oldest first, as a tier's merge takes them. */
 	*tier = 0;
-	for (i = 0; i < k; i++) {
-		in[i] = s->runs[idx[i]];
-		*tier = in[i].tier > *tier ? in[i].tier : *tier;
-	}
+	for (i = 0, t = 0; i < s->nruns; i++)
+		for (j = 0; j < k; j++)
+			if (idx[j] == i) {
+				in[t++] = s->runs[i];
+				*tier = s->runs[i].tier > *tier ? s->runs[i].tier : *tier;
+			}
 	*nin = k;
 	s->nbuilding++;
 	dir_publish(s);
