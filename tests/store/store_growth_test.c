@@ -242,7 +242,7 @@ one_round(unsigned round)
 	assert_int_equal(store_scan(s, count_cb, &c), TP_OK);
 	assert_int_equal(c.events, touches + 1);
 	store_close(s);
-	rm_store_dir(dir);
+	rm_test_dir(dir);
 }
 
 static void

@@ -73,7 +73,7 @@ teardown(void **state)
 	/* test_disk_full's tmpfs, had it failed before unmounting it */
 	snprintf(fs, sizeof(fs), "%s/fs", f->dir);
 	(void)umount2(fs, MNT_DETACH);
-	rm_store_dir(f->dir);
+	rm_test_dir(f->dir);
 	free(f);
 	return 0;
 }
