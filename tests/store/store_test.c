@@ -2153,7 +2153,6 @@ test_stats_backup(void **state)
 	}
 	store_close(b);
 	f->s = NULL;
-	rm_store_dir(bdir);
 	tb_free(t);
 }
 
@@ -3167,7 +3166,6 @@ test_backup_room(void **state)
 	assert_int_equal(store_stats(b, &st), TP_OK);
 	assert_int_equal(st.events[0], (uint64_t)n);
 	store_close(b);
-	rm_store_dir(bdir);
 }
 
 /* A scan held in its first customer until released: it holds its read transaction. */
@@ -3278,7 +3276,6 @@ test_backup_room_reader(void **state)
 	assert_true(done); /* within 3 s, with the scan still open */
 	assert_int_equal(h.scan_rc, TP_OK);
 	assert_int_equal(h.backup_rc, TP_OK); /* it copied, room or not */
-	rm_store_dir(bdir);
 }
 
 /*

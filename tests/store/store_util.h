@@ -137,8 +137,11 @@ tb_write(struct store *s, struct tbatch *t)
 	return store_write(s, &b, 1, NULL, 0);
 }
 
-/* A store's own files and its directory, nothing else (store_bench's "rm" of a given DIR). */
-static void
+/*
+ * A store's own files and its directory, nothing else: store_bench's "rm" of the DIR it
+ * was given. (Inline, as rm_test_dir: not every includer uses both.)
+ */
+static inline void
 rm_store_dir(const char *dir)
 {
 	static const char *const files[] = { "data.mdb", "lock.mdb", "runs.mdb", "runs.mdb-lock",
@@ -154,11 +157,11 @@ rm_store_dir(const char *dir)
 }
 
 /*
- * A test's mkdtemp directory and all it holds (stores, backups, a tmpfs mount point). The
- * store's owner.lock outlived rm_store_dir's list until session 23, which left every test
- * directory behind: 11 528 of them in /tmp.
+ * A test's mkdtemp directory and all it holds (stores, backups, a tmpfs mount point), so
+ * that no file a test or the store adds can keep it in /tmp: a fixed list of file names
+ * missed the store's owner.lock and left every one behind.
  */
-static inline void /* inline: store_bench has no use for it */
+static inline void
 rm_test_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
