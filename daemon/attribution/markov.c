@@ -127,13 +127,13 @@ struct mk_chain {
 /* A big SCC's coarse system (see mk_coarse_fix). */
 struct mk_coarse {
 	size_t scc, lo, m, nc;
-	uint8_t *agg;    /* per state of the SCC (from lo), its aggregate */
-	double *w;       /* ... and its share of the aggregate's visits */
-	double *lu;      /* nc × nc, the aggregated system's LU factors */
-	size_t *piv;     /* ... and the row swapped into each row */
-	size_t *bp;      /* per position in the sweep, its transitions against the sweep: */
-	uint32_t *bp_at; /* the predecessor's position */
-	double *bq;      /* and the probability */
+	uint8_t *agg; /* per state of the SCC (from lo), its aggregate */
+	double *w;    /* ... and its share of the aggregate's visits */
+	double *lu;   /* nc × nc, the aggregated system's LU factors */
+	size_t *piv;  /* ... and the row swapped into each row */
+	uint32_t *gp; /* per position in the sweep, its flow against the sweep: */
+	uint8_t *ga;  /* the aggregate it goes to */
+	double *gw;   /* and its probability, summed over the states it goes to there */
 };
 
 /* Work space of the solver (the removals: one per thread, sharing v read-only). */
@@ -143,13 +143,15 @@ struct mk_solver {
 	double *cy;                 /* its right-hand sides and solutions */
 	double *v;                  /* expected visits in the full chain */
 	double *lv; /* per state, MK_LANES lanes of δ = v − v₋u, one removal each; 0 between */
-	uint8_t *lane;  /* bit j: the state holds lane j's unit */
-	uint64_t *bits; /* states (full chain) or SCCs (removals) to solve */
-	uint32_t *grp;  /* one SCC's members */
-	uint32_t *list; /* the SCCs of the current removal, for restoring afterwards */
-	float *dl;      /* per position in grp, MK_LANES lanes of the last 3 sweeps' updates */
-	int32_t *loc;   /* dense index in the current SCC, -1 elsewhere */
-	double *a, *b;  /* dense system */
+	uint8_t *lane;        /* bit j: the state holds lane j's unit */
+	uint64_t *bits;       /* states (full chain) or SCCs (removals) to solve */
+	uint32_t *grp;        /* one SCC's members */
+	uint32_t *list;       /* the SCCs of the current removal, for restoring afterwards */
+	uint32_t u[MK_LANES]; /* the current removal's units, nu of them */
+	int nu;
+	float *dl;     /* per position in grp, MK_LANES lanes of the last 3 sweeps' updates */
+	int32_t *loc;  /* dense index in the current SCC, -1 elsewhere */
+	double *a, *b; /* dense system */
 };
 
 static uint64_t
@@ -792,9 +794,9 @@ mk_coarse_free(struct mk_coarse *g)
 	free(g->w);
 	free(g->lu);
 	free(g->piv);
-	free(g->bp);
-	free(g->bp_at);
-	free(g->bq);
+	free(g->gp);
+	free(g->ga);
+	free(g->gw);
 	memset(g, 0, sizeof(*g));
 }
 
@@ -1469,13 +1471,13 @@ mk_coarse_make(struct mk_coarse *g, const struct mk_chain *c, const double *v, s
 		g->w = malloc(m * sizeof(*g->w));
 		g->lu = calloc(nc * nc, sizeof(*g->lu));
 		g->piv = malloc(nc * sizeof(*g->piv));
-		g->bp = malloc((m + 1) * sizeof(*g->bp));
-		g->bp_at = malloc((nb ? nb : 1) * sizeof(*g->bp_at));
-		g->bq = malloc((nb ? nb : 1) * sizeof(*g->bq));
+		g->gp = nb < UINT32_MAX ? malloc((m + 1) * sizeof(*g->gp)) : NULL;
+		g->ga = malloc((nb ? nb : 1) * sizeof(*g->ga));
+		g->gw = malloc((nb ? nb : 1) * sizeof(*g->gw));
 		vs = calloc(nc, sizeof(*vs));
 	}
 	if (nc >= 2 && (g->agg == NULL || g->w == NULL || g->lu == NULL || g->piv == NULL ||
-	                g->bp == NULL || g->bp_at == NULL || g->bq == NULL || vs == NULL)) {
+	                g->gp == NULL || g->ga == NULL || g->gw == NULL || vs == NULL)) {
 		for (i = 0; i < nd; i++)
 			map[rk[i].u] = MK_NONE;
 		free(vs);
@@ -1506,16 +1508,38 @@ mk_coarse_make(struct mk_coarse *g, const struct mk_chain *c, const double *v, s
 		}
 	}
 	mk_lu(g->lu, nc, g->piv);
-	/* The transitions against the sweep, by the sweep's positions (top − state). */
-	g->bp[0] = 0;
+	/*
+	 * The flow against the sweep, by the sweep's positions (top − state) of its sources,
+	 * summed by the aggregate it goes to: a sweep's residual by aggregate is then one pass
+	 * over the states in order rather than a gather over those transitions. At order k a
+	 * state's successors all start with its second unit, so this is one entry for most.
+	 */
+	g->gp[0] = 0;
 	for (i = 0, nb = 0; i < m; i++) {
-		for (e = c->qp[top - i]; e < c->qp[top - i + 1]; e++) {
-			if (c->qcol[e] >= lo && c->qcol[e] < top - i) {
-				g->bp_at[nb] = (uint32_t)(top - c->qcol[e]);
-				g->bq[nb++] = c->qpr[e];
+		size_t p = top - i, at = nb;
+
+		for (e = c->rp[p]; e < c->rp[p + 1]; e++) {
+			size_t t = c->col[e], x;
+
+			if (t <= p || t > top)
+				continue;
+			for (x = at; x < nb && g->ga[x] != g->agg[t - lo]; x++)
+				;
+			if (x == nb) {
+				g->ga[nb] = g->agg[t - lo];
+				g->gw[nb++] = 0;
 			}
+			g->gw[x] += c->p[e];
 		}
-		g->bp[i + 1] = nb;
+		g->gp[i + 1] = (uint32_t)nb;
+	}
+	/* Fewer entries than transitions (a ninth on the benchmark's tables): keep only those. */
+	if (nb > 0) {
+		uint8_t *ga = realloc(g->ga, nb * sizeof(*g->ga));
+		double *gw = realloc(g->gw, nb * sizeof(*g->gw));
+
+		g->ga = ga != NULL ? ga : g->ga;
+		g->gw = gw != NULL ? gw : g->gw;
 	}
 	g->scc = k;
 	g->lo = lo;
@@ -1569,23 +1593,36 @@ mk_coarse_all(struct mk_chain *c, const double *v, uint32_t nunits)
 static void
 mk_coarse_fix(struct mk_solver *s, const struct mk_coarse *g, const float *d, double *y)
 {
-	size_t i, e, lo = g->lo, top = g->lo + g->m - 1;
+	const struct mk_chain *c = s->c;
+	size_t i, e, k, lo = g->lo, top = g->lo + g->m - 1;
 	int j;
 
 	memset(y, 0, g->nc * MK_LANES * sizeof(*y));
+	/* After a sweep only the flow against it leaves a residual: r_t = Σ Q(p→t)·Δ_p. */
 	for (i = 0; i < g->m; i++) {
-		size_t t = top - i;
-		double acc[MK_LANES] = { 0 }, *r = y + (size_t)g->agg[t - lo] * MK_LANES;
+		const float *dp = d + i * MK_LANES;
 
-		for (e = g->bp[i]; e < g->bp[i + 1]; e++) {
-			const float *dp = d + (size_t)g->bp_at[e] * MK_LANES;
+		for (k = g->gp[i]; k < g->gp[i + 1]; k++) {
+			double *r = y + (size_t)g->ga[k] * MK_LANES, w = g->gw[k];
 
 			for (j = 0; j < MK_LANES; j++)
-				acc[j] += g->bq[e] * dp[j];
+				r[j] += w * dp[j];
 		}
-		for (j = 0; j < MK_LANES; j++) {
-			if (!(s->lane[t] >> j & 1))
-				r[j] += acc[j];
+	}
+	/* ... less that of the lane's own states, which are held at v, not solved. */
+	for (j = 0; j < s->nu; j++) {
+		for (k = c->up[s->u[j]]; k < c->up[s->u[j] + 1]; k++) {
+			size_t t = c->ust[k];
+			double acc = 0;
+
+			if (t < lo || t > top)
+				continue;
+			for (e = c->qp[t]; e < c->qp[t + 1]; e++) {
+				if (c->qcol[e] >= lo && c->qcol[e] < t)
+					acc += c->qpr[e] *
+					       d[(top - c->qcol[e]) * MK_LANES + (size_t)j];
+			}
+			y[(size_t)g->agg[t - lo] * MK_LANES + (size_t)j] -= acc;
 		}
 	}
 	mk_lu_solve(g->lu, g->nc, g->piv, y);
@@ -1952,6 +1989,9 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 			s->list[tail++] = k;
 		}
 	}
+	for (j = 0; j < MK_LANES; j++)
+		s->u[j] = j < nu ? u[j] : 0;
+	s->nu = nu;
 	while (head < tail) {
 		uint32_t k = s->list[head++];
 
