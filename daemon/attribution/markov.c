@@ -85,7 +85,7 @@ static atomic_ullong mk_nwork, mk_nsweep;
 /*
  * The removal sweeps are nearly all of a big chain's time, and waiting on the loads of the
  * predecessors' lanes: with AVX2 a predecessor costs 8 instructions instead of 14, so more
- * of those loads are in flight at once (−9 to −12 % at 1 M paths, 1000 channels, order 2).
+ * of those loads are in flight at once (−8 to −20 % at 1 M paths, 1000 channels, order 2).
  * The same multiplies and adds in the same order, so the same bits on any CPU; the clone is
  * chosen when the program is loaded.
  */
