@@ -36,11 +36,12 @@
 #endif
 /*
  * ... or below this in an SCC with a coarse correction, where a sweep's update is about
- * ten times the error it leaves, not about the error: within 4·10⁻¹⁴ relative of a solve at
- * 1e-15 on the benchmark's tables (at 1e-12: 6·10⁻¹³).
+ * ten times the error it leaves, not about the error: within 3·10⁻¹⁴ relative of a solve at
+ * 1e-15 on the benchmark's tables, 100 k and 1 M paths (3e-13 before the hubs of
+ * mk_coarse_make: 1.3·10⁻¹³ at 1 M paths, 1000 channels, order 2, in 6 % more sweeps).
  */
 #ifndef MK_CG_LANE_TOL
-#define MK_CG_LANE_TOL 3e-13
+#define MK_CG_LANE_TOL 3e-14
 #endif
 #ifndef MK_LANES
 #define MK_LANES 4 /* removals solved together in one pass over the graph (at most 8) */
@@ -71,9 +72,13 @@
 #define MK_CG_SWEEPS_MAX 300 /* ... sweeps with it at most, then without (mk_lane_group) */
 #endif
 #ifndef MK_CG_AGG
-#define MK_CG_AGG 64 /* ... over at most this many aggregates (2..256) */
+#define MK_CG_AGG 64 /* ... over at most this many aggregates by first unit (2..255) */
 #endif
-_Static_assert(MK_CG_AGG >= 2 && MK_CG_AGG <= 256, "aggregates are numbered in a byte");
+#ifndef MK_CG_HUBS
+#define MK_CG_HUBS 64 /* ... plus the states with the most visits, each its own (see mk_hubs) */
+#endif
+_Static_assert(MK_CG_AGG >= 2 && MK_CG_HUBS >= 0 && MK_CG_AGG + MK_CG_HUBS <= 256,
+               "aggregates are numbered in a byte");
 #ifdef MK_STATS
 /*
  * -DMK_STATS: attr_markov prints to stderr the removal solves' work (states × sweeps,
@@ -1449,17 +1454,46 @@ mk_cmp_rank(const void *a, const void *b)
 }
 
 /*
+ * Give the h states of SCC [lo, lo + m) with the most visits (the first of equals) the
+ * aggregates base, base + 1, ... After the correction by first unit most of a lane's error
+ * sits on such hubs, in proportion to their visits (90 % of its square norm on 1 % of the
+ * states); with a coarse unknown of their own the lanes stop at a tenth of the tolerance in
+ * 6 % fewer sweeps (1 M paths, 1000 channels, order 2; 21 % at 200; docs/BENCHMARKS.md).
+ */
+static void
+mk_hubs(struct mk_coarse *g, const double *v, size_t lo, size_t m, size_t h, size_t base)
+{
+	double key[MK_CG_HUBS > 0 ? MK_CG_HUBS : 1];
+	uint32_t id[MK_CG_HUBS > 0 ? MK_CG_HUBS : 1];
+	struct mk_heap hp = { key, id, 0 };
+	size_t i;
+
+	/* A heap of the h largest so far, smallest on top (keys negated: mk_heap is a max-heap). */
+	for (i = 0; i < m && h > 0; i++) {
+		if (hp.n < h) {
+			mk_heap_push(&hp, -v[lo + i], (uint32_t)i);
+		} else if (v[lo + i] > -hp.key[0]) {
+			mk_heap_pop(&hp);
+			mk_heap_push(&hp, -v[lo + i], (uint32_t)i);
+		}
+	}
+	for (i = 0; i < hp.n; i++)
+		g->agg[hp.id[i]] = (uint8_t)(base + i);
+}
+
+/*
  * The coarse system of SCC k from the full chain's visits v: an aggregate for each of the
  * MK_CG_AGG − 1 first units with the most visits, one for all the others (on the benchmark's
  * tables 2–64 aggregates save as many sweeps as one per unit, 1000 of them, whose dense
- * solve costs more than a sweep). map (nunits + 1 entries, MK_NONE) and rk (as many) are
- * scratch.
+ * solve costs more than a sweep), then one for each hub (mk_hubs): up to MK_CG_HUBS states,
+ * one in 16 at most. map (nunits + 1 entries, MK_NONE) and rk (as many) are scratch.
  */
 static int
 mk_coarse_make(struct mk_coarse *g, const struct mk_chain *c, const double *v, size_t k,
                uint32_t *map, struct mk_rank *rk)
 {
-	size_t lo = c->sp[k], m = c->sp[k + 1] - lo, top = lo + m - 1, nd = 0, nc, i, e, nb = 0;
+	size_t lo = c->sp[k], m = c->sp[k + 1] - lo, top = lo + m - 1, nd = 0, nc, nu, i, e, nb = 0;
+	size_t nh = m / 16 < MK_CG_HUBS ? m / 16 : MK_CG_HUBS;
 	double *vs = NULL;
 
 	memset(g, 0, sizeof(*g));
@@ -1474,9 +1508,10 @@ mk_coarse_make(struct mk_coarse *g, const struct mk_chain *c, const double *v, s
 		rk[map[a]].v += v[lo + i];
 	}
 	qsort(rk, nd, sizeof(*rk), mk_cmp_rank);
-	nc = nd < MK_CG_AGG ? nd : MK_CG_AGG;
+	nu = nd < MK_CG_AGG ? nd : MK_CG_AGG;
+	nc = nu >= 2 ? nu + nh : nu;
 	for (i = 0; i < nd; i++)
-		map[rk[i].u] = (uint32_t)(i < nc ? i : nc - 1);
+		map[rk[i].u] = (uint32_t)(i < nu ? i : nu - 1);
 	for (i = 0; i < m; i++) {
 		for (e = c->qp[top - i]; e < c->qp[top - i + 1]; e++)
 			nb += c->qcol[e] >= lo && c->qcol[e] < top - i;
@@ -1504,10 +1539,11 @@ mk_coarse_make(struct mk_coarse *g, const struct mk_chain *c, const double *v, s
 			map[rk[i].u] = MK_NONE;
 		return TP_OK;
 	}
-	for (i = 0; i < m; i++) {
+	for (i = 0; i < m; i++)
 		g->agg[i] = (uint8_t)map[c->first[lo + i]];
+	mk_hubs(g, v, lo, m, nc - nu, nu);
+	for (i = 0; i < m; i++)
 		vs[g->agg[i]] += v[lo + i];
-	}
 	for (i = 0; i < nd; i++)
 		map[rk[i].u] = MK_NONE;
 	for (i = 0; i < m; i++)
