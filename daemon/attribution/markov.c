@@ -72,7 +72,7 @@
 #define MK_CG_SWEEPS_MAX 300 /* ... sweeps with it at most, then without (mk_lane_group) */
 #endif
 #ifndef MK_CG_AGG
-#define MK_CG_AGG 64 /* ... over at most this many aggregates by first unit (2..255) */
+#define MK_CG_AGG 64 /* ... over at most this many aggregates by first unit (2 or more) */
 #endif
 #ifndef MK_CG_HUBS
 #define MK_CG_HUBS 64 /* ... plus the states with the most visits, each its own (see mk_hubs) */
