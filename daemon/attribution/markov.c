@@ -44,8 +44,24 @@
 #define MK_CG_LANE_TOL 3e-14
 #endif
 #ifndef MK_LANES
-#define MK_LANES 4 /* removals solved together in one pass over the graph (at most 8) */
+/*
+ * Removals solved together in one pass over the graph. A sweep waits on memory for every
+ * predecessor's lanes, much the same for 4 lanes as for 24, so the more a pass carries the
+ * less each costs: 1 M paths, 1000 channels, order 2 take 24–26 s with 4 lanes, 16–17 s
+ * with 24 and no less with 32, whose lane array is a third larger (docs/BENCHMARKS.md,
+ * "Session 26"). Multiples of four up to 64.
+ */
+#define MK_LANES 24
 #endif
+#ifndef MK_PREFETCH
+#define MK_PREFETCH 2 /* the sweep asks for the lanes of the state this far ahead */
+#endif
+_Static_assert(MK_LANES % 4 == 0 && MK_LANES <= 64, "lanes go by four, their bits in 64");
+#define MK_NV (MK_LANES / 4)
+/* Four lanes: GCC's vector extension, so the same code is SSE2 or AVX2 (see MK_SWEEP_CLONES). */
+typedef double mk_v4 __attribute__((vector_size(32)));
+typedef float mk_f4 __attribute__((vector_size(16)));
+typedef long long mk_l4 __attribute__((vector_size(32)));
 #ifndef MK_OMEGA
 #define MK_OMEGA 1.1 /* over-relaxation of the Gauss–Seidel sweeps */
 #endif
@@ -89,10 +105,11 @@ static atomic_ullong mk_nwork, mk_nsweep;
 #endif
 /*
  * The removal sweeps are nearly all of a big chain's time, and waiting on the loads of the
- * predecessors' lanes: with AVX2 a predecessor costs 8 instructions instead of 14, so more
- * of those loads are in flight at once (−8 to −20 % at 1 M paths, 1000 channels, order 2).
- * The same multiplies and adds in the same order, so the same bits on any CPU; the clone is
- * chosen when the program is loaded.
+ * predecessors' lanes: with AVX2 four lanes take one load and one multiply-add instead of two
+ * each, so more of those loads are in flight at once (−8 to −20 % at 1 M paths, 1000
+ * channels, order 2, with four lanes). Their coarse correction (mk_coarse_fix, a tenth of
+ * the time with 24 lanes) is built twice too. The same multiplies and adds in the same
+ * order, so the same bits on any CPU; the clone is chosen when the program is loaded.
  */
 #if defined(__x86_64__) && defined(__has_attribute) && !defined(MK_NO_CLONES)
 #if __has_attribute(target_clones)
@@ -163,7 +180,7 @@ struct mk_solver {
 	double *cy;                 /* its right-hand sides and solutions */
 	double *v;                  /* expected visits in the full chain */
 	double *lv; /* per state, MK_LANES lanes of δ = v − v₋u, one removal each; 0 between */
-	uint8_t *lane;        /* bit j: the state holds lane j's unit */
+	uint64_t *lane;       /* bit j: the state holds lane j's unit */
 	uint64_t *bits;       /* states (full chain) or SCCs (removals) to solve */
 	uint32_t *grp;        /* one SCC's members */
 	uint32_t *list;       /* the SCCs of the current removal, for restoring afterwards */
@@ -1641,7 +1658,7 @@ mk_coarse_all(struct mk_chain *c, const double *v, uint32_t nunits)
  * prolonged solution added to every lane of every state that does not hold its unit. y is
  * scratch of nc × MK_LANES.
  */
-static void
+MK_SWEEP_CLONES static void
 mk_coarse_fix(struct mk_solver *s, const struct mk_coarse *g, const float *d, double *y)
 {
 	const struct mk_chain *c = s->c;
@@ -1651,13 +1668,14 @@ mk_coarse_fix(struct mk_solver *s, const struct mk_coarse *g, const float *d, do
 	memset(y, 0, g->nc * MK_LANES * sizeof(*y));
 	/* After a sweep only the flow against it leaves a residual: r_t = Σ Q(p→t)·Δ_p. */
 	for (i = 0; i < g->m; i++) {
-		const float *dp = d + i * MK_LANES;
+		const mk_f4 *dp = (const mk_f4 *)(d + i * MK_LANES);
 
 		for (k = g->gp[i]; k < g->gp[i + 1]; k++) {
-			double *r = y + (size_t)g->ga[k] * MK_LANES, w = g->gw[k];
+			mk_v4 *r = (mk_v4 *)(y + (size_t)g->ga[k] * MK_LANES);
+			double w = g->gw[k];
 
-			for (j = 0; j < MK_LANES; j++)
-				r[j] += w * dp[j];
+			for (j = 0; j < MK_NV; j++)
+				r[j] += w * __builtin_convertvector(dp[j], mk_v4);
 		}
 	}
 	/* ... less that of the lane's own states, which are held at v, not solved. */
@@ -1682,6 +1700,11 @@ mk_coarse_fix(struct mk_solver *s, const struct mk_coarse *g, const float *d, do
 		double *lv = s->lv + t * MK_LANES, w = g->w[i];
 		const double *a = y + (size_t)g->agg[i] * MK_LANES;
 
+		if (s->lane[t] == 0) {
+			for (j = 0; j < MK_NV; j++)
+				((mk_v4 *)lv)[j] += w * ((const mk_v4 *)a)[j];
+			continue;
+		}
 		for (j = 0; j < MK_LANES; j++) {
 			if (!(s->lane[t] >> j & 1))
 				lv[j] += w * a[j];
@@ -1795,6 +1818,32 @@ mk_fit_solve(const struct mk_fit *f, double *c1, double *c0)
 	       fabs(*c0) < MK_XP_LAM;
 }
 
+/* Lane-wise max and |x| (macros: a vector argument would change the non-AVX ABI). */
+#define MK_VMAX(a, b) ((mk_v4)((((a) > (b)) & (mk_l4)(a)) | (~((a) > (b)) & (mk_l4)(b))))
+#define MK_VABS(a)    ((mk_v4)((mk_l4)(a) & (mk_l4){ INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX }))
+
+/*
+ * Ask for the lanes a state's update will read (its predecessors') and write (its own)
+ * while the states before it are solved: with MK_LANES lanes the lane array is far larger
+ * than the caches, and a predecessor's lanes span several lines that the sweep would
+ * otherwise wait for one state at a time.
+ */
+static inline void
+mk_prefetch(const struct mk_solver *s, uint32_t w)
+{
+	const struct mk_chain *c = s->c;
+	size_t e, q;
+
+	for (e = c->qp[w]; e < c->qp[w + 1]; e++) {
+		const char *r = (const char *)(s->lv + (size_t)c->qcol[e] * MK_LANES);
+
+		for (q = 0; q < MK_LANES * sizeof(double); q += 64)
+			__builtin_prefetch(r + q);
+	}
+	for (q = 0; q < MK_LANES * sizeof(double); q += 64)
+		__builtin_prefetch((const char *)(s->lv + (size_t)w * MK_LANES) + q, 1);
+}
+
 /*
  * The same for MK_LANES removals at once, sharing each pass over the graph. Lane j holds
  * δ = v − v₋u, the visits that removing lane j's unit takes away, not v₋u itself: where
@@ -1843,28 +1892,55 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		om = 1.0;
 
 	for (sweep = 0; sweep < MK_MAX_SWEEPS; sweep++) {
-		double sum = 0, maxd[MK_LANES] = { 0 }, maxv[MK_LANES] = { 0 }, chk = 0;
-		int fit = xp > 0 && hist >= 2, done = 1;
+		mk_v4 maxd[MK_NV], maxv[MK_NV], chk4 = { 0, 0, 0, 0 };
+		double sum = 0, chk;
+		int fit = xp > 0 && hist >= 2, done = 1, keep = xp > 0 || cg != NULL, k;
 
+		memset(maxd, 0, sizeof(maxd));
+		memset(maxv, 0, sizeof(maxv));
 		memset(f, 0, sizeof(f));
 		for (i = 0; i < m; i++) {
 			uint32_t v = s->grp[i];
-			double acc[MK_LANES] = { 0 }, *lv = s->lv + (size_t)v * L;
+			mk_v4 acc[MK_NV], *lv = (mk_v4 *)(s->lv + (size_t)v * L);
+			float *dc = cur + i * L;
 
+			memset(acc, 0, sizeof(acc));
+			if (i + MK_PREFETCH < m)
+				mk_prefetch(s, s->grp[i + MK_PREFETCH]);
 			for (e = c->qp[v]; e < c->qp[v + 1]; e++) {
-				const double *src = s->lv + (size_t)c->qcol[e] * L;
+				const mk_v4 *src = (const mk_v4 *)(s->lv + (size_t)c->qcol[e] * L);
 				double p = c->qpr[e];
 
-				for (j = 0; j < MK_LANES; j++)
-					acc[j] += p * src[j];
+#pragma GCC unroll 16
+				for (k = 0; k < MK_NV; k++)
+					acc[k] += p * src[k];
+			}
+			/* Most states hold none of the batch's units: all lanes at once. */
+			if (s->lane[v] == 0 && !fit) {
+				for (k = 0; k < MK_NV; k++) {
+					mk_v4 nv = lv[k] + om * (acc[k] - lv[k]), d = nv - lv[k];
+
+					if (keep)
+						*(mk_f4 *)(dc + 4 * k) =
+						    __builtin_convertvector(d, mk_f4);
+					lv[k] = nv;
+					/* NaN or ∞ anywhere reaches the sum; max() would pass it
+					 * by. */
+					chk4 += nv;
+					maxd[k] = MK_VMAX(maxd[k], MK_VABS(d));
+					maxv[k] = MK_VMAX(maxv[k], nv);
+				}
+				continue;
 			}
 			for (j = 0; j < MK_LANES; j++) {
-				double nv =
-				    (s->lane[v] >> j & 1) ? s->v[v] : lv[j] + om * (acc[j] - lv[j]);
-				double d = nv - lv[j];
+				double ov = lv[j / 4][j % 4];
+				double nv = (s->lane[v] >> j & 1)
+				                ? s->v[v]
+				                : ov + om * (acc[j / 4][j % 4] - ov);
+				double d = nv - ov;
 
-				if (xp > 0 || cg != NULL)
-					cur[i * L + (size_t)j] = (float)d;
+				if (keep)
+					dc[j] = (float)d;
 				if (fit) {
 					double x1 = d1[i * L + (size_t)j],
 					       x2 = d2[i * L + (size_t)j];
@@ -1876,14 +1952,16 @@ mk_lane_group(struct mk_solver *s, size_t m)
 					f[j].b2 += d * x2;
 					f[j].dd += d * d;
 				}
-				lv[j] = nv;
-				/* NaN or ∞ anywhere reaches the sum; max() would pass it by. */
-				chk += nv;
+				lv[j / 4][j % 4] = nv;
+				chk4[j % 4] += nv;
 				d = fabs(d);
-				maxd[j] = d > maxd[j] ? d : maxd[j];
-				maxv[j] = nv > maxv[j] ? nv : maxv[j];
+				maxd[j / 4][j % 4] =
+				    d > maxd[j / 4][j % 4] ? d : maxd[j / 4][j % 4];
+				maxv[j / 4][j % 4] =
+				    nv > maxv[j / 4][j % 4] ? nv : maxv[j / 4][j % 4];
 			}
 		}
+		chk = chk4[0] + chk4[1] + chk4[2] + chk4[3];
 		/*
 		 * The coarse correction is not guaranteed to converge: on a reviewer's random
 		 * table (a 16-state SCC of the MK_DENSE_MAX=2 test build) one removal grew ×1.15 a
@@ -1901,8 +1979,10 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		if (!isfinite(chk))
 			return TP_INTERNAL;
 		for (j = 0; j < MK_LANES; j++) {
-			done &= maxd[j] <= tol * maxv[j];
-			sum += maxv[j] > 0 ? maxd[j] / maxv[j] : 0;
+			double md = maxd[j / 4][j % 4], mv = maxv[j / 4][j % 4];
+
+			done &= md <= tol * mv;
+			sum += mv > 0 ? md / mv : 0;
 		}
 #ifdef MK_STATS
 		atomic_fetch_add(&mk_nwork, m);
@@ -2033,7 +2113,7 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 		for (i = c->up[u[j]]; i < c->up[u[j] + 1]; i++) {
 			uint32_t k = c->scc[c->ust[i]];
 
-			s->lane[c->ust[i]] |= (uint8_t)(1u << j);
+			s->lane[c->ust[i]] |= (uint64_t)1 << j;
 			if (s->bits[k / 64] >> (k % 64) & 1)
 				continue;
 			s->bits[k / 64] |= (uint64_t)1 << (k % 64);
@@ -2085,7 +2165,8 @@ mk_remove(struct mk_solver *s, const uint32_t *u, int nu, double *dconv, double 
 struct mk_pool {
 	const uint32_t *units; /* the units that occur, ascending */
 	size_t nunits, nbatch;
-	size_t maxscc; /* states in the largest SCC: the jumps' history is kept for one */
+	size_t maxscc; /* states in the largest SCC: a sweep's update is kept for one */
+	size_t maxxp;  /* ... in the largest without a coarse system: its jumps keep three */
 	size_t maxnc;  /* aggregates of the largest coarse system */
 	double pconv;
 	double *re, *vc;            /* per unit; written only by the thread that solves its batch */
@@ -2100,6 +2181,15 @@ struct mk_worker {
 	pthread_t tid;
 	int started, rv;
 };
+
+/* Positions of the sweeps' update history (mk_lane_group's cur, d1, d2). */
+static size_t
+mk_dl_len(const struct mk_pool *p)
+{
+	size_t n = p->maxscc > 3 * p->maxxp ? p->maxscc : 3 * p->maxxp;
+
+	return n > 0 ? n : 1;
+}
 
 static void
 mk_worker_free(struct mk_worker *w)
@@ -2122,14 +2212,15 @@ mk_worker_init(struct mk_worker *w, struct mk_pool *pool, const struct mk_chain 
 	w->pool = pool;
 	w->s.c = c;
 	w->s.v = v;
-	/* One state's lanes share a cache line: a sweep is bound by these random reads. */
+	/* A state's lanes start a cache line: a sweep is bound by these random reads. */
 	w->s.lv = aligned_alloc(64, (c->n * MK_LANES * sizeof(double) + 63) / 64 * 64);
-	w->s.lane = calloc(c->n, 1);
+	w->s.lane = calloc(c->n, sizeof(*w->s.lane));
 	w->s.bits = calloc((c->nscc + 63) / 64 + 1, sizeof(uint64_t));
 	w->s.grp = malloc(c->n * sizeof(uint32_t));
 	w->s.list = malloc((c->nscc + 1) * sizeof(uint32_t));
-	w->s.dl = malloc(3 * (pool->maxscc ? pool->maxscc : 1) * MK_LANES * sizeof(float));
-	w->s.cy = malloc((pool->maxnc ? pool->maxnc : 1) * MK_LANES * sizeof(double));
+	w->s.dl = malloc(mk_dl_len(pool) * MK_LANES * sizeof(float));
+	w->s.cy = aligned_alloc(
+	    64, ((pool->maxnc ? pool->maxnc : 1) * MK_LANES * sizeof(double) + 63) / 64 * 64);
 	if (w->s.lv == NULL || w->s.lane == NULL || w->s.bits == NULL || w->s.grp == NULL ||
 	    w->s.list == NULL || w->s.dl == NULL || w->s.cy == NULL) {
 		mk_worker_free(w);
@@ -2458,7 +2549,7 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 	struct mk_csr g = { 0 };
 	struct mk_chain c;
 	struct mk_solver s;
-	size_t i, j, nb = 0, nbe = 0;
+	size_t i, j, k, nb = 0, nbe = 0;
 	struct mk_pool pool;
 	uint32_t *units = NULL, u;
 	double *re = NULL, *vc = NULL;
@@ -2548,6 +2639,13 @@ attr_markov(const struct attr_table *t, int order, struct attr_credit *out,
 		goto fail;
 	for (i = 0; i < c.ncg; i++)
 		pool.maxnc = c.cg[i].nc > pool.maxnc ? c.cg[i].nc : pool.maxnc;
+	for (k = 0, i = 0; k < c.nscc; k++) {
+		j = c.sp[k + 1] - c.sp[k];
+		while (i < c.ncg && c.cg[i].scc < k)
+			i++;
+		if (j > MK_DENSE_MAX && (i == c.ncg || c.cg[i].scc != k))
+			pool.maxxp = j > pool.maxxp ? j : pool.maxxp;
+	}
 	pool.units = units;
 	pool.nbatch = (pool.nunits + MK_LANES - 1) / MK_LANES;
 	pool.pconv = pconv;
