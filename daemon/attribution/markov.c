@@ -1926,20 +1926,20 @@ mk_lane_group(struct mk_solver *s, size_t m)
 						*(mk_f4 *)(dc + 4 * k) =
 						    __builtin_convertvector(d, mk_f4);
 					lv[k] = nv;
-					/* NaN or ∞ anywhere reaches the sum; max() would pass it
-					 * by. */
-					chk4 += nv;
+					chk4 += nv; /* NaN or ∞ reaches the sum; max() passes it */
 					maxd[k] = MK_VMAX(maxd[k], MK_VABS(d));
 					maxv[k] = MK_VMAX(maxv[k], nv);
 				}
 				continue;
 			}
+			/* Lane by lane, through doubles (which a vector of them aliases). */
 			for (j = 0; j < MK_LANES; j++) {
-				double ov = lv[j / 4][j % 4];
+				double *lj = (double *)lv + j, *mdj = (double *)maxd + j,
+				       *mvj = (double *)maxv + j;
 				double nv = (s->lane[v] >> j & 1)
 				                ? s->v[v]
-				                : ov + om * (acc[j / 4][j % 4] - ov);
-				double d = nv - ov;
+				                : *lj + om * (((double *)acc)[j] - *lj);
+				double d = nv - *lj;
 
 				if (keep)
 					dc[j] = (float)d;
@@ -1954,13 +1954,11 @@ mk_lane_group(struct mk_solver *s, size_t m)
 					f[j].b2 += d * x2;
 					f[j].dd += d * d;
 				}
-				lv[j / 4][j % 4] = nv;
+				*lj = nv;
 				chk4[j % 4] += nv;
 				d = fabs(d);
-				maxd[j / 4][j % 4] =
-				    d > maxd[j / 4][j % 4] ? d : maxd[j / 4][j % 4];
-				maxv[j / 4][j % 4] =
-				    nv > maxv[j / 4][j % 4] ? nv : maxv[j / 4][j % 4];
+				*mdj = d > *mdj ? d : *mdj;
+				*mvj = nv > *mvj ? nv : *mvj;
 			}
 		}
 		chk = chk4[0] + chk4[1] + chk4[2] + chk4[3];
@@ -1981,7 +1979,7 @@ mk_lane_group(struct mk_solver *s, size_t m)
 		if (!isfinite(chk))
 			return TP_INTERNAL;
 		for (j = 0; j < MK_LANES; j++) {
-			double md = maxd[j / 4][j % 4], mv = maxv[j / 4][j % 4];
+			double md = ((double *)maxd)[j], mv = ((double *)maxv)[j];
 
 			done &= md <= tol * mv;
 			sum += mv > 0 ? md / mv : 0;
